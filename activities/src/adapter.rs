@@ -1,0 +1,168 @@
+//! The Temporal face of the activities: decode the input, run the plain function with a
+//! scratch folder and heartbeats, map errors to retryable or not.
+
+use crate::encoder::EncoderSettings;
+use crate::error::MediaError;
+use crate::ffmpeg::ProgressSink;
+use crate::storage::Storage;
+use crate::{hls, mezzanine, probe, thumbnail, webhook};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use temporalio_sdk::ApplicationFailure;
+use transcoder_workflows::activities::{defs, WebhookReceipt, WebhookRequest};
+use transcoder_workflows::media::{
+    AudioHlsInput, HlsOutput, MezzanineInput, ProbeInput, ProbeResult, StoredObject, ThumbnailInput,
+    VideoHlsInput,
+};
+
+/// Everything an activity needs from the worker: where objects live, where to work, how
+/// to encode.
+pub struct MediaActivities {
+    storage: Storage,
+    scratch: PathBuf,
+    encoder: EncoderSettings,
+    http: reqwest::Client,
+}
+
+impl MediaActivities {
+    pub fn new(storage: Storage, scratch: PathBuf, encoder: EncoderSettings) -> Self {
+        Self { storage, scratch, encoder, http: reqwest::Client::new() }
+    }
+
+    fn work_dir(&self, ctx: &ActivityContext) -> Result<tempfile::TempDir, MediaError> {
+        std::fs::create_dir_all(&self.scratch).map_err(MediaError::io("creating", &self.scratch))?;
+        let prefix = format!("{}-", ctx.info().activity_type);
+        tempfile::Builder::new().prefix(&prefix).tempdir_in(&self.scratch).map_err(MediaError::io("creating a work folder in", &self.scratch))
+    }
+}
+
+/// Permanent errors are non-retryable application failures; the rest retry per the
+/// workflow's policy.
+fn to_activity_error(step: &str, err: MediaError) -> ActivityError {
+    tracing::warn!(step, error = %err, permanent = err.is_permanent(), "activity failed");
+    if err.is_permanent() {
+        ActivityError::from(ApplicationFailure::non_retryable(err))
+    } else {
+        ActivityError::from(ApplicationFailure::new(err))
+    }
+}
+
+/// Heartbeats with the latest progress every few seconds until dropped, so the server
+/// notices a dead worker within the heartbeat timeout.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Heartbeat {
+    fn start(ctx: &ActivityContext) -> (ProgressSink, Heartbeat) {
+        let (sink, rx) = ProgressSink::channel();
+        let ctx = ctx.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let fraction = *rx.borrow();
+                let _ = ctx.record_heartbeat(fraction).await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
+        (sink, Heartbeat(task))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[activities]
+impl MediaActivities {
+    #[activity(definition = defs::Probe)]
+    pub async fn probe(self: Arc<Self>, ctx: ActivityContext, input: ProbeInput) -> Result<ProbeResult, ActivityError> {
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            let path = self.storage.readable_path(&input.source, work.path()).await?;
+            let result = probe::probe_file(&path).await?;
+            tracing::info!(source = %input.source, duration = result.duration_seconds, video = ?result.video, audio = ?result.audio, "probed");
+            Ok::<_, MediaError>(result)
+        };
+        run.await.map_err(|e| to_activity_error("probe", e))
+    }
+
+    #[activity(definition = defs::Mezzanine)]
+    pub async fn mezzanine(self: Arc<Self>, ctx: ActivityContext, input: MezzanineInput) -> Result<StoredObject, ActivityError> {
+        let (progress, _hb) = Heartbeat::start(&ctx);
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            let source = self.storage.readable_path(&input.source, work.path()).await?;
+            let duration = probe::probe_file(&source).await?.duration_seconds;
+            let out = work.path().join("mezzanine.mp4");
+            mezzanine::encode_mezzanine(&input, &source, &out, duration, &self.encoder, &progress.scaled(0.0, 0.95)).await?;
+            // Check what we made before anyone builds on it.
+            let made = probe::probe_file(&out).await.map_err(|e| MediaError::Verification(format!("mezzanine: {e}")))?;
+            if input.video.is_some() && made.video.is_none() {
+                return Err(MediaError::Verification("mezzanine has no video stream".into()));
+            }
+            if input.has_audio && made.audio.is_none() {
+                return Err(MediaError::Verification("mezzanine has no audio stream".into()));
+            }
+            let size_bytes = self.storage.put_file(&out, &input.dest).await?;
+            tracing::info!(dest = %input.dest, size_bytes, "mezzanine stored");
+            Ok(StoredObject { object: input.dest.clone(), size_bytes })
+        };
+        run.await.map_err(|e| to_activity_error("mezzanine", e))
+    }
+
+    #[activity(definition = defs::VideoHls)]
+    pub async fn video_hls(self: Arc<Self>, ctx: ActivityContext, input: VideoHlsInput) -> Result<HlsOutput, ActivityError> {
+        let (progress, _hb) = Heartbeat::start(&ctx);
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            let source = self.storage.readable_path(&input.source, work.path()).await?;
+            let duration = probe::probe_file(&source).await?.duration_seconds;
+            let out = work.path().join("hls");
+            let variants = hls::encode_video_ladder(&input, &source, &out, duration, &self.encoder, &progress.scaled(0.0, 0.9)).await?;
+            for v in &variants {
+                tracing::info!(variant = %v.name, encoder = %v.encoder, "rendition encoded");
+            }
+            hls::publish_hls(&self.storage, &input.bucket, &input.prefix, &out, &variants).await
+        };
+        run.await.map_err(|e| to_activity_error("video_hls", e))
+    }
+
+    #[activity(definition = defs::AudioHls)]
+    pub async fn audio_hls(self: Arc<Self>, ctx: ActivityContext, input: AudioHlsInput) -> Result<HlsOutput, ActivityError> {
+        let (progress, _hb) = Heartbeat::start(&ctx);
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            let source = self.storage.readable_path(&input.source, work.path()).await?;
+            let duration = probe::probe_file(&source).await?.duration_seconds;
+            let out = work.path().join("hls");
+            let variants = hls::encode_audio_ladder(&input, &source, &out, duration, &progress.scaled(0.0, 0.9)).await?;
+            hls::publish_hls(&self.storage, &input.bucket, &input.prefix, &out, &variants).await
+        };
+        run.await.map_err(|e| to_activity_error("audio_hls", e))
+    }
+
+    #[activity(definition = defs::Thumbnail)]
+    pub async fn thumbnail(self: Arc<Self>, ctx: ActivityContext, input: ThumbnailInput) -> Result<StoredObject, ActivityError> {
+        let (progress, _hb) = Heartbeat::start(&ctx);
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            let source = self.storage.readable_path(&input.source, work.path()).await?;
+            let out = work.path().join("thumbnail.jpg");
+            thumbnail::extract_thumbnail(&source, input.at_seconds, input.width, input.height, &out, &progress.scaled(0.0, 1.0)).await?;
+            let size_bytes = self.storage.put_file(&out, &input.dest).await?;
+            Ok(StoredObject { object: input.dest.clone(), size_bytes })
+        };
+        run.await.map_err(|e| to_activity_error("thumbnail", e))
+    }
+
+    #[activity(definition = defs::Webhook)]
+    pub async fn webhook(self: Arc<Self>, ctx: ActivityContext, input: WebhookRequest) -> Result<WebhookReceipt, ActivityError> {
+        let attempt = ctx.info().attempt;
+        let receipt = webhook::deliver(&self.http, &input).await.map_err(|e| to_activity_error("webhook", e))?;
+        tracing::info!(url = %input.url, attempt, status = ?receipt.status_code, delivered = receipt.delivered, "webhook sent");
+        Ok(receipt)
+    }
+}

@@ -1,0 +1,47 @@
+//! Errors of the side-effecting layer, split into permanent ones (bad input: retrying cannot
+//! help) and transient ones (a killed process, I/O, network: a retry may succeed).
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("input object {0} does not exist")]
+    NotFound(String),
+    #[error("the input is not a readable media file ({0})")]
+    Unreadable(String),
+    #[error("the input is not supported: {0}")]
+    Unsupported(String),
+    #[error("{tool} failed ({status}): {detail}")]
+    Tool { tool: &'static str, status: String, detail: String },
+    #[error("could not run {tool}: {source}")]
+    Spawn { tool: &'static str, source: std::io::Error },
+    #[error("{context} {path}: {source}")]
+    Io { context: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("output check failed: {0}")]
+    Verification(String),
+    #[error("invalid storage key {0:?}")]
+    BadKey(String),
+    #[error("webhook: {0}")]
+    Webhook(String),
+}
+
+impl MediaError {
+    /// Permanent failures go straight to the failed webhook instead of being retried.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            MediaError::NotFound(_)
+                | MediaError::Unreadable(_)
+                | MediaError::Unsupported(_)
+                | MediaError::Verification(_)
+                | MediaError::BadKey(_)
+        )
+    }
+
+    pub fn io(context: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> MediaError {
+        let path = path.into();
+        move |source| MediaError::Io { context, path, source }
+    }
+}
+
+pub type Result<T, E = MediaError> = std::result::Result<T, E>;

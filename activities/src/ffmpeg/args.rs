@@ -1,0 +1,94 @@
+//! Builders for ffmpeg command lines. Each argument is its own `OsString`, never a string
+//! spliced into a shell line, so file names with spaces or quotes are safe.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+/// Protocols ffmpeg may open for an input. Only plain files: an "mp4" that is really a
+/// playlist must not make ffmpeg read other local files or reach the network (DESIGN §6).
+pub const INPUT_PROTOCOLS: &str = "file";
+
+#[derive(Debug, Clone, Default)]
+pub struct FfmpegArgs {
+    args: Vec<OsString>,
+}
+
+impl FfmpegArgs {
+    /// Common prefix of every run: quiet logs, machine-readable progress on stdout, no stdin.
+    pub fn new() -> Self {
+        let mut a = Self::default();
+        a.flags(["-hide_banner", "-nostdin", "-y", "-nostats"])
+            .opt("-loglevel", "error")
+            .opt("-progress", "pipe:1");
+        a
+    }
+
+    pub fn flag(&mut self, flag: &str) -> &mut Self {
+        self.args.push(flag.into());
+        self
+    }
+
+    pub fn flags<'a>(&mut self, flags: impl IntoIterator<Item = &'a str>) -> &mut Self {
+        self.args.extend(flags.into_iter().map(OsString::from));
+        self
+    }
+
+    pub fn opt(&mut self, name: &str, value: impl Into<OsString>) -> &mut Self {
+        self.args.push(name.into());
+        self.args.push(value.into());
+        self
+    }
+
+    /// An input file, restricted to [`INPUT_PROTOCOLS`].
+    pub fn input(&mut self, path: &Path) -> &mut Self {
+        self.opt("-protocol_whitelist", INPUT_PROTOCOLS).opt("-i", path.as_os_str())
+    }
+
+    /// An input file read from `seek` seconds (input seeking: fast, decodes from the
+    /// preceding keyframe and discards up to the exact time).
+    pub fn input_at(&mut self, seek: f64, path: &Path) -> &mut Self {
+        self.opt("-ss", format!("{seek:.3}")).input(path)
+    }
+
+    pub fn output(&mut self, path: &Path) -> &mut Self {
+        self.args.push(path.as_os_str().to_owned());
+        self
+    }
+
+    pub fn into_vec(self) -> Vec<OsString> {
+        self.args
+    }
+
+    pub fn as_slice(&self) -> &[OsString] {
+        &self.args
+    }
+}
+
+/// x264 settings shared by every H.264 encode: fixed GOP of `gop_frames` with IDR frames only
+/// where forced (every `gop_seconds`, at identical timestamps in every rendition), no
+/// scene-cut keyframes, closed GOPs.
+pub fn h264_gop(a: &mut FfmpegArgs, stream: &str, gop_frames: u32, gop_seconds: u32) {
+    a.opt(&format!("-g:{stream}"), gop_frames.to_string())
+        .opt(&format!("-keyint_min:{stream}"), gop_frames.to_string())
+        .opt("-sc_threshold", "0")
+        .opt("-forced-idr", "1")
+        .opt(&format!("-force_key_frames:{stream}"), format!("expr:gte(t,n_forced*{gop_seconds})"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_are_protocol_restricted_and_paths_stay_whole() {
+        let mut a = FfmpegArgs::new();
+        a.input(Path::new("/tmp/my file; rm -rf.mp4")).output(Path::new("/tmp/out.mp4"));
+        let v: Vec<String> = a.into_vec().into_iter().map(|s| s.into_string().unwrap()).collect();
+        let i = v.iter().position(|s| s == "-i").unwrap();
+        assert_eq!(v[i - 2], "-protocol_whitelist");
+        assert_eq!(v[i - 1], "file");
+        assert_eq!(v[i + 1], "/tmp/my file; rm -rf.mp4");
+        assert_eq!(v.last().unwrap(), "/tmp/out.mp4");
+        assert!(v.contains(&"pipe:1".to_string()));
+    }
+}

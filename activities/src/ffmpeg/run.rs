@@ -1,0 +1,157 @@
+//! Running ffmpeg/ffprobe: progress parsing, stderr capture, kill on cancellation.
+
+use crate::error::{MediaError, Result};
+use std::ffi::OsString;
+use std::process::Stdio;
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::watch;
+
+/// Where a long step reports how far it got (0.0..=1.0). Heartbeats read it.
+#[derive(Clone, Debug)]
+pub struct ProgressSink(Option<Arc<watch::Sender<f64>>>);
+
+impl ProgressSink {
+    pub fn none() -> Self {
+        ProgressSink(None)
+    }
+
+    pub fn channel() -> (Self, watch::Receiver<f64>) {
+        let (tx, rx) = watch::channel(0.0);
+        (ProgressSink(Some(Arc::new(tx))), rx)
+    }
+
+    pub fn set(&self, fraction: f64) {
+        if let Some(tx) = &self.0 {
+            tx.send_replace(fraction.clamp(0.0, 1.0));
+        }
+    }
+
+    /// A sink that maps this step's 0..1 onto `start..end` of the parent's range.
+    pub fn scaled(&self, start: f64, end: f64) -> ScaledProgress {
+        ScaledProgress { sink: self.clone(), start, end }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ScaledProgress {
+    sink: ProgressSink,
+    start: f64,
+    end: f64,
+}
+
+impl ScaledProgress {
+    pub fn set(&self, fraction: f64) {
+        self.sink.set(self.start + (self.end - self.start) * fraction.clamp(0.0, 1.0));
+    }
+}
+
+fn ffmpeg_bin() -> OsString {
+    std::env::var_os("FFMPEG").unwrap_or_else(|| "ffmpeg".into())
+}
+
+fn ffprobe_bin() -> OsString {
+    std::env::var_os("FFPROBE").unwrap_or_else(|| "ffprobe".into())
+}
+
+/// Keeps the end of a tool's stderr: the lines that say why it failed.
+fn stderr_tail(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(6)..].join(" | ");
+    let mut tail: String = tail.chars().rev().take(1200).collect::<Vec<_>>().into_iter().rev().collect();
+    if tail.is_empty() {
+        tail = "no error output".to_string();
+    }
+    tail
+}
+
+/// Runs ffmpeg with `args` (which must include `-progress pipe:1`, as [`FfmpegArgs::new`]
+/// does). `duration` is the length of media being produced, for the progress fraction.
+///
+/// [`FfmpegArgs::new`]: super::FfmpegArgs::new
+pub async fn ffmpeg(args: &[OsString], duration: f64, progress: &ScaledProgress) -> Result<()> {
+    tracing::debug!(args = ?args, "ffmpeg");
+    let mut child = Command::new(ffmpeg_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // A cancelled or timed-out activity drops this future: the encode must die with it.
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| MediaError::Spawn { tool: "ffmpeg", source })?;
+
+    let stderr = child.stderr.take();
+    let stderr_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        if let Some(mut s) = stderr {
+            let _ = s.read_to_end(&mut buf).await;
+        }
+        buf
+    });
+
+    if let Some(stdout) = child.stdout.take() {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            // `out_time_us` is microseconds of output written (older builds call the same
+            // microsecond value `out_time_ms`).
+            let value = line.strip_prefix("out_time_us=").or_else(|| line.strip_prefix("out_time_ms="));
+            if let Some(us) = value.and_then(|v| v.trim().parse::<f64>().ok()) {
+                if duration > 0.0 {
+                    progress.set(us / 1e6 / duration);
+                }
+            } else if line == "progress=end" {
+                progress.set(1.0);
+            }
+        }
+    }
+    let status = child.wait().await.map_err(|source| MediaError::Spawn { tool: "ffmpeg", source })?;
+    let stderr = stderr_task.await.unwrap_or_default();
+    if status.success() {
+        Ok(())
+    } else {
+        Err(MediaError::Tool { tool: "ffmpeg", status: status.to_string(), detail: stderr_tail(&stderr) })
+    }
+}
+
+/// Runs ffprobe with JSON output and returns the parsed document. A file ffprobe cannot
+/// parse is [`MediaError::Unreadable`]: no retry will change that.
+pub async fn ffprobe_json(args: &[OsString]) -> Result<serde_json::Value> {
+    let output = Command::new(ffprobe_bin())
+        .args(["-v", "error", "-of", "json"])
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|source| MediaError::Spawn { tool: "ffprobe", source })?;
+    if !output.status.success() {
+        return Err(MediaError::Unreadable(format!("ffprobe: {}", stderr_tail(&output.stderr))));
+    }
+    serde_json::from_slice(&output.stdout)
+        .map_err(|e| MediaError::Unreadable(format!("ffprobe printed unparsable JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_tail_keeps_the_last_lines() {
+        let raw = b"line1\n\nline2\nline3\nline4\nline5\nline6\nline7\n";
+        assert_eq!(stderr_tail(raw), "line2 | line3 | line4 | line5 | line6 | line7");
+        assert_eq!(stderr_tail(b""), "no error output");
+    }
+
+    #[test]
+    fn scaled_progress_maps_into_parent_range() {
+        let (sink, rx) = ProgressSink::channel();
+        let half = sink.scaled(0.5, 1.0);
+        half.set(0.5);
+        assert!((*rx.borrow() - 0.75).abs() < 1e-9);
+        half.set(7.0);
+        assert!((*rx.borrow() - 1.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,359 @@
+//! HLS ladders: one ffmpeg run decodes the source once and encodes every rendition
+//! (`split` + `scale`), then we measure the segments, write the master playlist ourselves,
+//! and publish segments and variant playlists before the master, so a player never finds a
+//! master that points at missing media.
+
+use crate::encoder::EncoderSettings;
+use crate::error::{MediaError, Result};
+use crate::ffmpeg::args::h264_gop;
+use crate::ffmpeg::run::ScaledProgress;
+use crate::ffmpeg::{ffmpeg, ffprobe_json, FfmpegArgs};
+use crate::storage::Storage;
+use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, Resolution, VariantStream};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use transcoder_workflows::keys::SEGMENT_PATTERN;
+use transcoder_workflows::media::{AudioHlsInput, HlsOutput, ObjectRef, VariantResult, VideoHlsInput};
+
+/// AAC-LC, the only audio codec string our outputs use.
+pub const AAC_LC: &str = "mp4a.40.2";
+
+fn hls_muxer(a: &mut FfmpegArgs, work: &Path, segment_seconds: u32, stream_map: String) {
+    a.opt("-f", "hls")
+        .opt("-hls_time", segment_seconds.to_string())
+        .opt("-hls_playlist_type", "vod")
+        .opt("-hls_flags", "independent_segments")
+        .opt("-hls_segment_type", "mpegts")
+        .opt("-hls_segment_filename", work.join("%v").join(SEGMENT_PATTERN).into_os_string())
+        .opt("-var_stream_map", stream_map)
+        .output(&work.join("%v").join("playlist.m3u8"));
+}
+
+/// The single-decode ladder command for `input`, writing `work/<variant>/…`.
+pub fn video_ladder_args(input: &VideoHlsInput, source: &Path, work: &Path, enc: &EncoderSettings) -> FfmpegArgs {
+    let n = input.renditions.len();
+    let mut graph = format!("[0:v]split={n}");
+    for i in 0..n {
+        graph.push_str(&format!("[s{i}]"));
+    }
+    for (i, r) in input.renditions.iter().enumerate() {
+        graph.push_str(&format!(";[s{i}]scale={}:{}:flags=bicubic,setsar=1[v{i}]", r.width, r.height));
+    }
+    let gop_frames = (input.frame_rate.as_f64() * f64::from(input.gop_seconds)).round().max(1.0) as u32;
+
+    let mut a = FfmpegArgs::new();
+    a.input(source).opt("-filter_complex", graph);
+    for i in 0..n {
+        a.opt("-map", format!("[v{i}]"));
+        if input.audio_bitrate_kbps.is_some() {
+            a.opt("-map", "0:a:0");
+        }
+    }
+    a.opt("-c:v", "libx264")
+        .opt("-preset", enc.x264_preset.as_str())
+        .opt("-profile:v", "high")
+        .opt("-pix_fmt", "yuv420p")
+        .opt("-r", input.frame_rate.to_ffmpeg())
+        .opt("-fps_mode", "cfr");
+    h264_gop(&mut a, "v", gop_frames, input.gop_seconds);
+    for (i, r) in input.renditions.iter().enumerate() {
+        a.opt(&format!("-b:v:{i}"), format!("{}k", r.bitrate_kbps))
+            .opt(&format!("-maxrate:v:{i}"), format!("{}k", r.maxrate_kbps))
+            .opt(&format!("-bufsize:v:{i}"), format!("{}k", r.bufsize_kbps));
+    }
+    if let Some(kbps) = input.audio_bitrate_kbps {
+        a.opt("-c:a", "aac").opt("-b:a", format!("{kbps}k")).opt("-ac", "2").opt("-ar", "48000");
+    }
+    let map = input
+        .renditions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match input.audio_bitrate_kbps {
+            Some(_) => format!("v:{i},a:{i},name:{}", r.name),
+            None => format!("v:{i},name:{}", r.name),
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    hls_muxer(&mut a, work, input.segment_seconds, map);
+    a
+}
+
+pub fn audio_ladder_args(input: &AudioHlsInput, source: &Path, work: &Path) -> FfmpegArgs {
+    let mut a = FfmpegArgs::new();
+    a.input(source).flag("-vn");
+    for _ in &input.renditions {
+        a.opt("-map", "0:a:0");
+    }
+    a.opt("-c:a", "aac").opt("-ac", "2").opt("-ar", "48000");
+    for (i, r) in input.renditions.iter().enumerate() {
+        a.opt(&format!("-b:a:{i}"), format!("{}k", r.bitrate_kbps));
+    }
+    let map = input
+        .renditions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("a:{i},name:{}", r.name))
+        .collect::<Vec<_>>()
+        .join(" ");
+    hls_muxer(&mut a, work, input.segment_seconds, map);
+    a
+}
+
+/// A variant encoded into the work folder, not yet published.
+#[derive(Debug)]
+pub struct LocalVariant {
+    pub name: String,
+    pub resolution: Option<(u32, u32)>,
+    pub frame_rate: Option<f64>,
+    pub encoder: String,
+    pub has_video: bool,
+    pub has_audio: bool,
+}
+
+pub async fn encode_video_ladder(
+    input: &VideoHlsInput,
+    source: &Path,
+    work: &Path,
+    duration: f64,
+    enc: &EncoderSettings,
+    progress: &ScaledProgress,
+) -> Result<Vec<LocalVariant>> {
+    if input.renditions.is_empty() {
+        return Err(MediaError::Unsupported("the plan has no video renditions".into()));
+    }
+    ffmpeg(video_ladder_args(input, source, work, enc).as_slice(), duration, progress).await?;
+    Ok(input
+        .renditions
+        .iter()
+        .map(|r| LocalVariant {
+            name: r.name.clone(),
+            resolution: Some((r.width, r.height)),
+            frame_rate: Some(input.frame_rate.as_f64()),
+            encoder: enc.video_encoder_name().to_string(),
+            has_video: true,
+            has_audio: input.audio_bitrate_kbps.is_some(),
+        })
+        .collect())
+}
+
+pub async fn encode_audio_ladder(
+    input: &AudioHlsInput,
+    source: &Path,
+    work: &Path,
+    duration: f64,
+    progress: &ScaledProgress,
+) -> Result<Vec<LocalVariant>> {
+    ffmpeg(audio_ladder_args(input, source, work).as_slice(), duration, progress).await?;
+    Ok(input
+        .renditions
+        .iter()
+        .map(|r| LocalVariant {
+            name: r.name.clone(),
+            resolution: None,
+            frame_rate: None,
+            encoder: "aac".to_string(),
+            has_video: false,
+            has_audio: true,
+        })
+        .collect())
+}
+
+/// Bitrates measured from a variant's segments, in bits per second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measured {
+    pub peak: u64,
+    pub average: u64,
+}
+
+/// Peak and average bitrate over the segments of a playlist (DESIGN §4: declare what was
+/// produced, not what was asked for). `sizes[i]` is the byte size of segment `i`.
+pub fn measure(durations: &[f64], sizes: &[u64]) -> Measured {
+    let mut peak = 0.0f64;
+    let (mut bits, mut secs) = (0.0f64, 0.0f64);
+    for (&d, &s) in durations.iter().zip(sizes) {
+        let b = s as f64 * 8.0;
+        bits += b;
+        secs += d;
+        // A very short final segment can show a silly rate; judge it over at least 1 s.
+        peak = peak.max(b / d.max(1.0));
+    }
+    let average = if secs > 0.0 { bits / secs } else { 0.0 };
+    Measured { peak: peak.ceil() as u64, average: average.ceil() as u64 }
+}
+
+/// `avc1.PPCCLL` from ffprobe's profile name and level of the encoded stream.
+pub fn avc1_codec(profile: &str, level: i64) -> Option<String> {
+    let (profile_idc, constraints) = match profile {
+        "Constrained Baseline" => (0x42, 0xE0),
+        "Baseline" => (0x42, 0x00),
+        "Main" => (0x4D, 0x40),
+        "Extended" => (0x58, 0x00),
+        "High" => (0x64, 0x00),
+        "High 10" => (0x6E, 0x00),
+        "High 4:2:2" => (0x7A, 0x00),
+        "High 4:4:4 Predictive" => (0xF4, 0x00),
+        _ => return None,
+    };
+    (level > 0).then(|| format!("avc1.{profile_idc:02x}{constraints:02x}{level:02x}"))
+}
+
+async fn video_codec_of(segment: &Path) -> Result<String> {
+    let args: Vec<OsString> = vec![
+        "-select_streams".into(),
+        "v:0".into(),
+        "-show_entries".into(),
+        "stream=codec_name,profile,level".into(),
+        segment.as_os_str().to_owned(),
+    ];
+    let doc = ffprobe_json(&args).await.map_err(|e| MediaError::Verification(format!("segment {}: {e}", segment.display())))?;
+    let stream = &doc["streams"][0];
+    let profile = stream["profile"].as_str().unwrap_or_default();
+    let level = stream["level"].as_i64().unwrap_or(0);
+    avc1_codec(profile, level).ok_or_else(|| {
+        MediaError::Verification(format!("segment {} has no recognizable H.264 profile ({profile:?}, level {level})", segment.display()))
+    })
+}
+
+fn read_media_playlist(path: &Path) -> Result<MediaPlaylist> {
+    let bytes = std::fs::read(path).map_err(MediaError::io("reading playlist", path))?;
+    let playlist = m3u8_rs::parse_media_playlist_res(&bytes)
+        .map_err(|e| MediaError::Verification(format!("playlist {} does not parse: {e:?}", path.display())))?;
+    if !playlist.end_list || playlist.playlist_type != Some(MediaPlaylistType::Vod) {
+        return Err(MediaError::Verification(format!("playlist {} is not a finished VOD playlist", path.display())));
+    }
+    if playlist.segments.is_empty() {
+        return Err(MediaError::Verification(format!("playlist {} has no segments", path.display())));
+    }
+    Ok(playlist)
+}
+
+/// Measures, checks and publishes every variant in `work`, then the master playlist.
+pub async fn publish_hls(
+    storage: &Storage,
+    bucket: &str,
+    prefix: &str,
+    work: &Path,
+    variants: &[LocalVariant],
+) -> Result<HlsOutput> {
+    let mut results = Vec::new();
+    let mut master = MasterPlaylist { version: Some(3), independent_segments: true, ..Default::default() };
+
+    for v in variants {
+        let dir = work.join(&v.name);
+        let playlist_path = dir.join("playlist.m3u8");
+        let playlist = read_media_playlist(&playlist_path)?;
+        let mut durations = Vec::new();
+        let mut sizes = Vec::new();
+        let mut files: Vec<PathBuf> = Vec::new();
+        for seg in &playlist.segments {
+            if seg.uri.contains('/') || seg.uri.contains("..") {
+                return Err(MediaError::Verification(format!("unexpected segment URI {:?}", seg.uri)));
+            }
+            let path = dir.join(&seg.uri);
+            let size = std::fs::metadata(&path).map_err(MediaError::io("reading segment", &path))?.len();
+            if size == 0 {
+                return Err(MediaError::Verification(format!("segment {} is empty", path.display())));
+            }
+            durations.push(f64::from(seg.duration));
+            sizes.push(size);
+            files.push(path);
+        }
+        let measured = measure(&durations, &sizes);
+        let mut codecs = Vec::new();
+        if v.has_video {
+            codecs.push(video_codec_of(&files[0]).await?);
+        }
+        if v.has_audio {
+            codecs.push(AAC_LC.to_string());
+        }
+        let codecs = codecs.join(",");
+
+        for (file, seg) in files.iter().zip(&playlist.segments) {
+            storage.put_file(file, &ObjectRef::new(bucket, format!("{prefix}/{}/{}", v.name, seg.uri))).await?;
+        }
+        let playlist_key = format!("{prefix}/{}/playlist.m3u8", v.name);
+        storage.put_file(&playlist_path, &ObjectRef::new(bucket, &playlist_key)).await?;
+
+        master.variants.push(VariantStream {
+            uri: format!("{}/playlist.m3u8", v.name),
+            bandwidth: measured.peak,
+            average_bandwidth: Some(measured.average),
+            codecs: Some(codecs.clone()),
+            resolution: v.resolution.map(|(w, h)| Resolution { width: u64::from(w), height: u64::from(h) }),
+            frame_rate: v.frame_rate.map(|f| (f * 1000.0).round() / 1000.0),
+            ..Default::default()
+        });
+        results.push(VariantResult {
+            name: v.name.clone(),
+            playlist_key,
+            resolution: v.resolution,
+            bandwidth: measured.peak,
+            average_bandwidth: measured.average,
+            codecs,
+            segment_count: playlist.segments.len() as u32,
+            encoder: v.encoder.clone(),
+        });
+    }
+
+    let master_path = work.join("master.m3u8");
+    let mut text = Vec::new();
+    master.write_to(&mut text).map_err(MediaError::io("writing", &master_path))?;
+    std::fs::write(&master_path, &text).map_err(MediaError::io("writing", &master_path))?;
+    let master_key = format!("{prefix}/master.m3u8");
+    storage.put_file(&master_path, &ObjectRef::new(bucket, &master_key)).await?;
+    Ok(HlsOutput { master_key, variants: results })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use transcoder_workflows::media::{FrameRate, VideoRendition};
+
+    #[test]
+    fn measures_peak_and_average() {
+        let m = measure(&[6.0, 6.0, 2.0], &[750_000, 1_500_000, 100_000]);
+        assert_eq!(m.peak, 2_000_000);
+        assert_eq!(m.average, (2_350_000.0f64 * 8.0 / 14.0).ceil() as u64);
+        // A tiny last segment is judged over one second, not 0.1 s.
+        let m = measure(&[0.1], &[1000]);
+        assert_eq!(m.peak, 8000);
+    }
+
+    #[test]
+    fn codec_strings() {
+        assert_eq!(avc1_codec("High", 40).as_deref(), Some("avc1.640028"));
+        assert_eq!(avc1_codec("Main", 31).as_deref(), Some("avc1.4d401f"));
+        assert_eq!(avc1_codec("Constrained Baseline", 30).as_deref(), Some("avc1.42e01e"));
+        assert_eq!(avc1_codec("High", -99), None);
+        assert_eq!(avc1_codec("Weird", 30), None);
+    }
+
+    #[test]
+    fn ladder_is_one_decode_with_a_split() {
+        let input = VideoHlsInput {
+            source: ObjectRef::new("b", "k"),
+            bucket: "media".into(),
+            prefix: "c/hls/m".into(),
+            renditions: vec![
+                VideoRendition { name: "720p".into(), width: 1280, height: 720, bitrate_kbps: 2500, maxrate_kbps: 3750, bufsize_kbps: 5000 },
+                VideoRendition { name: "360p".into(), width: 640, height: 360, bitrate_kbps: 500, maxrate_kbps: 750, bufsize_kbps: 1000 },
+            ],
+            frame_rate: FrameRate { num: 30, den: 1 },
+            gop_seconds: 2,
+            segment_seconds: 6,
+            audio_bitrate_kbps: Some(128),
+        };
+        let args: Vec<String> = video_ladder_args(&input, Path::new("/in.mp4"), Path::new("/w"), &EncoderSettings::default())
+            .into_vec()
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(args.iter().filter(|a| *a == "-i").count(), 1, "one input, decoded once");
+        let graph = &args[args.iter().position(|a| a == "-filter_complex").unwrap() + 1];
+        assert!(graph.starts_with("[0:v]split=2[s0][s1]"), "{graph}");
+        assert!(args.contains(&"v:0,a:0,name:720p v:1,a:1,name:360p".to_string()));
+        assert!(args.contains(&"expr:gte(t,n_forced*2)".to_string()));
+        let g = args.iter().position(|a| a == "-g:v").unwrap();
+        assert_eq!(args[g + 1], "60");
+    }
+}

@@ -1,0 +1,20 @@
+//! Side effects of transcoder: ffmpeg/ffprobe, storage and webhooks, each exposed as a plain
+//! async function that tests can call directly, plus [`MediaActivities`], the thin Temporal
+//! adapter that registers them as the activities named in `transcoder_workflows::activities`.
+
+pub mod encoder;
+pub mod error;
+pub mod ffmpeg;
+pub mod hls;
+pub mod mezzanine;
+pub mod probe;
+pub mod storage;
+pub mod thumbnail;
+pub mod webhook;
+
+mod adapter;
+
+pub use adapter::MediaActivities;
+pub use encoder::EncoderSettings;
+pub use error::MediaError;
+pub use storage::Storage;

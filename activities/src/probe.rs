@@ -1,0 +1,130 @@
+//! ffprobe → [`ProbeResult`].
+
+use crate::error::{MediaError, Result};
+use crate::ffmpeg::{args::INPUT_PROTOCOLS, ffprobe_json};
+use serde_json::Value;
+use std::ffi::OsString;
+use std::path::Path;
+use transcoder_workflows::media::{AudioInfo, FrameRate, ProbeResult, VideoInfo};
+
+pub async fn probe_file(path: &Path) -> Result<ProbeResult> {
+    let args: Vec<OsString> = vec![
+        "-protocol_whitelist".into(),
+        INPUT_PROTOCOLS.into(),
+        "-show_format".into(),
+        "-show_streams".into(),
+        path.as_os_str().to_owned(),
+    ];
+    let doc = ffprobe_json(&args).await?;
+    parse_probe(&doc)
+}
+
+fn num<T: std::str::FromStr>(v: &Value) -> Option<T> {
+    match v {
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Number(n) => n.to_string().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Clockwise rotation from the display matrix (ffprobe reports it counter-clockwise) or
+/// the legacy `rotate` tag, normalized to 0/90/180/270.
+fn rotation(stream: &Value) -> u32 {
+    let from_matrix = stream["side_data_list"].as_array().and_then(|list| {
+        list.iter()
+            .find_map(|sd| sd.get("rotation").and_then(num::<f64>))
+            .map(|ccw| -ccw)
+    });
+    let from_tag = stream["tags"].get("rotate").and_then(num::<f64>);
+    let degrees = from_matrix.or(from_tag).unwrap_or(0.0);
+    let quarter = (degrees / 90.0).round() as i64;
+    (quarter.rem_euclid(4) * 90) as u32
+}
+
+pub fn parse_probe(doc: &Value) -> Result<ProbeResult> {
+    let streams = doc["streams"].as_array().cloned().unwrap_or_default();
+    let is_attached_pic = |s: &Value| s["disposition"]["attached_pic"].as_i64() == Some(1);
+    let video_stream = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video" && !is_attached_pic(s) && num::<u32>(&s["width"]).unwrap_or(0) > 0);
+    let audio_stream = streams.iter().find(|s| s["codec_type"] == "audio");
+    if video_stream.is_none() && audio_stream.is_none() {
+        return Err(MediaError::Unreadable("it has no audio or video stream".into()));
+    }
+
+    let video = video_stream.map(|s| VideoInfo {
+        codec: s["codec_name"].as_str().unwrap_or("unknown").to_string(),
+        width: num(&s["width"]).unwrap_or(0),
+        height: num(&s["height"]).unwrap_or(0),
+        rotation: rotation(s),
+        frame_rate: s["r_frame_rate"].as_str().and_then(FrameRate::parse),
+        avg_frame_rate: s["avg_frame_rate"].as_str().and_then(FrameRate::parse),
+        pix_fmt: s["pix_fmt"].as_str().map(str::to_string),
+    });
+    let audio = audio_stream.map(|s| AudioInfo {
+        codec: s["codec_name"].as_str().unwrap_or("unknown").to_string(),
+        channels: num(&s["channels"]).unwrap_or(0),
+        sample_rate: num(&s["sample_rate"]).unwrap_or(0),
+    });
+
+    let stream_duration = [video_stream, audio_stream]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| num::<f64>(&s["duration"]))
+        .filter(|d| d.is_finite() && *d > 0.0)
+        .fold(None, |acc: Option<f64>, d| Some(acc.map_or(d, |a| a.max(d))));
+    let container_duration = num::<f64>(&doc["format"]["duration"]).filter(|d| d.is_finite() && *d > 0.0);
+    let duration_seconds = stream_duration
+        .or(container_duration)
+        .ok_or_else(|| MediaError::Unreadable("its duration cannot be determined".into()))?;
+
+    Ok(ProbeResult {
+        format_name: doc["format"]["format_name"].as_str().unwrap_or("unknown").to_string(),
+        duration_seconds,
+        size_bytes: num(&doc["format"]["size"]).unwrap_or(0),
+        video,
+        audio,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_rotated_vfr_video_with_container_duration_fallback() {
+        let doc = json!({
+            "streams": [
+                {"codec_type": "video", "codec_name": "h264", "width": 1920, "height": 1080,
+                 "r_frame_rate": "30/1", "avg_frame_rate": "2997/100", "pix_fmt": "yuv420p",
+                 "side_data_list": [{"side_data_type": "Display Matrix", "rotation": -90}]},
+                {"codec_type": "audio", "codec_name": "aac", "channels": 6, "sample_rate": "48000"}
+            ],
+            "format": {"format_name": "mov,mp4", "duration": "12.5", "size": "1000"}
+        });
+        let p = parse_probe(&doc).unwrap();
+        let v = p.video.unwrap();
+        assert_eq!(v.rotation, 90);
+        assert_eq!(v.display_size(), (1080, 1920));
+        assert_eq!(v.avg_frame_rate, Some(FrameRate { num: 2997, den: 100 }));
+        assert_eq!(p.audio.unwrap().channels, 6);
+        assert_eq!(p.duration_seconds, 12.5);
+    }
+
+    #[test]
+    fn cover_art_is_not_video_and_empty_files_are_unreadable() {
+        let doc = json!({
+            "streams": [
+                {"codec_type": "audio", "codec_name": "mp3", "channels": 2, "sample_rate": "44100", "duration": "3.0"},
+                {"codec_type": "video", "codec_name": "mjpeg", "width": 500, "height": 500, "disposition": {"attached_pic": 1}}
+            ],
+            "format": {"format_name": "mp3"}
+        });
+        let p = parse_probe(&doc).unwrap();
+        assert!(p.video.is_none());
+        assert_eq!(p.duration_seconds, 3.0);
+        let err = parse_probe(&json!({"streams": [], "format": {}})).unwrap_err();
+        assert!(err.is_permanent());
+    }
+}

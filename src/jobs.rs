@@ -1,0 +1,62 @@
+//! Starting jobs and waiting for their outcome.
+
+use anyhow::{Context, Result};
+use temporalio_client::errors::{WorkflowGetResultError, WorkflowStartError};
+use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions};
+use transcoder_workflows::webhook::{clean_error, JobStatus, MediaTypeText, WebhookBody};
+use transcoder_workflows::workflow::TranscodeResult;
+use transcoder_workflows::{workflow_id, JobInput, TranscodeWorkflow};
+
+/// Workflow id for a payload; a payload without a usable `mediaId` still runs (so it can be
+/// rejected with a failed webhook) under an id of its own.
+pub fn workflow_id_for(job: &JobInput) -> String {
+    match job.media_id.as_deref().map(str::trim) {
+        Some(id) if !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) => workflow_id(id),
+        _ => format!("transcode-rejected-{}", uuid::Uuid::new_v4()),
+    }
+}
+
+/// Starts the job's workflow, or attaches to the one already running for this `mediaId`;
+/// a job that already completed returns its stored result without encoding again.
+pub async fn start_or_attach(client: &Client, job: &JobInput, task_queue: &str) -> Result<String> {
+    let id = workflow_id_for(job);
+    let options = WorkflowStartOptions::new(task_queue, &id)
+        .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+        .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
+        .build();
+    match client.start_workflow(TranscodeWorkflow::run, job.clone(), options).await {
+        Ok(_) => tracing::info!(workflow_id = %id, "workflow started (or attached to the running one)"),
+        Err(WorkflowStartError::AlreadyStarted { .. }) => {
+            tracing::info!(workflow_id = %id, "this media item already completed; returning its result")
+        }
+        Err(e) => return Err(e).with_context(|| format!("starting workflow {id}")),
+    }
+    Ok(id)
+}
+
+/// The final webhook body of a finished workflow, exactly as it was sent.
+pub async fn wait_for_body(client: &Client, id: &str, job: &JobInput) -> Result<WebhookBody> {
+    let handle = client.get_workflow_handle::<TranscodeWorkflow>(id);
+    match handle.get_result(WorkflowGetResultOptions::default()).await {
+        Ok(TranscodeResult { webhook, .. }) => Ok(webhook),
+        Err(WorkflowGetResultError::Failed(failure)) => {
+            // The workflow fails with the same text its failed webhook carried.
+            let message = failure.failure().message.clone();
+            Ok(failed_body(id, job, &message))
+        }
+        Err(other) => Ok(failed_body(id, job, &format!("the job did not finish: {other}"))),
+    }
+}
+
+fn failed_body(id: &str, job: &JobInput, message: &str) -> WebhookBody {
+    let secret = job.webhook_secret.as_deref().unwrap_or_default();
+    let (media_id, media_type) = match job.validate() {
+        Ok(valid) => (Some(valid.media_id), Some(MediaTypeText::from(valid.media_type))),
+        Err(_) => (job.media_id.clone(), job.media_type.clone().map(MediaTypeText)),
+    };
+    WebhookBody::failed(id.to_string(), media_id, media_type, &clean_error(message, &[secret]), &[secret])
+}
+
+pub fn succeeded(body: &WebhookBody) -> bool {
+    body.status == JobStatus::Completed
+}

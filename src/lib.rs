@@ -1,0 +1,9 @@
+//! The `transcoder` binary's library: wiring between the CLI, Temporal, and the
+//! `transcoder-workflows` / `transcoder-activities` crates. Kept thin on purpose.
+
+pub mod devserver;
+pub mod jobs;
+pub mod receiver;
+pub mod stage;
+pub mod temporal;
+pub mod worker;

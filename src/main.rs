@@ -1,0 +1,380 @@
+//! `transcoder`: the command line. Each subcommand wires the library pieces together and
+//! nothing more; see ARCHITECTURE.md for the map.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use transcoder::jobs;
+use transcoder::receiver::LocalReceiver;
+use transcoder::stage::{self, LocalJob};
+use transcoder::temporal::Temporal;
+use transcoder::worker::{self, WorkerConfig};
+use transcoder_activities::{EncoderSettings, Storage};
+use transcoder_workflows::webhook::{WebhookBody, WebhookOutput};
+use transcoder_workflows::{JobInput, MediaType, DEFAULT_TASK_QUEUE};
+
+#[derive(Parser)]
+#[command(name = "transcoder", version, about = "Durable media transcoding on Temporal: HLS ladders, mezzanines, thumbnails and signed webhooks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Transcode one file (or one job payload) end to end and wait for the result.
+    ///
+    /// Starts an embedded Temporal dev server unless TEMPORAL_ADDRESS is set, runs a worker
+    /// in this process, and stores outputs under --out as DIR/<bucket>/<key>.
+    Run(RunArgs),
+    /// Run a worker: poll a task queue on the server in TEMPORAL_ADDRESS and execute
+    /// workflows and activities until SIGTERM or SIGINT.
+    Worker(WorkerArgs),
+    /// Start a job (a DESIGN §3.1 JSON payload) on the server in TEMPORAL_ADDRESS.
+    Submit(SubmitArgs),
+    /// Start only the embedded Temporal dev server on the saved state, to browse past jobs
+    /// in the Web UI; stops on Ctrl-C.
+    Server(ServerArgs),
+}
+
+#[derive(Args, Clone)]
+struct CommonArgs {
+    /// Folder of the embedded object store: one sub-folder per bucket.
+    #[arg(long, env = "TRANSCODER_OUT", default_value = "out")]
+    out: PathBuf,
+    /// Task queue that workflows and activities run on.
+    #[arg(long, env = "TRANSCODER_TASK_QUEUE", default_value = DEFAULT_TASK_QUEUE)]
+    task_queue: String,
+    /// State folder: embedded Temporal database, logs and scratch space.
+    #[arg(long, env = "TRANSCODER_STATE_DIR", default_value = ".transcoder")]
+    state_dir: PathBuf,
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum MediaTypeArg {
+    Video,
+    Audio,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Media file to transcode.
+    #[arg(required_unless_present = "job", conflicts_with = "job")]
+    input: Option<PathBuf>,
+    /// A job payload (JSON, DESIGN §3.1) instead of a file; its input must already be in --out.
+    #[arg(long, value_name = "FILE")]
+    job: Option<PathBuf>,
+    /// Media type; defaults to what ffprobe finds (video if there is a picture).
+    #[arg(long, value_enum)]
+    media_type: Option<MediaTypeArg>,
+    /// Media id; a fresh UUID by default. Re-running with the same id resumes or returns
+    /// the earlier result instead of encoding again.
+    #[arg(long)]
+    media_id: Option<String>,
+    /// Creator id; a fresh UUID by default.
+    #[arg(long)]
+    creator_id: Option<String>,
+    /// Where to POST the signed webhook; by default a receiver in this process checks it.
+    #[arg(long, requires = "webhook_secret")]
+    webhook_url: Option<String>,
+    /// HMAC secret for the webhook signature.
+    #[arg(long, env = "TRANSCODER_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// Print exactly the final webhook body on stdout (logs stay on stderr).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args)]
+struct SubmitArgs {
+    /// Job payload (JSON, DESIGN §3.1).
+    #[arg(long, value_name = "FILE")]
+    job: PathBuf,
+    /// Wait for the job to finish and print its final webhook body.
+    #[arg(long)]
+    wait: bool,
+    /// Task queue the workers poll.
+    #[arg(long, env = "TRANSCODER_TASK_QUEUE", default_value = DEFAULT_TASK_QUEUE)]
+    task_queue: String,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// State folder holding the embedded Temporal database.
+    #[arg(long, env = "TRANSCODER_STATE_DIR", default_value = ".transcoder")]
+    state_dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+            Command::Worker(args) => run_worker(args).await,
+            Command::Submit(args) => submit(args).await,
+            Command::Server(args) => server(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TRANSCODER_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,temporalio_sdk_core=warn,temporalio_sdk=warn,temporalio_client=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn worker_config(common: &CommonArgs) -> Result<WorkerConfig> {
+    Ok(WorkerConfig {
+        task_queue: common.task_queue.clone(),
+        out_dir: common.out.clone(),
+        scratch_dir: common.state_dir.join("scratch"),
+        encoder: EncoderSettings::from_env().map_err(anyhow::Error::msg)?,
+    })
+}
+
+async fn detect_media_type(input: &Path) -> MediaType {
+    match transcoder_activities::probe::probe_file(input).await {
+        Ok(p) if p.video.is_none() && p.audio.is_some() => MediaType::Audio,
+        Ok(_) => MediaType::Video,
+        Err(e) => {
+            // Not fatal here: the workflow's probe rejects it and sends the failed webhook.
+            tracing::warn!(error = %e, "could not probe the input locally; assuming video");
+            MediaType::Video
+        }
+    }
+}
+
+fn read_job(path: &Path) -> Result<JobInput> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading job file {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("job file {} is not a JSON object of job fields", path.display()))
+}
+
+async fn run(args: RunArgs) -> Result<ExitCode> {
+    let config = worker_config(&args.common)?;
+    let storage = Storage::local(&args.common.out);
+
+    // A receiver in this process when no webhook URL is given, so every run ends with a
+    // signed webhook that was actually delivered and verified.
+    let mut local_receiver = None;
+    let job = match (&args.job, &args.input) {
+        (Some(file), _) => read_job(file)?,
+        (None, Some(input)) => {
+            if !input.is_file() {
+                bail!("input {} is not a readable file", input.display());
+            }
+            let (webhook_url, webhook_secret) = match (&args.webhook_url, &args.webhook_secret) {
+                (Some(url), Some(secret)) => (url.clone(), secret.clone()),
+                _ => {
+                    let secret = uuid::Uuid::new_v4().simple().to_string();
+                    let receiver = LocalReceiver::start(secret.clone())?;
+                    let url = receiver.url().to_string();
+                    local_receiver = Some(receiver);
+                    (url, secret)
+                }
+            };
+            let media_type = match args.media_type {
+                Some(MediaTypeArg::Video) => MediaType::Video,
+                Some(MediaTypeArg::Audio) => MediaType::Audio,
+                None => detect_media_type(input).await,
+            };
+            let local = LocalJob {
+                media_id: args.media_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                creator_id: args.creator_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                media_type,
+                webhook_url,
+                webhook_secret,
+            };
+            stage::stage_input(&storage, input, &local).await?
+        }
+        (None, None) => bail!("give an INPUT file or --job FILE"),
+    };
+
+    let temporal = Temporal::connect_or_embed(&args.common.state_dir).await?;
+    let sdk_runtime = worker::runtime()?;
+    let mut worker = worker::build(&sdk_runtime, temporal.client.clone(), &config)?;
+    worker::log_start(&config);
+    let stop_worker = worker.shutdown_handle();
+    let worker_task = async move { worker.run().await };
+
+    let id = jobs::start_or_attach(&temporal.client, &job, &config.task_queue).await?;
+    if let Some(media_id) = &job.media_id {
+        eprintln!("Job {id} started; if interrupted, run again with --media-id {media_id} to resume.");
+    }
+    let wait = async {
+        let body = tokio::select! {
+            body = jobs::wait_for_body(&temporal.client, &id, &job) => body,
+            _ = worker::shutdown_signal() => {
+                bail!("interrupted; the job is saved in {} and resumes when run again with the same --media-id", args.common.state_dir.display())
+            }
+        };
+        stop_worker();
+        body
+    };
+    let (body, worker_result) = tokio::join!(wait, worker_task);
+    if let Err(e) = worker_result {
+        tracing::warn!(error = %e, "worker stopped with an error");
+    }
+    let ui = temporal.server.as_ref().map(|s| s.ui_url());
+    temporal.shutdown().await;
+    let body = body?;
+
+    if let Some(receiver) = &local_receiver {
+        report_local_webhook(receiver, &body);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&body)?);
+    } else {
+        print_summary(&body, &args.common.out, ui.as_deref());
+    }
+    Ok(if jobs::succeeded(&body) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn report_local_webhook(receiver: &LocalReceiver, body: &WebhookBody) {
+    let received = receiver.received();
+    let expected = serde_json::to_vec(body).unwrap_or_default();
+    match received.last() {
+        Some(r) if r.signature_valid && r.body == expected => {
+            eprintln!("Webhook delivered to the local receiver; HMAC-SHA256 signature verified.")
+        }
+        Some(r) if r.signature_valid => eprintln!("Webhook delivered and its signature verified."),
+        Some(_) => eprintln!("warning: the local receiver got a webhook with a bad signature"),
+        None => eprintln!("warning: no webhook reached the local receiver"),
+    }
+}
+
+fn print_summary(body: &WebhookBody, out: &Path, ui: Option<&str>) {
+    println!();
+    match &body.output {
+        WebhookOutput::Completed(o) => {
+            println!("Job {} completed: {} {:.1} s, variants {}", body.id, o.media_type, o.duration_seconds, o.ready_variants.join(", "));
+            println!("Outputs under {}:", out.display());
+            let media_id = &o.media_id;
+            print_tree(out, media_id);
+        }
+        WebhookOutput::Failed(_) => {
+            println!("Job {} failed: {}", body.id, body.error.as_deref().unwrap_or("unknown error"));
+        }
+    }
+    println!();
+    println!("Webhook body:");
+    println!("{}", serde_json::to_string_pretty(body).unwrap_or_default());
+    if let Some(ui) = ui {
+        println!();
+        println!("Temporal Web UI (while it ran): {ui}");
+        println!("Browse this job's history again with: transcoder server");
+    }
+}
+
+/// Prints every object of one media item as a tree, with segment folders summarized.
+fn print_tree(out: &Path, media_id: &str) {
+    let mut files = Vec::new();
+    collect_files(out, &mut files);
+    let needle = format!("/{media_id}/");
+    let mut rows: Vec<String> = Vec::new();
+    let mut segments: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
+    for (path, size) in files {
+        let rel = path.strip_prefix(out).unwrap_or(&path).to_string_lossy().to_string();
+        if !format!("/{rel}").contains(&needle) {
+            continue;
+        }
+        if rel.ends_with(".ts") {
+            let dir = rel.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default();
+            let e = segments.entry(dir).or_default();
+            e.0 += 1;
+            e.1 += size;
+        } else {
+            rows.push(format!("  {rel}  ({})", human_size(size)));
+        }
+    }
+    for (dir, (count, bytes)) in segments {
+        rows.push(format!("  {dir}/*.ts  ({count} segments, {})", human_size(bytes)));
+    }
+    rows.sort();
+    for r in rows {
+        println!("{r}");
+    }
+}
+
+fn collect_files(dir: &Path, files: &mut Vec<(PathBuf, u64)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.metadata() {
+            Ok(m) if m.is_dir() => collect_files(&path, files),
+            Ok(m) if m.is_file() => files.push((path, m.len())),
+            _ => {}
+        }
+    }
+}
+
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+async fn run_worker(args: WorkerArgs) -> Result<ExitCode> {
+    let config = worker_config(&args.common)?;
+    let client = Temporal::connect_remote().await?;
+    let sdk_runtime = worker::runtime()?;
+    let mut worker = worker::build(&sdk_runtime, client, &config)?;
+    worker::log_start(&config);
+    let stop = worker.shutdown_handle();
+    tokio::spawn(async move {
+        worker::shutdown_signal().await;
+        tracing::info!("shutdown requested: no new tasks; finishing the ones running");
+        stop();
+    });
+    worker.run().await.context("worker failed")?;
+    tracing::info!("worker stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn submit(args: SubmitArgs) -> Result<ExitCode> {
+    let job = read_job(&args.job)?;
+    let client = Temporal::connect_remote().await?;
+    let id = jobs::start_or_attach(&client, &job, &args.task_queue).await?;
+    if !args.wait {
+        println!("{id}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let body = jobs::wait_for_body(&client, &id, &job).await?;
+    println!("{}", serde_json::to_string(&body)?);
+    Ok(if jobs::succeeded(&body) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn server(args: ServerArgs) -> Result<ExitCode> {
+    let server = transcoder::devserver::DevServer::start(&args.state_dir).await?;
+    eprintln!("Temporal dev server on {} with the state in {}", server.address(), args.state_dir.display());
+    eprintln!("Temporal Web UI: {}   (Ctrl-C to stop)", server.ui_url());
+    worker::shutdown_signal().await;
+    server.stop().await;
+    Ok(ExitCode::SUCCESS)
+}

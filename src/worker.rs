@@ -1,0 +1,72 @@
+//! A worker: polls a task queue and runs `TranscodeWorkflow` and the media activities.
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use temporalio_client::Client;
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use transcoder_activities::{EncoderSettings, MediaActivities, Storage};
+use transcoder_workflows::TranscodeWorkflow;
+
+/// Where a worker keeps objects and scratch files.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub task_queue: String,
+    /// Root of the embedded object store (`DIR/<bucket>/<key>`).
+    pub out_dir: PathBuf,
+    /// Work folders for encodes; removed after each activity.
+    pub scratch_dir: PathBuf,
+    pub encoder: EncoderSettings,
+}
+
+pub fn build(runtime: &Runtime, client: Client, config: &WorkerConfig) -> Result<Worker> {
+    let activities = MediaActivities::new(
+        Storage::local(&config.out_dir),
+        config.scratch_dir.clone(),
+        config.encoder.clone(),
+    );
+    let options = WorkerOptions::new(config.task_queue.as_str())
+        .register_workflow::<TranscodeWorkflow>()
+        .context("registering TranscodeWorkflow")?
+        .register_activities(activities)
+        .build();
+    Worker::new(runtime, client, options).context("creating the worker")
+}
+
+/// The process-wide SDK runtime on the current tokio runtime.
+pub fn runtime() -> Result<Runtime> {
+    Runtime::from_current_tokio(Default::default()).context("starting the Temporal SDK runtime")
+}
+
+/// Logs the worker's configuration once at start.
+pub fn log_start(config: &WorkerConfig) {
+    tracing::info!(
+        task_queue = %config.task_queue,
+        out = %config.out_dir.display(),
+        video_encoder = config.encoder.video_encoder_name(),
+        x264_preset = %config.encoder.x264_preset,
+        "worker starting"
+    );
+}
+
+/// A future that resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

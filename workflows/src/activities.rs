@@ -1,0 +1,90 @@
+//! Activity contracts: names and input/output types, no implementations. The
+//! `transcoder-activities` crate implements each one with `#[activity(definition = …)]`, which
+//! checks at compile time that both sides agree on the types.
+#![allow(unused_variables)]
+
+use crate::media::{
+    AudioHlsInput, HlsOutput, MezzanineInput, ProbeInput, ProbeResult, StoredObject,
+    ThumbnailInput, VideoHlsInput,
+};
+use crate::webhook::WebhookBody;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use temporalio_macros::activity_definitions;
+use temporalio_sdk::activities::ActivityError;
+
+/// A webhook to deliver. Holds the secret, so its `Debug` is redacted.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct WebhookRequest {
+    pub url: String,
+    pub secret: String,
+    pub body: WebhookBody,
+}
+
+impl fmt::Debug for WebhookRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookRequest")
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .field("body", &self.body)
+            .finish()
+    }
+}
+
+/// What happened to a webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookReceipt {
+    /// True when the receiver answered 2xx.
+    pub delivered: bool,
+    /// The receiver's last HTTP status, if it answered at all.
+    pub status_code: Option<u16>,
+}
+
+/// The activities of a transcode job, by name. Workflows call them as
+/// `TranscodeActivities::probe`; implementations name the markers in [`defs`].
+pub struct TranscodeActivities;
+
+/// Marker types of the activities, for `#[activity(definition = defs::Probe)]`.
+pub mod defs {
+    pub use super::transcode_activities::*;
+}
+
+#[activity_definitions]
+impl TranscodeActivities {
+    /// ffprobe the input.
+    #[activity(name = "probe")]
+    pub fn probe(input: ProbeInput) -> Result<ProbeResult, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Normalize the input into the archive master every later step reads.
+    #[activity(name = "mezzanine")]
+    pub fn mezzanine(input: MezzanineInput) -> Result<StoredObject, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Encode and publish the video HLS ladder (one decode, every rendition).
+    #[activity(name = "video_hls")]
+    pub fn video_hls(input: VideoHlsInput) -> Result<HlsOutput, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Encode and publish the audio-only HLS ladder.
+    #[activity(name = "audio_hls")]
+    pub fn audio_hls(input: AudioHlsInput) -> Result<HlsOutput, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Extract and publish the poster JPEG.
+    #[activity(name = "thumbnail")]
+    pub fn thumbnail(input: ThumbnailInput) -> Result<StoredObject, ActivityError> {
+        unimplemented!()
+    }
+
+    /// POST a signed webhook.
+    #[activity(name = "webhook")]
+    pub fn webhook(input: WebhookRequest) -> Result<WebhookReceipt, ActivityError> {
+        unimplemented!()
+    }
+}

@@ -1,0 +1,439 @@
+//! The job payload media-api sends (DESIGN §3.1) and its validation.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The payload as received. Every field is optional here so that a malformed job still
+/// deserializes, reaches validation, and gets a `failed` webhook naming what is wrong.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobInput {
+    pub media_id: Option<String>,
+    pub creator_id: Option<String>,
+    pub media_type: Option<String>,
+    pub input_bucket: Option<String>,
+    pub input_key: Option<String>,
+    pub output_bucket: Option<String>,
+    pub output_prefix: Option<String>,
+    pub assets_bucket: Option<String>,
+    /// Bucket for the mezzanine; media-api keeps originals and mezzanines in the same
+    /// archive bucket, so this defaults to `inputBucket`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_bucket: Option<String>,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+}
+
+// Hand-written so a job logged with `{:?}` never prints the webhook secret.
+impl fmt::Debug for JobInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobInput")
+            .field("media_id", &self.media_id)
+            .field("creator_id", &self.creator_id)
+            .field("media_type", &self.media_type)
+            .field("input_bucket", &self.input_bucket)
+            .field("input_key", &self.input_key)
+            .field("output_bucket", &self.output_bucket)
+            .field("output_prefix", &self.output_prefix)
+            .field("assets_bucket", &self.assets_bucket)
+            .field("archive_bucket", &self.archive_bucket)
+            .field("webhook_url", &self.webhook_url)
+            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaType {
+    Video,
+    Audio,
+}
+
+impl MediaType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaType::Video => "video",
+            MediaType::Audio => "audio",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "video" => Some(MediaType::Video),
+            "audio" => Some(MediaType::Audio),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for MediaType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job that passed validation: every field present and safe to use in a storage key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub media_id: String,
+    pub creator_id: String,
+    pub media_type: MediaType,
+    pub input_bucket: String,
+    pub input_key: String,
+    pub output_bucket: String,
+    pub output_prefix: String,
+    pub assets_bucket: String,
+    pub archive_bucket: String,
+    pub webhook_url: String,
+    pub webhook_secret: String,
+}
+
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Job")
+            .field("media_id", &self.media_id)
+            .field("creator_id", &self.creator_id)
+            .field("media_type", &self.media_type)
+            .field("input", &format_args!("{}/{}", self.input_bucket, self.input_key))
+            .field("output", &format_args!("{}/{}", self.output_bucket, self.output_prefix))
+            .field("assets_bucket", &self.assets_bucket)
+            .field("archive_bucket", &self.archive_bucket)
+            .field("webhook_url", &self.webhook_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a payload was rejected: one entry per problem, each naming its field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid job: {}", .problems.join("; "))]
+pub struct ValidationError {
+    pub problems: Vec<String>,
+}
+
+const MAX_ID_LEN: usize = 128;
+const MAX_KEY_LEN: usize = 1024;
+
+impl JobInput {
+    /// Checks every rule of DESIGN §3.1 and reports all violations at once.
+    pub fn validate(&self) -> Result<Job, ValidationError> {
+        let mut problems = Vec::new();
+        let mut required = |name: &str, value: &Option<String>| -> String {
+            match value.as_deref().map(str::trim) {
+                Some(v) if !v.is_empty() => v.to_string(),
+                _ => {
+                    problems.push(format!("{name} is required"));
+                    String::new()
+                }
+            }
+        };
+        let media_id = required("mediaId", &self.media_id);
+        let creator_id = required("creatorId", &self.creator_id);
+        let media_type_raw = required("mediaType", &self.media_type);
+        let input_bucket = required("inputBucket", &self.input_bucket);
+        let input_key = required("inputKey", &self.input_key);
+        let output_bucket = required("outputBucket", &self.output_bucket);
+        let output_prefix = required("outputPrefix", &self.output_prefix);
+        let assets_bucket = required("assetsBucket", &self.assets_bucket);
+        let webhook_url = required("webhookUrl", &self.webhook_url);
+        let webhook_secret = required("webhookSecret", &self.webhook_secret);
+        let archive_bucket = match self.archive_bucket.as_deref().map(str::trim) {
+            Some(b) if !b.is_empty() => b.to_string(),
+            _ => input_bucket.clone(),
+        };
+
+        let media_type = if media_type_raw.is_empty() {
+            None
+        } else {
+            let parsed = MediaType::parse(&media_type_raw);
+            if parsed.is_none() {
+                problems.push(format!(
+                    "mediaType must be \"video\" or \"audio\", got {:?}",
+                    truncate(&media_type_raw, 32)
+                ));
+            }
+            parsed
+        };
+
+        for (name, id) in [("mediaId", &media_id), ("creatorId", &creator_id)] {
+            if !id.is_empty() {
+                if let Err(why) = check_id(id) {
+                    problems.push(format!("{name} {why}"));
+                }
+            }
+        }
+        for (name, bucket) in [
+            ("inputBucket", &input_bucket),
+            ("outputBucket", &output_bucket),
+            ("assetsBucket", &assets_bucket),
+            ("archiveBucket", &archive_bucket),
+        ] {
+            if !bucket.is_empty() {
+                if let Err(why) = check_bucket(bucket) {
+                    problems.push(format!("{name} {why}"));
+                }
+            }
+        }
+        for (name, key) in [("inputKey", &input_key), ("outputPrefix", &output_prefix)] {
+            if key.is_empty() {
+                continue;
+            }
+            if let Err(why) = check_key(key) {
+                problems.push(format!("{name} {why}"));
+            } else if !creator_id.is_empty() && !contains_creator_segment(key, &creator_id) {
+                problems.push(format!("{name} must contain \"{creator_id}/\" (the creatorId)"));
+            }
+        }
+        if !webhook_url.is_empty() && !webhook_url_is_usable(&webhook_url) {
+            problems.push("webhookUrl must be an absolute http:// or https:// URL".to_string());
+        }
+
+        match (problems.is_empty(), media_type) {
+            (true, Some(media_type)) => Ok(Job {
+                media_id,
+                creator_id,
+                media_type,
+                input_bucket,
+                input_key,
+                output_bucket,
+                output_prefix: output_prefix.trim_end_matches('/').to_string(),
+                assets_bucket,
+                archive_bucket,
+                webhook_url,
+                webhook_secret,
+            }),
+            _ => Err(ValidationError { problems }),
+        }
+    }
+
+    /// The webhook target of a job, if one can be used even though the job is invalid:
+    /// a rejected job still gets a `failed` webhook when this returns `Some`.
+    pub fn usable_webhook(&self) -> Option<(&str, &str)> {
+        let url = self.webhook_url.as_deref()?.trim();
+        let secret = self.webhook_secret.as_deref()?;
+        (webhook_url_is_usable(url) && !secret.is_empty()).then_some((url, secret))
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+fn check_id(id: &str) -> Result<(), String> {
+    if id.len() > MAX_ID_LEN {
+        return Err(format!("is longer than {MAX_ID_LEN} characters"));
+    }
+    if !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) || id.starts_with('.') {
+        return Err("may only contain letters, digits, '-', '_' and '.' (not leading)".to_string());
+    }
+    Ok(())
+}
+
+fn check_bucket(bucket: &str) -> Result<(), String> {
+    let ok_len = (3..=63).contains(&bucket.len());
+    let ok_chars = bucket
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_'));
+    let ok_ends = bucket.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && bucket.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+    if ok_len && ok_chars && ok_ends && !bucket.contains("..") {
+        Ok(())
+    } else {
+        Err("is not a valid bucket name (3-63 lowercase letters, digits, '-', '.', '_')".to_string())
+    }
+}
+
+/// Rejects keys that could escape their prefix or confuse a store or a shell.
+fn check_key(key: &str) -> Result<(), String> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(format!("is longer than {MAX_KEY_LEN} bytes"));
+    }
+    if key.starts_with('/') {
+        return Err("must not start with '/'".to_string());
+    }
+    if key.contains('\\') {
+        return Err("must not contain backslashes".to_string());
+    }
+    if key.chars().any(|c| c.is_control()) {
+        return Err("must not contain NUL or control characters".to_string());
+    }
+    if key.contains('%') {
+        // Percent-encoding has no business in a storage key and is how traversal
+        // (`%2e%2e%2f`) and NULs (`%00`) get smuggled past naive checks.
+        return Err("must not contain percent-encoded characters".to_string());
+    }
+    if key.split('/').any(|seg| seg == ".." || seg == ".") {
+        return Err("must not contain '.' or '..' path segments".to_string());
+    }
+    if key.contains("//") {
+        return Err("must not contain empty path segments".to_string());
+    }
+    Ok(())
+}
+
+fn contains_creator_segment(key: &str, creator_id: &str) -> bool {
+    let segments: Vec<&str> = key.trim_end_matches('/').split('/').collect();
+    // The creator must be a directory: followed by at least one more segment.
+    segments.len() > 1 && segments[..segments.len() - 1].contains(&creator_id)
+}
+
+fn webhook_url_is_usable(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(rest) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            !host.is_empty() && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> JobInput {
+        JobInput {
+            media_id: Some("0b6c5a9e-1f1e-4c8e-9d1b-2f3a4b5c6d7e".into()),
+            creator_id: Some("creator-42".into()),
+            media_type: Some("video".into()),
+            input_bucket: Some("codex-archive".into()),
+            input_key: Some("originals/creator-42/m1/original.mp4".into()),
+            output_bucket: Some("codex-media-dev".into()),
+            output_prefix: Some("creator-42/hls/m1".into()),
+            assets_bucket: Some("codex-assets-dev".into()),
+            archive_bucket: None,
+            webhook_url: Some("http://127.0.0.1:9000/hook".into()),
+            webhook_secret: Some("s3cret".into()),
+        }
+    }
+
+    fn problems(input: JobInput) -> Vec<String> {
+        input.validate().expect_err("should be rejected").problems
+    }
+
+    #[test]
+    fn valid_job_passes_and_archive_defaults_to_input_bucket() {
+        let job = valid().validate().expect("valid");
+        assert_eq!(job.media_type, MediaType::Video);
+        assert_eq!(job.archive_bucket, "codex-archive");
+    }
+
+    #[test]
+    fn each_missing_field_is_named() {
+        let p = problems(JobInput::default());
+        for field in [
+            "mediaId", "creatorId", "mediaType", "inputBucket", "inputKey", "outputBucket",
+            "outputPrefix", "assetsBucket", "webhookUrl", "webhookSecret",
+        ] {
+            assert!(
+                p.iter().any(|m| m == &format!("{field} is required")),
+                "{field} not named in {p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn blank_field_counts_as_missing() {
+        let mut j = valid();
+        j.input_key = Some("   ".into());
+        assert_eq!(problems(j), vec!["inputKey is required".to_string()]);
+    }
+
+    #[test]
+    fn unknown_media_type_is_rejected() {
+        let mut j = valid();
+        j.media_type = Some("image".into());
+        let p = problems(j);
+        assert!(p[0].contains("mediaType") && p[0].contains("image"), "{p:?}");
+    }
+
+    #[test]
+    fn keys_without_creator_directory_are_rejected() {
+        let mut j = valid();
+        j.input_key = Some("originals/someone-else/m1/original.mp4".into());
+        assert!(problems(j)[0].starts_with("inputKey must contain \"creator-42/\""));
+
+        let mut j = valid();
+        j.output_prefix = Some("hls/m1".into());
+        assert!(problems(j)[0].starts_with("outputPrefix must contain"));
+
+        // A creator id that is only a file name, or only a substring, does not count.
+        let mut j = valid();
+        j.input_key = Some("originals/creator-42".into());
+        assert!(!problems(j).is_empty());
+        let mut j = valid();
+        j.input_key = Some("originals/xcreator-42/original.mp4".into());
+        assert!(!problems(j).is_empty());
+    }
+
+    #[test]
+    fn traversal_and_odd_keys_are_rejected() {
+        let cases = [
+            ("originals/creator-42/../../etc/passwd", "'..'"),
+            ("originals/creator-42/./original.mp4", "'.'"),
+            ("/originals/creator-42/m1/original.mp4", "start with '/'"),
+            ("originals\\creator-42\\m1\\original.mp4", "backslashes"),
+            ("originals/creator-42/m1/orig\0inal.mp4", "control"),
+            ("originals/creator-42/m1/orig\ninal.mp4", "control"),
+            ("originals/creator-42/%2e%2e/%2e%2e/secret", "percent-encoded"),
+            ("originals/creator-42/%2E%2E%2Fsecret", "percent-encoded"),
+            ("originals//creator-42/m1/original.mp4", "empty path"),
+        ];
+        for (key, why) in cases {
+            let mut j = valid();
+            j.input_key = Some(key.into());
+            let p = problems(j);
+            assert!(p.iter().any(|m| m.starts_with("inputKey") && m.contains(why)), "{key:?}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn ids_and_buckets_are_checked() {
+        let mut j = valid();
+        j.media_id = Some("../x".into());
+        assert!(problems(j)[0].starts_with("mediaId"));
+        let mut j = valid();
+        j.output_bucket = Some("Bad_Bucket!".into());
+        assert!(problems(j)[0].starts_with("outputBucket"));
+    }
+
+    #[test]
+    fn webhook_url_must_be_http() {
+        let mut j = valid();
+        j.webhook_url = Some("file:///etc/passwd".into());
+        let p = problems(j.clone());
+        assert!(p[0].starts_with("webhookUrl"));
+        assert!(j.usable_webhook().is_none());
+    }
+
+    #[test]
+    fn rejected_job_with_usable_webhook_can_still_be_notified() {
+        let mut j = valid();
+        j.media_type = Some("image".into());
+        assert!(j.validate().is_err());
+        assert_eq!(j.usable_webhook(), Some(("http://127.0.0.1:9000/hook", "s3cret")));
+    }
+
+    #[test]
+    fn debug_output_hides_the_secret() {
+        let j = valid();
+        assert!(!format!("{j:?}").contains("s3cret"));
+        assert!(!format!("{:?}", j.validate().unwrap()).contains("s3cret"));
+    }
+
+    #[test]
+    fn camel_case_payload_parses() {
+        let j: JobInput = serde_json::from_str(
+            r#"{"mediaId":"m1","creatorId":"c1","mediaType":"audio","inputBucket":"b-in",
+            "inputKey":"originals/c1/m1/original.wav","outputBucket":"b-out",
+            "outputPrefix":"c1/hls-audio/m1","assetsBucket":"b-assets",
+            "webhookUrl":"https://example.com/h","webhookSecret":"k","extra":1}"#,
+        )
+        .unwrap();
+        assert_eq!(j.validate().unwrap().media_type, MediaType::Audio);
+    }
+}

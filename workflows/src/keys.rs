@@ -1,0 +1,133 @@
+//! Storage keys (DESIGN §3.3). Every key a job writes is derived here, from the job alone,
+//! so the same job always writes the same keys and a retry overwrites instead of duplicating.
+
+use crate::job::Job;
+use crate::media::ObjectRef;
+
+/// Where an original is staged by `transcoder run`: the archive bucket's `originals/` tree.
+pub fn original_key(creator_id: &str, media_id: &str, extension: &str) -> String {
+    let ext = extension.trim_start_matches('.').to_ascii_lowercase();
+    let ext = if ext.is_empty() { "bin".to_string() } else { ext };
+    format!("originals/{creator_id}/{media_id}/original.{ext}")
+}
+
+/// Default `outputPrefix` media-api uses for a media item's HLS tree.
+pub fn default_output_prefix(creator_id: &str, media_id: &str, audio: bool) -> String {
+    let tree = if audio { "hls-audio" } else { "hls" };
+    format!("{creator_id}/{tree}/{media_id}")
+}
+
+/// All keys of one job.
+#[derive(Clone, Debug)]
+pub struct JobKeys<'a> {
+    job: &'a Job,
+}
+
+impl<'a> JobKeys<'a> {
+    pub fn new(job: &'a Job) -> Self {
+        Self { job }
+    }
+
+    pub fn input(&self) -> ObjectRef {
+        ObjectRef::new(&self.job.input_bucket, &self.job.input_key)
+    }
+
+    pub fn mezzanine(&self) -> ObjectRef {
+        let Job { creator_id, media_id, .. } = self.job;
+        ObjectRef::new(&self.job.archive_bucket, format!("mezzanine/{creator_id}/{media_id}/mezzanine.mp4"))
+    }
+
+    /// The HLS tree: `{outputPrefix}/master.m3u8`, `{outputPrefix}/{variant}/playlist.m3u8`.
+    pub fn hls_prefix(&self) -> &str {
+        &self.job.output_prefix
+    }
+
+    pub fn hls_master(&self) -> String {
+        format!("{}/master.m3u8", self.job.output_prefix)
+    }
+
+    pub fn variant_playlist(&self, variant: &str) -> String {
+        format!("{}/{variant}/playlist.m3u8", self.job.output_prefix)
+    }
+
+    pub fn preview_playlist(&self) -> String {
+        format!("{}/preview/preview.m3u8", self.job.output_prefix)
+    }
+
+    pub fn thumbnail(&self) -> ObjectRef {
+        let Job { creator_id, media_id, .. } = self.job;
+        ObjectRef::new(
+            &self.job.assets_bucket,
+            format!("{creator_id}/thumbnails/media/{media_id}/auto-generated.jpg"),
+        )
+    }
+
+    pub fn waveform_json(&self) -> ObjectRef {
+        let Job { creator_id, media_id, .. } = self.job;
+        ObjectRef::new(&self.job.assets_bucket, format!("{creator_id}/waveforms/{media_id}/waveform.json"))
+    }
+
+    pub fn waveform_png(&self) -> ObjectRef {
+        let Job { creator_id, media_id, .. } = self.job;
+        ObjectRef::new(
+            &self.job.assets_bucket,
+            format!("{creator_id}/thumbnails/media/{media_id}/waveform.png"),
+        )
+    }
+}
+
+/// Segment file name inside a variant folder: numeric and zero-padded, so names are
+/// deterministic and sort in playback order.
+pub const SEGMENT_PATTERN: &str = "%05d.ts";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::JobInput;
+
+    fn job() -> Job {
+        JobInput {
+            media_id: Some("m1".into()),
+            creator_id: Some("c1".into()),
+            media_type: Some("video".into()),
+            input_bucket: Some("codex-archive".into()),
+            input_key: Some("originals/c1/m1/original.mov".into()),
+            output_bucket: Some("codex-media-dev".into()),
+            output_prefix: Some("c1/hls/m1/".into()),
+            assets_bucket: Some("codex-assets-dev".into()),
+            archive_bucket: None,
+            webhook_url: Some("http://127.0.0.1/h".into()),
+            webhook_secret: Some("k".into()),
+        }
+        .validate()
+        .unwrap()
+    }
+
+    #[test]
+    fn layout_matches_design() {
+        let job = job();
+        let k = JobKeys::new(&job);
+        assert_eq!(k.mezzanine(), ObjectRef::new("codex-archive", "mezzanine/c1/m1/mezzanine.mp4"));
+        assert_eq!(k.hls_master(), "c1/hls/m1/master.m3u8");
+        assert_eq!(k.variant_playlist("720p"), "c1/hls/m1/720p/playlist.m3u8");
+        assert_eq!(k.preview_playlist(), "c1/hls/m1/preview/preview.m3u8");
+        assert_eq!(
+            k.thumbnail(),
+            ObjectRef::new("codex-assets-dev", "c1/thumbnails/media/m1/auto-generated.jpg")
+        );
+        assert_eq!(k.waveform_json().key, "c1/waveforms/m1/waveform.json");
+        assert_eq!(k.waveform_png().key, "c1/thumbnails/media/m1/waveform.png");
+        assert_eq!(original_key("c1", "m1", ".MOV"), "originals/c1/m1/original.mov");
+        assert_eq!(original_key("c1", "m1", ""), "originals/c1/m1/original.bin");
+        assert_eq!(default_output_prefix("c1", "m1", true), "c1/hls-audio/m1");
+        assert_eq!(default_output_prefix("c1", "m1", false), "c1/hls/m1");
+    }
+
+    #[test]
+    fn keys_are_deterministic() {
+        let a = job();
+        let b = job();
+        assert_eq!(JobKeys::new(&a).hls_master(), JobKeys::new(&b).hls_master());
+        assert_eq!(JobKeys::new(&a).mezzanine(), JobKeys::new(&b).mezzanine());
+    }
+}

@@ -1,0 +1,218 @@
+//! The plan: which renditions to encode and with what timing (DESIGN §4). A pure function of
+//! the probe result and the configuration.
+
+use crate::media::{AudioRendition, FrameRate, ProbeResult, VideoRendition};
+use serde::{Deserialize, Serialize};
+
+/// One rung of the configured ladder: the short side of the picture and its bitrate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rung {
+    pub short_side: u32,
+    pub bitrate_kbps: u32,
+}
+
+/// DESIGN §4: 1080p 5000k, 720p 2500k, 480p 1000k, 360p 500k.
+pub const DEFAULT_LADDER: [Rung; 4] = [
+    Rung { short_side: 1080, bitrate_kbps: 5000 },
+    Rung { short_side: 720, bitrate_kbps: 2500 },
+    Rung { short_side: 480, bitrate_kbps: 1000 },
+    Rung { short_side: 360, bitrate_kbps: 500 },
+];
+
+/// Audio-only ladder: AAC 128k and 64k.
+pub fn audio_ladder() -> Vec<AudioRendition> {
+    [128, 64]
+        .into_iter()
+        .map(|kbps| AudioRendition { name: format!("{kbps}k"), bitrate_kbps: kbps })
+        .collect()
+}
+
+/// Knobs of the plan that a deployment may change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanConfig {
+    pub ladder: Vec<Rung>,
+    pub segment_seconds: u32,
+    pub gop_seconds: u32,
+    /// AAC bitrate muxed into every video rendition.
+    pub video_audio_bitrate_kbps: u32,
+    /// Thumbnail position as a fraction of the duration.
+    pub thumbnail_fraction: f64,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        Self {
+            ladder: DEFAULT_LADDER.to_vec(),
+            segment_seconds: 6,
+            gop_seconds: 2,
+            video_audio_bitrate_kbps: 128,
+            thumbnail_fraction: 0.10,
+        }
+    }
+}
+
+/// Largest even number not above `x` (H.264 4:2:0 needs even dimensions), at least 2.
+fn even_floor(x: u32) -> u32 {
+    (x & !1).max(2)
+}
+
+/// Nearest even number to `x`, at least 2.
+fn even_round(x: f64) -> u32 {
+    let r = (x / 2.0).round() * 2.0;
+    (r as u32).max(2)
+}
+
+/// Selects the renditions for a picture of `width`x`height` (display orientation).
+///
+/// Rungs are sized by the short side, so a portrait 1080x1920 source gets a "1080p" rung of
+/// 1080x1920. Rungs above the source are skipped (never upscale); aspect ratio is kept and
+/// dimensions are even. A source smaller than every rung gets one rendition at its own size.
+pub fn select_ladder(width: u32, height: u32, ladder: &[Rung]) -> Vec<VideoRendition> {
+    let (short, long) = (width.min(height), width.max(height));
+    let portrait = height > width;
+    let mut rungs: Vec<Rung> = ladder.to_vec();
+    rungs.sort_by(|a, b| b.short_side.cmp(&a.short_side));
+    rungs.dedup_by_key(|r| r.short_side);
+
+    let mut out: Vec<VideoRendition> = rungs
+        .iter()
+        .filter(|r| r.short_side <= short && r.short_side > 0)
+        .map(|r| {
+            let s = even_floor(r.short_side);
+            let l = even_round(f64::from(long) * f64::from(r.short_side) / f64::from(short));
+            let (w, h) = if portrait { (s, l) } else { (l, s) };
+            rendition(format!("{}p", r.short_side), w, h, r.bitrate_kbps)
+        })
+        .collect();
+
+    if out.is_empty() && short > 0 {
+        // Smaller than every rung: one rendition at the source's own size, with the smallest
+        // rung's bitrate scaled down by pixel count (but never starved below 200k).
+        let smallest = rungs.last().copied().unwrap_or(Rung { short_side: 360, bitrate_kbps: 500 });
+        let ratio = f64::from(short) / f64::from(smallest.short_side.max(1));
+        let kbps = ((f64::from(smallest.bitrate_kbps) * ratio * ratio) as u32).clamp(200, smallest.bitrate_kbps);
+        out.push(rendition(format!("{}p", even_floor(short)), even_floor(width), even_floor(height), kbps));
+    }
+    out
+}
+
+fn rendition(name: String, width: u32, height: u32, bitrate_kbps: u32) -> VideoRendition {
+    // Capped VBR: peaks up to 1.5x the target with a two-second buffer keeps segments close to
+    // the declared bandwidth without starving complex scenes.
+    VideoRendition {
+        name,
+        width,
+        height,
+        bitrate_kbps,
+        maxrate_kbps: bitrate_kbps * 3 / 2,
+        bufsize_kbps: bitrate_kbps * 2,
+    }
+}
+
+/// The plan of a video job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VideoPlan {
+    pub renditions: Vec<VideoRendition>,
+    pub frame_rate: FrameRate,
+    pub display_width: u32,
+    pub display_height: u32,
+    pub thumbnail_at_seconds: f64,
+}
+
+/// Plans a video job from its probe. `None` when the input has no video stream.
+pub fn plan_video(probe: &ProbeResult, config: &PlanConfig) -> Option<VideoPlan> {
+    let video = probe.video.as_ref()?;
+    let (w, h) = video.display_size();
+    let frame_rate = video.output_frame_rate();
+    Some(VideoPlan {
+        renditions: select_ladder(w, h, &config.ladder),
+        frame_rate,
+        display_width: w,
+        display_height: h,
+        thumbnail_at_seconds: thumbnail_time(probe.duration_seconds, frame_rate, config.thumbnail_fraction),
+    })
+}
+
+/// `fraction` of the way in, clamped so at least one frame remains after it.
+pub fn thumbnail_time(duration: f64, frame_rate: FrameRate, fraction: f64) -> f64 {
+    if !duration.is_finite() || duration <= 0.0 {
+        return 0.0;
+    }
+    let last_frame = (duration - 1.0 / frame_rate.as_f64()).max(0.0);
+    (duration * fraction).clamp(0.0, last_frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(r: &[VideoRendition]) -> Vec<(String, u32, u32)> {
+        r.iter().map(|r| (r.name.clone(), r.width, r.height)).collect()
+    }
+
+    #[test]
+    fn landscape_1080p_gets_every_rung() {
+        let r = select_ladder(1920, 1080, &DEFAULT_LADDER);
+        assert_eq!(
+            names(&r),
+            vec![
+                ("1080p".into(), 1920, 1080),
+                ("720p".into(), 1280, 720),
+                ("480p".into(), 854, 480),
+                ("360p".into(), 640, 360),
+            ]
+        );
+        assert_eq!(r[0].bitrate_kbps, 5000);
+        assert_eq!(r[3].bitrate_kbps, 500);
+    }
+
+    #[test]
+    fn never_upscales() {
+        let r = select_ladder(1280, 720, &DEFAULT_LADDER);
+        assert_eq!(names(&r)[0], ("720p".into(), 1280, 720));
+        assert_eq!(r.len(), 3);
+        let r = select_ladder(1000, 700, &DEFAULT_LADDER);
+        assert_eq!(r.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["480p", "360p"]);
+    }
+
+    #[test]
+    fn portrait_uses_short_side() {
+        let r = select_ladder(1080, 1920, &DEFAULT_LADDER);
+        assert_eq!(names(&r)[0], ("1080p".into(), 1080, 1920));
+        assert_eq!(names(&r)[1], ("720p".into(), 720, 1280));
+        assert!(r.iter().all(|r| r.height > r.width));
+    }
+
+    #[test]
+    fn odd_aspect_keeps_even_dimensions() {
+        let r = select_ladder(1998, 1080, &DEFAULT_LADDER);
+        for v in &r {
+            assert_eq!(v.width % 2, 0, "{v:?}");
+            assert_eq!(v.height % 2, 0, "{v:?}");
+            let aspect = f64::from(v.width) / f64::from(v.height);
+            assert!((aspect - 1998.0 / 1080.0).abs() < 0.01, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn small_source_gets_one_rendition_at_its_own_size() {
+        let r = select_ladder(320, 241, &DEFAULT_LADDER);
+        assert_eq!(names(&r), vec![("240p".into(), 320, 240)]);
+        assert!(r[0].bitrate_kbps >= 200 && r[0].bitrate_kbps <= 500);
+    }
+
+    #[test]
+    fn thumbnail_time_is_clamped() {
+        let fr = FrameRate { num: 25, den: 1 };
+        assert!((thumbnail_time(100.0, fr, 0.1) - 10.0).abs() < 1e-9);
+        assert_eq!(thumbnail_time(0.0, fr, 0.1), 0.0);
+        assert!(thumbnail_time(0.02, fr, 0.9) <= 0.02);
+    }
+
+    #[test]
+    fn frame_rate_parses_ffprobe_rationals() {
+        assert_eq!(FrameRate::parse("30000/1001"), Some(FrameRate { num: 30000, den: 1001 }));
+        assert_eq!(FrameRate::parse("0/0"), None);
+        assert_eq!(FrameRate::parse("25"), Some(FrameRate { num: 25, den: 1 }));
+    }
+}

@@ -1,0 +1,275 @@
+//! `TranscodeWorkflow`: validate, probe, plan, then run the media activities and report.
+//!
+//! Replay-safe: all decisions come from the job and from activity results recorded in
+//! history; anything that touches the outside world is an activity.
+
+use crate::activities::{defs as act, WebhookReceipt, WebhookRequest};
+use crate::job::{Job, JobInput, MediaType};
+use crate::keys::JobKeys;
+use crate::ladder::{audio_ladder, plan_video, PlanConfig};
+use crate::media::{
+    AudioHlsInput, HlsOutput, MezzanineInput, MezzanineVideo, ProbeInput, ProbeResult,
+    ThumbnailInput, VideoHlsInput,
+};
+use crate::webhook::{CompletedOutput, MediaTypeText, WebhookBody};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use temporalio_common::RetryPolicy;
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{
+    ActivityCloseTimeouts, ActivityExecutionError, ActivityOptions, ApplicationFailure, WorkflowContext, WorkflowResult,
+};
+
+/// Result of a completed job: the webhook body that was sent, and whether it got through.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TranscodeResult {
+    pub webhook: WebhookBody,
+    pub webhook_receipt: Option<WebhookReceipt>,
+    /// Encoder used per rendition, e.g. `("720p", "libx264")`.
+    pub encoders: Vec<(String, String)>,
+}
+
+#[workflow]
+#[derive(Default)]
+pub struct TranscodeWorkflow;
+
+#[workflow_methods]
+impl TranscodeWorkflow {
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: JobInput) -> WorkflowResult<TranscodeResult> {
+        let id = ctx.workflow_id().to_string();
+        let job = match input.validate() {
+            Ok(job) => job,
+            Err(invalid) => {
+                let reason = invalid.to_string();
+                if let Some((url, secret)) = input.usable_webhook() {
+                    let body = WebhookBody::failed(
+                        id,
+                        input.media_id.clone(),
+                        input.media_type.clone().map(MediaTypeText),
+                        &reason,
+                        &[secret],
+                    );
+                    let reason = body.error.clone().unwrap_or(reason);
+                    deliver_webhook(ctx, url, secret, body).await;
+                    return Err(ApplicationFailure::non_retryable(reason).into());
+                }
+                return Err(ApplicationFailure::non_retryable(reason).into());
+            }
+        };
+
+        match process(ctx, &job).await {
+            Ok((output, encoders)) => {
+                let body = WebhookBody::completed(id, output);
+                let receipt = deliver_webhook(ctx, &job.webhook_url, &job.webhook_secret, body.clone()).await;
+                Ok(TranscodeResult { webhook: body, webhook_receipt: receipt, encoders })
+            }
+            Err(reason) => {
+                let body = WebhookBody::failed(
+                    id,
+                    Some(job.media_id.clone()),
+                    Some(job.media_type.into()),
+                    &reason,
+                    &[&job.webhook_secret],
+                );
+                let reason = body.error.clone().unwrap_or(reason);
+                deliver_webhook(ctx, &job.webhook_url, &job.webhook_secret, body).await;
+                Err(ApplicationFailure::non_retryable(reason).into())
+            }
+        }
+    }
+}
+
+type Encoders = Vec<(String, String)>;
+
+/// Runs the media steps of a valid job. `Err` holds the reason a person should read.
+async fn process(
+    ctx: &mut WorkflowContext<TranscodeWorkflow>,
+    job: &Job,
+) -> Result<(CompletedOutput, Encoders), String> {
+    let keys = JobKeys::new(job);
+    let config = PlanConfig::default();
+
+    let probe: ProbeResult = ctx
+        .execute_activity(
+            act::Probe,
+            ProbeInput { source: keys.input() },
+            ActivityOptions::with_start_to_close_timeout(Duration::from_secs(120))
+                .retry_policy(transient_retries(5))
+                .build(),
+        )
+        .await
+        .map_err(|e| step_failed("probe", &e))?;
+
+    if probe.audio.is_none() && (job.media_type == MediaType::Audio || probe.video.is_none()) {
+        if job.media_type == MediaType::Audio {
+            return Err("the input has no audio stream, so it cannot be processed as an audio job".into());
+        }
+        return Err("the input has neither a video nor an audio stream".into());
+    }
+    let video_plan = match job.media_type {
+        MediaType::Video => Some(plan_video(&probe, &config).ok_or_else(|| {
+            "the input has no video stream; submit it with mediaType \"audio\"".to_string()
+        })?),
+        MediaType::Audio => None,
+    };
+
+    let mezzanine = ctx
+        .execute_activity(
+            act::Mezzanine,
+            MezzanineInput {
+                source: keys.input(),
+                dest: keys.mezzanine(),
+                video: video_plan.as_ref().map(|p| MezzanineVideo {
+                    frame_rate: p.frame_rate,
+                    gop_seconds: config.gop_seconds,
+                }),
+                has_audio: probe.audio.is_some(),
+            },
+            long_running(&probe),
+        )
+        .await
+        .map_err(|e| step_failed("mezzanine", &e))?;
+
+    let mut output = CompletedOutput {
+        media_id: job.media_id.clone(),
+        media_type: job.media_type.as_str().to_string(),
+        mezzanine_key: Some(mezzanine.object.key.clone()),
+        duration_seconds: round_ms(probe.duration_seconds),
+        ..Default::default()
+    };
+
+    let hls: HlsOutput = match &video_plan {
+        Some(plan) => {
+            let hls = ctx
+                .execute_activity(
+                    act::VideoHls,
+                    VideoHlsInput {
+                        source: mezzanine.object.clone(),
+                        bucket: job.output_bucket.clone(),
+                        prefix: keys.hls_prefix().to_string(),
+                        renditions: plan.renditions.clone(),
+                        frame_rate: plan.frame_rate,
+                        gop_seconds: config.gop_seconds,
+                        segment_seconds: config.segment_seconds,
+                        audio_bitrate_kbps: probe.audio.as_ref().map(|_| config.video_audio_bitrate_kbps),
+                    },
+                    long_running(&probe),
+                )
+                .await
+                .map_err(|e| step_failed("HLS ladder", &e))?;
+
+            let thumb = ctx
+                .execute_activity(
+                    act::Thumbnail,
+                    ThumbnailInput {
+                        source: mezzanine.object.clone(),
+                        dest: keys.thumbnail(),
+                        at_seconds: plan.thumbnail_at_seconds,
+                        width: 1280,
+                        height: 720,
+                    },
+                    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(300))
+                        .retry_policy(transient_retries(5))
+                        .build(),
+                )
+                .await
+                .map_err(|e| step_failed("thumbnail", &e))?;
+            output.thumbnail_key = Some(thumb.object.key);
+            output.width = Some(plan.display_width);
+            output.height = Some(plan.display_height);
+            hls
+        }
+        None => ctx
+            .execute_activity(
+                act::AudioHls,
+                AudioHlsInput {
+                    source: mezzanine.object.clone(),
+                    bucket: job.output_bucket.clone(),
+                    prefix: keys.hls_prefix().to_string(),
+                    renditions: audio_ladder(),
+                    segment_seconds: config.segment_seconds,
+                },
+                long_running(&probe),
+            )
+            .await
+            .map_err(|e| step_failed("audio HLS", &e))?,
+    };
+
+    output.hls_master_playlist_key = Some(hls.master_key.clone());
+    output.ready_variants = hls.variants.iter().map(|v| v.name.clone()).collect();
+    let encoders = hls.variants.iter().map(|v| (v.name.clone(), v.encoder.clone())).collect();
+    Ok((output, encoders))
+}
+
+/// Sends a webhook; its failure is recorded, never fatal, and never undoes the job's outputs.
+async fn deliver_webhook(
+    ctx: &mut WorkflowContext<TranscodeWorkflow>,
+    url: &str,
+    secret: &str,
+    body: WebhookBody,
+) -> Option<WebhookReceipt> {
+    ctx.execute_activity(
+        act::Webhook,
+        WebhookRequest { url: url.to_string(), secret: secret.to_string(), body },
+        // Receivers go down for deploys: keep trying with backoff for a day.
+        ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
+            schedule_to_close: Duration::from_secs(24 * 3600),
+            start_to_close: Duration::from_secs(60),
+        })
+            .retry_policy(
+                RetryPolicy::builder()
+                    .initial_interval(Duration::from_secs(2))
+                    .backoff_coefficient(2.0)
+                    .maximum_interval(Duration::from_secs(30 * 60))
+                    .build(),
+            )
+            .build(),
+    )
+    .await
+    .ok()
+}
+
+/// Bounded retries with backoff for failures that may heal (a killed process, I/O, network).
+/// Permanent failures are raised as non-retryable by the activity and skip these.
+fn transient_retries(attempts: u32) -> RetryPolicy {
+    RetryPolicy::builder()
+        .initial_interval(Duration::from_secs(1))
+        .backoff_coefficient(2.0)
+        .maximum_interval(Duration::from_secs(60))
+        .maximum_attempts(attempts)
+        .build()
+}
+
+/// Options for encodes: a generous timeout that scales with the input, and a heartbeat
+/// timeout so a dead worker's task is retried elsewhere within a minute.
+fn long_running(probe: &ProbeResult) -> ActivityOptions {
+    // Budget 20x real time on CPU plus a fixed allowance, at least an hour.
+    let secs = (probe.duration_seconds.max(0.0) * 20.0) as u64 + 600;
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(secs.max(3600)))
+        .heartbeat_timeout(Duration::from_secs(60))
+        .retry_policy(transient_retries(3))
+        .build()
+}
+
+fn round_ms(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
+/// A readable reason from an activity failure: the innermost cause's message, which is the
+/// activity's own error text (not the SDK's "activity task failed" wrapper).
+fn step_failed(step: &str, err: &ActivityExecutionError) -> String {
+    let mut message = String::new();
+    let mut next = err.failure();
+    while let Some(failure) = next {
+        if !failure.message.is_empty() {
+            message = failure.message.clone();
+        }
+        next = failure.cause.as_deref();
+    }
+    if message.is_empty() {
+        message = err.to_string();
+    }
+    format!("{step} failed: {message}")
+}
