@@ -15,7 +15,14 @@ pub async fn probe_file(path: &Path) -> Result<ProbeResult> {
         "-show_streams".into(),
         path.as_os_str().to_owned(),
     ];
-    let doc = ffprobe_json(&args).await?;
+    // ffprobe names the file in its errors; the reader of a webhook knows which file it sent,
+    // and our scratch paths mean nothing to them.
+    let doc = ffprobe_json(&args).await.map_err(|e| match e {
+        MediaError::Unreadable(msg) => {
+            MediaError::Unreadable(msg.replace(&format!("{}: ", path.display()), ""))
+        }
+        other => other,
+    })?;
     parse_probe(&doc)
 }
 

@@ -55,10 +55,22 @@ fn ffprobe_bin() -> OsString {
     std::env::var_os("FFPROBE").unwrap_or_else(|| "ffprobe".into())
 }
 
+/// Drops ffmpeg's `[mov,mp4 @ 0x55d…] ` context prefix: noise to a person reading the error.
+fn strip_context_prefix(line: &str) -> &str {
+    if let Some(rest) = line.strip_prefix('[') {
+        if let Some((ctx, after)) = rest.split_once("] ") {
+            if ctx.contains(" @ 0x") {
+                return after.trim_start();
+            }
+        }
+    }
+    line
+}
+
 /// Keeps the end of a tool's stderr: the lines that say why it failed.
 fn stderr_tail(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text.lines().map(str::trim).map(strip_context_prefix).filter(|l| !l.is_empty()).collect();
     let tail = lines[lines.len().saturating_sub(6)..].join(" | ");
     let mut tail: String = tail.chars().rev().take(1200).collect::<Vec<_>>().into_iter().rev().collect();
     if tail.is_empty() {
@@ -143,6 +155,10 @@ mod tests {
         let raw = b"line1\n\nline2\nline3\nline4\nline5\nline6\nline7\n";
         assert_eq!(stderr_tail(raw), "line2 | line3 | line4 | line5 | line6 | line7");
         assert_eq!(stderr_tail(b""), "no error output");
+        assert_eq!(
+            stderr_tail(b"[mov,mp4,m4a @ 0x5637] moov atom not found\n"),
+            "moov atom not found"
+        );
     }
 
     #[test]
