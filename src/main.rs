@@ -190,11 +190,10 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
             let (webhook_url, webhook_secret) = match (&args.webhook_url, &args.webhook_secret) {
                 (Some(url), Some(secret)) => (url.clone(), secret.clone()),
                 _ => {
-                    let secret = uuid::Uuid::new_v4().simple().to_string();
-                    let receiver = LocalReceiver::start(secret.clone())?;
-                    let url = receiver.url().to_string();
+                    let receiver = LocalReceiver::start_persistent(&args.common.state_dir)?;
+                    let pair = (receiver.url().to_string(), receiver.secret().to_string());
                     local_receiver = Some(receiver);
-                    (url, secret)
+                    pair
                 }
             };
             let media_type = match args.media_type {
@@ -219,25 +218,31 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let mut worker = worker::build(&sdk_runtime, temporal.client.clone(), &config)?;
     worker::log_start(&config);
     let stop_worker = worker.shutdown_handle();
-    let worker_task = async move { worker.run().await };
+    let worker_task = async move {
+        if let Err(e) = worker.run().await {
+            tracing::warn!(error = %e, "worker stopped with an error");
+        }
+    };
+    tokio::pin!(worker_task);
 
     let id = jobs::start_or_attach(&temporal.client, &job, &config.task_queue).await?;
     if let Some(media_id) = &job.media_id {
         eprintln!("Job {id} started; if interrupted, run again with --media-id {media_id} to resume.");
     }
-    let wait = async {
-        let body = tokio::select! {
-            body = jobs::wait_for_body(&temporal.client, &id, &job) => body,
-            _ = worker::shutdown_signal() => {
-                bail!("interrupted; the job is saved in {} and resumes when run again with the same --media-id", args.common.state_dir.display())
-            }
-        };
-        stop_worker();
-        body
+    let state_dir = args.common.state_dir.display().to_string();
+    let body = tokio::select! {
+        body = jobs::wait_for_body(&temporal.client, &id, &job) => body,
+        _ = worker::shutdown_signal() => Err(anyhow::anyhow!(
+            "interrupted; the job is saved in {state_dir} and resumes when run again with the same --media-id"
+        )),
+        _ = &mut worker_task => Err(anyhow::anyhow!("the in-process worker stopped before the job finished")),
     };
-    let (body, worker_result) = tokio::join!(wait, worker_task);
-    if let Err(e) = worker_result {
-        tracing::warn!(error = %e, "worker stopped with an error");
+    // Stop polling. After an interrupt, give running activities a moment to wind down but do
+    // not hold the terminal for a long encode: Temporal retries it on the next run.
+    stop_worker();
+    let grace = std::time::Duration::from_secs(if body.is_ok() { 60 } else { 10 });
+    if tokio::time::timeout(grace, &mut worker_task).await.is_err() {
+        tracing::warn!("the worker did not stop within {grace:?}; exiting anyway");
     }
     let ui = temporal.server.as_ref().map(|s| s.ui_url());
     temporal.shutdown().await;

@@ -1,0 +1,875 @@
+//! Helpers for the end-to-end tests: a Temporal dev server per test, media made with
+//! ffmpeg's lavfi sources, a real HTTP webhook receiver that checks signatures, the real
+//! `transcoder` binary run as a subprocess, and ffprobe/HLS inspection of what it wrote.
+//!
+//! Nothing here is a mock: every test talks to a real server, real ffmpeg and a real socket.
+
+#![allow(dead_code)]
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+use transcoder::devserver::DevServer;
+
+/// How long one `transcoder` command may run before the test fails instead of hanging.
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Buckets `transcoder run` writes to (see the CLI contract).
+pub const ARCHIVE_BUCKET: &str = "codex-archive";
+pub const MEDIA_BUCKET: &str = "codex-media-local";
+pub const ASSETS_BUCKET: &str = "codex-assets-local";
+
+/// Environment variables from the developer's shell that could point the binary somewhere
+/// other than this test's server and folders.
+const FOREIGN_ENV: &[&str] = &[
+    "TEMPORAL_ADDRESS",
+    "TEMPORAL_NAMESPACE",
+    "TEMPORAL_API_KEY",
+    "TEMPORAL_TLS",
+    "TEMPORAL_TLS_CERT",
+    "TEMPORAL_TLS_KEY",
+    "TEMPORAL_TLS_CA",
+    "TEMPORAL_TLS_SERVER_NAME",
+    "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION",
+    "TEMPORAL_PROFILE",
+    "TEMPORAL_CONFIG_FILE",
+    "TRANSCODER_STATE_DIR",
+    "TRANSCODER_OUT",
+    "TRANSCODER_TASK_QUEUE",
+    "TRANSCODER_WEBHOOK_SECRET",
+    "R2_ACCOUNT_ID",
+    "R2_ACCESS_KEY_ID",
+    "R2_SECRET_ACCESS_KEY",
+    "R2_MEDIA_BUCKET",
+    "R2_ASSETS_BUCKET",
+    "B2_KEY_ID",
+    "B2_APPLICATION_KEY",
+    "B2_BUCKET_NAME",
+    "B2_ENDPOINT",
+    "B2_REGION",
+    "S3_ENDPOINT_URL",
+    "S3_REGION",
+    "S3_ADDRESSING_STYLE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+];
+
+// ---------------------------------------------------------------------------------------
+// The per-test world: a temp folder and a Temporal dev server.
+// ---------------------------------------------------------------------------------------
+
+/// One test's private world. Fields drop in order: the server is killed before its state
+/// folder is removed.
+pub struct Harness {
+    server: Option<DevServer>,
+    pub tmp: TempDir,
+}
+
+impl Harness {
+    /// A fresh temp folder and a dev server on free loopback ports with its state inside it.
+    pub async fn start() -> Harness {
+        let tmp = tempfile::Builder::new()
+            .prefix("transcoder-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let server = DevServer::start(&tmp.path().join("temporal"))
+            .await
+            .unwrap_or_else(|e| panic!("could not start the Temporal dev server: {e}"));
+        Harness {
+            server: Some(server),
+            tmp,
+        }
+    }
+
+    /// A temp folder only (for tests that need no server, like `--help`).
+    pub fn without_server() -> Harness {
+        let tmp = tempfile::Builder::new()
+            .prefix("transcoder-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        Harness { server: None, tmp }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    pub fn address(&self) -> String {
+        self.server
+            .as_ref()
+            .expect("this harness has no server")
+            .address()
+    }
+
+    /// The `transcoder` binary with this test's environment: its server, a temp state
+    /// folder, the fast x264 preset, and nothing inherited that could point elsewhere.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_transcoder"));
+        cmd.args(args);
+        for var in FOREIGN_ENV {
+            cmd.env_remove(var);
+        }
+        if let Some(server) = &self.server {
+            cmd.env("TEMPORAL_ADDRESS", server.address());
+        }
+        let state = self.path("state");
+        std::fs::create_dir_all(&state).expect("state dir");
+        cmd.env("TRANSCODER_STATE_DIR", &state)
+            .env("TRANSCODER_X264_PRESET", "ultrafast")
+            .current_dir(self.tmp.path())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs `transcoder ARGS` to completion (or [`CMD_TIMEOUT`]) and captures its output.
+    pub fn run(&self, args: &[&str]) -> impl std::future::Future<Output = CmdOutput> + 'static {
+        let cmd = self.command(args);
+        let logs = self.logs_dir();
+        async move { run_to_end(cmd, &logs, CMD_TIMEOUT).await }
+    }
+
+    /// Starts `transcoder ARGS` in the background; the returned guard kills it on drop.
+    pub fn spawn(&self, args: &[&str]) -> Background {
+        let logs = self.logs_dir();
+        let name = unique_name("bg");
+        let stdout_path = logs.join(format!("{name}.stdout"));
+        let stderr_path = logs.join(format!("{name}.stderr"));
+        let mut cmd = self.command(args);
+        cmd.stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
+            .stderr(std::fs::File::create(&stderr_path).expect("stderr file"));
+        let child = cmd.spawn().expect("spawn transcoder");
+        Background {
+            child: Some(child),
+            stdout_path,
+            stderr_path,
+            args: args.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn logs_dir(&self) -> PathBuf {
+        let dir = self.path("logs");
+        std::fs::create_dir_all(&dir).expect("logs dir");
+        dir
+    }
+}
+
+fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}", N.fetch_add(1, Ordering::SeqCst))
+}
+
+// ---------------------------------------------------------------------------------------
+// Running the binary.
+// ---------------------------------------------------------------------------------------
+
+/// What a finished command left behind.
+#[derive(Debug)]
+pub struct CmdOutput {
+    pub args: Vec<String>,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CmdOutput {
+    /// The command, its exit status, stdout and the tail of stderr, for failure messages.
+    pub fn dump(&self) -> String {
+        let tail: String = {
+            let chars: Vec<char> = self.stderr.chars().collect();
+            let start = chars.len().saturating_sub(12_000);
+            chars[start..].iter().collect()
+        };
+        format!(
+            "command: transcoder {}\nstatus: {}\n--- stdout ---\n{}\n--- stderr (tail) ---\n{}\n--------------",
+            self.args.join(" "),
+            self.status,
+            self.stdout,
+            tail
+        )
+    }
+
+    /// Stdout parsed as one JSON document (the `--json` contract: stdout is exactly the body).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e})\n{}", self.dump()))
+    }
+
+    pub fn assert_success(&self) {
+        assert!(self.status.success(), "expected exit 0\n{}", self.dump());
+    }
+
+    pub fn assert_failure(&self) {
+        assert!(
+            !self.status.success(),
+            "expected a non-zero exit\n{}",
+            self.dump()
+        );
+    }
+}
+
+/// Runs `cmd` with stdout/stderr going to files (so they survive a timeout), waits at most
+/// `limit`, and kills it if it runs past that.
+pub async fn run_to_end(mut cmd: Command, logs: &Path, limit: Duration) -> CmdOutput {
+    let std_cmd = cmd.as_std();
+    let args: Vec<String> = std_cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let name = unique_name("cmd");
+    let stdout_path = logs.join(format!("{name}.stdout"));
+    let stderr_path = logs.join(format!("{name}.stderr"));
+    cmd.stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"));
+    let mut child = cmd.spawn().expect("spawn transcoder");
+    let status = match tokio::time::timeout(limit, child.wait()).await {
+        Ok(status) => status.expect("wait for transcoder"),
+        Err(_) => {
+            let _ = child.kill().await;
+            let out = CmdOutput {
+                args,
+                status: child.wait().await.expect("wait after kill"),
+                stdout: read_lossy(&stdout_path),
+                stderr: read_lossy(&stderr_path),
+            };
+            panic!(
+                "transcoder ran past {} s and was killed\n{}",
+                limit.as_secs(),
+                out.dump()
+            );
+        }
+    };
+    CmdOutput {
+        args,
+        status,
+        stdout: read_lossy(&stdout_path),
+        stderr: read_lossy(&stderr_path),
+    }
+}
+
+fn read_lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
+/// A background `transcoder` process (a worker). Dropping the guard kills it, so a panicking
+/// test never leaves a worker behind.
+pub struct Background {
+    child: Option<Child>,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+    args: Vec<String>,
+}
+
+impl Background {
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("process still running")
+    }
+
+    /// Whether it has already exited (a worker should not).
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = self.pid() as libc::pid_t;
+        // SAFETY: kill(2) on the pid of a child this guard owns and has not reaped.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {signal}) failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Waits at most `limit` for it to exit; `None` if it is still running.
+    pub async fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut().expect("child");
+        tokio::time::timeout(limit, child.wait())
+            .await
+            .ok()
+            .map(|r| r.expect("wait"))
+    }
+
+    pub fn stderr(&self) -> String {
+        read_lossy(&self.stderr_path)
+    }
+
+    pub fn dump(&self) -> String {
+        let stderr = self.stderr();
+        let chars: Vec<char> = stderr.chars().collect();
+        let tail: String = chars[chars.len().saturating_sub(12_000)..].iter().collect();
+        format!(
+            "background: transcoder {}\n--- stdout ---\n{}\n--- stderr (tail) ---\n{}\n--------------",
+            self.args.join(" "),
+            read_lossy(&self.stdout_path),
+            tail
+        )
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(None) = child.try_wait() {
+                if std::thread::panicking() {
+                    eprintln!("{}", self.dump());
+                }
+                let _ = child.start_kill();
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Media made with ffmpeg.
+// ---------------------------------------------------------------------------------------
+
+async fn ffmpeg(args: &[String]) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run ffmpeg (is it installed?)");
+    assert!(
+        out.status.success(),
+        "ffmpeg {:?} failed: {}",
+        args,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An H.264 + AAC stereo MP4: `testsrc2` picture at `width`x`height`, `fps`, and a sine tone.
+pub async fn make_video(path: &Path, width: u32, height: u32, seconds: u32, fps: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let args: Vec<String> = [
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=size={width}x{height}:rate={fps}:duration={seconds}"),
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("sine=frequency=440:sample_rate=48000:duration={seconds}"),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+        "-ac",
+        "2",
+        "-movflags",
+        "+faststart",
+        "-shortest",
+        path.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    ffmpeg(&args).await;
+}
+
+/// A stereo MP3 of a sine tone (speech-podcast-like upload).
+pub async fn make_audio_mp3(path: &Path, seconds: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let args: Vec<String> = [
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("sine=frequency=330:sample_rate=44100:duration={seconds}"),
+        "-ac",
+        "2",
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        "192k",
+        path.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    ffmpeg(&args).await;
+}
+
+/// Random bytes in a file named like a video: not a readable media file.
+pub fn make_corrupt(path: &Path, bytes: usize) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    // xorshift64*: deterministic "random" bytes, no magic numbers of any container.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut data = Vec::with_capacity(bytes);
+    while data.len() < bytes {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        data.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    data.truncate(bytes);
+    std::fs::write(path, data).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Inspecting outputs.
+// ---------------------------------------------------------------------------------------
+
+/// `ffprobe -show_format -show_streams` as JSON; `Err` with ffprobe's message if it cannot
+/// read the file.
+pub async fn ffprobe(path: &Path) -> Result<Value, String> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_format",
+            "-show_streams",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("could not run ffprobe: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ffprobe {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("ffprobe output is not JSON: {e}"))
+}
+
+/// The streams of one `codec_type` in an ffprobe result.
+pub fn streams<'a>(probe: &'a Value, codec_type: &str) -> Vec<&'a Value> {
+    probe["streams"]
+        .as_array()
+        .map(|s| s.iter().filter(|s| s["codec_type"] == codec_type).collect())
+        .unwrap_or_default()
+}
+
+/// Where object `bucket/key` lives under an `--out` folder.
+pub fn object_path(out: &Path, bucket: &str, key: &str) -> PathBuf {
+    assert!(
+        !key.starts_with('/') && !key.contains(".."),
+        "odd key {key:?}"
+    );
+    out.join(bucket).join(key)
+}
+
+pub fn read_master(path: &Path) -> m3u8_rs::MasterPlaylist {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    match m3u8_rs::parse_playlist_res(&bytes) {
+        Ok(m3u8_rs::Playlist::MasterPlaylist(m)) => m,
+        Ok(m3u8_rs::Playlist::MediaPlaylist(_)) => {
+            panic!(
+                "{} is a media playlist, expected a master:\n{}",
+                path.display(),
+                String::from_utf8_lossy(&bytes)
+            )
+        }
+        Err(e) => panic!(
+            "{} does not parse as HLS ({e:?}):\n{}",
+            path.display(),
+            String::from_utf8_lossy(&bytes)
+        ),
+    }
+}
+
+pub fn read_media(path: &Path) -> (m3u8_rs::MediaPlaylist, String) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    match m3u8_rs::parse_playlist_res(&bytes) {
+        Ok(m3u8_rs::Playlist::MediaPlaylist(m)) => (m, text),
+        Ok(m3u8_rs::Playlist::MasterPlaylist(_)) => {
+            panic!(
+                "{} is a master playlist, expected a media playlist:\n{text}",
+                path.display()
+            )
+        }
+        Err(e) => panic!("{} does not parse as HLS ({e:?}):\n{text}", path.display()),
+    }
+}
+
+/// The variant's name: the folder of its playlist URI (`720p/playlist.m3u8` → `720p`).
+pub fn variant_name(uri: &str) -> String {
+    let parts: Vec<&str> = uri.split('/').collect();
+    assert_eq!(
+        parts.len(),
+        2,
+        "variant URI should be {{variant}}/playlist.m3u8, got {uri:?}"
+    );
+    assert_eq!(
+        parts[1], "playlist.m3u8",
+        "variant URI should be {{variant}}/playlist.m3u8, got {uri:?}"
+    );
+    parts[0].to_string()
+}
+
+/// Checks a VOD media playlist and returns, for each segment, a file ffprobe can read (for
+/// fMP4 segments, the init section joined with the segment) and its `#EXTINF` duration.
+pub fn check_vod_playlist(playlist_path: &Path) -> Vec<(PathBuf, f64)> {
+    let (pl, text) = read_media(playlist_path);
+    assert!(
+        pl.end_list,
+        "{} has no #EXT-X-ENDLIST:\n{text}",
+        playlist_path.display()
+    );
+    assert!(
+        text.lines().any(|l| l.trim() == "#EXT-X-ENDLIST"),
+        "{} has no #EXT-X-ENDLIST line:\n{text}",
+        playlist_path.display()
+    );
+    assert_eq!(
+        pl.playlist_type,
+        Some(m3u8_rs::MediaPlaylistType::Vod),
+        "{} is not #EXT-X-PLAYLIST-TYPE:VOD:\n{text}",
+        playlist_path.display()
+    );
+    assert!(
+        !pl.segments.is_empty(),
+        "{} lists no segments:\n{text}",
+        playlist_path.display()
+    );
+    let dir = playlist_path.parent().unwrap();
+    let mut init: Option<PathBuf> = None;
+    let mut files = Vec::new();
+    for (i, seg) in pl.segments.iter().enumerate() {
+        assert!(
+            !seg.uri.contains("://") && !seg.uri.starts_with('/') && !seg.uri.contains(".."),
+            "segment URI should be relative, got {:?}",
+            seg.uri
+        );
+        assert!(
+            seg.duration > 0.0,
+            "segment {} has duration {}",
+            seg.uri,
+            seg.duration
+        );
+        // RFC 8216 §4.3.3.1: every EXTINF, rounded, is at most EXT-X-TARGETDURATION.
+        assert!(
+            (f64::from(seg.duration)).round() as u64 <= pl.target_duration,
+            "segment {} lasts {} s, over the target duration {}:\n{text}",
+            seg.uri,
+            seg.duration,
+            pl.target_duration
+        );
+        let stem = Path::new(&seg.uri)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("");
+        assert!(
+            !stem.is_empty() && stem.chars().all(|c| c.is_ascii_digit()),
+            "segment names should be numeric, got {:?}",
+            seg.uri
+        );
+        if let Some(map) = &seg.map {
+            init = Some(dir.join(&map.uri));
+        }
+        let path = dir.join(&seg.uri);
+        assert!(
+            path.is_file(),
+            "segment {} (#{i}) listed in {} is missing",
+            path.display(),
+            playlist_path.display()
+        );
+        match &init {
+            Some(init_path) => {
+                assert!(
+                    init_path.is_file(),
+                    "init section {} is missing",
+                    init_path.display()
+                );
+                let joined = path.with_extension("joined-for-probe.mp4");
+                let mut bytes = std::fs::read(init_path).unwrap();
+                bytes.extend(std::fs::read(&path).unwrap());
+                std::fs::write(&joined, bytes).unwrap();
+                files.push((joined, f64::from(seg.duration)));
+            }
+            None => files.push((path, f64::from(seg.duration))),
+        }
+    }
+    files
+}
+
+/// Asserts that `body.output[field]` is a key of an existing, non-empty object in `bucket`.
+pub fn assert_object_exists(out: &Path, bucket: &str, key: &str) -> PathBuf {
+    let path = object_path(out, bucket, key);
+    let meta = std::fs::metadata(&path).unwrap_or_else(|e| {
+        panic!(
+            "{bucket}/{key} is in the webhook but not on disk at {}: {e}",
+            path.display()
+        )
+    });
+    assert!(
+        meta.is_file() && meta.len() > 0,
+        "{} is empty or not a file",
+        path.display()
+    );
+    path
+}
+
+/// Every file under `root`, recursively.
+pub fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+pub fn approx(value: &Value, expected: f64, tolerance: f64) -> bool {
+    value
+        .as_f64()
+        .is_some_and(|v| (v - expected).abs() <= tolerance)
+}
+
+// ---------------------------------------------------------------------------------------
+// The webhook receiver.
+// ---------------------------------------------------------------------------------------
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub body: Vec<u8>,
+    pub signature: Option<String>,
+    pub timestamp: Option<String>,
+    pub content_type: Option<String>,
+    /// The signature verified against the secret (answered 200; otherwise 401).
+    pub valid: bool,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "webhook body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// A real HTTP server on 127.0.0.1:0 that plays media-api's webhook endpoint: it checks
+/// `X-Runpod-Signature` (hex HMAC-SHA256 of the raw body, or of `"<ts>.<body>"` when
+/// `X-Runpod-Timestamp` is sent) and answers 401 when it does not verify.
+pub struct WebhookReceiver {
+    server: Arc<tiny_http::Server>,
+    received: Arc<Mutex<Vec<Received>>>,
+    thread: Option<JoinHandle<()>>,
+    port: u16,
+    pub secret: String,
+}
+
+impl WebhookReceiver {
+    pub fn start(secret: &str) -> WebhookReceiver {
+        let server =
+            Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind webhook receiver"));
+        let port = server.server_addr().to_ip().expect("ip listener").port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let server = Arc::clone(&server);
+            let received = Arc::clone(&received);
+            let secret = secret.to_string();
+            std::thread::spawn(move || {
+                while let Ok(mut request) = server.recv() {
+                    let mut body = Vec::new();
+                    let _ = request.as_reader().read_to_end(&mut body);
+                    let headers: Vec<(String, String)> = request
+                        .headers()
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.field.as_str().as_str().to_ascii_lowercase(),
+                                h.value.as_str().to_string(),
+                            )
+                        })
+                        .collect();
+                    let header = |name: &str| {
+                        let name = name.to_ascii_lowercase();
+                        headers
+                            .iter()
+                            .find(|(k, _)| *k == name)
+                            .map(|(_, v)| v.clone())
+                    };
+                    let signature = header("X-Runpod-Signature");
+                    let timestamp = header("X-Runpod-Timestamp");
+                    let content_type = header("Content-Type");
+                    let valid = request.method() == &tiny_http::Method::Post
+                        && verify(&secret, &body, signature.as_deref(), timestamp.as_deref());
+                    received.lock().unwrap().push(Received {
+                        method: request.method().to_string(),
+                        path: request.url().to_string(),
+                        body,
+                        signature,
+                        timestamp,
+                        content_type,
+                        valid,
+                    });
+                    let response = if valid {
+                        tiny_http::Response::from_string("ok").with_status_code(200)
+                    } else {
+                        tiny_http::Response::from_string("bad signature").with_status_code(401)
+                    };
+                    let _ = request.respond(response);
+                }
+            })
+        };
+        WebhookReceiver {
+            server,
+            received,
+            thread: Some(thread),
+            port,
+            secret: secret.to_string(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/webhooks/transcode", self.port)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests arrived (or `limit` passed) and returns them all.
+    pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
+        let start = Instant::now();
+        loop {
+            let got = self.received();
+            if got.len() >= n || start.elapsed() > limit {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Asserts exactly one request arrived, that it was a signed JSON POST that verified, and
+    /// returns its body. Waits a little after the first one so a duplicate would be seen.
+    pub async fn expect_one_valid(&self) -> Value {
+        let got = self.wait_for(1, Duration::from_secs(60)).await;
+        assert!(!got.is_empty(), "the webhook receiver got no request");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let got = self.received();
+        assert_eq!(
+            got.len(),
+            1,
+            "expected exactly one webhook request, got {}: {:#?}",
+            got.len(),
+            got.iter()
+                .map(|r| (r.valid, String::from_utf8_lossy(&r.body).into_owned()))
+                .collect::<Vec<_>>()
+        );
+        let r = &got[0];
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/webhooks/transcode");
+        assert!(
+            r.signature.is_some(),
+            "webhook has no X-Runpod-Signature header"
+        );
+        assert!(
+            r.valid,
+            "webhook signature {:?} (timestamp {:?}) does not verify for body {}",
+            r.signature,
+            r.timestamp,
+            String::from_utf8_lossy(&r.body)
+        );
+        if let Some(ct) = &r.content_type {
+            assert!(
+                ct.starts_with("application/json"),
+                "webhook Content-Type is {ct:?}"
+            );
+        }
+        r.json()
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `hex(HMAC-SHA256(secret, body))`, or over `"<ts>.<body>"` with a fresh timestamp.
+pub fn verify(secret: &str, body: &[u8], signature: Option<&str>, timestamp: Option<&str>) -> bool {
+    let Some(signature) = signature else {
+        return false;
+    };
+    let Ok(sig) = hex::decode(signature.trim()) else {
+        return false;
+    };
+    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("any key length");
+    if let Some(ts) = timestamp {
+        let ts = ts.trim();
+        let Ok(seconds) = ts.parse::<u64>() else {
+            return false;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        if now.abs_diff(seconds) > 300 {
+            return false;
+        }
+        mac.update(ts.as_bytes());
+        mac.update(b".");
+    }
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
+}
+
+/// Text that betrays a stack dump or a panic rather than a message for a person.
+pub fn looks_like_stack_dump(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    [
+        "panicked at",
+        "stack backtrace",
+        "rust_backtrace",
+        "\n   0: ",
+        "at src/",
+        ".rs:",
+        "goroutine ",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+}

@@ -1,0 +1,1053 @@
+//! End-to-end tests of the real `transcoder` binary: a Temporal dev server per test, real
+//! ffmpeg encodes, outputs on disk under `--out`, and a real HTTP receiver that verifies the
+//! webhook signature the way media-api does. They check what a consumer of the outputs would
+//! check: keys in the webhook point at real objects, playlists parse and play, segments decode.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Every key of a completed webhook's `output` (DESIGN §3.2).
+const OUTPUT_KEYS: [&str; 13] = [
+    "mediaId",
+    "mediaType",
+    "hlsMasterPlaylistKey",
+    "hlsPreviewKey",
+    "thumbnailKey",
+    "waveformKey",
+    "waveformImageKey",
+    "mezzanineKey",
+    "durationSeconds",
+    "width",
+    "height",
+    "readyVariants",
+    "loudness",
+];
+
+/// Which bucket each key of the webhook lives in, for `transcoder run`'s local buckets.
+const KEY_BUCKETS: [(&str, &str); 6] = [
+    ("hlsMasterPlaylistKey", MEDIA_BUCKET),
+    ("hlsPreviewKey", MEDIA_BUCKET),
+    ("thumbnailKey", ASSETS_BUCKET),
+    ("waveformKey", ASSETS_BUCKET),
+    ("waveformImageKey", ASSETS_BUCKET),
+    ("mezzanineKey", ARCHIVE_BUCKET),
+];
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Checks the shape every completed body shares and that every non-null key in it names an
+/// object that exists in its bucket under `out`.
+fn check_completed_body(body: &Value, out: &Path, media_id: &str, media_type: &str) {
+    assert_eq!(body["status"], "completed", "body: {body:#}");
+    assert!(
+        body["error"].is_null(),
+        "completed body carries an error: {body:#}"
+    );
+    assert!(
+        body["id"].as_str().is_some_and(|id| !id.is_empty()),
+        "body has no id: {body:#}"
+    );
+    let output = body["output"]
+        .as_object()
+        .unwrap_or_else(|| panic!("output is not an object: {body:#}"));
+    for key in OUTPUT_KEYS {
+        assert!(
+            output.contains_key(key),
+            "output lacks {key:?} (keys not produced must be null): {body:#}"
+        );
+    }
+    assert_eq!(output["mediaId"], media_id);
+    assert_eq!(output["mediaType"], media_type);
+    for (field, bucket) in KEY_BUCKETS {
+        match &output[field] {
+            Value::Null => {}
+            Value::String(key) => {
+                assert_object_exists(out, bucket, key);
+            }
+            other => panic!("{field} should be a key or null, got {other}"),
+        }
+    }
+}
+
+/// Loudness of the delivered audio (DESIGN §3.2/§4): x100 integers after two-pass EBU R128
+/// normalization to -16 LUFS. Loudness normalization is not built yet (media-pipeline issue),
+/// so `null` is accepted; a value, once reported, must be right.
+fn check_loudness(body: &Value) {
+    let loudness = &body["output"]["loudness"];
+    if loudness.is_null() {
+        return;
+    }
+    assert!(loudness.is_object(), "loudness malformed: {body:#}");
+    for k in ["integrated", "peak", "range"] {
+        assert!(
+            loudness[k].is_i64(),
+            "loudness.{k} should be a x100 integer: {loudness}"
+        );
+    }
+    // Two-pass EBU R128 to -16 LUFS (x100), true peak at most about -1.5 dBTP.
+    let integrated = loudness["integrated"].as_i64().unwrap();
+    assert!(
+        (-1900..=-1300).contains(&integrated),
+        "integrated loudness {integrated} is not near -1600: {loudness}"
+    );
+    let peak = loudness["peak"].as_i64().unwrap();
+    assert!(peak <= 0, "true peak {peak} is above 0 dBTP: {loudness}");
+}
+
+/// The top-level MP4 boxes in order (for the faststart check).
+fn mp4_top_level_boxes(path: &Path) -> Vec<String> {
+    let data = std::fs::read(path).unwrap();
+    let mut boxes = Vec::new();
+    let mut pos = 0usize;
+    while pos + 8 <= data.len() {
+        let mut size = u32::from_be_bytes(data[pos..pos + 4].try_into().unwrap()) as u64;
+        let kind = String::from_utf8_lossy(&data[pos + 4..pos + 8]).into_owned();
+        if size == 1 && pos + 16 <= data.len() {
+            size = u64::from_be_bytes(data[pos + 8..pos + 16].try_into().unwrap());
+        } else if size == 0 {
+            size = (data.len() - pos) as u64;
+        }
+        boxes.push(kind);
+        if size < 8 {
+            break;
+        }
+        pos += size as usize;
+    }
+    boxes
+}
+
+struct VideoExpect<'a> {
+    creator: &'a str,
+    media: &'a str,
+    /// (variant name, width, height), highest first.
+    variants: &'a [(&'a str, u32, u32)],
+    width: u32,
+    height: u32,
+    duration: f64,
+    fps: f64,
+    thumbnail_size: Option<(u32, u32)>,
+    preview_size: Option<(u32, u32)>,
+}
+
+/// Everything a consumer of a completed video job relies on.
+async fn check_video_job(body: &Value, out: &Path, e: &VideoExpect<'_>) {
+    check_completed_body(body, out, e.media, "video");
+    let output = &body["output"];
+    let (c, m) = (e.creator, e.media);
+
+    // The original was staged where media-api keeps originals.
+    assert_object_exists(
+        out,
+        ARCHIVE_BUCKET,
+        &format!("originals/{c}/{m}/original.mp4"),
+    );
+
+    assert!(
+        approx(&output["durationSeconds"], e.duration, 0.5),
+        "durationSeconds {} != ~{}",
+        output["durationSeconds"],
+        e.duration
+    );
+    assert_eq!(output["width"], json!(e.width), "width");
+    assert_eq!(output["height"], json!(e.height), "height");
+    assert!(
+        output["waveformKey"].is_null() && output["waveformImageKey"].is_null(),
+        "a video job has no waveform: {output:#}"
+    );
+
+    // Master playlist: only the generated variants, with measured, non-zero bandwidth.
+    let master_key = format!("{c}/hls/{m}/master.m3u8");
+    assert_eq!(output["hlsMasterPlaylistKey"], master_key);
+    let master_path = object_path(out, MEDIA_BUCKET, &master_key);
+    let master = read_master(&master_path);
+    let master_text = std::fs::read_to_string(&master_path).unwrap();
+    let variants: Vec<_> = master.variants.iter().filter(|v| !v.is_i_frame).collect();
+    let mut by_name = BTreeMap::new();
+    for v in &variants {
+        by_name.insert(variant_name(&v.uri), *v);
+    }
+    let mut got: Vec<&str> = by_name.keys().map(String::as_str).collect();
+    let mut want: Vec<&str> = e.variants.iter().map(|v| v.0).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "master lists the wrong variants:\n{master_text}");
+    assert_eq!(
+        variants.len(),
+        e.variants.len(),
+        "master lists a variant twice:\n{master_text}"
+    );
+
+    let mut timelines: Vec<(&str, Vec<f64>)> = Vec::new();
+    for &(name, w, h) in e.variants {
+        let v = by_name[name];
+        let res = v
+            .resolution
+            .unwrap_or_else(|| panic!("{name} has no RESOLUTION:\n{master_text}"));
+        assert_eq!(
+            (res.width, res.height),
+            (u64::from(w), u64::from(h)),
+            "{name} RESOLUTION:\n{master_text}"
+        );
+        assert!(v.bandwidth > 0, "{name} BANDWIDTH is 0:\n{master_text}");
+        if let Some(avg) = v.average_bandwidth {
+            assert!(
+                avg > 0 && avg <= v.bandwidth,
+                "{name} AVERAGE-BANDWIDTH {avg} vs BANDWIDTH {}",
+                v.bandwidth
+            );
+        }
+        let codecs = v
+            .codecs
+            .as_deref()
+            .unwrap_or_else(|| panic!("{name} has no CODECS:\n{master_text}"));
+        assert!(
+            codecs.contains("avc1"),
+            "{name} CODECS {codecs:?} lacks avc1"
+        );
+        assert!(
+            codecs.contains("mp4a.40.2"),
+            "{name} CODECS {codecs:?} lacks mp4a.40.2"
+        );
+        if let Some(fr) = v.frame_rate {
+            assert!(
+                (fr - e.fps).abs() < 0.1,
+                "{name} FRAME-RATE {fr}, expected {}",
+                e.fps
+            );
+        }
+
+        // Variant playlist: VOD, ENDLIST, every segment decodes at the variant's size.
+        let playlist = master_path.parent().unwrap().join(&v.uri);
+        let segments = check_vod_playlist(&playlist);
+        let durations: Vec<f64> = segments.iter().map(|(_, d)| *d).collect();
+        let total: f64 = durations.iter().sum();
+        assert!(
+            (total - e.duration).abs() < 0.6,
+            "{name} segments add up to {total} s, expected ~{}",
+            e.duration
+        );
+        timelines.push((name, durations));
+        for (seg, _) in &segments {
+            let probe = ffprobe(seg)
+                .await
+                .unwrap_or_else(|err| panic!("{name} segment does not decode: {err}"));
+            let video = streams(&probe, "video");
+            assert_eq!(
+                video.len(),
+                1,
+                "{name} segment {} should have one video stream: {probe:#}",
+                seg.display()
+            );
+            assert_eq!(
+                video[0]["codec_name"],
+                "h264",
+                "{name} segment {}",
+                seg.display()
+            );
+            assert_eq!(
+                (video[0]["width"].as_u64(), video[0]["height"].as_u64()),
+                (Some(u64::from(w)), Some(u64::from(h))),
+                "{name} segment {} has the wrong size",
+                seg.display()
+            );
+            let audio = streams(&probe, "audio");
+            assert_eq!(
+                audio.len(),
+                1,
+                "{name} segment {} should carry the audio: {probe:#}",
+                seg.display()
+            );
+            assert_eq!(audio[0]["codec_name"], "aac");
+        }
+    }
+
+    // Aligned renditions (a player switches between them at segment boundaries): the same
+    // number of segments with the same durations in every variant.
+    let (first_name, first) = &timelines[0];
+    for (name, durations) in &timelines[1..] {
+        assert_eq!(
+            durations.len(),
+            first.len(),
+            "{name} and {first_name} have different segment counts"
+        );
+        for (a, b) in durations.iter().zip(first) {
+            assert!(
+                (a - b).abs() < 0.05,
+                "{name} and {first_name} segments are not aligned: {durations:?} vs {first:?}"
+            );
+        }
+    }
+
+    // readyVariants: the ladder in order, plus "preview" exactly when a preview was made.
+    let ready: Vec<&str> = output["readyVariants"]
+        .as_array()
+        .unwrap_or_else(|| panic!("readyVariants is not a list: {output:#}"))
+        .iter()
+        .map(|v| v.as_str().expect("variant name"))
+        .collect();
+    let ladder: Vec<&str> = ready.iter().copied().filter(|v| *v != "preview").collect();
+    let expected: Vec<&str> = e.variants.iter().map(|v| v.0).collect();
+    assert_eq!(ladder, expected, "readyVariants {ready:?}");
+    assert_eq!(
+        ready.contains(&"preview"),
+        !output["hlsPreviewKey"].is_null(),
+        "\"preview\" in readyVariants must match hlsPreviewKey: {output:#}"
+    );
+
+    // Preview (when produced): its own VOD playlist whose segments decode.
+    if let Some(preview_key) = output["hlsPreviewKey"].as_str() {
+        assert_eq!(preview_key, format!("{c}/hls/{m}/preview/preview.m3u8"));
+        let segments = check_vod_playlist(&object_path(out, MEDIA_BUCKET, preview_key));
+        for (seg, _) in &segments {
+            let probe = ffprobe(seg)
+                .await
+                .unwrap_or_else(|err| panic!("preview segment does not decode: {err}"));
+            let video = streams(&probe, "video");
+            assert_eq!(
+                video.len(),
+                1,
+                "preview segment {}: {probe:#}",
+                seg.display()
+            );
+            if let Some((w, h)) = e.preview_size {
+                assert_eq!(
+                    (video[0]["width"].as_u64(), video[0]["height"].as_u64()),
+                    (Some(u64::from(w)), Some(u64::from(h)))
+                );
+            }
+        }
+    }
+
+    // Thumbnail: a real JPEG.
+    let thumb_key = format!("{c}/thumbnails/media/{m}/auto-generated.jpg");
+    assert_eq!(output["thumbnailKey"], thumb_key);
+    let thumb = std::fs::read(object_path(out, ASSETS_BUCKET, &thumb_key)).unwrap();
+    assert_eq!(
+        image::guess_format(&thumb).ok(),
+        Some(image::ImageFormat::Jpeg),
+        "thumbnail is not a JPEG"
+    );
+    let img = image::load_from_memory_with_format(&thumb, image::ImageFormat::Jpeg)
+        .expect("thumbnail decodes");
+    if let Some((w, h)) = e.thumbnail_size {
+        assert_eq!((img.width(), img.height()), (w, h), "thumbnail size");
+    }
+
+    // Mezzanine: MP4 (faststart) with H.264 video at the source size and AAC audio.
+    let mezz_key = format!("mezzanine/{c}/{m}/mezzanine.mp4");
+    assert_eq!(output["mezzanineKey"], mezz_key);
+    let mezz = object_path(out, ARCHIVE_BUCKET, &mezz_key);
+    let probe = ffprobe(&mezz)
+        .await
+        .unwrap_or_else(|err| panic!("mezzanine does not probe: {err}"));
+    let format = probe["format"]["format_name"].as_str().unwrap_or("");
+    assert!(format.contains("mp4"), "mezzanine format is {format:?}");
+    let video = streams(&probe, "video");
+    assert_eq!(video.len(), 1, "mezzanine: {probe:#}");
+    assert_eq!(video[0]["codec_name"], "h264");
+    assert_eq!(
+        (video[0]["width"].as_u64(), video[0]["height"].as_u64()),
+        (Some(u64::from(e.width)), Some(u64::from(e.height)))
+    );
+    let audio = streams(&probe, "audio");
+    assert_eq!(audio.len(), 1, "mezzanine: {probe:#}");
+    assert_eq!(audio[0]["codec_name"], "aac");
+    let boxes = mp4_top_level_boxes(&mezz);
+    let moov = boxes.iter().position(|b| b == "moov");
+    let mdat = boxes.iter().position(|b| b == "mdat");
+    assert!(
+        moov.is_some() && mdat.is_some() && moov < mdat,
+        "mezzanine is not faststart (boxes {boxes:?})"
+    );
+    check_loudness(body);
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// 1. A 10 s 1080p30 video with stereo audio goes through the whole pipeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_end_to_end() {
+    let h = Harness::start().await;
+    let hook = WebhookReceiver::start("whsec-video-e2e");
+    let input = h.path("in/source.mp4");
+    make_video(&input, 1920, 1080, 10, 30).await;
+    let out = h.path("out");
+    let url = hook.url();
+
+    let run = h
+        .run(&[
+            "run",
+            s(&input),
+            "--media-type",
+            "video",
+            "--media-id",
+            "vid1",
+            "--creator-id",
+            "cre1",
+            "--out",
+            s(&out),
+            "--webhook-url",
+            &url,
+            "--webhook-secret",
+            &hook.secret,
+            "--json",
+            "--task-queue",
+            "e2e-video",
+        ])
+        .await;
+    run.assert_success();
+    let body = run.json();
+
+    let hooked = hook.expect_one_valid().await;
+    assert_eq!(
+        hooked, body,
+        "the webhook body differs from what --json printed"
+    );
+    assert!(
+        !run.stdout.contains(&hook.secret) && !run.stderr.contains(&hook.secret),
+        "the webhook secret leaked into the output"
+    );
+
+    check_video_job(
+        &body,
+        &out,
+        &VideoExpect {
+            creator: "cre1",
+            media: "vid1",
+            variants: &[
+                ("1080p", 1920, 1080),
+                ("720p", 1280, 720),
+                ("480p", 854, 480),
+                ("360p", 640, 360),
+            ],
+            width: 1920,
+            height: 1080,
+            duration: 10.0,
+            fps: 30.0,
+            thumbnail_size: Some((1280, 720)),
+            preview_size: Some((1280, 720)),
+        },
+    )
+    .await;
+}
+
+/// 2. The ladder never upscales and follows the picture's orientation: a 360p source gets
+/// only 360p, a portrait 720x1280 gets 720p/480p/360p in portrait, and a source smaller
+/// than every rung gets one rendition at its own size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ladder_fits_small_and_portrait_sources() {
+    let h = Harness::start().await;
+    let small = h.path("in/small.mp4");
+    let portrait = h.path("in/portrait.mp4");
+    let tiny = h.path("in/tiny.mp4");
+    make_video(&small, 640, 360, 4, 25).await;
+    make_video(&portrait, 720, 1280, 4, 30).await;
+    make_video(&tiny, 320, 240, 3, 25).await;
+    let out_small = h.path("out-small");
+    let out_portrait = h.path("out-portrait");
+    let out_tiny = h.path("out-tiny");
+
+    let (r_small, r_portrait, r_tiny) = tokio::join!(
+        h.run(&[
+            "run",
+            s(&small),
+            "--media-id",
+            "small1",
+            "--creator-id",
+            "c1",
+            "--media-type",
+            "video",
+            "--out",
+            s(&out_small),
+            "--json",
+            "--task-queue",
+            "e2e-small"
+        ]),
+        h.run(&[
+            "run",
+            s(&portrait),
+            "--media-id",
+            "port1",
+            "--creator-id",
+            "c1",
+            "--media-type",
+            "video",
+            "--out",
+            s(&out_portrait),
+            "--json",
+            "--task-queue",
+            "e2e-portrait"
+        ]),
+        h.run(&[
+            "run",
+            s(&tiny),
+            "--media-id",
+            "tiny1",
+            "--creator-id",
+            "c1",
+            "--media-type",
+            "video",
+            "--out",
+            s(&out_tiny),
+            "--json",
+            "--task-queue",
+            "e2e-tiny"
+        ]),
+    );
+    for r in [&r_small, &r_portrait, &r_tiny] {
+        r.assert_success();
+    }
+
+    check_video_job(
+        &r_small.json(),
+        &out_small,
+        &VideoExpect {
+            creator: "c1",
+            media: "small1",
+            variants: &[("360p", 640, 360)],
+            width: 640,
+            height: 360,
+            duration: 4.0,
+            fps: 25.0,
+            thumbnail_size: None,
+            preview_size: None,
+        },
+    )
+    .await;
+    check_video_job(
+        &r_portrait.json(),
+        &out_portrait,
+        &VideoExpect {
+            creator: "c1",
+            media: "port1",
+            variants: &[("720p", 720, 1280), ("480p", 480, 854), ("360p", 360, 640)],
+            width: 720,
+            height: 1280,
+            duration: 4.0,
+            fps: 30.0,
+            thumbnail_size: None,
+            preview_size: None,
+        },
+    )
+    .await;
+    check_video_job(
+        &r_tiny.json(),
+        &out_tiny,
+        &VideoExpect {
+            creator: "c1",
+            media: "tiny1",
+            variants: &[("240p", 320, 240)],
+            width: 320,
+            height: 240,
+            duration: 3.0,
+            fps: 25.0,
+            thumbnail_size: None,
+            preview_size: None,
+        },
+    )
+    .await;
+}
+
+/// 3. An audio upload gets AAC 128k/64k HLS under `hls-audio`, a mezzanine and a waveform,
+/// and no thumbnail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_end_to_end() {
+    let h = Harness::start().await;
+    let hook = WebhookReceiver::start("whsec-audio-e2e");
+    let input = h.path("in/episode.mp3");
+    make_audio_mp3(&input, 8).await;
+    let out = h.path("out");
+    let url = hook.url();
+
+    let run = h
+        .run(&[
+            "run",
+            s(&input),
+            "--media-type",
+            "audio",
+            "--media-id",
+            "aud1",
+            "--creator-id",
+            "cre2",
+            "--out",
+            s(&out),
+            "--webhook-url",
+            &url,
+            "--webhook-secret",
+            &hook.secret,
+            "--json",
+            "--task-queue",
+            "e2e-audio",
+        ])
+        .await;
+    run.assert_success();
+    let body = run.json();
+    let hooked = hook.expect_one_valid().await;
+    assert_eq!(
+        hooked, body,
+        "the webhook body differs from what --json printed"
+    );
+
+    check_completed_body(&body, &out, "aud1", "audio");
+    let output = &body["output"];
+    assert!(
+        output["thumbnailKey"].is_null(),
+        "an audio job has no thumbnail: {output:#}"
+    );
+    assert!(
+        output["hlsPreviewKey"].is_null(),
+        "an audio job has no preview: {output:#}"
+    );
+    assert!(
+        output["width"].is_null() && output["height"].is_null(),
+        "an audio job has no picture size: {output:#}"
+    );
+    assert!(
+        approx(&output["durationSeconds"], 8.0, 0.5),
+        "durationSeconds {}",
+        output["durationSeconds"]
+    );
+    assert_object_exists(&out, ARCHIVE_BUCKET, "originals/cre2/aud1/original.mp3");
+
+    let master_key = "cre2/hls-audio/aud1/master.m3u8";
+    assert_eq!(output["hlsMasterPlaylistKey"], master_key);
+    let master_path = object_path(&out, MEDIA_BUCKET, master_key);
+    let master = read_master(&master_path);
+    let master_text = std::fs::read_to_string(&master_path).unwrap();
+    let variants: Vec<_> = master.variants.iter().filter(|v| !v.is_i_frame).collect();
+    assert_eq!(
+        variants.len(),
+        2,
+        "expected exactly two audio variants:\n{master_text}"
+    );
+    let mut by_name = BTreeMap::new();
+    for v in &variants {
+        by_name.insert(variant_name(&v.uri), *v);
+    }
+    assert_eq!(
+        by_name.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["128k", "64k"],
+        "{master_text}"
+    );
+    let (hi, lo) = (by_name["128k"], by_name["64k"]);
+    assert!(
+        (96_000..=256_000).contains(&hi.bandwidth),
+        "128k BANDWIDTH {} is not ~128k:\n{master_text}",
+        hi.bandwidth
+    );
+    assert!(
+        (40_000..=128_000).contains(&lo.bandwidth),
+        "64k BANDWIDTH {} is not ~64k:\n{master_text}",
+        lo.bandwidth
+    );
+    assert!(
+        hi.bandwidth > lo.bandwidth,
+        "128k should declare more bandwidth than 64k:\n{master_text}"
+    );
+
+    for (name, v) in &by_name {
+        assert!(
+            v.resolution.is_none(),
+            "audio variant {name} declares a RESOLUTION:\n{master_text}"
+        );
+        if let Some(codecs) = &v.codecs {
+            assert!(codecs.contains("mp4a.40"), "{name} CODECS {codecs:?}");
+            assert!(
+                !codecs.contains("avc1"),
+                "{name} CODECS {codecs:?} names video"
+            );
+        }
+        let segments = check_vod_playlist(&master_path.parent().unwrap().join(&v.uri));
+        let total: f64 = segments.iter().map(|(_, d)| d).sum();
+        assert!(
+            (total - 8.0).abs() < 0.6,
+            "{name} segments add up to {total} s, expected ~8"
+        );
+        for (seg, _) in &segments {
+            let probe = ffprobe(seg)
+                .await
+                .unwrap_or_else(|err| panic!("{name} segment does not decode: {err}"));
+            assert!(
+                streams(&probe, "video").is_empty(),
+                "{name} segment has video: {probe:#}"
+            );
+            let audio = streams(&probe, "audio");
+            assert_eq!(
+                audio.len(),
+                1,
+                "{name} segment {}: {probe:#}",
+                seg.display()
+            );
+            assert_eq!(
+                audio[0]["codec_name"],
+                "aac",
+                "{name} segment {}",
+                seg.display()
+            );
+        }
+    }
+    let mut ready: Vec<&str> = output["readyVariants"]
+        .as_array()
+        .expect("readyVariants")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    ready.sort();
+    assert_eq!(ready, ["128k", "64k"], "readyVariants");
+
+    // Mezzanine: high-quality audio MP4, no video.
+    let mezz_key = "mezzanine/cre2/aud1/mezzanine.mp4";
+    assert_eq!(output["mezzanineKey"], mezz_key);
+    let probe = ffprobe(&object_path(&out, ARCHIVE_BUCKET, mezz_key))
+        .await
+        .expect("mezzanine probes");
+    assert!(
+        probe["format"]["format_name"]
+            .as_str()
+            .unwrap_or("")
+            .contains("mp4"),
+        "{probe:#}"
+    );
+    assert!(
+        streams(&probe, "video").is_empty(),
+        "audio mezzanine has video: {probe:#}"
+    );
+    assert_eq!(streams(&probe, "audio").len(), 1, "{probe:#}");
+
+    // Waveform: BBC audiowaveform JSON v2, 8-bit, 10 points per second, and a 1280x720 PNG.
+    // Not built yet (media-pipeline issue): both keys are null until it is, then checked fully.
+    if output["waveformKey"].is_null() {
+        assert!(output["waveformImageKey"].is_null(), "{output:#}");
+    } else {
+        check_waveform(&out, &output);
+    }
+    check_loudness(&body);
+}
+
+/// BBC audiowaveform JSON v2, 8-bit, 10 points per second, and a 1280x720 PNG.
+fn check_waveform(out: &Path, output: &Value) {
+    let out = out.to_path_buf();
+    let wf_key = "cre2/waveforms/aud1/waveform.json";
+    assert_eq!(output["waveformKey"], wf_key);
+    let wf: Value =
+        serde_json::from_slice(&std::fs::read(object_path(&out, ASSETS_BUCKET, wf_key)).unwrap())
+            .expect("waveform is JSON");
+    assert_eq!(wf["version"], 2, "waveform version");
+    assert_eq!(wf["bits"], 8, "waveform bits");
+    let rate = wf["sample_rate"].as_f64().expect("sample_rate");
+    let spp = wf["samples_per_pixel"].as_f64().expect("samples_per_pixel");
+    assert!(
+        ((rate / spp) - 10.0).abs() < 0.5,
+        "waveform has {} points/s",
+        rate / spp
+    );
+    let length = wf["length"].as_u64().expect("length");
+    assert!(
+        (75..=85).contains(&length),
+        "waveform length {length} for 8 s at 10 points/s"
+    );
+    let channels = wf["channels"].as_u64().unwrap_or(1);
+    assert_eq!(
+        wf["data"].as_array().expect("data").len() as u64,
+        length * 2 * channels,
+        "waveform data length"
+    );
+
+    let png_key = "cre2/thumbnails/media/aud1/waveform.png";
+    assert_eq!(output["waveformImageKey"], png_key);
+    let png = std::fs::read(object_path(&out, ASSETS_BUCKET, png_key)).unwrap();
+    let img = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+        .expect("waveform PNG decodes");
+    assert_eq!(
+        (img.width(), img.height()),
+        (1280, 720),
+        "waveform image size"
+    );
+}
+
+/// 4. Random bytes named `.mp4`: the job fails with a reason a person can act on, a signed
+/// failed webhook, and nothing published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_input_fails_cleanly() {
+    let h = Harness::start().await;
+    let hook = WebhookReceiver::start("whsec-corrupt-e2e");
+    let input = h.path("in/broken.mp4");
+    make_corrupt(&input, 256 * 1024);
+    let out = h.path("out");
+    let url = hook.url();
+
+    let run = h
+        .run(&[
+            "run",
+            s(&input),
+            "--media-type",
+            "video",
+            "--media-id",
+            "bad1",
+            "--creator-id",
+            "cre3",
+            "--out",
+            s(&out),
+            "--webhook-url",
+            &url,
+            "--webhook-secret",
+            &hook.secret,
+            "--json",
+            "--task-queue",
+            "e2e-corrupt",
+        ])
+        .await;
+    run.assert_failure();
+    let body = run.json();
+    assert_eq!(body["status"], "failed", "body: {body:#}");
+    assert_eq!(
+        body["output"],
+        json!({"mediaId": "bad1", "mediaType": "video"}),
+        "failed output"
+    );
+    let error = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("failed body has no error text: {body:#}"));
+    assert!(!error.trim().is_empty());
+    assert!(error.len() <= 2048, "error is {} bytes", error.len());
+    let lower = error.to_lowercase();
+    assert!(
+        [
+            "probe",
+            "not a",
+            "invalid",
+            "readable",
+            "recogni",
+            "corrupt",
+            "unsupported",
+            "no video or audio",
+            "media file"
+        ]
+        .iter()
+        .any(|w| lower.contains(w)),
+        "the error does not say the input is not readable media: {error:?}"
+    );
+    assert!(
+        !looks_like_stack_dump(error),
+        "the error looks like a stack dump: {error:?}"
+    );
+    assert!(
+        !error.contains(&hook.secret),
+        "the error leaks the webhook secret"
+    );
+
+    let hooked = hook.expect_one_valid().await;
+    assert_eq!(
+        hooked, body,
+        "the webhook body differs from what --json printed"
+    );
+
+    let published: Vec<_> = walk(&out)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "m3u8"))
+        .collect();
+    assert!(
+        published.is_empty(),
+        "a failed job published playlists: {published:?}"
+    );
+    assert!(!object_path(&out, MEDIA_BUCKET, "cre3/hls/bad1/master.m3u8").exists());
+}
+
+/// 5. A standalone worker and `submit --wait`, then a clean SIGTERM shutdown of the worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_and_submit() {
+    let h = Harness::start().await;
+    let hook = WebhookReceiver::start("whsec-submit-e2e");
+    let out = h.path("out");
+    let queue = "q-x";
+
+    make_video(
+        &object_path(&out, ARCHIVE_BUCKET, "originals/c1/m1/original.mp4"),
+        640,
+        360,
+        4,
+        25,
+    )
+    .await;
+    let job = json!({
+        "mediaId": "m1",
+        "creatorId": "c1",
+        "mediaType": "video",
+        "inputBucket": ARCHIVE_BUCKET,
+        "inputKey": "originals/c1/m1/original.mp4",
+        "outputBucket": MEDIA_BUCKET,
+        "outputPrefix": "c1/hls/m1",
+        "assetsBucket": ASSETS_BUCKET,
+        "webhookUrl": hook.url(),
+        "webhookSecret": hook.secret,
+    });
+    let job_file = h.path("job.json");
+    std::fs::write(&job_file, serde_json::to_vec_pretty(&job).unwrap()).unwrap();
+
+    let mut worker = h.spawn(&["worker", "--out", s(&out), "--task-queue", queue]);
+    let submit = h
+        .run(&[
+            "submit",
+            "--job",
+            s(&job_file),
+            "--wait",
+            "--task-queue",
+            queue,
+        ])
+        .await;
+    assert!(
+        worker.try_status().is_none(),
+        "the worker exited early\n{}",
+        worker.dump()
+    );
+    if !submit.status.success() {
+        panic!("submit failed\n{}\n{}", submit.dump(), worker.dump());
+    }
+    let body = submit.json();
+    let hooked = hook.expect_one_valid().await;
+    assert_eq!(
+        hooked, body,
+        "the webhook body differs from what submit printed"
+    );
+
+    // A clean shutdown: SIGTERM makes an idle worker exit 0 promptly.
+    worker.signal(libc::SIGTERM);
+    match worker.wait_for_exit(Duration::from_secs(30)).await {
+        Some(status) => assert!(
+            status.success(),
+            "worker exited with {status} on SIGTERM\n{}",
+            worker.dump()
+        ),
+        None => panic!(
+            "the worker did not exit within 30 s of SIGTERM\n{}",
+            worker.dump()
+        ),
+    }
+
+    check_video_job(
+        &body,
+        &out,
+        &VideoExpect {
+            creator: "c1",
+            media: "m1",
+            variants: &[("360p", 640, 360)],
+            width: 640,
+            height: 360,
+            duration: 4.0,
+            fps: 25.0,
+            thumbnail_size: None,
+            preview_size: None,
+        },
+    )
+    .await;
+}
+
+/// 6. A job whose inputKey climbs out of its tree is rejected, and the rejection is still
+/// reported through a signed failed webhook naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_job_file_is_rejected_with_failed_webhook() {
+    let h = Harness::start().await;
+    let hook = WebhookReceiver::start("whsec-invalid-e2e");
+    let out = h.path("out");
+    let job = json!({
+        "mediaId": "m9",
+        "creatorId": "c9",
+        "mediaType": "video",
+        "inputBucket": ARCHIVE_BUCKET,
+        "inputKey": "originals/c9/m9/../../../../etc/passwd",
+        "outputBucket": MEDIA_BUCKET,
+        "outputPrefix": "c9/hls/m9",
+        "assetsBucket": ASSETS_BUCKET,
+        "webhookUrl": hook.url(),
+        "webhookSecret": hook.secret,
+    });
+    let job_file = h.path("job.json");
+    std::fs::write(&job_file, serde_json::to_vec(&job).unwrap()).unwrap();
+
+    let run = h
+        .run(&[
+            "run",
+            "--job",
+            s(&job_file),
+            "--out",
+            s(&out),
+            "--json",
+            "--task-queue",
+            "e2e-invalid",
+        ])
+        .await;
+    run.assert_failure();
+    let body = run.json();
+    assert_eq!(body["status"], "failed", "body: {body:#}");
+    assert_eq!(body["output"]["mediaId"], "m9", "body: {body:#}");
+    let error = body["error"].as_str().expect("error text");
+    assert!(
+        error.contains("inputKey"),
+        "the error should name inputKey: {error:?}"
+    );
+    assert!(error.len() <= 2048);
+    assert!(!looks_like_stack_dump(error), "{error:?}");
+    assert!(
+        !error.contains(&hook.secret),
+        "the error leaks the webhook secret"
+    );
+
+    let hooked = hook.expect_one_valid().await;
+    assert_eq!(hooked["status"], "failed");
+    assert!(
+        hooked["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("inputKey")),
+        "webhook: {hooked:#}"
+    );
+    assert!(
+        walk(&out)
+            .iter()
+            .all(|p| p.extension().is_none_or(|e| e != "m3u8")),
+        "an invalid job published something"
+    );
+}
+
+/// 7. `--help` works for the program and each subcommand and names their options.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_for_every_command() {
+    let h = Harness::without_server();
+    let cases: [(&[&str], &[&str]); 4] = [
+        (&["--help"], &["run", "worker", "submit"]),
+        (
+            &["run", "--help"],
+            &[
+                "--media-type",
+                "--media-id",
+                "--creator-id",
+                "--out",
+                "--webhook-url",
+                "--webhook-secret",
+                "--json",
+                "--job",
+                "--task-queue",
+            ],
+        ),
+        (&["worker", "--help"], &["--task-queue", "--out"]),
+        (&["submit", "--help"], &["--job", "--wait", "--task-queue"]),
+    ];
+    for (args, words) in cases {
+        let r = run_to_end(h.command(args), &h.path(""), Duration::from_secs(60)).await;
+        r.assert_success();
+        for w in words {
+            assert!(
+                r.stdout.contains(w),
+                "`transcoder {}` does not mention {w}\n{}",
+                args.join(" "),
+                r.dump()
+            );
+        }
+    }
+}
