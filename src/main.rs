@@ -15,7 +15,11 @@ use transcoder_workflows::webhook::{WebhookBody, WebhookOutput};
 use transcoder_workflows::{JobInput, MediaType, DEFAULT_TASK_QUEUE};
 
 #[derive(Parser)]
-#[command(name = "transcoder", version, about = "Durable media transcoding on Temporal: HLS ladders, mezzanines, thumbnails and signed webhooks")]
+#[command(
+    name = "transcoder",
+    version,
+    about = "Durable media transcoding on Temporal: HLS ladders, mezzanines, thumbnails and signed webhooks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -117,7 +121,10 @@ struct ServerArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -143,9 +150,14 @@ fn main() -> ExitCode {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TRANSCODER_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,temporalio_sdk_core=warn,temporalio_sdk=warn,temporalio_client=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let filter = EnvFilter::try_from_env("TRANSCODER_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("info,temporalio_sdk_core=warn,temporalio_sdk=warn,temporalio_client=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }
 
 fn worker_config(common: &CommonArgs) -> Result<WorkerConfig> {
@@ -170,8 +182,14 @@ async fn detect_media_type(input: &Path) -> MediaType {
 }
 
 fn read_job(path: &Path) -> Result<JobInput> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading job file {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("job file {} is not a JSON object of job fields", path.display()))
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading job file {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "job file {} is not a JSON object of job fields",
+            path.display()
+        )
+    })
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
@@ -202,8 +220,14 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
                 None => detect_media_type(input).await,
             };
             let local = LocalJob {
-                media_id: args.media_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                creator_id: args.creator_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                media_id: args
+                    .media_id
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                creator_id: args
+                    .creator_id
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
                 media_type,
                 webhook_url,
                 webhook_secret,
@@ -227,7 +251,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
 
     let id = jobs::start_or_attach(&temporal.client, &job, &config.task_queue).await?;
     if let Some(media_id) = &job.media_id {
-        eprintln!("Job {id} started; if interrupted, run again with --media-id {media_id} to resume.");
+        eprintln!(
+            "Job {id} started; if interrupted, run again with --media-id {media_id} to resume."
+        );
     }
     let state_dir = args.common.state_dir.display().to_string();
     let body = tokio::select! {
@@ -256,7 +282,11 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     } else {
         print_summary(&body, &args.common.out, ui.as_deref());
     }
-    Ok(if jobs::succeeded(&body) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if jobs::succeeded(&body) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn report_local_webhook(receiver: &LocalReceiver, body: &WebhookBody) {
@@ -276,13 +306,23 @@ fn print_summary(body: &WebhookBody, out: &Path, ui: Option<&str>) {
     println!();
     match &body.output {
         WebhookOutput::Completed(o) => {
-            println!("Job {} completed: {} {:.1} s, variants {}", body.id, o.media_type, o.duration_seconds, o.ready_variants.join(", "));
+            println!(
+                "Job {} completed: {} {:.1} s, variants {}",
+                body.id,
+                o.media_type,
+                o.duration_seconds,
+                o.ready_variants.join(", ")
+            );
             println!("Outputs under {}:", out.display());
             let media_id = &o.media_id;
             print_tree(out, media_id);
         }
         WebhookOutput::Failed(_) => {
-            println!("Job {} failed: {}", body.id, body.error.as_deref().unwrap_or("unknown error"));
+            println!(
+                "Job {} failed: {}",
+                body.id,
+                body.error.as_deref().unwrap_or("unknown error")
+            );
         }
     }
     println!();
@@ -303,12 +343,19 @@ fn print_tree(out: &Path, media_id: &str) {
     let mut rows: Vec<String> = Vec::new();
     let mut segments: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
     for (path, size) in files {
-        let rel = path.strip_prefix(out).unwrap_or(&path).to_string_lossy().to_string();
+        let rel = path
+            .strip_prefix(out)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .to_string();
         if !format!("/{rel}").contains(&needle) {
             continue;
         }
         if rel.ends_with(".ts") {
-            let dir = rel.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default();
+            let dir = rel
+                .rsplit_once('/')
+                .map(|(d, _)| d.to_string())
+                .unwrap_or_default();
             let e = segments.entry(dir).or_default();
             e.0 += 1;
             e.1 += size;
@@ -317,7 +364,10 @@ fn print_tree(out: &Path, media_id: &str) {
         }
     }
     for (dir, (count, bytes)) in segments {
-        rows.push(format!("  {dir}/*.ts  ({count} segments, {})", human_size(bytes)));
+        rows.push(format!(
+            "  {dir}/*.ts  ({count} segments, {})",
+            human_size(bytes)
+        ));
     }
     rows.sort();
     for r in rows {
@@ -326,7 +376,9 @@ fn print_tree(out: &Path, media_id: &str) {
 }
 
 fn collect_files(dir: &Path, files: &mut Vec<(PathBuf, u64)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         match entry.metadata() {
@@ -372,12 +424,20 @@ async fn submit(args: SubmitArgs) -> Result<ExitCode> {
     }
     let body = jobs::wait_for_body(&client, &id, &job).await?;
     println!("{}", serde_json::to_string(&body)?);
-    Ok(if jobs::succeeded(&body) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if jobs::succeeded(&body) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn server(args: ServerArgs) -> Result<ExitCode> {
     let server = transcoder::devserver::DevServer::start(&args.state_dir).await?;
-    eprintln!("Temporal dev server on {} with the state in {}", server.address(), args.state_dir.display());
+    eprintln!(
+        "Temporal dev server on {} with the state in {}",
+        server.address(),
+        args.state_dir.display()
+    );
     eprintln!("Temporal Web UI: {}   (Ctrl-C to stop)", server.ui_url());
     worker::shutdown_signal().await;
     server.stop().await;

@@ -26,8 +26,12 @@ pub struct LocalReceiver {
 
 /// Constant-time check of `hex(HMAC-SHA256(secret, body))`.
 pub fn verify(secret: &str, body: &[u8], signature_hex: &str) -> bool {
-    let Ok(expected) = hex::decode(signature_hex.trim()) else { return false };
-    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()) else { return false };
+    let Ok(expected) = hex::decode(signature_hex.trim()) else {
+        return false;
+    };
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
     mac.update(body);
     mac.verify_slice(&expected).is_ok()
 }
@@ -44,7 +48,9 @@ impl LocalReceiver {
     /// Starts on the port saved in `state_dir` (or a free one, then saved) with its secret.
     pub fn start_persistent(state_dir: &Path) -> Result<Self> {
         let file = state_dir.join("local-webhook.json");
-        let saved: Option<Saved> = std::fs::read_to_string(&file).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let saved: Option<Saved> = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
         if let Some(saved) = saved {
             if let Ok(receiver) = Self::start_on(saved.port, saved.secret) {
                 return Ok(receiver);
@@ -52,8 +58,12 @@ impl LocalReceiver {
         }
         let secret = uuid::Uuid::new_v4().simple().to_string();
         let receiver = Self::start_on(0, secret.clone())?;
-        std::fs::create_dir_all(state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
-        let text = serde_json::to_string(&Saved { port: receiver.port, secret: receiver.secret.clone() })?;
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("creating {}", state_dir.display()))?;
+        let text = serde_json::to_string(&Saved {
+            port: receiver.port,
+            secret: receiver.secret.clone(),
+        })?;
         write_private(&file, &text).with_context(|| format!("saving {}", file.display()))?;
         Ok(receiver)
     }
@@ -63,8 +73,16 @@ impl LocalReceiver {
     }
 
     fn start_on(port: u16, secret: String) -> Result<Self> {
-        let server = Arc::new(tiny_http::Server::http(("127.0.0.1", port)).map_err(|e| anyhow::anyhow!("{e}")).context("starting the local webhook receiver")?);
-        let port = server.server_addr().to_ip().map(|a| a.port()).context("local webhook receiver has no port")?;
+        let server = Arc::new(
+            tiny_http::Server::http(("127.0.0.1", port))
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("starting the local webhook receiver")?,
+        );
+        let port = server
+            .server_addr()
+            .to_ip()
+            .map(|a| a.port())
+            .context("local webhook receiver has no port")?;
         let url = format!("http://127.0.0.1:{port}/webhook");
         let received = Arc::new(Mutex::new(Vec::new()));
         let (srv, store, key) = (server.clone(), received.clone(), secret.clone());
@@ -80,13 +98,23 @@ impl LocalReceiver {
                     .unwrap_or_default();
                 let signature_valid = verify(&key, &body, &signature);
                 if let Ok(mut list) = store.lock() {
-                    list.push(Received { body, signature_valid });
+                    list.push(Received {
+                        body,
+                        signature_valid,
+                    });
                 }
                 let status = if signature_valid { 200 } else { 401 };
                 let _ = request.respond(tiny_http::Response::empty(status));
             }
         });
-        Ok(LocalReceiver { server, url, port, secret, received, thread: Some(thread) })
+        Ok(LocalReceiver {
+            server,
+            url,
+            port,
+            secret,
+            received,
+            thread: Some(thread),
+        })
     }
 
     pub fn url(&self) -> &str {

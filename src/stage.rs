@@ -37,7 +37,11 @@ pub async fn stage_input(storage: &Storage, input: &Path, job: &LocalJob) -> Res
         input_bucket: Some(ARCHIVE_BUCKET.to_string()),
         input_key: Some(key),
         output_bucket: Some(MEDIA_BUCKET.to_string()),
-        output_prefix: Some(default_output_prefix(&job.creator_id, &job.media_id, job.media_type == MediaType::Audio)),
+        output_prefix: Some(default_output_prefix(
+            &job.creator_id,
+            &job.media_id,
+            job.media_type == MediaType::Audio,
+        )),
         assets_bucket: Some(ASSETS_BUCKET.to_string()),
         archive_bucket: Some(ARCHIVE_BUCKET.to_string()),
         webhook_url: Some(job.webhook_url.clone()),

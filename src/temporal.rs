@@ -20,13 +20,25 @@ impl Temporal {
     pub async fn connect_or_embed(state_dir: &Path) -> Result<Self> {
         if std::env::var_os("TEMPORAL_ADDRESS").is_some() {
             let client = connect(None).await?;
-            return Ok(Temporal { client, server: None });
+            return Ok(Temporal {
+                client,
+                server: None,
+            });
         }
-        let server = DevServer::start(state_dir).await.context("starting the embedded Temporal server")?;
-        eprintln!("Temporal dev server on {} (state in {})", server.address(), state_dir.display());
+        let server = DevServer::start(state_dir)
+            .await
+            .context("starting the embedded Temporal server")?;
+        eprintln!(
+            "Temporal dev server on {} (state in {})",
+            server.address(),
+            state_dir.display()
+        );
         eprintln!("Temporal Web UI: {}", server.ui_url());
         let client = connect(Some(&server.address())).await?;
-        Ok(Temporal { client, server: Some(server) })
+        Ok(Temporal {
+            client,
+            server: Some(server),
+        })
     }
 
     /// Connects to `TEMPORAL_ADDRESS`; an error if it is not set.
@@ -46,10 +58,15 @@ impl Temporal {
 
 /// Connects using the SDK's environment configuration, overriding the address when given.
 async fn connect(address: Option<&str>) -> Result<Client> {
-    let (mut conn_opts, client_opts) = ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
-        .map_err(|e| anyhow::anyhow!("reading the Temporal client configuration (TEMPORAL_* variables): {e:?}"))?;
+    let (mut conn_opts, client_opts) = ClientOptions::load_from_config(
+        LoadClientConfigProfileOptions::default(),
+    )
+    .map_err(|e| {
+        anyhow::anyhow!("reading the Temporal client configuration (TEMPORAL_* variables): {e:?}")
+    })?;
     if let Some(address) = address {
-        conn_opts.target = Url::from_str(&format!("http://{address}")).context("embedded server address")?;
+        conn_opts.target =
+            Url::from_str(&format!("http://{address}")).context("embedded server address")?;
     }
     let target = conn_opts.target.to_string();
     let connection = Connection::connect(conn_opts)

@@ -726,7 +726,7 @@ async fn audio_end_to_end() {
     if output["waveformKey"].is_null() {
         assert!(output["waveformImageKey"].is_null(), "{output:#}");
     } else {
-        check_waveform(&out, &output);
+        check_waveform(&out, output);
     }
     check_loudness(&body);
 }

@@ -14,8 +14,8 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::ApplicationFailure;
 use transcoder_workflows::activities::{defs, WebhookReceipt, WebhookRequest};
 use transcoder_workflows::media::{
-    AudioHlsInput, HlsOutput, MezzanineInput, ProbeInput, ProbeResult, StoredObject, ThumbnailInput,
-    VideoHlsInput,
+    AudioHlsInput, HlsOutput, MezzanineInput, ProbeInput, ProbeResult, StoredObject,
+    ThumbnailInput, VideoHlsInput,
 };
 
 /// Everything an activity needs from the worker: where objects live, where to work, how
@@ -29,13 +29,22 @@ pub struct MediaActivities {
 
 impl MediaActivities {
     pub fn new(storage: Storage, scratch: PathBuf, encoder: EncoderSettings) -> Self {
-        Self { storage, scratch, encoder, http: reqwest::Client::new() }
+        Self {
+            storage,
+            scratch,
+            encoder,
+            http: reqwest::Client::new(),
+        }
     }
 
     fn work_dir(&self, ctx: &ActivityContext) -> Result<tempfile::TempDir, MediaError> {
-        std::fs::create_dir_all(&self.scratch).map_err(MediaError::io("creating", &self.scratch))?;
+        std::fs::create_dir_all(&self.scratch)
+            .map_err(MediaError::io("creating", &self.scratch))?;
         let prefix = format!("{}-", ctx.info().activity_type);
-        tempfile::Builder::new().prefix(&prefix).tempdir_in(&self.scratch).map_err(MediaError::io("creating a work folder in", &self.scratch))
+        tempfile::Builder::new()
+            .prefix(&prefix)
+            .tempdir_in(&self.scratch)
+            .map_err(MediaError::io("creating a work folder in", &self.scratch))
     }
 }
 
@@ -78,10 +87,17 @@ impl Drop for Heartbeat {
 #[activities]
 impl MediaActivities {
     #[activity(definition = defs::Probe)]
-    pub async fn probe(self: Arc<Self>, ctx: ActivityContext, input: ProbeInput) -> Result<ProbeResult, ActivityError> {
+    pub async fn probe(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: ProbeInput,
+    ) -> Result<ProbeResult, ActivityError> {
         let run = async {
             let work = self.work_dir(&ctx)?;
-            let path = self.storage.readable_path(&input.source, work.path()).await?;
+            let path = self
+                .storage
+                .readable_path(&input.source, work.path())
+                .await?;
             let result = probe::probe_file(&path).await?;
             tracing::info!(source = %input.source, duration = result.duration_seconds, video = ?result.video, audio = ?result.audio, "probed");
             Ok::<_, MediaError>(result)
@@ -90,38 +106,77 @@ impl MediaActivities {
     }
 
     #[activity(definition = defs::Mezzanine)]
-    pub async fn mezzanine(self: Arc<Self>, ctx: ActivityContext, input: MezzanineInput) -> Result<StoredObject, ActivityError> {
+    pub async fn mezzanine(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: MezzanineInput,
+    ) -> Result<StoredObject, ActivityError> {
         let (progress, _hb) = Heartbeat::start(&ctx);
         let run = async {
             let work = self.work_dir(&ctx)?;
-            let source = self.storage.readable_path(&input.source, work.path()).await?;
+            let source = self
+                .storage
+                .readable_path(&input.source, work.path())
+                .await?;
             let duration = probe::probe_file(&source).await?.duration_seconds;
             let out = work.path().join("mezzanine.mp4");
-            mezzanine::encode_mezzanine(&input, &source, &out, duration, &self.encoder, &progress.scaled(0.0, 0.95)).await?;
+            mezzanine::encode_mezzanine(
+                &input,
+                &source,
+                &out,
+                duration,
+                &self.encoder,
+                &progress.scaled(0.0, 0.95),
+            )
+            .await?;
             // Check what we made before anyone builds on it.
-            let made = probe::probe_file(&out).await.map_err(|e| MediaError::Verification(format!("mezzanine: {e}")))?;
+            let made = probe::probe_file(&out)
+                .await
+                .map_err(|e| MediaError::Verification(format!("mezzanine: {e}")))?;
             if input.video.is_some() && made.video.is_none() {
-                return Err(MediaError::Verification("mezzanine has no video stream".into()));
+                return Err(MediaError::Verification(
+                    "mezzanine has no video stream".into(),
+                ));
             }
             if input.has_audio && made.audio.is_none() {
-                return Err(MediaError::Verification("mezzanine has no audio stream".into()));
+                return Err(MediaError::Verification(
+                    "mezzanine has no audio stream".into(),
+                ));
             }
             let size_bytes = self.storage.put_file(&out, &input.dest).await?;
             tracing::info!(dest = %input.dest, size_bytes, "mezzanine stored");
-            Ok(StoredObject { object: input.dest.clone(), size_bytes })
+            Ok(StoredObject {
+                object: input.dest.clone(),
+                size_bytes,
+            })
         };
         run.await.map_err(|e| to_activity_error("mezzanine", e))
     }
 
     #[activity(definition = defs::VideoHls)]
-    pub async fn video_hls(self: Arc<Self>, ctx: ActivityContext, input: VideoHlsInput) -> Result<HlsOutput, ActivityError> {
+    pub async fn video_hls(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: VideoHlsInput,
+    ) -> Result<HlsOutput, ActivityError> {
         let (progress, _hb) = Heartbeat::start(&ctx);
         let run = async {
             let work = self.work_dir(&ctx)?;
-            let source = self.storage.readable_path(&input.source, work.path()).await?;
+            let source = self
+                .storage
+                .readable_path(&input.source, work.path())
+                .await?;
             let duration = probe::probe_file(&source).await?.duration_seconds;
             let out = work.path().join("hls");
-            let variants = hls::encode_video_ladder(&input, &source, &out, duration, &self.encoder, &progress.scaled(0.0, 0.9)).await?;
+            let variants = hls::encode_video_ladder(
+                &input,
+                &source,
+                &out,
+                duration,
+                &self.encoder,
+                &progress.scaled(0.0, 0.9),
+            )
+            .await?;
             for v in &variants {
                 tracing::info!(variant = %v.name, encoder = %v.encoder, "rendition encoded");
             }
@@ -131,37 +186,75 @@ impl MediaActivities {
     }
 
     #[activity(definition = defs::AudioHls)]
-    pub async fn audio_hls(self: Arc<Self>, ctx: ActivityContext, input: AudioHlsInput) -> Result<HlsOutput, ActivityError> {
+    pub async fn audio_hls(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: AudioHlsInput,
+    ) -> Result<HlsOutput, ActivityError> {
         let (progress, _hb) = Heartbeat::start(&ctx);
         let run = async {
             let work = self.work_dir(&ctx)?;
-            let source = self.storage.readable_path(&input.source, work.path()).await?;
+            let source = self
+                .storage
+                .readable_path(&input.source, work.path())
+                .await?;
             let duration = probe::probe_file(&source).await?.duration_seconds;
             let out = work.path().join("hls");
-            let variants = hls::encode_audio_ladder(&input, &source, &out, duration, &progress.scaled(0.0, 0.9)).await?;
+            let variants = hls::encode_audio_ladder(
+                &input,
+                &source,
+                &out,
+                duration,
+                &progress.scaled(0.0, 0.9),
+            )
+            .await?;
             hls::publish_hls(&self.storage, &input.bucket, &input.prefix, &out, &variants).await
         };
         run.await.map_err(|e| to_activity_error("audio_hls", e))
     }
 
     #[activity(definition = defs::Thumbnail)]
-    pub async fn thumbnail(self: Arc<Self>, ctx: ActivityContext, input: ThumbnailInput) -> Result<StoredObject, ActivityError> {
+    pub async fn thumbnail(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: ThumbnailInput,
+    ) -> Result<StoredObject, ActivityError> {
         let (progress, _hb) = Heartbeat::start(&ctx);
         let run = async {
             let work = self.work_dir(&ctx)?;
-            let source = self.storage.readable_path(&input.source, work.path()).await?;
+            let source = self
+                .storage
+                .readable_path(&input.source, work.path())
+                .await?;
             let out = work.path().join("thumbnail.jpg");
-            thumbnail::extract_thumbnail(&source, input.at_seconds, input.width, input.height, &out, &progress.scaled(0.0, 1.0)).await?;
+            thumbnail::extract_thumbnail(
+                &source,
+                input.at_seconds,
+                input.width,
+                input.height,
+                &out,
+                &progress.scaled(0.0, 1.0),
+            )
+            .await?;
             let size_bytes = self.storage.put_file(&out, &input.dest).await?;
-            Ok(StoredObject { object: input.dest.clone(), size_bytes })
+            Ok(StoredObject {
+                object: input.dest.clone(),
+                size_bytes,
+            })
         };
         run.await.map_err(|e| to_activity_error("thumbnail", e))
     }
 
     #[activity(definition = defs::Webhook)]
-    pub async fn webhook(self: Arc<Self>, ctx: ActivityContext, input: WebhookRequest) -> Result<WebhookReceipt, ActivityError> {
+    pub async fn webhook(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: WebhookRequest,
+    ) -> Result<WebhookReceipt, ActivityError> {
         let attempt = ctx.info().attempt;
-        let receipt = webhook::deliver(&self.http, &input).await.map_err(|e| to_activity_error("webhook", e))?;
+        let receipt = webhook::deliver(&self.http, &input)
+            .await
+            .map_err(|e| to_activity_error("webhook", e))?;
         tracing::info!(url = %input.url, attempt, status = ?receipt.status_code, delivered = receipt.delivered, "webhook sent");
         Ok(receipt)
     }

@@ -1,8 +1,18 @@
 //! Encoder settings a worker applies to every job.
 
 /// x264 presets ffmpeg accepts.
-const X264_PRESETS: [&str; 10] =
-    ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"];
+const X264_PRESETS: [&str; 10] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EncoderSettings {
@@ -12,7 +22,9 @@ pub struct EncoderSettings {
 
 impl Default for EncoderSettings {
     fn default() -> Self {
-        Self { x264_preset: "veryfast".to_string() }
+        Self {
+            x264_preset: "veryfast".to_string(),
+        }
     }
 }
 

@@ -12,11 +12,22 @@ pub enum MediaError {
     #[error("the input is not supported: {0}")]
     Unsupported(String),
     #[error("{tool} failed ({status}): {detail}")]
-    Tool { tool: &'static str, status: String, detail: String },
+    Tool {
+        tool: &'static str,
+        status: String,
+        detail: String,
+    },
     #[error("could not run {tool}: {source}")]
-    Spawn { tool: &'static str, source: std::io::Error },
+    Spawn {
+        tool: &'static str,
+        source: std::io::Error,
+    },
     #[error("{context} {path}: {source}")]
-    Io { context: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("output check failed: {0}")]
     Verification(String),
     #[error("invalid storage key {0:?}")]
@@ -38,9 +49,16 @@ impl MediaError {
         )
     }
 
-    pub fn io(context: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> MediaError {
+    pub fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> MediaError {
         let path = path.into();
-        move |source| MediaError::Io { context, path, source }
+        move |source| MediaError::Io {
+            context,
+            path,
+            source,
+        }
     }
 }
 

@@ -13,7 +13,9 @@ use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, Resolution, Vari
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use transcoder_workflows::keys::SEGMENT_PATTERN;
-use transcoder_workflows::media::{AudioHlsInput, HlsOutput, ObjectRef, VariantResult, VideoHlsInput};
+use transcoder_workflows::media::{
+    AudioHlsInput, HlsOutput, ObjectRef, VariantResult, VideoHlsInput,
+};
 
 /// AAC-LC, the only audio codec string our outputs use.
 pub const AAC_LC: &str = "mp4a.40.2";
@@ -24,22 +26,35 @@ fn hls_muxer(a: &mut FfmpegArgs, work: &Path, segment_seconds: u32, stream_map: 
         .opt("-hls_playlist_type", "vod")
         .opt("-hls_flags", "independent_segments")
         .opt("-hls_segment_type", "mpegts")
-        .opt("-hls_segment_filename", work.join("%v").join(SEGMENT_PATTERN).into_os_string())
+        .opt(
+            "-hls_segment_filename",
+            work.join("%v").join(SEGMENT_PATTERN).into_os_string(),
+        )
         .opt("-var_stream_map", stream_map)
         .output(&work.join("%v").join("playlist.m3u8"));
 }
 
 /// The single-decode ladder command for `input`, writing `work/<variant>/…`.
-pub fn video_ladder_args(input: &VideoHlsInput, source: &Path, work: &Path, enc: &EncoderSettings) -> FfmpegArgs {
+pub fn video_ladder_args(
+    input: &VideoHlsInput,
+    source: &Path,
+    work: &Path,
+    enc: &EncoderSettings,
+) -> FfmpegArgs {
     let n = input.renditions.len();
     let mut graph = format!("[0:v]split={n}");
     for i in 0..n {
         graph.push_str(&format!("[s{i}]"));
     }
     for (i, r) in input.renditions.iter().enumerate() {
-        graph.push_str(&format!(";[s{i}]scale={}:{}:flags=bicubic,setsar=1[v{i}]", r.width, r.height));
+        graph.push_str(&format!(
+            ";[s{i}]scale={}:{}:flags=bicubic,setsar=1[v{i}]",
+            r.width, r.height
+        ));
     }
-    let gop_frames = (input.frame_rate.as_f64() * f64::from(input.gop_seconds)).round().max(1.0) as u32;
+    let gop_frames = (input.frame_rate.as_f64() * f64::from(input.gop_seconds))
+        .round()
+        .max(1.0) as u32;
 
     let mut a = FfmpegArgs::new();
     a.input(source).opt("-filter_complex", graph);
@@ -62,7 +77,10 @@ pub fn video_ladder_args(input: &VideoHlsInput, source: &Path, work: &Path, enc:
             .opt(&format!("-bufsize:v:{i}"), format!("{}k", r.bufsize_kbps));
     }
     if let Some(kbps) = input.audio_bitrate_kbps {
-        a.opt("-c:a", "aac").opt("-b:a", format!("{kbps}k")).opt("-ac", "2").opt("-ar", "48000");
+        a.opt("-c:a", "aac")
+            .opt("-b:a", format!("{kbps}k"))
+            .opt("-ac", "2")
+            .opt("-ar", "48000");
     }
     let map = input
         .renditions
@@ -119,9 +137,16 @@ pub async fn encode_video_ladder(
     progress: &ScaledProgress,
 ) -> Result<Vec<LocalVariant>> {
     if input.renditions.is_empty() {
-        return Err(MediaError::Unsupported("the plan has no video renditions".into()));
+        return Err(MediaError::Unsupported(
+            "the plan has no video renditions".into(),
+        ));
     }
-    ffmpeg(video_ladder_args(input, source, work, enc).as_slice(), duration, progress).await?;
+    ffmpeg(
+        video_ladder_args(input, source, work, enc).as_slice(),
+        duration,
+        progress,
+    )
+    .await?;
     Ok(input
         .renditions
         .iter()
@@ -143,7 +168,12 @@ pub async fn encode_audio_ladder(
     duration: f64,
     progress: &ScaledProgress,
 ) -> Result<Vec<LocalVariant>> {
-    ffmpeg(audio_ladder_args(input, source, work).as_slice(), duration, progress).await?;
+    ffmpeg(
+        audio_ladder_args(input, source, work).as_slice(),
+        duration,
+        progress,
+    )
+    .await?;
     Ok(input
         .renditions
         .iter()
@@ -178,7 +208,10 @@ pub fn measure(durations: &[f64], sizes: &[u64]) -> Measured {
         peak = peak.max(b / d.max(1.0));
     }
     let average = if secs > 0.0 { bits / secs } else { 0.0 };
-    Measured { peak: peak.ceil() as u64, average: average.ceil() as u64 }
+    Measured {
+        peak: peak.ceil() as u64,
+        average: average.ceil() as u64,
+    }
 }
 
 /// `avc1.PPCCLL` from ffprobe's profile name and level of the encoded stream.
@@ -205,24 +238,36 @@ async fn video_codec_of(segment: &Path) -> Result<String> {
         "stream=codec_name,profile,level".into(),
         segment.as_os_str().to_owned(),
     ];
-    let doc = ffprobe_json(&args).await.map_err(|e| MediaError::Verification(format!("segment {}: {e}", segment.display())))?;
+    let doc = ffprobe_json(&args)
+        .await
+        .map_err(|e| MediaError::Verification(format!("segment {}: {e}", segment.display())))?;
     let stream = &doc["streams"][0];
     let profile = stream["profile"].as_str().unwrap_or_default();
     let level = stream["level"].as_i64().unwrap_or(0);
     avc1_codec(profile, level).ok_or_else(|| {
-        MediaError::Verification(format!("segment {} has no recognizable H.264 profile ({profile:?}, level {level})", segment.display()))
+        MediaError::Verification(format!(
+            "segment {} has no recognizable H.264 profile ({profile:?}, level {level})",
+            segment.display()
+        ))
     })
 }
 
 fn read_media_playlist(path: &Path) -> Result<MediaPlaylist> {
     let bytes = std::fs::read(path).map_err(MediaError::io("reading playlist", path))?;
-    let playlist = m3u8_rs::parse_media_playlist_res(&bytes)
-        .map_err(|e| MediaError::Verification(format!("playlist {} does not parse: {e:?}", path.display())))?;
+    let playlist = m3u8_rs::parse_media_playlist_res(&bytes).map_err(|e| {
+        MediaError::Verification(format!("playlist {} does not parse: {e:?}", path.display()))
+    })?;
     if !playlist.end_list || playlist.playlist_type != Some(MediaPlaylistType::Vod) {
-        return Err(MediaError::Verification(format!("playlist {} is not a finished VOD playlist", path.display())));
+        return Err(MediaError::Verification(format!(
+            "playlist {} is not a finished VOD playlist",
+            path.display()
+        )));
     }
     if playlist.segments.is_empty() {
-        return Err(MediaError::Verification(format!("playlist {} has no segments", path.display())));
+        return Err(MediaError::Verification(format!(
+            "playlist {} has no segments",
+            path.display()
+        )));
     }
     Ok(playlist)
 }
@@ -236,7 +281,11 @@ pub async fn publish_hls(
     variants: &[LocalVariant],
 ) -> Result<HlsOutput> {
     let mut results = Vec::new();
-    let mut master = MasterPlaylist { version: Some(3), independent_segments: true, ..Default::default() };
+    let mut master = MasterPlaylist {
+        version: Some(3),
+        independent_segments: true,
+        ..Default::default()
+    };
 
     for v in variants {
         let dir = work.join(&v.name);
@@ -247,12 +296,20 @@ pub async fn publish_hls(
         let mut files: Vec<PathBuf> = Vec::new();
         for seg in &playlist.segments {
             if seg.uri.contains('/') || seg.uri.contains("..") {
-                return Err(MediaError::Verification(format!("unexpected segment URI {:?}", seg.uri)));
+                return Err(MediaError::Verification(format!(
+                    "unexpected segment URI {:?}",
+                    seg.uri
+                )));
             }
             let path = dir.join(&seg.uri);
-            let size = std::fs::metadata(&path).map_err(MediaError::io("reading segment", &path))?.len();
+            let size = std::fs::metadata(&path)
+                .map_err(MediaError::io("reading segment", &path))?
+                .len();
             if size == 0 {
-                return Err(MediaError::Verification(format!("segment {} is empty", path.display())));
+                return Err(MediaError::Verification(format!(
+                    "segment {} is empty",
+                    path.display()
+                )));
             }
             durations.push(f64::from(seg.duration));
             sizes.push(size);
@@ -269,17 +326,27 @@ pub async fn publish_hls(
         let codecs = codecs.join(",");
 
         for (file, seg) in files.iter().zip(&playlist.segments) {
-            storage.put_file(file, &ObjectRef::new(bucket, format!("{prefix}/{}/{}", v.name, seg.uri))).await?;
+            storage
+                .put_file(
+                    file,
+                    &ObjectRef::new(bucket, format!("{prefix}/{}/{}", v.name, seg.uri)),
+                )
+                .await?;
         }
         let playlist_key = format!("{prefix}/{}/playlist.m3u8", v.name);
-        storage.put_file(&playlist_path, &ObjectRef::new(bucket, &playlist_key)).await?;
+        storage
+            .put_file(&playlist_path, &ObjectRef::new(bucket, &playlist_key))
+            .await?;
 
         master.variants.push(VariantStream {
             uri: format!("{}/playlist.m3u8", v.name),
             bandwidth: measured.peak,
             average_bandwidth: Some(measured.average),
             codecs: Some(codecs.clone()),
-            resolution: v.resolution.map(|(w, h)| Resolution { width: u64::from(w), height: u64::from(h) }),
+            resolution: v.resolution.map(|(w, h)| Resolution {
+                width: u64::from(w),
+                height: u64::from(h),
+            }),
             frame_rate: v.frame_rate.map(|f| (f * 1000.0).round() / 1000.0),
             ..Default::default()
         });
@@ -297,11 +364,18 @@ pub async fn publish_hls(
 
     let master_path = work.join("master.m3u8");
     let mut text = Vec::new();
-    master.write_to(&mut text).map_err(MediaError::io("writing", &master_path))?;
+    master
+        .write_to(&mut text)
+        .map_err(MediaError::io("writing", &master_path))?;
     std::fs::write(&master_path, &text).map_err(MediaError::io("writing", &master_path))?;
     let master_key = format!("{prefix}/master.m3u8");
-    storage.put_file(&master_path, &ObjectRef::new(bucket, &master_key)).await?;
-    Ok(HlsOutput { master_key, variants: results })
+    storage
+        .put_file(&master_path, &ObjectRef::new(bucket, &master_key))
+        .await?;
+    Ok(HlsOutput {
+        master_key,
+        variants: results,
+    })
 }
 
 #[cfg(test)]
@@ -323,7 +397,10 @@ mod tests {
     fn codec_strings() {
         assert_eq!(avc1_codec("High", 40).as_deref(), Some("avc1.640028"));
         assert_eq!(avc1_codec("Main", 31).as_deref(), Some("avc1.4d401f"));
-        assert_eq!(avc1_codec("Constrained Baseline", 30).as_deref(), Some("avc1.42e01e"));
+        assert_eq!(
+            avc1_codec("Constrained Baseline", 30).as_deref(),
+            Some("avc1.42e01e")
+        );
         assert_eq!(avc1_codec("High", -99), None);
         assert_eq!(avc1_codec("Weird", 30), None);
     }
@@ -335,20 +412,43 @@ mod tests {
             bucket: "media".into(),
             prefix: "c/hls/m".into(),
             renditions: vec![
-                VideoRendition { name: "720p".into(), width: 1280, height: 720, bitrate_kbps: 2500, maxrate_kbps: 3750, bufsize_kbps: 5000 },
-                VideoRendition { name: "360p".into(), width: 640, height: 360, bitrate_kbps: 500, maxrate_kbps: 750, bufsize_kbps: 1000 },
+                VideoRendition {
+                    name: "720p".into(),
+                    width: 1280,
+                    height: 720,
+                    bitrate_kbps: 2500,
+                    maxrate_kbps: 3750,
+                    bufsize_kbps: 5000,
+                },
+                VideoRendition {
+                    name: "360p".into(),
+                    width: 640,
+                    height: 360,
+                    bitrate_kbps: 500,
+                    maxrate_kbps: 750,
+                    bufsize_kbps: 1000,
+                },
             ],
             frame_rate: FrameRate { num: 30, den: 1 },
             gop_seconds: 2,
             segment_seconds: 6,
             audio_bitrate_kbps: Some(128),
         };
-        let args: Vec<String> = video_ladder_args(&input, Path::new("/in.mp4"), Path::new("/w"), &EncoderSettings::default())
-            .into_vec()
-            .into_iter()
-            .map(|s| s.into_string().unwrap())
-            .collect();
-        assert_eq!(args.iter().filter(|a| *a == "-i").count(), 1, "one input, decoded once");
+        let args: Vec<String> = video_ladder_args(
+            &input,
+            Path::new("/in.mp4"),
+            Path::new("/w"),
+            &EncoderSettings::default(),
+        )
+        .into_vec()
+        .into_iter()
+        .map(|s| s.into_string().unwrap())
+        .collect();
+        assert_eq!(
+            args.iter().filter(|a| *a == "-i").count(),
+            1,
+            "one input, decoded once"
+        );
         let graph = &args[args.iter().position(|a| a == "-filter_complex").unwrap() + 1];
         assert!(graph.starts_with("[0:v]split=2[s0][s1]"), "{graph}");
         assert!(args.contains(&"v:0,a:0,name:720p v:1,a:1,name:360p".to_string()));

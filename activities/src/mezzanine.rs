@@ -12,15 +12,25 @@ use transcoder_workflows::media::MezzanineInput;
 /// AAC bitrate of the mezzanine's audio: transparent enough to re-encode from later.
 pub const MEZZANINE_AUDIO_KBPS: u32 = 256;
 
-pub fn mezzanine_args(input: &MezzanineInput, source: &Path, dest: &Path, enc: &EncoderSettings) -> FfmpegArgs {
+pub fn mezzanine_args(
+    input: &MezzanineInput,
+    source: &Path,
+    dest: &Path,
+    enc: &EncoderSettings,
+) -> FfmpegArgs {
     let mut a = FfmpegArgs::new();
     a.input(source);
     match &input.video {
         Some(video) => {
-            let gop_frames = (video.frame_rate.as_f64() * f64::from(video.gop_seconds)).round().max(1.0) as u32;
+            let gop_frames = (video.frame_rate.as_f64() * f64::from(video.gop_seconds))
+                .round()
+                .max(1.0) as u32;
             // ffmpeg rotates upright on decode (autorotate); fps makes the rate constant.
             a.opt("-map", "0:v:0")
-                .opt("-vf", format!("fps={},format=yuv420p", video.frame_rate.to_ffmpeg()))
+                .opt(
+                    "-vf",
+                    format!("fps={},format=yuv420p", video.frame_rate.to_ffmpeg()),
+                )
                 .opt("-fps_mode", "cfr")
                 .opt("-c:v", "libx264")
                 .opt("-preset", enc.x264_preset.as_str())
@@ -40,7 +50,12 @@ pub fn mezzanine_args(input: &MezzanineInput, source: &Path, dest: &Path, enc: &
             .opt("-ac", "2")
             .opt("-ar", "48000");
     }
-    a.flag("-sn").flag("-dn").opt("-map_metadata", "-1").opt("-movflags", "+faststart").opt("-f", "mp4").output(dest);
+    a.flag("-sn")
+        .flag("-dn")
+        .opt("-map_metadata", "-1")
+        .opt("-movflags", "+faststart")
+        .opt("-f", "mp4")
+        .output(dest);
     a
 }
 

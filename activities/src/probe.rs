@@ -51,12 +51,16 @@ fn rotation(stream: &Value) -> u32 {
 pub fn parse_probe(doc: &Value) -> Result<ProbeResult> {
     let streams = doc["streams"].as_array().cloned().unwrap_or_default();
     let is_attached_pic = |s: &Value| s["disposition"]["attached_pic"].as_i64() == Some(1);
-    let video_stream = streams
-        .iter()
-        .find(|s| s["codec_type"] == "video" && !is_attached_pic(s) && num::<u32>(&s["width"]).unwrap_or(0) > 0);
+    let video_stream = streams.iter().find(|s| {
+        s["codec_type"] == "video"
+            && !is_attached_pic(s)
+            && num::<u32>(&s["width"]).unwrap_or(0) > 0
+    });
     let audio_stream = streams.iter().find(|s| s["codec_type"] == "audio");
     if video_stream.is_none() && audio_stream.is_none() {
-        return Err(MediaError::Unreadable("it has no audio or video stream".into()));
+        return Err(MediaError::Unreadable(
+            "it has no audio or video stream".into(),
+        ));
     }
 
     let video = video_stream.map(|s| VideoInfo {
@@ -79,14 +83,20 @@ pub fn parse_probe(doc: &Value) -> Result<ProbeResult> {
         .flatten()
         .filter_map(|s| num::<f64>(&s["duration"]))
         .filter(|d| d.is_finite() && *d > 0.0)
-        .fold(None, |acc: Option<f64>, d| Some(acc.map_or(d, |a| a.max(d))));
-    let container_duration = num::<f64>(&doc["format"]["duration"]).filter(|d| d.is_finite() && *d > 0.0);
+        .fold(None, |acc: Option<f64>, d| {
+            Some(acc.map_or(d, |a| a.max(d)))
+        });
+    let container_duration =
+        num::<f64>(&doc["format"]["duration"]).filter(|d| d.is_finite() && *d > 0.0);
     let duration_seconds = stream_duration
         .or(container_duration)
         .ok_or_else(|| MediaError::Unreadable("its duration cannot be determined".into()))?;
 
     Ok(ProbeResult {
-        format_name: doc["format"]["format_name"].as_str().unwrap_or("unknown").to_string(),
+        format_name: doc["format"]["format_name"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string(),
         duration_seconds,
         size_bytes: num(&doc["format"]["size"]).unwrap_or(0),
         video,
@@ -114,7 +124,13 @@ mod tests {
         let v = p.video.unwrap();
         assert_eq!(v.rotation, 90);
         assert_eq!(v.display_size(), (1080, 1920));
-        assert_eq!(v.avg_frame_rate, Some(FrameRate { num: 2997, den: 100 }));
+        assert_eq!(
+            v.avg_frame_rate,
+            Some(FrameRate {
+                num: 2997,
+                den: 100
+            })
+        );
         assert_eq!(p.audio.unwrap().channels, 6);
         assert_eq!(p.duration_seconds, 12.5);
     }

@@ -28,8 +28,14 @@ impl Storage {
                 match tokio::fs::metadata(&path).await {
                     Ok(meta) if meta.is_file() => Ok(path),
                     Ok(_) => Err(MediaError::NotFound(obj.to_string())),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(MediaError::NotFound(obj.to_string())),
-                    Err(e) => Err(MediaError::Io { context: "reading", path, source: e }),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        Err(MediaError::NotFound(obj.to_string()))
+                    }
+                    Err(e) => Err(MediaError::Io {
+                        context: "reading",
+                        path,
+                        source: e,
+                    }),
                 }
             }
         }
@@ -44,7 +50,9 @@ impl Storage {
 
     pub async fn exists(&self, obj: &ObjectRef) -> Result<bool> {
         match self {
-            Storage::Local(local) => Ok(tokio::fs::metadata(local.path(obj)?).await.is_ok_and(|m| m.is_file())),
+            Storage::Local(local) => Ok(tokio::fs::metadata(local.path(obj)?)
+                .await
+                .is_ok_and(|m| m.is_file())),
         }
     }
 }
@@ -61,7 +69,13 @@ impl LocalStorage {
 
     /// Maps an object to its path, refusing anything that could leave the bucket folder.
     pub fn path(&self, obj: &ObjectRef) -> Result<PathBuf> {
-        let safe_segment = |s: &str| !s.is_empty() && s != "." && s != ".." && !s.contains('\\') && !s.chars().any(char::is_control);
+        let safe_segment = |s: &str| {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && !s.contains('\\')
+                && !s.chars().any(char::is_control)
+        };
         if !safe_segment(&obj.bucket) || obj.bucket.contains('/') {
             return Err(MediaError::BadKey(obj.bucket.clone()));
         }
@@ -73,13 +87,28 @@ impl LocalStorage {
 
     async fn put_file(&self, src: &Path, obj: &ObjectRef) -> Result<u64> {
         let dest = self.path(obj)?;
-        let parent = dest.parent().ok_or_else(|| MediaError::BadKey(obj.key.clone()))?;
-        tokio::fs::create_dir_all(parent).await.map_err(MediaError::io("creating", parent))?;
-        let expected = tokio::fs::metadata(src).await.map_err(MediaError::io("reading", src))?.len();
-        let file_name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("object");
+        let parent = dest
+            .parent()
+            .ok_or_else(|| MediaError::BadKey(obj.key.clone()))?;
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(MediaError::io("creating", parent))?;
+        let expected = tokio::fs::metadata(src)
+            .await
+            .map_err(MediaError::io("reading", src))?
+            .len();
+        let file_name = dest
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("object");
         let tmp = parent.join(format!(".{file_name}.partial-{}", std::process::id()));
-        tokio::fs::copy(src, &tmp).await.map_err(MediaError::io("writing", &tmp))?;
-        let written = tokio::fs::metadata(&tmp).await.map_err(MediaError::io("reading", &tmp))?.len();
+        tokio::fs::copy(src, &tmp)
+            .await
+            .map_err(MediaError::io("writing", &tmp))?;
+        let written = tokio::fs::metadata(&tmp)
+            .await
+            .map_err(MediaError::io("reading", &tmp))?
+            .len();
         if written != expected {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(MediaError::Io {
@@ -88,7 +117,9 @@ impl LocalStorage {
                 source: std::io::Error::other(format!("{written} of {expected} bytes")),
             });
         }
-        tokio::fs::rename(&tmp, &dest).await.map_err(MediaError::io("publishing", &dest))?;
+        tokio::fs::rename(&tmp, &dest)
+            .await
+            .map_err(MediaError::io("publishing", &dest))?;
         Ok(written)
     }
 }
@@ -99,9 +130,12 @@ mod tests {
 
     #[test]
     fn paths_stay_inside_the_bucket() {
-        let s = LocalStorage { root: PathBuf::from("/out") };
+        let s = LocalStorage {
+            root: PathBuf::from("/out"),
+        };
         assert_eq!(
-            s.path(&ObjectRef::new("media", "c/hls/m/master.m3u8")).unwrap(),
+            s.path(&ObjectRef::new("media", "c/hls/m/master.m3u8"))
+                .unwrap(),
             PathBuf::from("/out/media/c/hls/m/master.m3u8")
         );
         for key in ["../x", "a/../../x", "/etc/passwd", "a//b", "a\\b", "a/./b"] {
@@ -121,8 +155,13 @@ mod tests {
         assert!(!storage.exists(&obj).await.unwrap());
         assert_eq!(storage.put_file(&src, &obj).await.unwrap(), 5);
         assert!(storage.exists(&obj).await.unwrap());
-        assert_eq!(std::fs::read(dir.path().join("bucket/a/b/c.bin")).unwrap(), b"hello");
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("bucket/a/b")).unwrap().collect();
+        assert_eq!(
+            std::fs::read(dir.path().join("bucket/a/b/c.bin")).unwrap(),
+            b"hello"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("bucket/a/b"))
+            .unwrap()
+            .collect();
         assert_eq!(leftovers.len(), 1, "no partial files left behind");
     }
 }

@@ -32,10 +32,20 @@ pub async fn extract_thumbnail(
     dest: &Path,
     progress: &ScaledProgress,
 ) -> Result<()> {
-    ffmpeg(thumbnail_args(source, at, width, height, dest).as_slice(), 0.0, progress).await?;
+    ffmpeg(
+        thumbnail_args(source, at, width, height, dest).as_slice(),
+        0.0,
+        progress,
+    )
+    .await?;
     if at > 0.0 && !dest.exists() {
         // Seeking past the last decodable frame yields nothing: take the first frame instead.
-        ffmpeg(thumbnail_args(source, 0.0, width, height, dest).as_slice(), 0.0, progress).await?;
+        ffmpeg(
+            thumbnail_args(source, 0.0, width, height, dest).as_slice(),
+            0.0,
+            progress,
+        )
+        .await?;
     }
     verify_jpeg(dest, width, height)
 }
@@ -53,7 +63,9 @@ fn verify_jpeg(path: &Path, width: u32, height: u32) -> Result<()> {
         .into_dimensions()
         .map_err(|e| MediaError::Verification(format!("thumbnail does not decode: {e}")))?;
     if (w, h) != (width, height) {
-        return Err(MediaError::Verification(format!("thumbnail is {w}x{h}, expected {width}x{height}")));
+        return Err(MediaError::Verification(format!(
+            "thumbnail is {w}x{h}, expected {width}x{height}"
+        )));
     }
     Ok(())
 }

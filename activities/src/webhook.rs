@@ -11,7 +11,8 @@ pub const SIGNATURE_HEADER: &str = "X-Runpod-Signature";
 /// `hex(HMAC-SHA256(secret, body))`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes any key length");
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
@@ -39,7 +40,8 @@ pub fn classify(status: u16) -> Outcome {
 /// attempt may succeed, so the activity's retry policy backs off and tries again with the
 /// same body and signature.
 pub async fn deliver(client: &reqwest::Client, request: &WebhookRequest) -> Result<WebhookReceipt> {
-    let body = serde_json::to_vec(&request.body).map_err(|e| MediaError::Webhook(format!("cannot encode body: {e}")))?;
+    let body = serde_json::to_vec(&request.body)
+        .map_err(|e| MediaError::Webhook(format!("cannot encode body: {e}")))?;
     let signature = sign(&request.secret, &body);
     let response = client
         .post(&request.url)
@@ -53,12 +55,20 @@ pub async fn deliver(client: &reqwest::Client, request: &WebhookRequest) -> Resu
         .map_err(|e| MediaError::Webhook(format!("could not reach the receiver: {e}")))?;
     let status = response.status().as_u16();
     match classify(status) {
-        Outcome::Delivered => Ok(WebhookReceipt { delivered: true, status_code: Some(status) }),
+        Outcome::Delivered => Ok(WebhookReceipt {
+            delivered: true,
+            status_code: Some(status),
+        }),
         Outcome::Rejected => {
             tracing::warn!(status, url = %request.url, "webhook rejected by the receiver; not retrying");
-            Ok(WebhookReceipt { delivered: false, status_code: Some(status) })
+            Ok(WebhookReceipt {
+                delivered: false,
+                status_code: Some(status),
+            })
         }
-        Outcome::Retry => Err(MediaError::Webhook(format!("receiver answered HTTP {status}; will retry"))),
+        Outcome::Retry => Err(MediaError::Webhook(format!(
+            "receiver answered HTTP {status}; will retry"
+        ))),
     }
 }
 

@@ -38,7 +38,10 @@ impl fmt::Debug for JobInput {
             .field("assets_bucket", &self.assets_bucket)
             .field("archive_bucket", &self.archive_bucket)
             .field("webhook_url", &self.webhook_url)
-            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -96,8 +99,14 @@ impl fmt::Debug for Job {
             .field("media_id", &self.media_id)
             .field("creator_id", &self.creator_id)
             .field("media_type", &self.media_type)
-            .field("input", &format_args!("{}/{}", self.input_bucket, self.input_key))
-            .field("output", &format_args!("{}/{}", self.output_bucket, self.output_prefix))
+            .field(
+                "input",
+                &format_args!("{}/{}", self.input_bucket, self.input_key),
+            )
+            .field(
+                "output",
+                &format_args!("{}/{}", self.output_bucket, self.output_prefix),
+            )
             .field("assets_bucket", &self.assets_bucket)
             .field("archive_bucket", &self.archive_bucket)
             .field("webhook_url", &self.webhook_url)
@@ -182,7 +191,9 @@ impl JobInput {
             if let Err(why) = check_key(key) {
                 problems.push(format!("{name} {why}"));
             } else if !creator_id.is_empty() && !contains_creator_segment(key, &creator_id) {
-                problems.push(format!("{name} must contain \"{creator_id}/\" (the creatorId)"));
+                problems.push(format!(
+                    "{name} must contain \"{creator_id}/\" (the creatorId)"
+                ));
             }
         }
         if !webhook_url.is_empty() && !webhook_url_is_usable(&webhook_url) {
@@ -224,7 +235,11 @@ fn check_id(id: &str) -> Result<(), String> {
     if id.len() > MAX_ID_LEN {
         return Err(format!("is longer than {MAX_ID_LEN} characters"));
     }
-    if !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) || id.starts_with('.') {
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || id.starts_with('.')
+    {
         return Err("may only contain letters, digits, '-', '_' and '.' (not leading)".to_string());
     }
     Ok(())
@@ -235,12 +250,21 @@ fn check_bucket(bucket: &str) -> Result<(), String> {
     let ok_chars = bucket
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_'));
-    let ok_ends = bucket.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && bucket.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_ends = bucket
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && bucket
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     if ok_len && ok_chars && ok_ends && !bucket.contains("..") {
         Ok(())
     } else {
-        Err("is not a valid bucket name (3-63 lowercase letters, digits, '-', '.', '_')".to_string())
+        Err(
+            "is not a valid bucket name (3-63 lowercase letters, digits, '-', '.', '_')"
+                .to_string(),
+        )
     }
 }
 
@@ -326,8 +350,16 @@ mod tests {
     fn each_missing_field_is_named() {
         let p = problems(JobInput::default());
         for field in [
-            "mediaId", "creatorId", "mediaType", "inputBucket", "inputKey", "outputBucket",
-            "outputPrefix", "assetsBucket", "webhookUrl", "webhookSecret",
+            "mediaId",
+            "creatorId",
+            "mediaType",
+            "inputBucket",
+            "inputKey",
+            "outputBucket",
+            "outputPrefix",
+            "assetsBucket",
+            "webhookUrl",
+            "webhookSecret",
         ] {
             assert!(
                 p.iter().any(|m| m == &format!("{field} is required")),
@@ -348,7 +380,10 @@ mod tests {
         let mut j = valid();
         j.media_type = Some("image".into());
         let p = problems(j);
-        assert!(p[0].contains("mediaType") && p[0].contains("image"), "{p:?}");
+        assert!(
+            p[0].contains("mediaType") && p[0].contains("image"),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -379,7 +414,10 @@ mod tests {
             ("originals\\creator-42\\m1\\original.mp4", "backslashes"),
             ("originals/creator-42/m1/orig\0inal.mp4", "control"),
             ("originals/creator-42/m1/orig\ninal.mp4", "control"),
-            ("originals/creator-42/%2e%2e/%2e%2e/secret", "percent-encoded"),
+            (
+                "originals/creator-42/%2e%2e/%2e%2e/secret",
+                "percent-encoded",
+            ),
             ("originals/creator-42/%2E%2E%2Fsecret", "percent-encoded"),
             ("originals//creator-42/m1/original.mp4", "empty path"),
         ];
@@ -387,7 +425,11 @@ mod tests {
             let mut j = valid();
             j.input_key = Some(key.into());
             let p = problems(j);
-            assert!(p.iter().any(|m| m.starts_with("inputKey") && m.contains(why)), "{key:?}: {p:?}");
+            assert!(
+                p.iter()
+                    .any(|m| m.starts_with("inputKey") && m.contains(why)),
+                "{key:?}: {p:?}"
+            );
         }
     }
 
@@ -415,7 +457,10 @@ mod tests {
         let mut j = valid();
         j.media_type = Some("image".into());
         assert!(j.validate().is_err());
-        assert_eq!(j.usable_webhook(), Some(("http://127.0.0.1:9000/hook", "s3cret")));
+        assert_eq!(
+            j.usable_webhook(),
+            Some(("http://127.0.0.1:9000/hook", "s3cret"))
+        );
     }
 
     #[test]

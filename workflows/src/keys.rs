@@ -7,7 +7,11 @@ use crate::media::ObjectRef;
 /// Where an original is staged by `transcoder run`: the archive bucket's `originals/` tree.
 pub fn original_key(creator_id: &str, media_id: &str, extension: &str) -> String {
     let ext = extension.trim_start_matches('.').to_ascii_lowercase();
-    let ext = if ext.is_empty() { "bin".to_string() } else { ext };
+    let ext = if ext.is_empty() {
+        "bin".to_string()
+    } else {
+        ext
+    };
     format!("originals/{creator_id}/{media_id}/original.{ext}")
 }
 
@@ -33,8 +37,15 @@ impl<'a> JobKeys<'a> {
     }
 
     pub fn mezzanine(&self) -> ObjectRef {
-        let Job { creator_id, media_id, .. } = self.job;
-        ObjectRef::new(&self.job.archive_bucket, format!("mezzanine/{creator_id}/{media_id}/mezzanine.mp4"))
+        let Job {
+            creator_id,
+            media_id,
+            ..
+        } = self.job;
+        ObjectRef::new(
+            &self.job.archive_bucket,
+            format!("mezzanine/{creator_id}/{media_id}/mezzanine.mp4"),
+        )
     }
 
     /// The HLS tree: `{outputPrefix}/master.m3u8`, `{outputPrefix}/{variant}/playlist.m3u8`.
@@ -55,7 +66,11 @@ impl<'a> JobKeys<'a> {
     }
 
     pub fn thumbnail(&self) -> ObjectRef {
-        let Job { creator_id, media_id, .. } = self.job;
+        let Job {
+            creator_id,
+            media_id,
+            ..
+        } = self.job;
         ObjectRef::new(
             &self.job.assets_bucket,
             format!("{creator_id}/thumbnails/media/{media_id}/auto-generated.jpg"),
@@ -63,12 +78,23 @@ impl<'a> JobKeys<'a> {
     }
 
     pub fn waveform_json(&self) -> ObjectRef {
-        let Job { creator_id, media_id, .. } = self.job;
-        ObjectRef::new(&self.job.assets_bucket, format!("{creator_id}/waveforms/{media_id}/waveform.json"))
+        let Job {
+            creator_id,
+            media_id,
+            ..
+        } = self.job;
+        ObjectRef::new(
+            &self.job.assets_bucket,
+            format!("{creator_id}/waveforms/{media_id}/waveform.json"),
+        )
     }
 
     pub fn waveform_png(&self) -> ObjectRef {
-        let Job { creator_id, media_id, .. } = self.job;
+        let Job {
+            creator_id,
+            media_id,
+            ..
+        } = self.job;
         ObjectRef::new(
             &self.job.assets_bucket,
             format!("{creator_id}/thumbnails/media/{media_id}/waveform.png"),
@@ -107,17 +133,26 @@ mod tests {
     fn layout_matches_design() {
         let job = job();
         let k = JobKeys::new(&job);
-        assert_eq!(k.mezzanine(), ObjectRef::new("codex-archive", "mezzanine/c1/m1/mezzanine.mp4"));
+        assert_eq!(
+            k.mezzanine(),
+            ObjectRef::new("codex-archive", "mezzanine/c1/m1/mezzanine.mp4")
+        );
         assert_eq!(k.hls_master(), "c1/hls/m1/master.m3u8");
         assert_eq!(k.variant_playlist("720p"), "c1/hls/m1/720p/playlist.m3u8");
         assert_eq!(k.preview_playlist(), "c1/hls/m1/preview/preview.m3u8");
         assert_eq!(
             k.thumbnail(),
-            ObjectRef::new("codex-assets-dev", "c1/thumbnails/media/m1/auto-generated.jpg")
+            ObjectRef::new(
+                "codex-assets-dev",
+                "c1/thumbnails/media/m1/auto-generated.jpg"
+            )
         );
         assert_eq!(k.waveform_json().key, "c1/waveforms/m1/waveform.json");
         assert_eq!(k.waveform_png().key, "c1/thumbnails/media/m1/waveform.png");
-        assert_eq!(original_key("c1", "m1", ".MOV"), "originals/c1/m1/original.mov");
+        assert_eq!(
+            original_key("c1", "m1", ".MOV"),
+            "originals/c1/m1/original.mov"
+        );
         assert_eq!(original_key("c1", "m1", ""), "originals/c1/m1/original.bin");
         assert_eq!(default_output_prefix("c1", "m1", true), "c1/hls-audio/m1");
         assert_eq!(default_output_prefix("c1", "m1", false), "c1/hls/m1");

@@ -13,17 +13,32 @@ pub struct Rung {
 
 /// DESIGN §4: 1080p 5000k, 720p 2500k, 480p 1000k, 360p 500k.
 pub const DEFAULT_LADDER: [Rung; 4] = [
-    Rung { short_side: 1080, bitrate_kbps: 5000 },
-    Rung { short_side: 720, bitrate_kbps: 2500 },
-    Rung { short_side: 480, bitrate_kbps: 1000 },
-    Rung { short_side: 360, bitrate_kbps: 500 },
+    Rung {
+        short_side: 1080,
+        bitrate_kbps: 5000,
+    },
+    Rung {
+        short_side: 720,
+        bitrate_kbps: 2500,
+    },
+    Rung {
+        short_side: 480,
+        bitrate_kbps: 1000,
+    },
+    Rung {
+        short_side: 360,
+        bitrate_kbps: 500,
+    },
 ];
 
 /// Audio-only ladder: AAC 128k and 64k.
 pub fn audio_ladder() -> Vec<AudioRendition> {
     [128, 64]
         .into_iter()
-        .map(|kbps| AudioRendition { name: format!("{kbps}k"), bitrate_kbps: kbps })
+        .map(|kbps| AudioRendition {
+            name: format!("{kbps}k"),
+            bitrate_kbps: kbps,
+        })
         .collect()
 }
 
@@ -71,7 +86,7 @@ pub fn select_ladder(width: u32, height: u32, ladder: &[Rung]) -> Vec<VideoRendi
     let (short, long) = (width.min(height), width.max(height));
     let portrait = height > width;
     let mut rungs: Vec<Rung> = ladder.to_vec();
-    rungs.sort_by(|a, b| b.short_side.cmp(&a.short_side));
+    rungs.sort_by_key(|r| std::cmp::Reverse(r.short_side));
     rungs.dedup_by_key(|r| r.short_side);
 
     let mut out: Vec<VideoRendition> = rungs
@@ -88,10 +103,19 @@ pub fn select_ladder(width: u32, height: u32, ladder: &[Rung]) -> Vec<VideoRendi
     if out.is_empty() && short > 0 {
         // Smaller than every rung: one rendition at the source's own size, with the smallest
         // rung's bitrate scaled down by pixel count (but never starved below 200k).
-        let smallest = rungs.last().copied().unwrap_or(Rung { short_side: 360, bitrate_kbps: 500 });
+        let smallest = rungs.last().copied().unwrap_or(Rung {
+            short_side: 360,
+            bitrate_kbps: 500,
+        });
         let ratio = f64::from(short) / f64::from(smallest.short_side.max(1));
-        let kbps = ((f64::from(smallest.bitrate_kbps) * ratio * ratio) as u32).clamp(200, smallest.bitrate_kbps);
-        out.push(rendition(format!("{}p", even_floor(short)), even_floor(width), even_floor(height), kbps));
+        let kbps = ((f64::from(smallest.bitrate_kbps) * ratio * ratio) as u32)
+            .clamp(200, smallest.bitrate_kbps);
+        out.push(rendition(
+            format!("{}p", even_floor(short)),
+            even_floor(width),
+            even_floor(height),
+            kbps,
+        ));
     }
     out
 }
@@ -129,7 +153,11 @@ pub fn plan_video(probe: &ProbeResult, config: &PlanConfig) -> Option<VideoPlan>
         frame_rate,
         display_width: w,
         display_height: h,
-        thumbnail_at_seconds: thumbnail_time(probe.duration_seconds, frame_rate, config.thumbnail_fraction),
+        thumbnail_at_seconds: thumbnail_time(
+            probe.duration_seconds,
+            frame_rate,
+            config.thumbnail_fraction,
+        ),
     })
 }
 
@@ -147,7 +175,9 @@ mod tests {
     use super::*;
 
     fn names(r: &[VideoRendition]) -> Vec<(String, u32, u32)> {
-        r.iter().map(|r| (r.name.clone(), r.width, r.height)).collect()
+        r.iter()
+            .map(|r| (r.name.clone(), r.width, r.height))
+            .collect()
     }
 
     #[test]
@@ -172,7 +202,10 @@ mod tests {
         assert_eq!(names(&r)[0], ("720p".into(), 1280, 720));
         assert_eq!(r.len(), 3);
         let r = select_ladder(1000, 700, &DEFAULT_LADDER);
-        assert_eq!(r.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["480p", "360p"]);
+        assert_eq!(
+            r.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["480p", "360p"]
+        );
     }
 
     #[test]
@@ -211,7 +244,13 @@ mod tests {
 
     #[test]
     fn frame_rate_parses_ffprobe_rationals() {
-        assert_eq!(FrameRate::parse("30000/1001"), Some(FrameRate { num: 30000, den: 1001 }));
+        assert_eq!(
+            FrameRate::parse("30000/1001"),
+            Some(FrameRate {
+                num: 30000,
+                den: 1001
+            })
+        );
         assert_eq!(FrameRate::parse("0/0"), None);
         assert_eq!(FrameRate::parse("25"), Some(FrameRate { num: 25, den: 1 }));
     }

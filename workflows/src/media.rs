@@ -13,7 +13,10 @@ pub struct ObjectRef {
 
 impl ObjectRef {
     pub fn new(bucket: impl Into<String>, key: impl Into<String>) -> Self {
-        Self { bucket: bucket.into(), key: key.into() }
+        Self {
+            bucket: bucket.into(),
+            key: key.into(),
+        }
     }
 }
 

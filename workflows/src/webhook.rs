@@ -64,7 +64,12 @@ pub struct FailedOutput {
 
 impl WebhookBody {
     pub fn completed(id: String, output: CompletedOutput) -> Self {
-        Self { id, status: JobStatus::Completed, output: WebhookOutput::Completed(Box::new(output)), error: None }
+        Self {
+            id,
+            status: JobStatus::Completed,
+            output: WebhookOutput::Completed(Box::new(output)),
+            error: None,
+        }
     }
 
     /// A failure body. The error is cleaned for a person to read: `secrets` are redacted and
@@ -79,7 +84,10 @@ impl WebhookBody {
         Self {
             id,
             status: JobStatus::Failed,
-            output: WebhookOutput::Failed(FailedOutput { media_id, media_type: media_type.map(|m| m.0) }),
+            output: WebhookOutput::Failed(FailedOutput {
+                media_id,
+                media_type: media_type.map(|m| m.0),
+            }),
             error: Some(clean_error(error, secrets)),
         }
     }
@@ -136,9 +144,19 @@ mod tests {
         assert_eq!(v["error"], serde_json::Value::Null);
         let out = v["output"].as_object().unwrap();
         for key in [
-            "mediaId", "mediaType", "hlsMasterPlaylistKey", "hlsPreviewKey", "thumbnailKey",
-            "waveformKey", "waveformImageKey", "mezzanineKey", "durationSeconds", "width",
-            "height", "readyVariants", "loudness",
+            "mediaId",
+            "mediaType",
+            "hlsMasterPlaylistKey",
+            "hlsPreviewKey",
+            "thumbnailKey",
+            "waveformKey",
+            "waveformImageKey",
+            "mezzanineKey",
+            "durationSeconds",
+            "width",
+            "height",
+            "readyVariants",
+            "loudness",
         ] {
             assert!(out.contains_key(key), "{key} missing");
         }
@@ -150,13 +168,22 @@ mod tests {
     #[test]
     fn failed_body_is_small_and_secret_free() {
         let long = format!("ffmpeg said {} with key hunter2", "é".repeat(3000));
-        let body = WebhookBody::failed("transcode-m1".into(), Some("m1".into()), Some(MediaType::Video.into()), &long, &["hunter2"]);
+        let body = WebhookBody::failed(
+            "transcode-m1".into(),
+            Some("m1".into()),
+            Some(MediaType::Video.into()),
+            &long,
+            &["hunter2"],
+        );
         let err = body.error.as_deref().unwrap();
         assert!(err.len() <= MAX_ERROR_BYTES);
         assert!(!err.contains("hunter2"));
         let v = serde_json::to_value(&body).unwrap();
         assert_eq!(v["status"], "failed");
-        assert_eq!(v["output"], serde_json::json!({"mediaId": "m1", "mediaType": "video"}));
+        assert_eq!(
+            v["output"],
+            serde_json::json!({"mediaId": "m1", "mediaType": "video"})
+        );
         assert!(clean_error("x hunter2", &["hunter2"]).contains("[redacted]"));
     }
 }

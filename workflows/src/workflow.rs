@@ -17,7 +17,8 @@ use std::time::Duration;
 use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityCloseTimeouts, ActivityExecutionError, ActivityOptions, ApplicationFailure, WorkflowContext, WorkflowResult,
+    ActivityCloseTimeouts, ActivityExecutionError, ActivityOptions, ApplicationFailure,
+    WorkflowContext, WorkflowResult,
 };
 
 /// Result of a completed job: the webhook body that was sent, and whether it got through.
@@ -37,7 +38,10 @@ pub struct TranscodeWorkflow;
 #[workflow_methods]
 impl TranscodeWorkflow {
     #[run]
-    pub async fn run(ctx: &mut WorkflowContext<Self>, input: JobInput) -> WorkflowResult<TranscodeResult> {
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        input: JobInput,
+    ) -> WorkflowResult<TranscodeResult> {
         let id = ctx.workflow_id().to_string();
         let job = match input.validate() {
             Ok(job) => job,
@@ -62,8 +66,13 @@ impl TranscodeWorkflow {
         match process(ctx, &job).await {
             Ok((output, encoders)) => {
                 let body = WebhookBody::completed(id, output);
-                let receipt = deliver_webhook(ctx, &job.webhook_url, &job.webhook_secret, body.clone()).await;
-                Ok(TranscodeResult { webhook: body, webhook_receipt: receipt, encoders })
+                let receipt =
+                    deliver_webhook(ctx, &job.webhook_url, &job.webhook_secret, body.clone()).await;
+                Ok(TranscodeResult {
+                    webhook: body,
+                    webhook_receipt: receipt,
+                    encoders,
+                })
             }
             Err(reason) => {
                 let body = WebhookBody::failed(
@@ -94,7 +103,9 @@ async fn process(
     let probe: ProbeResult = ctx
         .execute_activity(
             act::Probe,
-            ProbeInput { source: keys.input() },
+            ProbeInput {
+                source: keys.input(),
+            },
             ActivityOptions::with_start_to_close_timeout(Duration::from_secs(120))
                 .retry_policy(transient_retries(5))
                 .build(),
@@ -104,7 +115,9 @@ async fn process(
 
     if probe.audio.is_none() && (job.media_type == MediaType::Audio || probe.video.is_none()) {
         if job.media_type == MediaType::Audio {
-            return Err("the input has no audio stream, so it cannot be processed as an audio job".into());
+            return Err(
+                "the input has no audio stream, so it cannot be processed as an audio job".into(),
+            );
         }
         return Err("the input has neither a video nor an audio stream".into());
     }
@@ -153,7 +166,10 @@ async fn process(
                         frame_rate: plan.frame_rate,
                         gop_seconds: config.gop_seconds,
                         segment_seconds: config.segment_seconds,
-                        audio_bitrate_kbps: probe.audio.as_ref().map(|_| config.video_audio_bitrate_kbps),
+                        audio_bitrate_kbps: probe
+                            .audio
+                            .as_ref()
+                            .map(|_| config.video_audio_bitrate_kbps),
                     },
                     long_running(&probe),
                 )
@@ -199,7 +215,11 @@ async fn process(
 
     output.hls_master_playlist_key = Some(hls.master_key.clone());
     output.ready_variants = hls.variants.iter().map(|v| v.name.clone()).collect();
-    let encoders = hls.variants.iter().map(|v| (v.name.clone(), v.encoder.clone())).collect();
+    let encoders = hls
+        .variants
+        .iter()
+        .map(|v| (v.name.clone(), v.encoder.clone()))
+        .collect();
     Ok((output, encoders))
 }
 
@@ -212,20 +232,24 @@ async fn deliver_webhook(
 ) -> Option<WebhookReceipt> {
     ctx.execute_activity(
         act::Webhook,
-        WebhookRequest { url: url.to_string(), secret: secret.to_string(), body },
+        WebhookRequest {
+            url: url.to_string(),
+            secret: secret.to_string(),
+            body,
+        },
         // Receivers go down for deploys: keep trying with backoff for a day.
         ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
             schedule_to_close: Duration::from_secs(24 * 3600),
             start_to_close: Duration::from_secs(60),
         })
-            .retry_policy(
-                RetryPolicy::builder()
-                    .initial_interval(Duration::from_secs(2))
-                    .backoff_coefficient(2.0)
-                    .maximum_interval(Duration::from_secs(30 * 60))
-                    .build(),
-            )
-            .build(),
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(2))
+                .backoff_coefficient(2.0)
+                .maximum_interval(Duration::from_secs(30 * 60))
+                .build(),
+        )
+        .build(),
     )
     .await
     .ok()

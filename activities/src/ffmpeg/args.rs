@@ -41,7 +41,8 @@ impl FfmpegArgs {
 
     /// An input file, restricted to [`INPUT_PROTOCOLS`].
     pub fn input(&mut self, path: &Path) -> &mut Self {
-        self.opt("-protocol_whitelist", INPUT_PROTOCOLS).opt("-i", path.as_os_str())
+        self.opt("-protocol_whitelist", INPUT_PROTOCOLS)
+            .opt("-i", path.as_os_str())
     }
 
     /// An input file read from `seek` seconds (input seeking: fast, decodes from the
@@ -72,7 +73,10 @@ pub fn h264_gop(a: &mut FfmpegArgs, stream: &str, gop_frames: u32, gop_seconds: 
         .opt(&format!("-keyint_min:{stream}"), gop_frames.to_string())
         .opt("-sc_threshold", "0")
         .opt("-forced-idr", "1")
-        .opt(&format!("-force_key_frames:{stream}"), format!("expr:gte(t,n_forced*{gop_seconds})"));
+        .opt(
+            &format!("-force_key_frames:{stream}"),
+            format!("expr:gte(t,n_forced*{gop_seconds})"),
+        );
 }
 
 #[cfg(test)]
@@ -82,8 +86,13 @@ mod tests {
     #[test]
     fn inputs_are_protocol_restricted_and_paths_stay_whole() {
         let mut a = FfmpegArgs::new();
-        a.input(Path::new("/tmp/my file; rm -rf.mp4")).output(Path::new("/tmp/out.mp4"));
-        let v: Vec<String> = a.into_vec().into_iter().map(|s| s.into_string().unwrap()).collect();
+        a.input(Path::new("/tmp/my file; rm -rf.mp4"))
+            .output(Path::new("/tmp/out.mp4"));
+        let v: Vec<String> = a
+            .into_vec()
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
         let i = v.iter().position(|s| s == "-i").unwrap();
         assert_eq!(v[i - 2], "-protocol_whitelist");
         assert_eq!(v[i - 1], "file");

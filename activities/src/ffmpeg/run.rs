@@ -30,7 +30,11 @@ impl ProgressSink {
 
     /// A sink that maps this step's 0..1 onto `start..end` of the parent's range.
     pub fn scaled(&self, start: f64, end: f64) -> ScaledProgress {
-        ScaledProgress { sink: self.clone(), start, end }
+        ScaledProgress {
+            sink: self.clone(),
+            start,
+            end,
+        }
     }
 }
 
@@ -43,7 +47,8 @@ pub struct ScaledProgress {
 
 impl ScaledProgress {
     pub fn set(&self, fraction: f64) {
-        self.sink.set(self.start + (self.end - self.start) * fraction.clamp(0.0, 1.0));
+        self.sink
+            .set(self.start + (self.end - self.start) * fraction.clamp(0.0, 1.0));
     }
 }
 
@@ -70,9 +75,21 @@ fn strip_context_prefix(line: &str) -> &str {
 /// Keeps the end of a tool's stderr: the lines that say why it failed.
 fn stderr_tail(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
-    let lines: Vec<&str> = text.lines().map(str::trim).map(strip_context_prefix).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .map(strip_context_prefix)
+        .filter(|l| !l.is_empty())
+        .collect();
     let tail = lines[lines.len().saturating_sub(6)..].join(" | ");
-    let mut tail: String = tail.chars().rev().take(1200).collect::<Vec<_>>().into_iter().rev().collect();
+    let mut tail: String = tail
+        .chars()
+        .rev()
+        .take(1200)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     if tail.is_empty() {
         tail = "no error output".to_string();
     }
@@ -93,7 +110,10 @@ pub async fn ffmpeg(args: &[OsString], duration: f64, progress: &ScaledProgress)
         // A cancelled or timed-out activity drops this future: the encode must die with it.
         .kill_on_drop(true)
         .spawn()
-        .map_err(|source| MediaError::Spawn { tool: "ffmpeg", source })?;
+        .map_err(|source| MediaError::Spawn {
+            tool: "ffmpeg",
+            source,
+        })?;
 
     let stderr = child.stderr.take();
     let stderr_task = tokio::spawn(async move {
@@ -109,7 +129,9 @@ pub async fn ffmpeg(args: &[OsString], duration: f64, progress: &ScaledProgress)
         while let Ok(Some(line)) = lines.next_line().await {
             // `out_time_us` is microseconds of output written (older builds call the same
             // microsecond value `out_time_ms`).
-            let value = line.strip_prefix("out_time_us=").or_else(|| line.strip_prefix("out_time_ms="));
+            let value = line
+                .strip_prefix("out_time_us=")
+                .or_else(|| line.strip_prefix("out_time_ms="));
             if let Some(us) = value.and_then(|v| v.trim().parse::<f64>().ok()) {
                 if duration > 0.0 {
                     progress.set(us / 1e6 / duration);
@@ -119,12 +141,19 @@ pub async fn ffmpeg(args: &[OsString], duration: f64, progress: &ScaledProgress)
             }
         }
     }
-    let status = child.wait().await.map_err(|source| MediaError::Spawn { tool: "ffmpeg", source })?;
+    let status = child.wait().await.map_err(|source| MediaError::Spawn {
+        tool: "ffmpeg",
+        source,
+    })?;
     let stderr = stderr_task.await.unwrap_or_default();
     if status.success() {
         Ok(())
     } else {
-        Err(MediaError::Tool { tool: "ffmpeg", status: status.to_string(), detail: stderr_tail(&stderr) })
+        Err(MediaError::Tool {
+            tool: "ffmpeg",
+            status: status.to_string(),
+            detail: stderr_tail(&stderr),
+        })
     }
 }
 
@@ -138,9 +167,15 @@ pub async fn ffprobe_json(args: &[OsString]) -> Result<serde_json::Value> {
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(|source| MediaError::Spawn { tool: "ffprobe", source })?;
+        .map_err(|source| MediaError::Spawn {
+            tool: "ffprobe",
+            source,
+        })?;
     if !output.status.success() {
-        return Err(MediaError::Unreadable(format!("ffprobe: {}", stderr_tail(&output.stderr))));
+        return Err(MediaError::Unreadable(format!(
+            "ffprobe: {}",
+            stderr_tail(&output.stderr)
+        )));
     }
     serde_json::from_slice(&output.stdout)
         .map_err(|e| MediaError::Unreadable(format!("ffprobe printed unparsable JSON: {e}")))
@@ -153,7 +188,10 @@ mod tests {
     #[test]
     fn stderr_tail_keeps_the_last_lines() {
         let raw = b"line1\n\nline2\nline3\nline4\nline5\nline6\nline7\n";
-        assert_eq!(stderr_tail(raw), "line2 | line3 | line4 | line5 | line6 | line7");
+        assert_eq!(
+            stderr_tail(raw),
+            "line2 | line3 | line4 | line5 | line6 | line7"
+        );
         assert_eq!(stderr_tail(b""), "no error output");
         assert_eq!(
             stderr_tail(b"[mov,mp4,m4a @ 0x5637] moov atom not found\n"),
