@@ -5,24 +5,41 @@ SHELL := /bin/bash
 VENV := .venv
 TEMPORAL := $(VENV)/bin/temporal
 # Debian package that provides each command we need.
-NEEDS := ffmpeg:ffmpeg ffprobe:ffmpeg protoc:protobuf-compiler
+# chromium: the hls.js playback test plays our HLS output in headless Chromium.
+NEEDS := ffmpeg:ffmpeg ffprobe:ffmpeg protoc:protobuf-compiler chromium:chromium npm:npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR := .transcoder/demo
 DEMO_INPUT := $(DEMO_DIR)/sample-1080p.mp4
 
-.PHONY: demo test deps system-deps build clean-demo
+.PHONY: demo test bench deps system-deps build clean-demo
 
 demo: deps build $(DEMO_INPUT)
 	@echo "==> Transcoding $(DEMO_INPUT) through a real Temporal workflow (embedded dev server)"
 	./target/debug/transcoder run $(DEMO_INPUT) --out out
 
+# The REQUIRE variables turn "tool missing" notes in the Node-backed tests into failures.
 test: deps
-	cargo test --workspace --all-targets -- --test-threads=2
+	TRANSCODER_REQUIRE_PLAYBACK=1 TRANSCODER_REQUIRE_NODE=1 \
+	  cargo test --workspace --all-targets -- --test-threads=2
+
+# Side-by-side wall times of this pipeline, the naive approach and the hand-written floor
+# (see BENCHMARKS.md). Takes several minutes.
+bench: deps
+	cargo build --release
+	BIN=./target/release/transcoder bench/run.sh
 
 build: deps
 	cargo build
 
-deps: system-deps $(TEMPORAL)
+# Node projects used by tests (hls.js in Chromium; waveform-data, the library peaks.js uses).
+NODE_PROJECTS := tests/playback tests/waveform-js
+NODE_STAMPS := $(addsuffix /node_modules/.package-lock.json,$(NODE_PROJECTS))
+
+deps: system-deps $(TEMPORAL) $(NODE_STAMPS)
+
+# npm ci writes node_modules/.package-lock.json: reruns only when a lockfile changes.
+%/node_modules/.package-lock.json: %/package-lock.json
+	npm ci --prefix $* --no-audit --no-fund
 
 # Installs only the Debian packages whose command is missing; nothing when all are there.
 system-deps:

@@ -37,6 +37,10 @@ enum Command {
     Worker(WorkerArgs),
     /// Start a job (a DESIGN §3.1 JSON payload) on the server in TEMPORAL_ADDRESS.
     Submit(SubmitArgs),
+    /// Run the verification gate on a finished job's outputs: playlists, segments (IDR starts,
+    /// alignment across renditions), declared bandwidth and codecs, preview, thumbnail,
+    /// waveform. Exits non-zero on the first problem.
+    Verify(VerifyArgs),
     /// Start only the embedded Temporal dev server on the saved state, to browse past jobs
     /// in the Web UI; stops on Ctrl-C.
     Server(ServerArgs),
@@ -112,6 +116,22 @@ struct SubmitArgs {
 }
 
 #[derive(Args)]
+struct VerifyArgs {
+    /// A completed webhook body (what `run --json` prints); `-` reads standard input.
+    #[arg(long, value_name = "FILE")]
+    body: PathBuf,
+    /// Folder of the embedded object store.
+    #[arg(long, env = "TRANSCODER_OUT", default_value = "out")]
+    out: PathBuf,
+    /// Bucket holding the HLS tree.
+    #[arg(long, default_value = stage::MEDIA_BUCKET)]
+    media_bucket: String,
+    /// Bucket holding thumbnails and waveforms.
+    #[arg(long, default_value = stage::ASSETS_BUCKET)]
+    assets_bucket: String,
+}
+
+#[derive(Args)]
 struct ServerArgs {
     /// State folder holding the embedded Temporal database.
     #[arg(long, env = "TRANSCODER_STATE_DIR", default_value = ".transcoder")]
@@ -137,6 +157,7 @@ fn main() -> ExitCode {
             Command::Worker(args) => run_worker(args).await,
             Command::Submit(args) => submit(args).await,
             Command::Server(args) => server(args).await,
+            Command::Verify(args) => verify(args).await,
         }
     });
     match result {
@@ -160,12 +181,14 @@ fn init_logging() {
         .init();
 }
 
-fn worker_config(common: &CommonArgs) -> Result<WorkerConfig> {
+async fn worker_config(common: &CommonArgs) -> Result<WorkerConfig> {
     Ok(WorkerConfig {
         task_queue: common.task_queue.clone(),
         out_dir: common.out.clone(),
         scratch_dir: common.state_dir.join("scratch"),
-        encoder: EncoderSettings::from_env().map_err(anyhow::Error::msg)?,
+        encoder: EncoderSettings::from_env()
+            .await
+            .map_err(anyhow::Error::msg)?,
     })
 }
 
@@ -193,7 +216,7 @@ fn read_job(path: &Path) -> Result<JobInput> {
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
-    let config = worker_config(&args.common)?;
+    let config = worker_config(&args.common).await?;
     let storage = Storage::local(&args.common.out);
 
     // A receiver in this process when no webhook URL is given, so every run ends with a
@@ -398,7 +421,7 @@ fn human_size(bytes: u64) -> String {
 }
 
 async fn run_worker(args: WorkerArgs) -> Result<ExitCode> {
-    let config = worker_config(&args.common)?;
+    let config = worker_config(&args.common).await?;
     let client = Temporal::connect_remote().await?;
     let sdk_runtime = worker::runtime()?;
     let mut worker = worker::build(&sdk_runtime, client, &config)?;
@@ -429,6 +452,66 @@ async fn submit(args: SubmitArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn verify(args: VerifyArgs) -> Result<ExitCode> {
+    let text = if args.body.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading the webhook body from stdin")?
+    } else {
+        std::fs::read_to_string(&args.body)
+            .with_context(|| format!("reading {}", args.body.display()))?
+    };
+    let body: WebhookBody =
+        serde_json::from_str(&text).context("the body is not a webhook body")?;
+    let WebhookOutput::Completed(o) = &body.output else {
+        bail!(
+            "job {} failed ({}); there is nothing to verify",
+            body.id,
+            body.error.as_deref().unwrap_or("no reason")
+        );
+    };
+    let master_key = o
+        .hls_master_playlist_key
+        .clone()
+        .context("the body has no hlsMasterPlaylistKey")?;
+    let input = transcoder_workflows::media::VerifyInput {
+        media_bucket: args.media_bucket,
+        assets_bucket: args.assets_bucket,
+        master_key,
+        preview_key: o.hls_preview_key.clone(),
+        thumbnail_key: o.thumbnail_key.clone(),
+        waveform_json_key: o.waveform_key.clone(),
+        waveform_png_key: o.waveform_image_key.clone(),
+        duration_seconds: o.duration_seconds,
+        video_renditions: Vec::new(),
+        has_audio: None,
+        preview_seconds: transcoder_workflows::ladder::preview_length(
+            o.duration_seconds,
+            transcoder_workflows::ladder::PlanConfig::default().preview_seconds,
+        ),
+    };
+    // The local store reads objects in place; nothing is downloaded into the scratch folder.
+    let scratch = std::env::temp_dir();
+    match transcoder_activities::verify::verify_outputs(
+        &Storage::local(&args.out),
+        &input,
+        &scratch,
+    )
+    .await
+    {
+        Ok(report) => {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            eprintln!(
+                "verified: {} playlists, {} segments",
+                report.playlists, report.segments
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("verification failed: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 async fn server(args: ServerArgs) -> Result<ExitCode> {

@@ -52,8 +52,12 @@ impl LocalReceiver {
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
         if let Some(saved) = saved {
-            if let Ok(receiver) = Self::start_on(saved.port, saved.secret) {
-                return Ok(receiver);
+            // The previous receiver may still be letting go of the port: retry briefly.
+            for _ in 0..20 {
+                if let Ok(receiver) = Self::start_on(saved.port, saved.secret.clone()) {
+                    return Ok(receiver);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
             }
         }
         let secret = uuid::Uuid::new_v4().simple().to_string();

@@ -43,7 +43,7 @@ pub fn log_start(config: &WorkerConfig) {
         task_queue = %config.task_queue,
         out = %config.out_dir.display(),
         video_encoder = config.encoder.video_encoder_name(),
-        x264_preset = %config.encoder.x264_preset,
+        encoder = ?config.encoder.video,
         "worker starting"
     );
 }

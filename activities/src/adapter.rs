@@ -5,7 +5,8 @@ use crate::encoder::EncoderSettings;
 use crate::error::MediaError;
 use crate::ffmpeg::ProgressSink;
 use crate::storage::Storage;
-use crate::{hls, mezzanine, probe, thumbnail, webhook};
+use crate::{hls, loudness, mezzanine, probe, thumbnail, verify, waveform, webhook};
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +15,9 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::ApplicationFailure;
 use transcoder_workflows::activities::{defs, WebhookReceipt, WebhookRequest};
 use transcoder_workflows::media::{
-    AudioHlsInput, HlsOutput, MezzanineInput, ProbeInput, ProbeResult, StoredObject,
-    ThumbnailInput, VideoHlsInput,
+    AudioHlsInput, HlsOutput, LoudnessInput, LoudnessMeasurement, MezzanineInput, ProbeInput,
+    ProbeResult, StoredObject, ThumbnailInput, VerifyInput, VerifyReport, VideoHlsInput,
+    WaveformInput, WaveformOutput,
 };
 
 /// Everything an activity needs from the worker: where objects live, where to work, how
@@ -153,6 +155,27 @@ impl MediaActivities {
         run.await.map_err(|e| to_activity_error("mezzanine", e))
     }
 
+    #[activity(definition = defs::Loudness)]
+    pub async fn loudness(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: LoudnessInput,
+    ) -> Result<Option<LoudnessMeasurement>, ActivityError> {
+        let (progress, _hb) = Heartbeat::start(&ctx);
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            let source = self
+                .storage
+                .readable_path(&input.source, work.path())
+                .await?;
+            let duration = probe::probe_file(&source).await?.duration_seconds;
+            let m = loudness::measure(&source, duration, &progress.scaled(0.0, 1.0)).await?;
+            tracing::info!(source = %input.source, measurement = ?m, "loudness measured (pass 1)");
+            Ok::<_, MediaError>(m)
+        };
+        run.await.map_err(|e| to_activity_error("loudness", e))
+    }
+
     #[activity(definition = defs::VideoHls)]
     pub async fn video_hls(
         self: Arc<Self>,
@@ -174,13 +197,34 @@ impl MediaActivities {
                 &out,
                 duration,
                 &self.encoder,
-                &progress.scaled(0.0, 0.9),
+                &progress.scaled(0.0, 0.85),
             )
             .await?;
             for v in &variants {
                 tracing::info!(variant = %v.name, encoder = %v.encoder, "rendition encoded");
             }
-            hls::publish_hls(&self.storage, &input.bucket, &input.prefix, &out, &variants).await
+            let delivered = match (input.audio_bitrate_kbps, variants.first()) {
+                (Some(_), Some(first)) => {
+                    let playlist = out.join(&first.name).join("playlist.m3u8");
+                    loudness::measure(&playlist, duration, &progress.scaled(0.85, 0.95)).await?
+                }
+                _ => None,
+            };
+            let (mut preview_key, mut preview_seconds) = (None, None);
+            if let Some(plan) = &input.preview {
+                let seconds =
+                    hls::publish_preview(&self.storage, &input.bucket, &out, plan).await?;
+                preview_key = Some(plan.playlist_key.clone());
+                preview_seconds = Some(seconds);
+            }
+            // The master goes last: it is what makes the ladder visible.
+            let mut result =
+                hls::publish_hls(&self.storage, &input.bucket, &input.prefix, &out, &variants)
+                    .await?;
+            result.delivered_loudness = delivered;
+            result.preview_key = preview_key;
+            result.preview_seconds = preview_seconds;
+            Ok(result)
         };
         run.await.map_err(|e| to_activity_error("video_hls", e))
     }
@@ -205,12 +249,80 @@ impl MediaActivities {
                 &source,
                 &out,
                 duration,
-                &progress.scaled(0.0, 0.9),
+                &progress.scaled(0.0, 0.85),
             )
             .await?;
-            hls::publish_hls(&self.storage, &input.bucket, &input.prefix, &out, &variants).await
+            let delivered = match variants.first() {
+                Some(first) => {
+                    let playlist = out.join(&first.name).join("playlist.m3u8");
+                    loudness::measure(&playlist, duration, &progress.scaled(0.85, 0.95)).await?
+                }
+                None => None,
+            };
+            let mut result =
+                hls::publish_hls(&self.storage, &input.bucket, &input.prefix, &out, &variants)
+                    .await?;
+            result.delivered_loudness = delivered;
+            Ok(result)
         };
         run.await.map_err(|e| to_activity_error("audio_hls", e))
+    }
+
+    #[activity(definition = defs::Waveform)]
+    pub async fn waveform(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: WaveformInput,
+    ) -> Result<WaveformOutput, ActivityError> {
+        let (progress, _hb) = Heartbeat::start(&ctx);
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            let source = self
+                .storage
+                .readable_path(&input.source, work.path())
+                .await?;
+            let duration = probe::probe_file(&source).await?.duration_seconds;
+            // The waveform shows what listeners hear: the loudness-normalized audio, applied
+            // in the same decode.
+            let filter = loudness::output_audio_filter(input.loudness.as_ref());
+            let files = waveform::generate_waveform_filtered(
+                &source,
+                Some(&filter),
+                work.path(),
+                duration,
+                &progress.scaled(0.0, 0.95),
+            )
+            .await?;
+            tracing::info!(generator = %files.generator, length = files.length, "waveform drawn");
+            self.storage.put_file(&files.json, &input.json_dest).await?;
+            self.storage.put_file(&files.png, &input.png_dest).await?;
+            Ok(WaveformOutput {
+                json: input.json_dest.clone(),
+                png: input.png_dest.clone(),
+                length: files.length,
+            })
+        };
+        run.await.map_err(|e| to_activity_error("waveform", e))
+    }
+
+    #[activity(definition = defs::Verify)]
+    pub async fn verify(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: VerifyInput,
+    ) -> Result<VerifyReport, ActivityError> {
+        let _hb = Heartbeat::start(&ctx);
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            let report = verify::verify_outputs(&self.storage, &input, work.path()).await?;
+            tracing::info!(
+                playlists = report.playlists,
+                segments = report.segments,
+                "verification gate passed"
+            );
+            Ok::<_, MediaError>(report)
+        };
+        run.await.map_err(|e| to_activity_error("verify", e))
     }
 
     #[activity(definition = defs::Thumbnail)]
@@ -232,6 +344,7 @@ impl MediaActivities {
                 input.at_seconds,
                 input.width,
                 input.height,
+                work.path(),
                 &out,
                 &progress.scaled(0.0, 1.0),
             )

@@ -3,18 +3,20 @@
 //! and publish segments and variant playlists before the master, so a player never finds a
 //! master that points at missing media.
 
-use crate::encoder::EncoderSettings;
+use crate::encoder::{EncoderSettings, VideoEncoder};
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::args::h264_gop;
 use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, ffprobe_json, FfmpegArgs};
+use crate::loudness::output_audio_filter;
 use crate::storage::Storage;
 use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, Resolution, VariantStream};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use transcoder_workflows::keys::SEGMENT_PATTERN;
 use transcoder_workflows::media::{
-    AudioHlsInput, HlsOutput, ObjectRef, VariantResult, VideoHlsInput,
+    AudioHlsInput, HlsOutput, LoudnessMeasurement, ObjectRef, PreviewPlan, VariantResult,
+    VideoHlsInput,
 };
 
 /// AAC-LC, the only audio codec string our outputs use.
@@ -34,6 +36,16 @@ fn hls_muxer(a: &mut FfmpegArgs, work: &Path, segment_seconds: u32, stream_map: 
         .output(&work.join("%v").join("playlist.m3u8"));
 }
 
+/// Filter graph that decodes the audio once, applies pass-2 loudness normalization once and
+/// splits it to `n` encoders (`[a0]`…): every rendition carries the same normalized audio.
+fn audio_graph(loudness: Option<&LoudnessMeasurement>, n: usize) -> String {
+    let mut g = format!("[0:a:0]{},asplit={n}", output_audio_filter(loudness));
+    for i in 0..n {
+        g.push_str(&format!("[a{i}]"));
+    }
+    g
+}
+
 /// The single-decode ladder command for `input`, writing `work/<variant>/…`.
 pub fn video_ladder_args(
     input: &VideoHlsInput,
@@ -42,38 +54,69 @@ pub fn video_ladder_args(
     enc: &EncoderSettings,
 ) -> FfmpegArgs {
     let n = input.renditions.len();
+    let gpu = matches!(enc.video, VideoEncoder::Nvenc { .. });
     let mut graph = format!("[0:v]split={n}");
     for i in 0..n {
         graph.push_str(&format!("[s{i}]"));
     }
     for (i, r) in input.renditions.iter().enumerate() {
-        graph.push_str(&format!(
-            ";[s{i}]scale={}:{}:flags=bicubic,setsar=1[v{i}]",
-            r.width, r.height
-        ));
+        if gpu {
+            // Frames stay in GPU memory from NVDEC through the scaler to NVENC.
+            graph.push_str(&format!(";[s{i}]scale_cuda={}:{}[v{i}]", r.width, r.height));
+        } else {
+            graph.push_str(&format!(
+                ";[s{i}]scale={}:{}:flags=bicubic,setsar=1[v{i}]",
+                r.width, r.height
+            ));
+        }
+    }
+    if input.audio_bitrate_kbps.is_some() {
+        graph.push(';');
+        graph.push_str(&audio_graph(input.loudness.as_ref(), n));
     }
     let gop_frames = (input.frame_rate.as_f64() * f64::from(input.gop_seconds))
         .round()
         .max(1.0) as u32;
 
     let mut a = FfmpegArgs::new();
+    if gpu {
+        a.opt("-hwaccel", "cuda")
+            .opt("-hwaccel_output_format", "cuda");
+    }
     a.input(source).opt("-filter_complex", graph);
     for i in 0..n {
         a.opt("-map", format!("[v{i}]"));
         if input.audio_bitrate_kbps.is_some() {
-            a.opt("-map", "0:a:0");
+            a.opt("-map", format!("[a{i}]"));
         }
     }
-    a.opt("-c:v", "libx264")
-        .opt("-preset", enc.x264_preset.as_str())
-        .opt("-profile:v", "high")
-        .opt("-pix_fmt", "yuv420p")
-        .opt("-r", input.frame_rate.to_ffmpeg())
+    match &enc.video {
+        VideoEncoder::X264 { preset, crf } => {
+            a.opt("-c:v", "libx264")
+                .opt("-preset", preset.as_str())
+                .opt("-crf", crf.to_string())
+                .opt("-profile:v", "high")
+                .opt("-pix_fmt", "yuv420p");
+        }
+        VideoEncoder::Nvenc { cq } => {
+            a.opt("-c:v", "h264_nvenc")
+                .opt("-preset", "p4")
+                .opt("-profile:v", "high")
+                .opt("-rc", "vbr")
+                .opt("-cq", cq.to_string())
+                .opt("-spatial_aq", "1")
+                .opt("-no-scenecut", "1");
+        }
+    }
+    a.opt("-r", input.frame_rate.to_ffmpeg())
         .opt("-fps_mode", "cfr");
     h264_gop(&mut a, "v", gop_frames, input.gop_seconds);
     for (i, r) in input.renditions.iter().enumerate() {
-        a.opt(&format!("-b:v:{i}"), format!("{}k", r.bitrate_kbps))
-            .opt(&format!("-maxrate:v:{i}"), format!("{}k", r.maxrate_kbps))
+        // Capped quality: CRF/CQ decides, the VBV caps the rate at the rung's bitrate.
+        if gpu {
+            a.opt(&format!("-b:v:{i}"), format!("{}k", r.bitrate_kbps * 3 / 4));
+        }
+        a.opt(&format!("-maxrate:v:{i}"), format!("{}k", r.maxrate_kbps))
             .opt(&format!("-bufsize:v:{i}"), format!("{}k", r.bufsize_kbps));
     }
     if let Some(kbps) = input.audio_bitrate_kbps {
@@ -97,10 +140,13 @@ pub fn video_ladder_args(
 }
 
 pub fn audio_ladder_args(input: &AudioHlsInput, source: &Path, work: &Path) -> FfmpegArgs {
+    let n = input.renditions.len();
     let mut a = FfmpegArgs::new();
-    a.input(source).flag("-vn");
-    for _ in &input.renditions {
-        a.opt("-map", "0:a:0");
+    a.input(source)
+        .flag("-vn")
+        .opt("-filter_complex", audio_graph(input.loudness.as_ref(), n));
+    for i in 0..n {
+        a.opt("-map", format!("[a{i}]"));
     }
     a.opt("-c:a", "aac").opt("-ac", "2").opt("-ar", "48000");
     for (i, r) in input.renditions.iter().enumerate() {
@@ -375,7 +421,81 @@ pub async fn publish_hls(
     Ok(HlsOutput {
         master_key,
         variants: results,
+        delivered_loudness: None,
+        preview_key: None,
+        preview_seconds: None,
     })
+}
+
+/// Publishes the first `plan.seconds` of a variant (already in `work`) as the preview:
+/// the same segments, copied next to the preview playlist, so no second encode is needed.
+/// Returns the preview's total duration.
+pub async fn publish_preview(
+    storage: &Storage,
+    bucket: &str,
+    work: &Path,
+    plan: &PreviewPlan,
+) -> Result<f64> {
+    let dir = work.join(&plan.from_rendition);
+    let source = read_media_playlist(&dir.join("playlist.m3u8"))?;
+    let mut segments = Vec::new();
+    let mut total = 0.0f64;
+    for seg in &source.segments {
+        // Take whole segments until the preview length is reached (a half-second of slack
+        // avoids adding a whole segment for rounding).
+        if total >= plan.seconds - 0.5 {
+            break;
+        }
+        total += f64::from(seg.duration);
+        segments.push(seg.clone());
+    }
+    if segments.is_empty() {
+        return Err(MediaError::Verification(format!(
+            "rendition {} has no segments for a preview",
+            plan.from_rendition
+        )));
+    }
+    let prefix = plan
+        .playlist_key
+        .rsplit_once('/')
+        .map(|(p, _)| p)
+        .unwrap_or("");
+    for seg in &segments {
+        let key = if prefix.is_empty() {
+            seg.uri.clone()
+        } else {
+            format!("{prefix}/{}", seg.uri)
+        };
+        storage
+            .put_file(&dir.join(&seg.uri), &ObjectRef::new(bucket, key))
+            .await?;
+    }
+    let target = segments
+        .iter()
+        .map(|s| f64::from(s.duration).round() as u64)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let playlist = MediaPlaylist {
+        version: Some(3),
+        target_duration: target,
+        media_sequence: 0,
+        segments,
+        end_list: true,
+        playlist_type: Some(MediaPlaylistType::Vod),
+        independent_segments: true,
+        ..Default::default()
+    };
+    let path = work.join("preview.m3u8");
+    let mut text = Vec::new();
+    playlist
+        .write_to(&mut text)
+        .map_err(MediaError::io("writing", &path))?;
+    std::fs::write(&path, &text).map_err(MediaError::io("writing", &path))?;
+    storage
+        .put_file(&path, &ObjectRef::new(bucket, &plan.playlist_key))
+        .await?;
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -433,6 +553,8 @@ mod tests {
             gop_seconds: 2,
             segment_seconds: 6,
             audio_bitrate_kbps: Some(128),
+            loudness: None,
+            preview: None,
         };
         let args: Vec<String> = video_ladder_args(
             &input,
@@ -451,6 +573,10 @@ mod tests {
         );
         let graph = &args[args.iter().position(|a| a == "-filter_complex").unwrap() + 1];
         assert!(graph.starts_with("[0:v]split=2[s0][s1]"), "{graph}");
+        assert!(
+            graph.contains("[0:a:0]aresample=48000,asplit=2[a0][a1]"),
+            "{graph}"
+        );
         assert!(args.contains(&"v:0,a:0,name:720p v:1,a:1,name:360p".to_string()));
         assert!(args.contains(&"expr:gte(t,n_forced*2)".to_string()));
         let g = args.iter().position(|a| a == "-g:v").unwrap();

@@ -6,10 +6,13 @@ pub mod encoder;
 pub mod error;
 pub mod ffmpeg;
 pub mod hls;
+pub mod loudness;
 pub mod mezzanine;
 pub mod probe;
 pub mod storage;
 pub mod thumbnail;
+pub mod verify;
+pub mod waveform;
 pub mod webhook;
 
 mod adapter;

@@ -7,7 +7,7 @@ use crate::ffmpeg::args::h264_gop;
 use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
 use std::path::Path;
-use transcoder_workflows::media::MezzanineInput;
+use transcoder_workflows::media::{HdrTransfer, MezzanineInput};
 
 /// AAC bitrate of the mezzanine's audio: transparent enough to re-encode from later.
 pub const MEZZANINE_AUDIO_KBPS: u32 = 256;
@@ -25,19 +25,32 @@ pub fn mezzanine_args(
             let gop_frames = (video.frame_rate.as_f64() * f64::from(video.gop_seconds))
                 .round()
                 .max(1.0) as u32;
-            // ffmpeg rotates upright on decode (autorotate); fps makes the rate constant.
+            // ffmpeg rotates upright on decode (autorotate); fps makes the rate constant;
+            // HDR is tone mapped to SDR BT.709 and everything ends 8-bit 4:2:0.
+            // Square pixels and even dimensions (4:2:0 H.264 cannot carry odd sizes).
+            let mut vf = format!(
+                "scale=trunc(iw*sar/2)*2:trunc(ih/2)*2,setsar=1,fps={}",
+                video.frame_rate.to_ffmpeg()
+            );
+            if let Some(transfer) = video.tone_map_from {
+                vf.push(',');
+                vf.push_str(&tone_map_filter(transfer));
+            }
+            vf.push_str(",format=yuv420p");
             a.opt("-map", "0:v:0")
-                .opt(
-                    "-vf",
-                    format!("fps={},format=yuv420p", video.frame_rate.to_ffmpeg()),
-                )
+                .opt("-vf", vf)
                 .opt("-fps_mode", "cfr")
                 .opt("-c:v", "libx264")
-                .opt("-preset", enc.x264_preset.as_str())
+                .opt("-preset", enc.mezzanine_preset.as_str())
                 .opt("-crf", "18")
                 .opt("-profile:v", "high")
                 .opt("-pix_fmt", "yuv420p");
             h264_gop(&mut a, "v", gop_frames, video.gop_seconds);
+            if video.tone_map_from.is_some() {
+                a.opt("-color_primaries", "bt709")
+                    .opt("-color_trc", "bt709")
+                    .opt("-colorspace", "bt709");
+            }
         }
         None => {
             a.flag("-vn");
@@ -57,6 +70,17 @@ pub fn mezzanine_args(
         .opt("-f", "mp4")
         .output(dest);
     a
+}
+
+/// HDR (PQ or HLG, BT.2020) to SDR BT.709: linearize, map with Hable (keeps highlight detail
+/// without clipping), convert primaries, and re-apply the BT.709 transfer. The input's
+/// transfer is stated explicitly so untagged-but-probed files convert too.
+pub fn tone_map_filter(transfer: HdrTransfer) -> String {
+    format!(
+        "zscale=tin={}:min=bt2020nc:pin=bt2020:rin=tv:t=linear:npl=100,format=gbrpf32le,\
+         zscale=p=bt709,tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv",
+        transfer.zimg_name()
+    )
 }
 
 pub async fn encode_mezzanine(

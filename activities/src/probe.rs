@@ -71,6 +71,12 @@ pub fn parse_probe(doc: &Value) -> Result<ProbeResult> {
         frame_rate: s["r_frame_rate"].as_str().and_then(FrameRate::parse),
         avg_frame_rate: s["avg_frame_rate"].as_str().and_then(FrameRate::parse),
         pix_fmt: s["pix_fmt"].as_str().map(str::to_string),
+        sample_aspect_ratio: s["sample_aspect_ratio"]
+            .as_str()
+            .and_then(|r| FrameRate::parse(&r.replace(':', "/"))),
+        color_transfer: s["color_transfer"].as_str().map(str::to_string),
+        color_primaries: s["color_primaries"].as_str().map(str::to_string),
+        color_space: s["color_space"].as_str().map(str::to_string),
     });
     let audio = audio_stream.map(|s| AudioInfo {
         codec: s["codec_name"].as_str().unwrap_or("unknown").to_string(),

@@ -873,3 +873,223 @@ pub fn looks_like_stack_dump(text: &str) -> bool {
     .iter()
     .any(|needle| lower.contains(needle))
 }
+
+// ---------------------------------------------------------------------------------------
+// Helpers for hostile inputs (tests/hard_inputs.rs).
+// ---------------------------------------------------------------------------------------
+
+/// Runs `ffmpeg ARGS` (quiet, overwrite) and fails the test with its message if it fails.
+pub async fn ffmpeg_make(args: &[&str]) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    ffmpeg(&args).await;
+}
+
+/// Runs `ffprobe ARGS` and returns its stdout parsed as JSON (`-of json` is up to the caller).
+pub async fn ffprobe_json(args: &[&str]) -> Result<Value, String> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("could not run ffprobe: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ffprobe {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("ffprobe output is not JSON: {e}"))
+}
+
+/// The packets of one stream (`selector` like `v:0`): pts, dts and duration in its time base.
+pub async fn ffprobe_packets(path: &Path, selector: &str) -> Vec<Value> {
+    let p = path.to_str().expect("utf-8 path");
+    let probe = ffprobe_json(&[
+        "-select_streams",
+        selector,
+        "-show_entries",
+        "packet=pts,dts,duration,flags:stream=time_base",
+        "-of",
+        "json",
+        p,
+    ])
+    .await
+    .unwrap_or_else(|e| panic!("packets of {}: {e}", path.display()));
+    probe["packets"].as_array().cloned().unwrap_or_default()
+}
+
+/// Sets the display matrix of the first video track of an MP4/MOV file in place, the way a
+/// phone records a portrait clip: the coded picture stays as is and the `tkhd` matrix says
+/// "rotate `degrees` clockwise for display" (ffprobe then reports rotation `-degrees`).
+pub fn set_mp4_rotation(path: &Path, degrees: u32) {
+    fn boxes(data: &[u8], start: usize, end: usize) -> Vec<([u8; 4], usize, usize)> {
+        // (type, payload start, box end)
+        let mut out = Vec::new();
+        let mut pos = start;
+        while pos + 8 <= end {
+            let mut size = u32::from_be_bytes(data[pos..pos + 4].try_into().unwrap()) as usize;
+            let kind: [u8; 4] = data[pos + 4..pos + 8].try_into().unwrap();
+            let mut header = 8;
+            if size == 1 {
+                size = u64::from_be_bytes(data[pos + 8..pos + 16].try_into().unwrap()) as usize;
+                header = 16;
+            } else if size == 0 {
+                size = end - pos;
+            }
+            assert!(size >= header && pos + size <= end, "malformed MP4 box");
+            out.push((kind, pos + header, pos + size));
+            pos += size;
+        }
+        out
+    }
+    let mut data = std::fs::read(path).unwrap();
+    let len = data.len();
+    let mut matrix_at = None;
+    'moov: for (kind, start, end) in boxes(&data, 0, len) {
+        if &kind != b"moov" {
+            continue;
+        }
+        for (kind, start, end) in boxes(&data, start, end) {
+            if &kind != b"trak" {
+                continue;
+            }
+            let mut tkhd = None;
+            let mut is_video = false;
+            for (kind, start, end) in boxes(&data, start, end) {
+                if &kind == b"tkhd" {
+                    tkhd = Some(start);
+                }
+                if &kind == b"mdia" {
+                    for (kind, start, _) in boxes(&data, start, end) {
+                        // hdlr: version+flags (4), pre_defined (4), handler_type (4).
+                        if &kind == b"hdlr" && &data[start + 8..start + 12] == b"vide" {
+                            is_video = true;
+                        }
+                    }
+                }
+            }
+            if let (true, Some(tkhd)) = (is_video, tkhd) {
+                // tkhd v0: version/flags 4, times+track id+reserved+duration 20, reserved 8,
+                // layer/group/volume/reserved 8, then the 3x3 matrix; v1 has 12 more bytes.
+                let offset = if data[tkhd] == 1 { 52 } else { 40 };
+                matrix_at = Some(tkhd + offset);
+                break 'moov;
+            }
+        }
+    }
+    let at = matrix_at.unwrap_or_else(|| panic!("{} has no video tkhd", path.display()));
+    let width = u32::from_be_bytes(data[at + 36..at + 40].try_into().unwrap()) >> 16;
+    let height = u32::from_be_bytes(data[at + 40..at + 44].try_into().unwrap()) >> 16;
+    let one: i32 = 1 << 16;
+    let (w, h) = (width as i32, height as i32);
+    // {a, b, u, c, d, v, x, y, w}: x' = a*x + c*y + tx, y' = b*x + d*y + ty (16.16; w 2.30).
+    let m: [i32; 9] = match degrees % 360 {
+        0 => [one, 0, 0, 0, one, 0, 0, 0, 1 << 30],
+        90 => [0, one, 0, -one, 0, 0, h * one, 0, 1 << 30],
+        180 => [-one, 0, 0, 0, -one, 0, w * one, h * one, 1 << 30],
+        270 => [0, -one, 0, one, 0, 0, 0, w * one, 1 << 30],
+        other => panic!("rotation {other} is not a multiple of 90"),
+    };
+    for (i, v) in m.iter().enumerate() {
+        data[at + 4 * i..at + 4 * i + 4].copy_from_slice(&v.to_be_bytes());
+    }
+    std::fs::write(path, data).unwrap();
+}
+
+/// Decodes the first video frame of `path` as 8-bit gray: (width, height, pixels).
+pub async fn decode_gray_frame(path: &Path) -> (u32, u32, Vec<u8>) {
+    let probe = ffprobe(path).await.expect("probe for frame size");
+    let video = streams(&probe, "video");
+    assert!(!video.is_empty(), "{} has no video", path.display());
+    let w = video[0]["width"].as_u64().unwrap() as u32;
+    let h = video[0]["height"].as_u64().unwrap() as u32;
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
+        .arg(path)
+        .args([
+            "-map",
+            "0:v:0",
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "decoding a frame of {} failed: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.stdout.len(),
+        (w * h) as usize,
+        "decoded frame of {} is not {w}x{h}",
+        path.display()
+    );
+    (w, h, out.stdout)
+}
+
+/// Mean gray level of the rows `[y0, y1)` of a frame.
+pub fn mean_rows(frame: &(u32, u32, Vec<u8>), y0: u32, y1: u32) -> f64 {
+    let (w, _, px) = frame;
+    let rows = &px[(y0 * w) as usize..(y1 * w) as usize];
+    rows.iter().map(|&p| f64::from(p)).sum::<f64>() / rows.len() as f64
+}
+
+/// EBU R128 measurement of the audio of `path` with ffmpeg's `ebur128=peak=true`:
+/// (integrated loudness in LUFS, true peak in dBTP). `None` for -inf (silence).
+pub async fn measure_loudness(path: &Path) -> (Option<f64>, Option<f64>) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-nostdin", "-i"])
+        .arg(path)
+        .args([
+            "-map",
+            "0:a:0",
+            "-af",
+            "ebur128=peak=true:framelog=verbose",
+            "-f",
+            "null",
+            "-",
+        ])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run ffmpeg");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "ebur128 on {} failed: {stderr}",
+        path.display()
+    );
+    let summary = stderr
+        .rsplit_once("Summary:")
+        .unwrap_or_else(|| panic!("no ebur128 summary for {}: {stderr}", path.display()))
+        .1;
+    let value = |label: &str| -> Option<f64> {
+        summary
+            .lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(label))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+    };
+    (value("I:"), value("Peak:"))
+}
+
+/// Byte-concatenates files (MPEG-TS segments join into one playable stream).
+pub fn concat_files(parts: &[PathBuf], dest: &Path) {
+    let mut bytes = Vec::new();
+    for p in parts {
+        bytes.extend(std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())));
+    }
+    std::fs::write(dest, bytes).unwrap();
+}

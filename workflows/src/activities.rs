@@ -4,8 +4,9 @@
 #![allow(unused_variables)]
 
 use crate::media::{
-    AudioHlsInput, HlsOutput, MezzanineInput, ProbeInput, ProbeResult, StoredObject,
-    ThumbnailInput, VideoHlsInput,
+    AudioHlsInput, HlsOutput, LoudnessInput, LoudnessMeasurement, MezzanineInput, ProbeInput,
+    ProbeResult, StoredObject, ThumbnailInput, VerifyInput, VerifyReport, VideoHlsInput,
+    WaveformInput, WaveformOutput,
 };
 use crate::webhook::WebhookBody;
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,25 @@ impl TranscodeActivities {
     /// Normalize the input into the archive master every later step reads.
     #[activity(name = "mezzanine")]
     pub fn mezzanine(input: MezzanineInput) -> Result<StoredObject, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Pass 1 of loudness normalization: measure the programme (audio decode only).
+    /// `None` when the audio is silent (nothing to normalize).
+    #[activity(name = "loudness")]
+    pub fn loudness(input: LoudnessInput) -> Result<Option<LoudnessMeasurement>, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Waveform JSON and PNG from the normalized audio.
+    #[activity(name = "waveform")]
+    pub fn waveform(input: WaveformInput) -> Result<WaveformOutput, ActivityError> {
+        unimplemented!()
+    }
+
+    /// The verification gate: check everything the success webhook will point at.
+    #[activity(name = "verify")]
+    pub fn verify(input: VerifyInput) -> Result<VerifyReport, ActivityError> {
         unimplemented!()
     }
 

@@ -1,7 +1,7 @@
 //! The plan: which renditions to encode and with what timing (DESIGN §4). A pure function of
 //! the probe result and the configuration.
 
-use crate::media::{AudioRendition, FrameRate, ProbeResult, VideoRendition};
+use crate::media::{AudioRendition, FrameRate, HdrTransfer, ProbeResult, VideoRendition};
 use serde::{Deserialize, Serialize};
 
 /// One rung of the configured ladder: the short side of the picture and its bitrate.
@@ -52,6 +52,10 @@ pub struct PlanConfig {
     pub video_audio_bitrate_kbps: u32,
     /// Thumbnail position as a fraction of the duration.
     pub thumbnail_fraction: f64,
+    /// Length of the preview, from the start.
+    pub preview_seconds: f64,
+    /// Short side of the preview picture (or the source's, if smaller).
+    pub preview_short_side: u32,
 }
 
 impl Default for PlanConfig {
@@ -62,6 +66,8 @@ impl Default for PlanConfig {
             gop_seconds: 2,
             video_audio_bitrate_kbps: 128,
             thumbnail_fraction: 0.10,
+            preview_seconds: 30.0,
+            preview_short_side: 720,
         }
     }
 }
@@ -121,14 +127,14 @@ pub fn select_ladder(width: u32, height: u32, ladder: &[Rung]) -> Vec<VideoRendi
 }
 
 fn rendition(name: String, width: u32, height: u32, bitrate_kbps: u32) -> VideoRendition {
-    // Capped VBR: peaks up to 1.5x the target with a two-second buffer keeps segments close to
-    // the declared bandwidth without starving complex scenes.
+    // Capped CRF: quality-driven, but the VBV caps the rate at the rung's bitrate over a
+    // two-second buffer, so a segment's measured peak stays near what the ladder promises.
     VideoRendition {
         name,
         width,
         height,
         bitrate_kbps,
-        maxrate_kbps: bitrate_kbps * 3 / 2,
+        maxrate_kbps: bitrate_kbps,
         bufsize_kbps: bitrate_kbps * 2,
     }
 }
@@ -141,6 +147,10 @@ pub struct VideoPlan {
     pub display_width: u32,
     pub display_height: u32,
     pub thumbnail_at_seconds: f64,
+    pub tone_map_from: Option<HdrTransfer>,
+    /// Rendition the preview is cut from, and its length.
+    pub preview_from: Option<String>,
+    pub preview_seconds: f64,
 }
 
 /// Plans a video job from its probe. `None` when the input has no video stream.
@@ -148,8 +158,13 @@ pub fn plan_video(probe: &ProbeResult, config: &PlanConfig) -> Option<VideoPlan>
     let video = probe.video.as_ref()?;
     let (w, h) = video.display_size();
     let frame_rate = video.output_frame_rate();
+    let renditions = select_ladder(w, h, &config.ladder);
     Some(VideoPlan {
-        renditions: select_ladder(w, h, &config.ladder),
+        preview_from: preview_rendition(&renditions, config.preview_short_side)
+            .map(|r| r.name.clone()),
+        preview_seconds: preview_length(probe.duration_seconds, config.preview_seconds),
+        tone_map_from: video.hdr_transfer(),
+        renditions,
         frame_rate,
         display_width: w,
         display_height: h,
@@ -159,6 +174,29 @@ pub fn plan_video(probe: &ProbeResult, config: &PlanConfig) -> Option<VideoPlan>
             config.thumbnail_fraction,
         ),
     })
+}
+
+/// The rendition the preview is cut from: the largest whose short side is at most
+/// `short_side` (720p, or the source size when the source is smaller than that).
+pub fn preview_rendition(
+    renditions: &[VideoRendition],
+    short_side: u32,
+) -> Option<&VideoRendition> {
+    let short = |r: &VideoRendition| r.width.min(r.height);
+    renditions
+        .iter()
+        .filter(|r| short(r) <= short_side)
+        .max_by_key(|r| short(r))
+        .or_else(|| renditions.iter().min_by_key(|r| short(r)))
+}
+
+/// Preview length: `preview_seconds`, clamped to the duration.
+pub fn preview_length(duration: f64, preview_seconds: f64) -> f64 {
+    if duration.is_finite() && duration > 0.0 {
+        duration.min(preview_seconds)
+    } else {
+        0.0
+    }
 }
 
 /// `fraction` of the way in, clamped so at least one frame remains after it.
@@ -235,11 +273,65 @@ mod tests {
     }
 
     #[test]
+    fn preview_comes_from_720p_or_the_largest_smaller_rendition() {
+        let full = select_ladder(1920, 1080, &DEFAULT_LADDER);
+        assert_eq!(preview_rendition(&full, 720).unwrap().name, "720p");
+        let small = select_ladder(640, 360, &DEFAULT_LADDER);
+        assert_eq!(preview_rendition(&small, 720).unwrap().name, "360p");
+        let portrait = select_ladder(1080, 1920, &DEFAULT_LADDER);
+        let p = preview_rendition(&portrait, 720).unwrap();
+        assert_eq!((p.width, p.height), (720, 1280));
+        assert_eq!(preview_length(12.5, 30.0), 12.5);
+        assert_eq!(preview_length(600.0, 30.0), 30.0);
+    }
+
+    #[test]
     fn thumbnail_time_is_clamped() {
         let fr = FrameRate { num: 25, den: 1 };
         assert!((thumbnail_time(100.0, fr, 0.1) - 10.0).abs() < 1e-9);
         assert_eq!(thumbnail_time(0.0, fr, 0.1), 0.0);
         assert!(thumbnail_time(0.02, fr, 0.9) <= 0.02);
+    }
+
+    #[test]
+    fn output_rate_snaps_to_standard_rates() {
+        let video = |avg: FrameRate| crate::media::VideoInfo {
+            codec: "h264".into(),
+            width: 1920,
+            height: 1080,
+            rotation: 0,
+            frame_rate: Some(FrameRate { num: 90000, den: 1 }),
+            avg_frame_rate: Some(avg),
+            pix_fmt: None,
+            sample_aspect_ratio: Some(FrameRate { num: 4, den: 3 }),
+            color_transfer: None,
+            color_primaries: None,
+            color_space: None,
+        };
+        let phone = video(FrameRate {
+            num: 8100000,
+            den: 268753,
+        });
+        assert_eq!(phone.output_frame_rate(), FrameRate { num: 30, den: 1 });
+        let ntsc = video(FrameRate {
+            num: 2997,
+            den: 100,
+        });
+        assert_eq!(
+            ntsc.output_frame_rate(),
+            FrameRate {
+                num: 30000,
+                den: 1001
+            }
+        );
+        let odd = video(FrameRate { num: 20, den: 1 });
+        assert_eq!(odd.output_frame_rate(), FrameRate { num: 20, den: 1 });
+        assert_eq!(
+            video(FrameRate { num: 120, den: 1 }).output_frame_rate(),
+            FrameRate { num: 60, den: 1 }
+        );
+        // 4:3 pixels widen 1920 to 2560.
+        assert_eq!(phone.display_size(), (2560, 1080));
     }
 
     #[test]

@@ -36,6 +36,30 @@ pub struct FrameRate {
 impl FrameRate {
     pub const FALLBACK: FrameRate = FrameRate { num: 30, den: 1 };
 
+    /// Broadcast and camera rates that a measured average snaps to.
+    pub const STANDARD: [FrameRate; 11] = [
+        FrameRate {
+            num: 24000,
+            den: 1001,
+        },
+        FrameRate { num: 24, den: 1 },
+        FrameRate { num: 25, den: 1 },
+        FrameRate {
+            num: 30000,
+            den: 1001,
+        },
+        FrameRate { num: 30, den: 1 },
+        FrameRate { num: 48, den: 1 },
+        FrameRate { num: 50, den: 1 },
+        FrameRate {
+            num: 60000,
+            den: 1001,
+        },
+        FrameRate { num: 60, den: 1 },
+        FrameRate { num: 15, den: 1 },
+        FrameRate { num: 12, den: 1 },
+    ];
+
     /// Parses ffprobe's `"30000/1001"`; `None` for `0/0` and other unusable values.
     pub fn parse(s: &str) -> Option<Self> {
         let (n, d) = s.split_once('/').unwrap_or((s, "1"));
@@ -81,20 +105,48 @@ pub struct VideoInfo {
     /// Average frame rate; differs from the nominal one for variable-frame-rate sources.
     pub avg_frame_rate: Option<FrameRate>,
     pub pix_fmt: Option<String>,
+    /// `color_transfer` as ffprobe names it (`bt709`, `smpte2084`, `arib-std-b67`, …).
+    /// Sample (pixel) aspect ratio; `None` or 1:1 for square pixels.
+    #[serde(default)]
+    pub sample_aspect_ratio: Option<FrameRate>,
+    #[serde(default)]
+    pub color_transfer: Option<String>,
+    #[serde(default)]
+    pub color_primaries: Option<String>,
+    #[serde(default)]
+    pub color_space: Option<String>,
 }
 
 impl VideoInfo {
     /// Size as displayed: width and height swap for 90/270 degree rotations.
+    /// Anamorphic sources (non-square pixels) are widened to square pixels first.
     pub fn display_size(&self) -> (u32, u32) {
+        let width = match self.sample_aspect_ratio {
+            Some(sar) if sar.num > 0 && sar.den > 0 && sar.num != sar.den => {
+                (f64::from(self.width) * sar.as_f64()).round() as u32
+            }
+            _ => self.width,
+        };
         if self.rotation % 180 == 90 {
-            (self.height, self.width)
+            (self.height, width)
         } else {
-            (self.width, self.height)
+            (width, self.height)
+        }
+    }
+
+    /// The HDR transfer function of this stream, if it is PQ or HLG: such sources are tone
+    /// mapped to SDR BT.709, since the ladder is 8-bit SDR H.264.
+    pub fn hdr_transfer(&self) -> Option<HdrTransfer> {
+        match self.color_transfer.as_deref() {
+            Some("smpte2084") => Some(HdrTransfer::Pq),
+            Some("arib-std-b67") => Some(HdrTransfer::Hlg),
+            _ => None,
         }
     }
 
     /// The constant frame rate outputs use: the average rate when it is sane (it is what a
-    /// VFR phone clip really delivers), else the nominal one, capped at 60 fps.
+    /// VFR phone clip really delivers), else the nominal one, snapped to the nearest standard
+    /// rate within 2 % (a phone's 30.14 fps average is 30 fps), capped at 60 fps.
     pub fn output_frame_rate(&self) -> FrameRate {
         let sane = |r: &FrameRate| (1.0..=240.0).contains(&r.as_f64());
         let rate = self
@@ -103,9 +155,36 @@ impl VideoInfo {
             .or(self.frame_rate.filter(sane))
             .unwrap_or(FrameRate::FALLBACK);
         if rate.as_f64() > 60.0 {
-            FrameRate { num: 60, den: 1 }
-        } else {
-            rate
+            return FrameRate { num: 60, den: 1 };
+        }
+        FrameRate::STANDARD
+            .iter()
+            .copied()
+            .min_by(|a, b| {
+                (a.as_f64() - rate.as_f64())
+                    .abs()
+                    .total_cmp(&(b.as_f64() - rate.as_f64()).abs())
+            })
+            .filter(|std| (std.as_f64() - rate.as_f64()).abs() <= rate.as_f64() * 0.02)
+            .unwrap_or(rate)
+    }
+}
+
+/// HDR transfer functions we tone map from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HdrTransfer {
+    /// SMPTE ST 2084 (HDR10, Dolby Vision base layers).
+    Pq,
+    /// ARIB STD-B67 hybrid log-gamma (broadcast HDR).
+    Hlg,
+}
+
+impl HdrTransfer {
+    /// ffmpeg/zimg name of the transfer.
+    pub fn zimg_name(self) -> &'static str {
+        match self {
+            HdrTransfer::Pq => "smpte2084",
+            HdrTransfer::Hlg => "arib-std-b67",
         }
     }
 }
@@ -138,6 +217,85 @@ pub struct MezzanineInput {
 pub struct MezzanineVideo {
     pub frame_rate: FrameRate,
     pub gop_seconds: u32,
+    /// Tone map from this HDR transfer to SDR BT.709.
+    #[serde(default)]
+    pub tone_map_from: Option<HdrTransfer>,
+}
+
+/// Pass-1 `loudnorm` measurement (EBU R128) of a programme's audio.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoudnessMeasurement {
+    /// Integrated loudness, LUFS.
+    pub integrated: f64,
+    /// True peak, dBTP.
+    pub true_peak: f64,
+    /// Loudness range, LU.
+    pub range: f64,
+    /// Gating threshold, LUFS.
+    pub threshold: f64,
+    /// Offset gain loudnorm proposes for the second pass, LU.
+    pub target_offset: f64,
+}
+
+impl LoudnessMeasurement {
+    /// ×100 integers as the webhook reports them.
+    pub fn to_webhook(self) -> crate::webhook::Loudness {
+        crate::webhook::Loudness {
+            integrated: (self.integrated * 100.0).round() as i32,
+            peak: (self.true_peak * 100.0).round() as i32,
+            range: (self.range * 100.0).round() as i32,
+        }
+    }
+}
+
+/// Input of the loudness (pass 1) activity.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoudnessInput {
+    pub source: ObjectRef,
+}
+
+/// Input of the waveform activity.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WaveformInput {
+    pub source: ObjectRef,
+    /// Pass-1 measurement, so the waveform is drawn from the normalized audio.
+    pub loudness: Option<LoudnessMeasurement>,
+    pub json_dest: ObjectRef,
+    pub png_dest: ObjectRef,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WaveformOutput {
+    pub json: ObjectRef,
+    pub png: ObjectRef,
+    /// Number of min/max pairs (10 per second).
+    pub length: u64,
+}
+
+/// What the verification gate checks before a job is reported ready.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct VerifyInput {
+    pub media_bucket: String,
+    pub assets_bucket: String,
+    pub master_key: String,
+    pub preview_key: Option<String>,
+    pub thumbnail_key: Option<String>,
+    pub waveform_json_key: Option<String>,
+    pub waveform_png_key: Option<String>,
+    pub duration_seconds: f64,
+    /// Expected video renditions `(name, width, height)`; empty for audio jobs, or when only
+    /// the playlists themselves are to be checked (`transcoder verify`).
+    pub video_renditions: Vec<(String, u32, u32)>,
+    /// Whether the renditions must (or must not) carry audio; `None` trusts the master's CODECS.
+    pub has_audio: Option<bool>,
+    pub preview_seconds: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub playlists: u32,
+    pub segments: u32,
+    pub checks: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -178,6 +336,21 @@ pub struct VideoHlsInput {
     pub segment_seconds: u32,
     /// Muxed AAC audio at this bitrate in every rendition; `None` when the source is silent.
     pub audio_bitrate_kbps: Option<u32>,
+    /// Pass-1 loudness of the source, applied (linear) to every audio output.
+    #[serde(default)]
+    pub loudness: Option<LoudnessMeasurement>,
+    /// Cut a preview of this many seconds (from the rendition named `preview_from`).
+    #[serde(default)]
+    pub preview: Option<PreviewPlan>,
+}
+
+/// The preview: the first seconds of one rendition, republished as its own playlist.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PreviewPlan {
+    pub from_rendition: String,
+    pub seconds: f64,
+    /// Key of the preview playlist; segments go next to it.
+    pub playlist_key: String,
 }
 
 /// Input of the audio HLS activity.
@@ -188,6 +361,8 @@ pub struct AudioHlsInput {
     pub prefix: String,
     pub renditions: Vec<AudioRendition>,
     pub segment_seconds: u32,
+    #[serde(default)]
+    pub loudness: Option<LoudnessMeasurement>,
 }
 
 /// What an HLS activity published: the master playlist and, per variant, what was measured.
@@ -195,6 +370,14 @@ pub struct AudioHlsInput {
 pub struct HlsOutput {
     pub master_key: String,
     pub variants: Vec<VariantResult>,
+    /// Loudness measured on the delivered audio (first rendition), if there is audio.
+    #[serde(default)]
+    pub delivered_loudness: Option<LoudnessMeasurement>,
+    /// Key of the preview playlist, when one was made.
+    #[serde(default)]
+    pub preview_key: Option<String>,
+    #[serde(default)]
+    pub preview_seconds: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -8,8 +8,9 @@ use crate::job::{Job, JobInput, MediaType};
 use crate::keys::JobKeys;
 use crate::ladder::{audio_ladder, plan_video, PlanConfig};
 use crate::media::{
-    AudioHlsInput, HlsOutput, MezzanineInput, MezzanineVideo, ProbeInput, ProbeResult,
-    ThumbnailInput, VideoHlsInput,
+    AudioHlsInput, HlsOutput, LoudnessInput, LoudnessMeasurement, MezzanineInput, MezzanineVideo,
+    PreviewPlan, ProbeInput, ProbeResult, ThumbnailInput, VerifyInput, VideoHlsInput,
+    WaveformInput,
 };
 use crate::webhook::{CompletedOutput, MediaTypeText, WebhookBody};
 use serde::{Deserialize, Serialize};
@@ -137,6 +138,7 @@ async fn process(
                 video: video_plan.as_ref().map(|p| MezzanineVideo {
                     frame_rate: p.frame_rate,
                     gop_seconds: config.gop_seconds,
+                    tone_map_from: p.tone_map_from,
                 }),
                 has_audio: probe.audio.is_some(),
             },
@@ -145,6 +147,21 @@ async fn process(
         .await
         .map_err(|e| step_failed("mezzanine", &e))?;
 
+    // Pass 1 of the two-pass loudness normalization, on the mezzanine's audio only.
+    let loudness = match probe.audio {
+        Some(_) => ctx
+            .execute_activity(
+                act::Loudness,
+                LoudnessInput {
+                    source: mezzanine.object.clone(),
+                },
+                long_running(&probe),
+            )
+            .await
+            .map_err(|e| step_failed("loudness analysis", &e))?,
+        None => None,
+    };
+
     let mut output = CompletedOutput {
         media_id: job.media_id.clone(),
         media_type: job.media_type.as_str().to_string(),
@@ -152,9 +169,21 @@ async fn process(
         duration_seconds: round_ms(probe.duration_seconds),
         ..Default::default()
     };
+    let mut verify = VerifyInput {
+        media_bucket: job.output_bucket.clone(),
+        assets_bucket: job.assets_bucket.clone(),
+        duration_seconds: probe.duration_seconds,
+        has_audio: Some(probe.audio.is_some()),
+        ..Default::default()
+    };
 
     let hls: HlsOutput = match &video_plan {
         Some(plan) => {
+            let preview = plan.preview_from.as_ref().map(|from| PreviewPlan {
+                from_rendition: from.clone(),
+                seconds: plan.preview_seconds,
+                playlist_key: keys.preview_playlist(),
+            });
             let hls = ctx
                 .execute_activity(
                     act::VideoHls,
@@ -170,6 +199,8 @@ async fn process(
                             .audio
                             .as_ref()
                             .map(|_| config.video_audio_bitrate_kbps),
+                        loudness,
+                        preview,
                     },
                     long_running(&probe),
                 )
@@ -183,8 +214,8 @@ async fn process(
                         source: mezzanine.object.clone(),
                         dest: keys.thumbnail(),
                         at_seconds: plan.thumbnail_at_seconds,
-                        width: 1280,
-                        height: 720,
+                        width: THUMBNAIL_SIZE.0,
+                        height: THUMBNAIL_SIZE.1,
                     },
                     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(300))
                         .retry_policy(transient_retries(5))
@@ -192,29 +223,70 @@ async fn process(
                 )
                 .await
                 .map_err(|e| step_failed("thumbnail", &e))?;
-            output.thumbnail_key = Some(thumb.object.key);
+            output.thumbnail_key = Some(thumb.object.key.clone());
             output.width = Some(plan.display_width);
             output.height = Some(plan.display_height);
+            if let Some(preview_key) = &hls.preview_key {
+                output.hls_preview_key = Some(preview_key.clone());
+                verify.preview_key = Some(preview_key.clone());
+                verify.preview_seconds = plan.preview_seconds;
+            }
+            verify.thumbnail_key = Some(thumb.object.key);
+            verify.video_renditions = plan
+                .renditions
+                .iter()
+                .map(|r| (r.name.clone(), r.width, r.height))
+                .collect();
             hls
         }
-        None => ctx
-            .execute_activity(
-                act::AudioHls,
-                AudioHlsInput {
-                    source: mezzanine.object.clone(),
-                    bucket: job.output_bucket.clone(),
-                    prefix: keys.hls_prefix().to_string(),
-                    renditions: audio_ladder(),
-                    segment_seconds: config.segment_seconds,
-                },
-                long_running(&probe),
-            )
-            .await
-            .map_err(|e| step_failed("audio HLS", &e))?,
+        None => {
+            let hls = ctx
+                .execute_activity(
+                    act::AudioHls,
+                    AudioHlsInput {
+                        source: mezzanine.object.clone(),
+                        bucket: job.output_bucket.clone(),
+                        prefix: keys.hls_prefix().to_string(),
+                        renditions: audio_ladder(),
+                        segment_seconds: config.segment_seconds,
+                        loudness,
+                    },
+                    long_running(&probe),
+                )
+                .await
+                .map_err(|e| step_failed("audio HLS", &e))?;
+            let waveform = ctx
+                .execute_activity(
+                    act::Waveform,
+                    WaveformInput {
+                        source: mezzanine.object.clone(),
+                        loudness,
+                        json_dest: keys.waveform_json(),
+                        png_dest: keys.waveform_png(),
+                    },
+                    long_running(&probe),
+                )
+                .await
+                .map_err(|e| step_failed("waveform", &e))?;
+            output.waveform_key = Some(waveform.json.key.clone());
+            output.waveform_image_key = Some(waveform.png.key.clone());
+            verify.waveform_json_key = Some(waveform.json.key);
+            verify.waveform_png_key = Some(waveform.png.key);
+            hls
+        }
     };
+
+    verify.master_key = hls.master_key.clone();
+    ctx.execute_activity(act::Verify, verify, long_running(&probe))
+        .await
+        .map_err(|e| step_failed("verification", &e))?;
 
     output.hls_master_playlist_key = Some(hls.master_key.clone());
     output.ready_variants = hls.variants.iter().map(|v| v.name.clone()).collect();
+    if output.hls_preview_key.is_some() {
+        output.ready_variants.push("preview".to_string());
+    }
+    output.loudness = hls.delivered_loudness.map(LoudnessMeasurement::to_webhook);
     let encoders = hls
         .variants
         .iter()
@@ -222,6 +294,9 @@ async fn process(
         .collect();
     Ok((output, encoders))
 }
+
+/// Size of the poster JPEG.
+pub const THUMBNAIL_SIZE: (u32, u32) = (1280, 720);
 
 /// Sends a webhook; its failure is recorded, never fatal, and never undoes the job's outputs.
 async fn deliver_webhook(

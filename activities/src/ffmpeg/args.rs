@@ -16,9 +16,15 @@ pub struct FfmpegArgs {
 impl FfmpegArgs {
     /// Common prefix of every run: quiet logs, machine-readable progress on stdout, no stdin.
     pub fn new() -> Self {
+        Self::with_loglevel("error")
+    }
+
+    /// As [`FfmpegArgs::new`], with a chattier log level for filters that report on stderr
+    /// (`loudnorm` prints its measurement at `info`).
+    pub fn with_loglevel(level: &str) -> Self {
         let mut a = Self::default();
         a.flags(["-hide_banner", "-nostdin", "-y", "-nostats"])
-            .opt("-loglevel", "error")
+            .opt("-loglevel", level)
             .opt("-progress", "pipe:1");
         a
     }

@@ -5,4 +5,4 @@ pub mod args;
 pub mod run;
 
 pub use args::FfmpegArgs;
-pub use run::{ffmpeg, ffprobe_json, ProgressSink};
+pub use run::{ffmpeg, ffmpeg_with_stderr, ffprobe_json, ProgressSink};

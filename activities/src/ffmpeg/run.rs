@@ -52,7 +52,7 @@ impl ScaledProgress {
     }
 }
 
-fn ffmpeg_bin() -> OsString {
+pub(crate) fn ffmpeg_bin() -> OsString {
     std::env::var_os("FFMPEG").unwrap_or_else(|| "ffmpeg".into())
 }
 
@@ -73,7 +73,7 @@ fn strip_context_prefix(line: &str) -> &str {
 }
 
 /// Keeps the end of a tool's stderr: the lines that say why it failed.
-fn stderr_tail(raw: &[u8]) -> String {
+pub(crate) fn stderr_tail(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
     let lines: Vec<&str> = text
         .lines()
@@ -101,6 +101,17 @@ fn stderr_tail(raw: &[u8]) -> String {
 ///
 /// [`FfmpegArgs::new`]: super::FfmpegArgs::new
 pub async fn ffmpeg(args: &[OsString], duration: f64, progress: &ScaledProgress) -> Result<()> {
+    ffmpeg_with_stderr(args, duration, progress)
+        .await
+        .map(|_| ())
+}
+
+/// As [`ffmpeg`], returning what ffmpeg wrote on stderr (for filters that report there).
+pub async fn ffmpeg_with_stderr(
+    args: &[OsString],
+    duration: f64,
+    progress: &ScaledProgress,
+) -> Result<String> {
     tracing::debug!(args = ?args, "ffmpeg");
     let mut child = Command::new(ffmpeg_bin())
         .args(args)
@@ -117,9 +128,20 @@ pub async fn ffmpeg(args: &[OsString], duration: f64, progress: &ScaledProgress)
 
     let stderr = child.stderr.take();
     let stderr_task = tokio::spawn(async move {
+        // Keep at most the last 256 KiB: a warning per frame must not grow without bound.
+        const KEEP: usize = 256 * 1024;
         let mut buf = Vec::new();
         if let Some(mut s) = stderr {
-            let _ = s.read_to_end(&mut buf).await;
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = s.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() > 2 * KEEP {
+                    buf.drain(..buf.len() - KEEP);
+                }
+            }
         }
         buf
     });
@@ -147,7 +169,7 @@ pub async fn ffmpeg(args: &[OsString], duration: f64, progress: &ScaledProgress)
     })?;
     let stderr = stderr_task.await.unwrap_or_default();
     if status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&stderr).into_owned())
     } else {
         Err(MediaError::Tool {
             tool: "ffmpeg",

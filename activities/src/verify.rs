@@ -1,0 +1,414 @@
+//! The verification gate: before a job is reported ready, check what the success webhook
+//! will point at the way a player and a consumer would. Also `transcoder verify`.
+
+use crate::error::{MediaError, Result};
+use crate::ffmpeg::ffprobe_json;
+use crate::hls::{avc1_codec, measure, AAC_LC};
+use crate::storage::Storage;
+use crate::thumbnail::verify_jpeg;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use transcoder_workflows::media::{ObjectRef, VerifyInput, VerifyReport};
+
+/// How many ffprobe processes run at once while checking segments.
+const PROBE_CONCURRENCY: usize = 4;
+
+fn fail(msg: impl Into<String>) -> MediaError {
+    MediaError::Verification(msg.into())
+}
+
+/// Joins a playlist-relative URI onto the key of the playlist that names it.
+fn sibling_key(playlist_key: &str, uri: &str) -> Result<String> {
+    if uri.contains("://") || uri.starts_with('/') || uri.split('/').any(|s| s == ".." || s == ".")
+    {
+        return Err(fail(format!(
+            "{playlist_key} references {uri:?}, which is not a plain relative path"
+        )));
+    }
+    Ok(match playlist_key.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/{uri}"),
+        None => uri.to_string(),
+    })
+}
+
+async fn local(storage: &Storage, bucket: &str, key: &str, scratch: &Path) -> Result<PathBuf> {
+    storage
+        .readable_path(&ObjectRef::new(bucket, key), scratch)
+        .await
+        .map_err(|e| fail(format!("{bucket}/{key} is missing or unreadable: {e}")))
+}
+
+async fn read(storage: &Storage, bucket: &str, key: &str, scratch: &Path) -> Result<Vec<u8>> {
+    let path = local(storage, bucket, key, scratch).await?;
+    std::fs::read(&path).map_err(|e| fail(format!("{bucket}/{key}: {e}")))
+}
+
+fn parse_media(key: &str, bytes: &[u8]) -> Result<MediaPlaylist> {
+    let p = m3u8_rs::parse_media_playlist_res(bytes)
+        .map_err(|e| fail(format!("{key} does not parse: {e:?}")))?;
+    if p.playlist_type != Some(MediaPlaylistType::Vod) || !p.end_list {
+        return Err(fail(format!(
+            "{key} is not a finished VOD playlist (PLAYLIST-TYPE:VOD and ENDLIST)"
+        )));
+    }
+    if p.segments.is_empty() {
+        return Err(fail(format!("{key} has no segments")));
+    }
+    for (i, seg) in p.segments.iter().enumerate() {
+        // RFC 8216 §4.3.3.1: each EXTINF, rounded to an integer, must not exceed the target.
+        if f64::from(seg.duration).round() as u64 > p.target_duration {
+            return Err(fail(format!(
+                "{key}: segment {i} lasts {:.3} s, over TARGETDURATION {}",
+                seg.duration, p.target_duration
+            )));
+        }
+    }
+    Ok(p)
+}
+
+/// First video frame of a segment: is it a keyframe, and when does it start.
+#[derive(Debug, Clone, Copy)]
+struct SegmentStart {
+    keyframe: bool,
+    pts: f64,
+}
+
+async fn segment_start(path: &Path) -> Result<SegmentStart> {
+    let args: Vec<OsString> = vec![
+        "-select_streams".into(),
+        "v:0".into(),
+        "-read_intervals".into(),
+        "%+#1".into(),
+        "-show_entries".into(),
+        "frame=key_frame,pict_type,pts_time,best_effort_timestamp_time".into(),
+        path.as_os_str().to_owned(),
+    ];
+    let doc = ffprobe_json(&args)
+        .await
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    let frame = &doc["frames"][0];
+    let time = |k: &str| frame[k].as_str().and_then(|v| v.parse::<f64>().ok());
+    Ok(SegmentStart {
+        keyframe: frame["key_frame"].as_i64() == Some(1)
+            && frame["pict_type"].as_str() == Some("I"),
+        pts: time("pts_time")
+            .or_else(|| time("best_effort_timestamp_time"))
+            .unwrap_or(f64::NAN),
+    })
+}
+
+/// Codec string and audio presence of a segment, read from the bitstream.
+async fn segment_codecs(path: &Path) -> Result<(Option<String>, bool)> {
+    let args: Vec<OsString> = vec![
+        "-show_entries".into(),
+        "stream=codec_type,codec_name,profile,level".into(),
+        path.as_os_str().to_owned(),
+    ];
+    let doc = ffprobe_json(&args)
+        .await
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    let streams = doc["streams"].as_array().cloned().unwrap_or_default();
+    let video = streams.iter().find(|s| s["codec_type"] == "video");
+    let codec = video.and_then(|v| {
+        avc1_codec(
+            v["profile"].as_str().unwrap_or_default(),
+            v["level"].as_i64().unwrap_or(0),
+        )
+    });
+    let audio = streams
+        .iter()
+        .any(|s| s["codec_type"] == "audio" && s["codec_name"] == "aac");
+    Ok((codec, audio))
+}
+
+/// Runs every check; the first failure is returned as a permanent verification error.
+pub async fn verify_outputs(
+    storage: &Storage,
+    input: &VerifyInput,
+    scratch: &Path,
+) -> Result<VerifyReport> {
+    let mut report = VerifyReport::default();
+    let bucket = input.media_bucket.as_str();
+    let master_bytes = read(storage, bucket, &input.master_key, scratch).await?;
+    let master: MasterPlaylist = m3u8_rs::parse_master_playlist_res(&master_bytes)
+        .map_err(|e| fail(format!("master {} does not parse: {e:?}", input.master_key)))?;
+    if master.variants.is_empty() {
+        return Err(fail("the master playlist lists no variants"));
+    }
+    report.playlists += 1;
+
+    // Expected renditions, by name and size, in ladder order.
+    if !input.video_renditions.is_empty() {
+        let listed: Vec<(String, Option<(u64, u64)>)> = master
+            .variants
+            .iter()
+            .map(|v| {
+                let name = v.uri.split('/').next().unwrap_or_default().to_string();
+                (name, v.resolution.map(|r| (r.width, r.height)))
+            })
+            .collect();
+        let expected: Vec<(String, Option<(u64, u64)>)> = input
+            .video_renditions
+            .iter()
+            .map(|(n, w, h)| (n.clone(), Some((u64::from(*w), u64::from(*h)))))
+            .collect();
+        if listed != expected {
+            return Err(fail(format!(
+                "master lists {listed:?}, expected {expected:?}"
+            )));
+        }
+        report.checks.push(format!(
+            "master lists exactly {} renditions at their planned sizes",
+            expected.len()
+        ));
+    }
+
+    let mut reference: Option<(String, Vec<f64>, Vec<SegmentStart>)> = None;
+    for variant in &master.variants {
+        let key = sibling_key(&input.master_key, &variant.uri)?;
+        let playlist = parse_media(&key, &read(storage, bucket, &key, scratch).await?)?;
+        report.playlists += 1;
+        let mut paths = Vec::new();
+        let mut sizes = Vec::new();
+        let mut durations = Vec::new();
+        for seg in &playlist.segments {
+            let seg_key = sibling_key(&key, &seg.uri)?;
+            let path = local(storage, bucket, &seg_key, scratch).await?;
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if size == 0 {
+                return Err(fail(format!("segment {seg_key} is empty")));
+            }
+            sizes.push(size);
+            durations.push(f64::from(seg.duration));
+            paths.push(path);
+        }
+        report.segments += paths.len() as u32;
+
+        // Declared bandwidth must be what the segments really need.
+        let measured = measure(&durations, &sizes);
+        if variant.bandwidth < measured.peak
+            || variant.bandwidth > measured.peak + measured.peak / 100 + 1
+        {
+            return Err(fail(format!(
+                "{key}: BANDWIDTH {} but the measured peak is {}",
+                variant.bandwidth, measured.peak
+            )));
+        }
+        let declared_avg = variant.average_bandwidth.unwrap_or(0);
+        if declared_avg.abs_diff(measured.average) > measured.average / 100 + 1 {
+            return Err(fail(format!(
+                "{key}: AVERAGE-BANDWIDTH {declared_avg} but the measured average is {}",
+                measured.average
+            )));
+        }
+
+        // CODECS must describe the bitstream.
+        let declared = variant.codecs.clone().unwrap_or_default();
+        let (video_codec, has_audio) = segment_codecs(&paths[0]).await?;
+        let mut actual: Vec<String> = video_codec.iter().cloned().collect();
+        if has_audio {
+            actual.push(AAC_LC.to_string());
+        }
+        if declared != actual.join(",") {
+            return Err(fail(format!(
+                "{key}: CODECS {declared:?} but the segments hold {:?}",
+                actual.join(",")
+            )));
+        }
+        if let Some(expected_audio) = input.has_audio {
+            if expected_audio != has_audio {
+                return Err(fail(format!(
+                    "{key}: audio present = {has_audio}, expected {expected_audio}"
+                )));
+            }
+        }
+
+        // Video: each segment starts with a keyframe, at the same time in every rendition.
+        let starts: Vec<SegmentStart> = if video_codec.is_some() {
+            stream::iter(
+                paths
+                    .clone()
+                    .into_iter()
+                    .map(|p| async move { segment_start(&p).await }),
+            )
+            .buffered(PROBE_CONCURRENCY)
+            .try_collect()
+            .await?
+        } else {
+            Vec::new()
+        };
+        if let Some(i) = starts.iter().position(|s| !s.keyframe) {
+            return Err(fail(format!(
+                "{key}: segment {i} does not start with an IDR frame"
+            )));
+        }
+        match &reference {
+            None => reference = Some((key.clone(), durations, starts)),
+            Some((ref_key, ref_durations, ref_starts)) => {
+                if ref_durations.len() != durations.len() {
+                    return Err(fail(format!(
+                        "{key} has {} segments but {ref_key} has {}",
+                        durations.len(),
+                        ref_durations.len()
+                    )));
+                }
+                for (i, (a, b)) in ref_durations.iter().zip(&durations).enumerate() {
+                    if (a - b).abs() > 0.05 {
+                        return Err(fail(format!(
+                            "segment {i} lasts {b:.3} s in {key} but {a:.3} s in {ref_key}"
+                        )));
+                    }
+                }
+                for (i, (a, b)) in ref_starts.iter().zip(&starts).enumerate() {
+                    if (a.pts - b.pts).abs() > 0.02 {
+                        return Err(fail(format!(
+                            "segment {i} starts at {:.3} s in {key} but {:.3} s in {ref_key}",
+                            b.pts, a.pts
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    if let Some((_, durations, _)) = &reference {
+        let total: f64 = durations.iter().sum();
+        if (total - input.duration_seconds).abs() > 0.5 + input.duration_seconds * 0.005 {
+            return Err(fail(format!(
+                "renditions last {total:.3} s but the input lasts {:.3} s",
+                input.duration_seconds
+            )));
+        }
+    }
+    report
+        .checks
+        .push("playlists parse, are VOD with ENDLIST, EXTINF within TARGETDURATION".into());
+    report.checks.push(
+        "BANDWIDTH/AVERAGE-BANDWIDTH match the measured segments; CODECS match the bitstream"
+            .into(),
+    );
+    report
+        .checks
+        .push("segments start with IDR frames at identical times in every rendition".into());
+
+    if let Some(preview_key) = &input.preview_key {
+        let playlist = parse_media(
+            preview_key,
+            &read(storage, bucket, preview_key, scratch).await?,
+        )?;
+        report.playlists += 1;
+        for seg in &playlist.segments {
+            local(
+                storage,
+                bucket,
+                &sibling_key(preview_key, &seg.uri)?,
+                scratch,
+            )
+            .await?;
+        }
+        let total: f64 = playlist
+            .segments
+            .iter()
+            .map(|s| f64::from(s.duration))
+            .sum();
+        if (total - input.preview_seconds).abs() > 1.5 {
+            return Err(fail(format!(
+                "preview lasts {total:.2} s, expected about {:.2} s",
+                input.preview_seconds
+            )));
+        }
+        report.checks.push(format!("preview lasts {total:.2} s"));
+    }
+
+    let assets = input.assets_bucket.as_str();
+    if let Some(key) = &input.thumbnail_key {
+        let path = local(storage, assets, key, scratch).await?;
+        verify_jpeg(&path, 1280, 720)?;
+        report.checks.push("thumbnail is a 1280x720 JPEG".into());
+    }
+    if let Some(key) = &input.waveform_json_key {
+        let doc: serde_json::Value =
+            serde_json::from_slice(&read(storage, assets, key, scratch).await?)
+                .map_err(|e| fail(format!("waveform JSON does not parse: {e}")))?;
+        check_waveform_json(&doc, input.duration_seconds)?;
+        report
+            .checks
+            .push("waveform JSON is audiowaveform v2, 8-bit, 10 points/s".into());
+    }
+    if let Some(key) = &input.waveform_png_key {
+        let path = local(storage, assets, key, scratch).await?;
+        let (w, h) =
+            image::image_dimensions(&path).map_err(|e| fail(format!("waveform PNG: {e}")))?;
+        if (w, h) != (1280, 720) {
+            return Err(fail(format!("waveform PNG is {w}x{h}, expected 1280x720")));
+        }
+        report.checks.push("waveform PNG is 1280x720".into());
+    }
+    Ok(report)
+}
+
+/// audiowaveform JSON v2 at 10 points per second: `length` pairs, ceil(duration × 10) ± 1.
+pub fn check_waveform_json(doc: &serde_json::Value, duration: f64) -> Result<()> {
+    let num = |k: &str| {
+        doc[k]
+            .as_u64()
+            .ok_or_else(|| fail(format!("waveform JSON lacks {k}")))
+    };
+    if num("version")? != 2 || num("bits")? != 8 {
+        return Err(fail("waveform JSON is not version 2 with 8 bits"));
+    }
+    let (rate, spp, length, channels) = (
+        num("sample_rate")?,
+        num("samples_per_pixel")?,
+        num("length")?,
+        num("channels")?,
+    );
+    if spp == 0 || rate / spp != 10 || rate % spp != 0 {
+        return Err(fail(format!(
+            "waveform has {rate}/{spp} points per second, expected 10"
+        )));
+    }
+    let data = doc["data"]
+        .as_array()
+        .ok_or_else(|| fail("waveform JSON lacks data"))?;
+    if data.len() as u64 != length * 2 * channels.max(1) {
+        return Err(fail(format!(
+            "waveform data has {} values for length {length}",
+            data.len()
+        )));
+    }
+    let expected = (duration * 10.0).ceil() as i64;
+    if (length as i64 - expected).abs() > 1 {
+        return Err(fail(format!(
+            "waveform length {length}, expected {expected} ± 1"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_uris_only() {
+        assert_eq!(
+            sibling_key("c/hls/m/master.m3u8", "720p/playlist.m3u8").unwrap(),
+            "c/hls/m/720p/playlist.m3u8"
+        );
+        assert!(sibling_key("c/hls/m/master.m3u8", "../x.m3u8").is_err());
+        assert!(sibling_key("c/hls/m/master.m3u8", "http://evil/x.m3u8").is_err());
+        assert!(sibling_key("c/hls/m/master.m3u8", "/etc/passwd").is_err());
+    }
+
+    #[test]
+    fn waveform_json_rules() {
+        let good = serde_json::json!({"version":2,"channels":1,"sample_rate":44100,"samples_per_pixel":4410,"bits":8,"length":3,"data":[0,1,-1,2,-2,3]});
+        check_waveform_json(&good, 0.25).unwrap();
+        assert!(check_waveform_json(&good, 1.0).is_err(), "length 3 for 1 s");
+        let mut bad = good.clone();
+        bad["bits"] = 16.into();
+        assert!(check_waveform_json(&bad, 0.25).is_err());
+    }
+}
