@@ -1257,3 +1257,29 @@ async fn loudness_is_normalized() {
         }
     }
 }
+
+/// A clip that opens on black past the 10 % mark: the thumbnail is taken a little later,
+/// from real picture, not from the black frame at exactly 10 %.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thumbnail_skips_a_black_opening() {
+    let h = Harness::start().await;
+    let input = h.path("in/fade.mp4");
+    // 20 s: 10 % is 2 s, but the picture fades in from black only at 3 s.
+    make_av(&input, "640x360", 25, 20, ",fade=t=in:st=3:d=0.2", &[]).await;
+    let job = transcode(&h, &input, "video", "fade1").await;
+    let key = job.output()["thumbnailKey"]
+        .as_str()
+        .expect("thumbnailKey")
+        .to_string();
+    let jpeg = std::fs::read(assert_object_exists(&job.out, ASSETS_BUCKET, &key)).unwrap();
+    let img = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
+        .expect("thumbnail decodes")
+        .to_luma8();
+    assert_eq!(img.dimensions(), (1280, 720));
+    // Only the 640x360 picture area (the frame is letterboxed to 16:9 exactly, so all of it).
+    let mean = img.pixels().map(|p| f64::from(p.0[0])).sum::<f64>() / f64::from(1280 * 720);
+    assert!(
+        mean > 40.0,
+        "thumbnail is (nearly) black: mean luma {mean:.1}"
+    );
+}

@@ -6,21 +6,57 @@ use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
 use std::path::Path;
 
+/// The output picture: fitted into `width`x`height` with black bars, square pixels.
+fn fit_filter(width: u32, height: u32) -> String {
+    format!(
+        "scale={width}:{height}:force_original_aspect_ratio=decrease:flags=lanczos,\
+         pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuvj420p"
+    )
+}
+
+/// The frame at `at` seconds.
 pub fn thumbnail_args(source: &Path, at: f64, width: u32, height: u32, dest: &Path) -> FfmpegArgs {
     let mut a = FfmpegArgs::new();
     a.input_at(at.max(0.0), source)
         .opt("-map", "0:v:0")
         .opt("-frames:v", "1")
-        .opt(
-            "-vf",
-            format!(
-                "scale={width}:{height}:force_original_aspect_ratio=decrease:flags=lanczos,\
-                 pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuvj420p"
-            ),
-        )
+        .opt("-vf", fit_filter(width, height))
         .opt("-q:v", "2")
         .opt("-f", "image2")
         .output(dest);
+    a
+}
+
+/// The sampling of the search window, shared by the candidates and the final extraction so
+/// that candidate `n` and the published picture are exactly the same decoded frame.
+fn window_sampling(a: &mut FfmpegArgs, source: &Path, start: f64) {
+    a.input_at(start, source)
+        .opt("-map", "0:v:0")
+        .opt("-t", format!("{:.3}", SEARCH_BEFORE + SEARCH_AFTER));
+}
+
+/// Candidate `index` of the window starting at `start`, at full size.
+pub fn candidate_args(
+    source: &Path,
+    start: f64,
+    index: u32,
+    width: u32,
+    height: u32,
+    dest: &Path,
+) -> FfmpegArgs {
+    let mut a = FfmpegArgs::new();
+    window_sampling(&mut a, source, start);
+    a.opt(
+        "-vf",
+        format!(
+            "fps={CANDIDATE_FPS}:round=down,select=eq(n\\,{index}),{}",
+            fit_filter(width, height)
+        ),
+    )
+    .opt("-frames:v", "1")
+    .opt("-q:v", "2")
+    .opt("-f", "image2")
+    .output(dest);
     a
 }
 
@@ -58,48 +94,63 @@ impl FrameStats {
     }
 }
 
+/// One sampled frame of the search window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    /// Frame number within the sampled window.
+    pub index: u32,
+    /// Approximate source time, for choosing the one nearest the mark.
+    pub time: f64,
+    pub stats: FrameStats,
+}
+
 /// Picks the candidate to use: the presentable one nearest the requested time, else the
-/// most detailed one. `candidates` are `(time, stats)`.
-pub fn choose(at: f64, candidates: &[(f64, FrameStats)]) -> Option<f64> {
+/// most detailed one.
+pub fn choose(at: f64, candidates: &[Candidate]) -> Option<Candidate> {
     let nearest_good = candidates
         .iter()
-        .filter(|(_, s)| s.is_presentable())
-        .min_by(|a, b| (a.0 - at).abs().total_cmp(&(b.0 - at).abs()));
+        .filter(|c| c.stats.is_presentable())
+        .min_by(|a, b| (a.time - at).abs().total_cmp(&(b.time - at).abs()));
     nearest_good
         .or_else(|| {
             candidates
                 .iter()
-                .max_by(|a, b| a.1.std_dev.total_cmp(&b.1.std_dev))
+                .max_by(|a, b| a.stats.std_dev.total_cmp(&b.stats.std_dev))
         })
-        .map(|(t, _)| *t)
+        .copied()
 }
 
-/// Decodes a few small frames around `at` (one short seek, not the whole file) and scores them.
+/// Decodes small frames around `at` (one short seek, not the whole file) and scores them.
 async fn candidates(
     source: &Path,
-    at: f64,
+    start: f64,
     work: &Path,
     progress: &ScaledProgress,
-) -> Result<Vec<(f64, FrameStats)>> {
-    let start = (at - SEARCH_BEFORE).max(0.0);
+) -> Result<Vec<Candidate>> {
     let dir = work.join("candidates");
     std::fs::create_dir_all(&dir).map_err(MediaError::io("creating", &dir))?;
     let mut a = FfmpegArgs::new();
-    a.input_at(start, source)
-        .opt("-map", "0:v:0")
-        .opt("-t", format!("{:.3}", SEARCH_BEFORE + SEARCH_AFTER))
-        .opt("-vf", format!("fps={CANDIDATE_FPS}:round=down,scale=160:90:force_original_aspect_ratio=decrease,format=gray"))
-        .opt("-f", "image2")
-        .output(&dir.join("%03d.png"));
+    window_sampling(&mut a, source, start);
+    a.opt(
+        "-vf",
+        format!("fps={CANDIDATE_FPS}:round=down,scale=160:90:force_original_aspect_ratio=decrease,format=gray"),
+    )
+    .opt("-f", "image2")
+    .output(&dir.join("%03d.png"));
     ffmpeg(a.as_slice(), 0.0, progress).await?;
     let mut out = Vec::new();
-    for i in 1..=((SEARCH_BEFORE + SEARCH_AFTER) as u32 * CANDIDATE_FPS + 1) {
-        let path = dir.join(format!("{i:03}.png"));
+    for index in 0..((SEARCH_BEFORE + SEARCH_AFTER) as u32 * CANDIDATE_FPS + 1) {
+        // image2 numbers files from 1.
+        let path = dir.join(format!("{:03}.png", index + 1));
         let Ok(img) = image::open(&path) else {
             continue;
         };
-        let t = start + f64::from(i - 1) / f64::from(CANDIDATE_FPS);
-        out.push((t, FrameStats::of(&img.to_luma8())));
+        let time = start + f64::from(index) / f64::from(CANDIDATE_FPS);
+        out.push(Candidate {
+            index,
+            time,
+            stats: FrameStats::of(&img.to_luma8()),
+        });
     }
     Ok(out)
 }
@@ -113,29 +164,36 @@ pub async fn extract_thumbnail(
     dest: &Path,
     progress: &ScaledProgress,
 ) -> Result<()> {
-    let found = candidates(source, at, work, progress).await?;
-    let chosen = choose(at, &found).unwrap_or(at);
-    if (chosen - at).abs() > f64::EPSILON {
-        tracing::info!(
-            requested = at,
-            chosen,
-            "thumbnail moved off a black or flat frame"
-        );
-    }
-    ffmpeg(
-        thumbnail_args(source, chosen, width, height, dest).as_slice(),
-        0.0,
-        progress,
-    )
-    .await?;
-    if !dest.exists() {
-        // Seeking past the last decodable frame yields nothing: take the first frame instead.
+    let start = (at - SEARCH_BEFORE).max(0.0);
+    let found = candidates(source, start, work, progress).await?;
+    if let Some(chosen) = choose(at, &found) {
+        if !chosen.stats.is_presentable() || (chosen.time - at).abs() > 0.5 {
+            tracing::info!(requested = at, chosen = chosen.time, stats = ?chosen.stats, "thumbnail moved off a black or flat frame");
+        }
         ffmpeg(
-            thumbnail_args(source, 0.0, width, height, dest).as_slice(),
+            candidate_args(source, start, chosen.index, width, height, dest).as_slice(),
             0.0,
             progress,
         )
         .await?;
+    }
+    if !dest.exists() {
+        // No candidate decoded (a clip shorter than a frame step): take the frame at the mark,
+        // or the first frame when the mark is past the last decodable one.
+        ffmpeg(
+            thumbnail_args(source, at, width, height, dest).as_slice(),
+            0.0,
+            progress,
+        )
+        .await?;
+        if !dest.exists() {
+            ffmpeg(
+                thumbnail_args(source, 0.0, width, height, dest).as_slice(),
+                0.0,
+                progress,
+            )
+            .await?;
+        }
     }
     verify_jpeg(dest, width, height)
 }
@@ -170,15 +228,24 @@ mod tests {
 
     #[test]
     fn black_and_flat_frames_are_skipped_for_the_nearest_good_one() {
-        let c = [
-            (9.0, stats(60.0, 40.0)),
-            (10.0, stats(2.0, 1.0)),
-            (10.5, stats(128.0, 3.0)),
-            (12.0, stats(90.0, 30.0)),
+        let c = |index: u32, time: f64, mean: f64, std_dev: f64| Candidate {
+            index,
+            time,
+            stats: stats(mean, std_dev),
+        };
+        let all = [
+            c(0, 9.0, 60.0, 40.0),
+            c(2, 10.0, 2.0, 1.0),
+            c(3, 10.5, 128.0, 3.0),
+            c(6, 12.0, 90.0, 30.0),
         ];
-        assert_eq!(choose(10.0, &c), Some(9.0));
-        let c = [(10.0, stats(2.0, 1.0)), (10.5, stats(4.0, 6.0))];
-        assert_eq!(choose(10.0, &c), Some(10.5), "all bad: the most detailed");
+        assert_eq!(choose(10.0, &all).map(|c| c.index), Some(0));
+        let bad = [c(0, 10.0, 2.0, 1.0), c(1, 10.5, 4.0, 6.0)];
+        assert_eq!(
+            choose(10.0, &bad).map(|c| c.index),
+            Some(1),
+            "all bad: the most detailed"
+        );
         assert_eq!(choose(10.0, &[]), None);
     }
 
