@@ -1,10 +1,10 @@
 //! Starting jobs and waiting for their outcome.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use temporalio_client::errors::{WorkflowGetResultError, WorkflowStartError};
 use temporalio_client::{
-    Client, WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
-    WorkflowStartOptions,
+    Client, WorkflowCountOptions, WorkflowGetResultOptions, WorkflowIdConflictPolicy,
+    WorkflowIdReusePolicy, WorkflowStartOptions,
 };
 use transcoder_workflows::webhook::{clean_error, JobStatus, MediaTypeText, WebhookBody};
 use transcoder_workflows::workflow::TranscodeResult;
@@ -27,10 +27,51 @@ pub fn workflow_id_for(job: &JobInput) -> String {
     }
 }
 
+/// How many times a failed job may be submitted again (media-api expects one retry).
+pub fn max_job_retries() -> u64 {
+    std::env::var("TRANSCODER_MAX_JOB_RETRIES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(1)
+}
+
+async fn count(client: &Client, query: String) -> Result<u64> {
+    let n = client
+        .count_workflows(query.clone(), WorkflowCountOptions::default())
+        .await
+        .with_context(|| format!("counting workflows ({query})"))?;
+    Ok(n.count() as u64)
+}
+
 /// Starts the job's workflow, or attaches to the one already running for this `mediaId`;
-/// a job that already completed returns its stored result without encoding again.
-pub async fn start_or_attach(client: &Client, job: &JobInput, task_queue: &str) -> Result<String> {
+/// a job that already completed returns its stored result without encoding again; a job
+/// that failed runs again at most `max_retries` times, then is refused.
+pub async fn start_or_attach(
+    client: &Client,
+    job: &JobInput,
+    task_queue: &str,
+    max_retries: u64,
+) -> Result<String> {
     let id = workflow_id_for(job);
+    let by_id = format!("WorkflowId = '{id}'");
+    let live = count(
+        client,
+        format!("{by_id} AND ExecutionStatus IN ('Running', 'Completed')"),
+    )
+    .await?;
+    if live == 0 {
+        let failed = count(
+            client,
+            format!("{by_id} AND ExecutionStatus != 'Running' AND ExecutionStatus != 'Completed'"),
+        )
+        .await?;
+        if failed > max_retries {
+            bail!(
+                "media {id} already failed {failed} times (the limit is {max_retries} retr{}); not starting it again",
+                if max_retries == 1 { "y" } else { "ies" }
+            );
+        }
+    }
     let options = WorkflowStartOptions::new(task_queue, &id)
         .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
         .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)

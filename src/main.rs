@@ -5,11 +5,13 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 use transcoder::jobs;
 use transcoder::receiver::LocalReceiver;
 use transcoder::stage::{self, LocalJob};
 use transcoder::temporal::Temporal;
 use transcoder::worker::{self, WorkerConfig};
+use transcoder_activities::secrets::SecretBox;
 use transcoder_activities::{EncoderSettings, Storage};
 use transcoder_workflows::webhook::{WebhookBody, WebhookOutput};
 use transcoder_workflows::{JobInput, MediaType, DEFAULT_TASK_QUEUE};
@@ -57,6 +59,10 @@ struct CommonArgs {
     /// State folder: embedded Temporal database, logs and scratch space.
     #[arg(long, env = "TRANSCODER_STATE_DIR", default_value = ".transcoder")]
     state_dir: PathBuf,
+    /// Seconds running activities get to finish after SIGTERM/SIGINT before they are
+    /// cancelled and left to Temporal to retry.
+    #[arg(long, env = "TRANSCODER_SHUTDOWN_GRACE", default_value_t = 30)]
+    shutdown_grace: u64,
 }
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -76,13 +82,14 @@ struct RunArgs {
     /// Media type; defaults to what ffprobe finds (video if there is a picture).
     #[arg(long, value_enum)]
     media_type: Option<MediaTypeArg>,
-    /// Media id; a fresh UUID by default. Re-running with the same id resumes or returns
-    /// the earlier result instead of encoding again.
+    /// Media id; by default derived from the file's content and the creator, so running
+    /// the same command again resumes the saved job (or returns its result) instead of
+    /// encoding again.
     #[arg(long)]
     media_id: Option<String>,
-    /// Creator id; a fresh UUID by default.
-    #[arg(long)]
-    creator_id: Option<String>,
+    /// Creator id.
+    #[arg(long, default_value = "local")]
+    creator_id: String,
     /// Where to POST the signed webhook; by default a receiver in this process checks it.
     #[arg(long, requires = "webhook_secret")]
     webhook_url: Option<String>,
@@ -181,7 +188,7 @@ fn init_logging() {
         .init();
 }
 
-async fn worker_config(common: &CommonArgs) -> Result<WorkerConfig> {
+async fn worker_config(common: &CommonArgs, secrets: Option<SecretBox>) -> Result<WorkerConfig> {
     Ok(WorkerConfig {
         task_queue: common.task_queue.clone(),
         out_dir: common.out.clone(),
@@ -189,7 +196,34 @@ async fn worker_config(common: &CommonArgs) -> Result<WorkerConfig> {
         encoder: EncoderSettings::from_env()
             .await
             .map_err(anyhow::Error::msg)?,
+        secrets,
+        shutdown_grace: Duration::from_secs(common.shutdown_grace),
     })
+}
+
+/// Seals the payload's webhook secret so workflow history never holds it in plaintext.
+fn seal_secret(job: &mut JobInput, key: &SecretBox) {
+    if let Some(secret) = job.webhook_secret.as_mut() {
+        *secret = key.seal(secret);
+    }
+}
+
+/// Same file, same creator: same media id. Running the same command again therefore
+/// attaches to the saved workflow instead of starting a second job.
+fn default_media_id(input: &Path, creator_id: &str) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file =
+        std::fs::File::open(input).with_context(|| format!("reading {}", input.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("reading {}", input.display()))?;
+    hasher.update(creator_id.as_bytes());
+    let digest = hasher.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Ok(uuid::Builder::from_sha1_bytes(bytes)
+        .into_uuid()
+        .to_string())
 }
 
 async fn detect_media_type(input: &Path) -> MediaType {
@@ -216,7 +250,6 @@ fn read_job(path: &Path) -> Result<JobInput> {
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
-    let config = worker_config(&args.common).await?;
     let storage = Storage::local(&args.common.out);
 
     // A receiver in this process when no webhook URL is given, so every run ends with a
@@ -242,15 +275,13 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
                 Some(MediaTypeArg::Audio) => MediaType::Audio,
                 None => detect_media_type(input).await,
             };
+            let media_id = match &args.media_id {
+                Some(id) => id.clone(),
+                None => default_media_id(input, &args.creator_id)?,
+            };
             let local = LocalJob {
-                media_id: args
-                    .media_id
-                    .clone()
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                creator_id: args
-                    .creator_id
-                    .clone()
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                media_id,
+                creator_id: args.creator_id.clone(),
                 media_type,
                 webhook_url,
                 webhook_secret,
@@ -259,6 +290,13 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         }
         (None, None) => bail!("give an INPUT file or --job FILE"),
     };
+
+    // Client and in-process worker share one key: from the environment, or kept in the
+    // state folder.
+    let secrets = SecretBox::from_env_or_state(&args.common.state_dir)?;
+    let mut job = job;
+    seal_secret(&mut job, &secrets);
+    let config = worker_config(&args.common, Some(secrets)).await?;
 
     let temporal = Temporal::connect_or_embed(&args.common.state_dir).await?;
     let sdk_runtime = worker::runtime()?;
@@ -272,7 +310,13 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     tokio::pin!(worker_task);
 
-    let id = jobs::start_or_attach(&temporal.client, &job, &config.task_queue).await?;
+    let id = jobs::start_or_attach(
+        &temporal.client,
+        &job,
+        &config.task_queue,
+        jobs::max_job_retries(),
+    )
+    .await?;
     if let Some(media_id) = &job.media_id {
         eprintln!(
             "Job {id} started; if interrupted, run again with --media-id {media_id} to resume."
@@ -421,7 +465,14 @@ fn human_size(bytes: u64) -> String {
 }
 
 async fn run_worker(args: WorkerArgs) -> Result<ExitCode> {
-    let config = worker_config(&args.common).await?;
+    let secrets = SecretBox::from_env()?;
+    if secrets.is_none() {
+        tracing::warn!(
+            "{} is not set: this worker cannot open sealed webhook secrets",
+            transcoder_activities::secrets::KEY_ENV
+        );
+    }
+    let config = worker_config(&args.common, secrets).await?;
     let client = Temporal::connect_remote().await?;
     let sdk_runtime = worker::runtime()?;
     let mut worker = worker::build(&sdk_runtime, client, &config)?;
@@ -438,9 +489,12 @@ async fn run_worker(args: WorkerArgs) -> Result<ExitCode> {
 }
 
 async fn submit(args: SubmitArgs) -> Result<ExitCode> {
-    let job = read_job(&args.job)?;
+    let mut job = read_job(&args.job)?;
+    let key = SecretBox::from_env()?.ok_or(transcoder_activities::secrets::SecretError::NoKey)?;
+    seal_secret(&mut job, &key);
     let client = Temporal::connect_remote().await?;
-    let id = jobs::start_or_attach(&client, &job, &args.task_queue).await?;
+    let id =
+        jobs::start_or_attach(&client, &job, &args.task_queue, jobs::max_job_retries()).await?;
     if !args.wait {
         println!("{id}");
         return Ok(ExitCode::SUCCESS);

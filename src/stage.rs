@@ -46,5 +46,6 @@ pub async fn stage_input(storage: &Storage, input: &Path, job: &LocalJob) -> Res
         archive_bucket: Some(ARCHIVE_BUCKET.to_string()),
         webhook_url: Some(job.webhook_url.clone()),
         webhook_secret: Some(job.webhook_secret.clone()),
+        original_retention_seconds: None,
     })
 }

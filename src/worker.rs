@@ -2,10 +2,12 @@
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
+use std::time::Duration;
 use temporalio_client::Client;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use transcoder_activities::secrets::SecretBox;
 use transcoder_activities::{EncoderSettings, MediaActivities, Storage};
-use transcoder_workflows::TranscodeWorkflow;
+use transcoder_workflows::{OriginalCleanupWorkflow, TranscodeWorkflow};
 
 /// Where a worker keeps objects and scratch files.
 #[derive(Clone, Debug)]
@@ -16,6 +18,11 @@ pub struct WorkerConfig {
     /// Work folders for encodes; removed after each activity.
     pub scratch_dir: PathBuf,
     pub encoder: EncoderSettings,
+    /// Opens sealed webhook secrets (see `transcoder_activities::secrets`).
+    pub secrets: Option<SecretBox>,
+    /// On shutdown, how long running activities may take to finish before they are
+    /// cancelled (Temporal then retries them elsewhere).
+    pub shutdown_grace: Duration,
 }
 
 pub fn build(runtime: &Runtime, client: Client, config: &WorkerConfig) -> Result<Worker> {
@@ -23,11 +30,15 @@ pub fn build(runtime: &Runtime, client: Client, config: &WorkerConfig) -> Result
         Storage::local(&config.out_dir),
         config.scratch_dir.clone(),
         config.encoder.clone(),
+        config.secrets.clone(),
     );
     let options = WorkerOptions::new(config.task_queue.as_str())
         .register_workflow::<TranscodeWorkflow>()
         .context("registering TranscodeWorkflow")?
+        .register_workflow::<OriginalCleanupWorkflow>()
+        .context("registering OriginalCleanupWorkflow")?
         .register_activities(activities)
+        .graceful_shutdown_period(config.shutdown_grace)
         .build();
     Worker::new(runtime, client, options).context("creating the worker")
 }

@@ -4,8 +4,10 @@
 use crate::encoder::EncoderSettings;
 use crate::error::MediaError;
 use crate::ffmpeg::ProgressSink;
+use crate::secrets::{SecretBox, SecretError};
 use crate::storage::Storage;
 use crate::{hls, loudness, mezzanine, probe, thumbnail, verify, waveform, webhook};
+use transcoder_workflows::cleanup::{may_delete, CleanupInput, CleanupOutcome};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,15 +28,23 @@ pub struct MediaActivities {
     storage: Storage,
     scratch: PathBuf,
     encoder: EncoderSettings,
+    /// Opens sealed webhook secrets; `None` on a worker without `TRANSCODER_SECRETS_KEY`.
+    secrets: Option<SecretBox>,
     http: reqwest::Client,
 }
 
 impl MediaActivities {
-    pub fn new(storage: Storage, scratch: PathBuf, encoder: EncoderSettings) -> Self {
+    pub fn new(
+        storage: Storage,
+        scratch: PathBuf,
+        encoder: EncoderSettings,
+        secrets: Option<SecretBox>,
+    ) -> Self {
         Self {
             storage,
             scratch,
             encoder,
+            secrets,
             http: reqwest::Client::new(),
         }
     }
@@ -358,6 +368,37 @@ impl MediaActivities {
         run.await.map_err(|e| to_activity_error("thumbnail", e))
     }
 
+    #[activity(definition = defs::DeleteOriginal)]
+    pub async fn delete_original(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: CleanupInput,
+    ) -> Result<CleanupOutcome, ActivityError> {
+        let run = async {
+            if !may_delete(&input.original.key) {
+                return Ok(CleanupOutcome {
+                    deleted: false,
+                    kept_because: Some(format!("{} is not under originals/", input.original.key)),
+                });
+            }
+            if !self.storage.exists(&input.mezzanine).await? {
+                tracing::warn!(mezzanine = %input.mezzanine, "mezzanine missing: keeping the original");
+                return Ok(CleanupOutcome {
+                    deleted: false,
+                    kept_because: Some(format!("mezzanine {} does not exist", input.mezzanine)),
+                });
+            }
+            self.storage.delete(&input.original).await?;
+            tracing::info!(original = %input.original, "original deleted after its retention period");
+            Ok::<_, MediaError>(CleanupOutcome {
+                deleted: true,
+                kept_because: None,
+            })
+        };
+        run.await
+            .map_err(|e| to_activity_error("delete_original", e))
+    }
+
     #[activity(definition = defs::Webhook)]
     pub async fn webhook(
         self: Arc<Self>,
@@ -365,6 +406,18 @@ impl MediaActivities {
         input: WebhookRequest,
     ) -> Result<WebhookReceipt, ActivityError> {
         let attempt = ctx.info().attempt;
+        let mut input = input;
+        if SecretBox::is_sealed(&input.secret) {
+            let opened = match &self.secrets {
+                Some(key) => key
+                    .open(&input.secret)
+                    .map_err(|e| MediaError::Webhook(e.to_string())),
+                None => Err(MediaError::Webhook(SecretError::NoKey.to_string())),
+            };
+            // Retrying cannot fix a missing or wrong key on this worker, but another worker
+            // may hold the right one: keep it retryable.
+            input.secret = opened.map_err(|e| to_activity_error("webhook", e))?;
+        }
         let receipt = webhook::deliver(&self.http, &input)
             .await
             .map_err(|e| to_activity_error("webhook", e))?;

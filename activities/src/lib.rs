@@ -9,6 +9,7 @@ pub mod hls;
 pub mod loudness;
 pub mod mezzanine;
 pub mod probe;
+pub mod secrets;
 pub mod storage;
 pub mod thumbnail;
 pub mod verify;

@@ -48,6 +48,24 @@ impl Storage {
         }
     }
 
+    /// Deletes `obj`; deleting an object that is already gone succeeds (idempotent).
+    pub async fn delete(&self, obj: &ObjectRef) -> Result<()> {
+        match self {
+            Storage::Local(local) => {
+                let path = local.path(obj)?;
+                match tokio::fs::remove_file(&path).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(MediaError::Io {
+                        context: "deleting",
+                        path,
+                        source: e,
+                    }),
+                }
+            }
+        }
+    }
+
     pub async fn exists(&self, obj: &ObjectRef) -> Result<bool> {
         match self {
             Storage::Local(local) => Ok(tokio::fs::metadata(local.path(obj)?)

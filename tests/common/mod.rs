@@ -28,6 +28,10 @@ pub const ASSETS_BUCKET: &str = "codex-assets-local";
 
 /// Environment variables from the developer's shell that could point the binary somewhere
 /// other than this test's server and folders.
+/// AES-256 key (hex) the test processes seal webhook secrets with.
+pub const TEST_SECRETS_KEY: &str =
+    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
 const FOREIGN_ENV: &[&str] = &[
     "TEMPORAL_ADDRESS",
     "TEMPORAL_NAMESPACE",
@@ -44,6 +48,10 @@ const FOREIGN_ENV: &[&str] = &[
     "TRANSCODER_OUT",
     "TRANSCODER_TASK_QUEUE",
     "TRANSCODER_WEBHOOK_SECRET",
+    "TRANSCODER_SECRETS_KEY",
+    "TRANSCODER_MAX_JOB_RETRIES",
+    "TRANSCODER_ENCODER",
+    "TRANSCODER_SHUTDOWN_GRACE",
     "R2_ACCOUNT_ID",
     "R2_ACCESS_KEY_ID",
     "R2_SECRET_ACCESS_KEY",
@@ -123,6 +131,8 @@ impl Harness {
         std::fs::create_dir_all(&state).expect("state dir");
         cmd.env("TRANSCODER_STATE_DIR", &state)
             .env("TRANSCODER_X264_PRESET", "ultrafast")
+            // Every process of a test (run, worker, submit) shares one sealing key.
+            .env("TRANSCODER_SECRETS_KEY", TEST_SECRETS_KEY)
             .current_dir(self.tmp.path())
             .stdin(Stdio::null())
             .kill_on_drop(true);

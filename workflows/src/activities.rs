@@ -3,6 +3,7 @@
 //! checks at compile time that both sides agree on the types.
 #![allow(unused_variables)]
 
+use crate::cleanup::{CleanupInput, CleanupOutcome};
 use crate::media::{
     AudioHlsInput, HlsOutput, LoudnessInput, LoudnessMeasurement, MezzanineInput, ProbeInput,
     ProbeResult, StoredObject, ThumbnailInput, VerifyInput, VerifyReport, VideoHlsInput,
@@ -99,6 +100,12 @@ impl TranscodeActivities {
     /// Extract and publish the poster JPEG.
     #[activity(name = "thumbnail")]
     pub fn thumbnail(input: ThumbnailInput) -> Result<StoredObject, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Delete an original after its retention period, if the mezzanine still exists.
+    #[activity(name = "delete_original")]
+    pub fn delete_original(input: CleanupInput) -> Result<CleanupOutcome, ActivityError> {
         unimplemented!()
     }
 

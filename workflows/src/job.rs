@@ -22,6 +22,9 @@ pub struct JobInput {
     pub archive_bucket: Option<String>,
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<String>,
+    /// How long to keep the original after success before deleting it (default 24 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_retention_seconds: Option<u64>,
 }
 
 // Hand-written so a job logged with `{:?}` never prints the webhook secret.
@@ -91,6 +94,7 @@ pub struct Job {
     pub archive_bucket: String,
     pub webhook_url: String,
     pub webhook_secret: String,
+    pub original_retention_seconds: u64,
 }
 
 impl fmt::Debug for Job {
@@ -213,6 +217,9 @@ impl JobInput {
                 archive_bucket,
                 webhook_url,
                 webhook_secret,
+                original_retention_seconds: self
+                    .original_retention_seconds
+                    .unwrap_or(crate::cleanup::DEFAULT_RETENTION_SECONDS),
             }),
             _ => Err(ValidationError { problems }),
         }
@@ -332,6 +339,7 @@ mod tests {
             archive_bucket: None,
             webhook_url: Some("http://127.0.0.1:9000/hook".into()),
             webhook_secret: Some("s3cret".into()),
+            original_retention_seconds: None,
         }
     }
 

@@ -124,6 +124,7 @@ mod tests {
             archive_bucket: None,
             webhook_url: Some("http://127.0.0.1/h".into()),
             webhook_secret: Some("k".into()),
+            original_retention_seconds: None,
         }
         .validate()
         .unwrap()

@@ -5,6 +5,7 @@
 //! inside a workflow (replay) and to unit-test without a server.
 
 pub mod activities;
+pub mod cleanup;
 pub mod job;
 pub mod keys;
 pub mod ladder;
@@ -12,6 +13,7 @@ pub mod media;
 pub mod webhook;
 pub mod workflow;
 
+pub use cleanup::OriginalCleanupWorkflow;
 pub use job::{Job, JobInput, MediaType, ValidationError};
 pub use workflow::TranscodeWorkflow;
 

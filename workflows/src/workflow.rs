@@ -4,6 +4,7 @@
 //! history; anything that touches the outside world is an activity.
 
 use crate::activities::{defs as act, WebhookReceipt, WebhookRequest};
+use crate::cleanup::{cleanup_workflow_id, CleanupInput, OriginalCleanupWorkflow};
 use crate::job::{Job, JobInput, MediaType};
 use crate::keys::JobKeys;
 use crate::ladder::{audio_ladder, plan_video, PlanConfig};
@@ -19,7 +20,7 @@ use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityCloseTimeouts, ActivityExecutionError, ActivityOptions, ApplicationFailure,
-    WorkflowContext, WorkflowResult,
+    ChildWorkflowOptions, ParentClosePolicy, WorkflowContext, WorkflowResult,
 };
 
 /// Result of a completed job: the webhook body that was sent, and whether it got through.
@@ -66,6 +67,7 @@ impl TranscodeWorkflow {
 
         match process(ctx, &job).await {
             Ok((output, encoders)) => {
+                start_original_cleanup(ctx, &job).await;
                 let body = WebhookBody::completed(id, output);
                 let receipt =
                     deliver_webhook(ctx, &job.webhook_url, &job.webhook_secret, body.clone()).await;
@@ -298,6 +300,25 @@ async fn process(
 /// Size of the poster JPEG.
 pub const THUMBNAIL_SIZE: (u32, u32) = (1280, 720);
 
+/// Starts the clean-up of the original as its own workflow, abandoned by this one: it waits
+/// out the retention period on its own, whatever happens to this workflow.
+async fn start_original_cleanup(ctx: &mut WorkflowContext<TranscodeWorkflow>, job: &Job) {
+    let keys = JobKeys::new(job);
+    let input = CleanupInput {
+        original: keys.input(),
+        mezzanine: keys.mezzanine(),
+        retention_seconds: job.original_retention_seconds,
+    };
+    let options = ChildWorkflowOptions::builder()
+        .workflow_id(cleanup_workflow_id(&job.media_id))
+        .parent_close_policy(ParentClosePolicy::Abandon)
+        .build();
+    // Failing to schedule clean-up must not fail a finished job: the original is only kept.
+    let _ = ctx
+        .start_child_workflow(OriginalCleanupWorkflow::run, input, options)
+        .await;
+}
+
 /// Sends a webhook; its failure is recorded, never fatal, and never undoes the job's outputs.
 async fn deliver_webhook(
     ctx: &mut WorkflowContext<TranscodeWorkflow>,
@@ -342,12 +363,13 @@ fn transient_retries(attempts: u32) -> RetryPolicy {
 }
 
 /// Options for encodes: a generous timeout that scales with the input, and a heartbeat
-/// timeout so a dead worker's task is retried elsewhere within a minute.
+/// timeout (30 s; activities heartbeat every 5 s) so a dead worker's task is retried
+/// elsewhere within about a minute.
 fn long_running(probe: &ProbeResult) -> ActivityOptions {
     // Budget 20x real time on CPU plus a fixed allowance, at least an hour.
     let secs = (probe.duration_seconds.max(0.0) * 20.0) as u64 + 600;
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(secs.max(3600)))
-        .heartbeat_timeout(Duration::from_secs(60))
+        .heartbeat_timeout(Duration::from_secs(30))
         .retry_policy(transient_retries(3))
         .build()
 }
