@@ -201,6 +201,29 @@ async fn worker_config(common: &CommonArgs, secrets: Option<SecretBox>) -> Resul
     })
 }
 
+/// Deployment defaults a payload may leave out: chunk size and original retention.
+fn apply_env_defaults(job: &mut JobInput) -> Result<()> {
+    if job.segments_per_chunk.is_none() {
+        if let Ok(v) = std::env::var("TRANSCODER_SEGMENTS_PER_CHUNK") {
+            job.segments_per_chunk = Some(
+                v.trim()
+                    .parse()
+                    .context("TRANSCODER_SEGMENTS_PER_CHUNK must be a number")?,
+            );
+        }
+    }
+    if job.original_retention_seconds.is_none() {
+        if let Ok(v) = std::env::var("TRANSCODER_ORIGINAL_RETENTION_SECONDS") {
+            job.original_retention_seconds = Some(
+                v.trim()
+                    .parse()
+                    .context("TRANSCODER_ORIGINAL_RETENTION_SECONDS must be a number")?,
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Seals the payload's webhook secret so workflow history never holds it in plaintext.
 fn seal_secret(job: &mut JobInput, key: &SecretBox) {
     if let Some(secret) = job.webhook_secret.as_mut() {
@@ -295,6 +318,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     // state folder.
     let secrets = SecretBox::from_env_or_state(&args.common.state_dir)?;
     let mut job = job;
+    apply_env_defaults(&mut job)?;
     seal_secret(&mut job, &secrets);
     let config = worker_config(&args.common, Some(secrets)).await?;
 
@@ -490,6 +514,7 @@ async fn run_worker(args: WorkerArgs) -> Result<ExitCode> {
 
 async fn submit(args: SubmitArgs) -> Result<ExitCode> {
     let mut job = read_job(&args.job)?;
+    apply_env_defaults(&mut job)?;
     let key = SecretBox::from_env()?.ok_or(transcoder_activities::secrets::SecretError::NoKey)?;
     seal_secret(&mut job, &key);
     let client = Temporal::connect_remote().await?;

@@ -257,14 +257,52 @@ async fn check_video_job(body: &Value, out: &Path, e: &VideoExpect<'_>) {
                 "{name} segment {} has the wrong size",
                 seg.display()
             );
+            // Audio is either muxed into the segment or comes from the variant's
+            // EXT-X-MEDIA audio group (checked below): never both, never neither.
             let audio = streams(&probe, "audio");
-            assert_eq!(
-                audio.len(),
-                1,
-                "{name} segment {} should carry the audio: {probe:#}",
-                seg.display()
+            if v.audio.is_some() {
+                assert!(
+                    audio.is_empty(),
+                    "{name} segment has audio and an audio group"
+                );
+            } else {
+                assert_eq!(
+                    audio.len(),
+                    1,
+                    "{name} segment {} should carry the audio: {probe:#}",
+                    seg.display()
+                );
+                assert_eq!(audio[0]["codec_name"], "aac");
+            }
+        }
+        if let Some(group) = &v.audio {
+            let alt = master
+                .alternatives
+                .iter()
+                .find(|a| {
+                    &a.group_id == group && a.media_type == m3u8_rs::AlternativeMediaType::Audio
+                })
+                .unwrap_or_else(|| {
+                    panic!("{name} refers to undefined audio group {group}:\n{master_text}")
+                });
+            let uri = alt.uri.as_deref().expect("audio rendition URI");
+            let audio_segments = check_vod_playlist(&master_path.parent().unwrap().join(uri));
+            let total: f64 = audio_segments.iter().map(|(_, d)| d).sum();
+            assert!(
+                (total - e.duration).abs() < 0.6,
+                "audio lasts {total} s, expected ~{}",
+                e.duration
             );
-            assert_eq!(audio[0]["codec_name"], "aac");
+            for (seg, _) in &audio_segments {
+                let probe = ffprobe(seg)
+                    .await
+                    .unwrap_or_else(|err| panic!("audio segment: {err}"));
+                let audio = streams(&probe, "audio");
+                assert_eq!(audio.len(), 1, "audio segment {}: {probe:#}", seg.display());
+                assert_eq!(audio[0]["codec_name"], "aac");
+                assert_eq!(audio[0]["channels"], 2);
+                assert!(streams(&probe, "video").is_empty());
+            }
         }
     }
 

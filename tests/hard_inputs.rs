@@ -104,6 +104,10 @@ struct Rendition {
     frame_rate: Option<f64>,
     playlist: PathBuf,
     segments: Vec<(PathBuf, f64)>,
+    /// Where a player gets this rendition's audio: its own segments (muxed), or the
+    /// EXT-X-MEDIA audio rendition of its AUDIO group (demuxed).
+    audio_playlist: PathBuf,
+    audio_muxed: bool,
 }
 
 impl Rendition {
@@ -123,7 +127,22 @@ fn renditions(job: &Job) -> (String, Vec<Rendition>) {
     let mut list = Vec::new();
     for v in master.variants.iter().filter(|v| !v.is_i_frame) {
         let playlist = master_path.parent().unwrap().join(&v.uri);
+        let group = v.audio.as_ref().map(|id| {
+            let alt = master
+                .alternatives
+                .iter()
+                .find(|a| &a.group_id == id && a.media_type == m3u8_rs::AlternativeMediaType::Audio)
+                .unwrap_or_else(|| {
+                    panic!("{} refers to undefined audio group {id}:\n{text}", v.uri)
+                });
+            master_path
+                .parent()
+                .unwrap()
+                .join(alt.uri.as_deref().expect("audio rendition URI"))
+        });
         list.push(Rendition {
+            audio_muxed: group.is_none(),
+            audio_playlist: group.unwrap_or_else(|| playlist.clone()),
             name: variant_name(&v.uri),
             resolution: v.resolution.map(|r| (r.width, r.height)),
             codecs: v
@@ -224,15 +243,33 @@ async fn check_video_job(job: &Job, duration: f64, audio: bool) -> (String, Vec<
             let a = streams(&probe, "audio");
             assert_eq!(
                 a.len(),
-                usize::from(audio),
+                usize::from(audio && r.audio_muxed),
                 "{} segment {} audio streams: {probe:#}",
                 r.name,
                 seg.display()
             );
-            if audio {
+            if audio && r.audio_muxed {
                 assert_eq!(a[0]["codec_name"], "aac", "{}", seg.display());
             }
         }
+        if audio && !r.audio_muxed {
+            let audio_segments = check_vod_playlist(&r.audio_playlist);
+            let total: f64 = audio_segments.iter().map(|(_, d)| d).sum();
+            assert!(
+                (total - duration).abs() < 0.6,
+                "{} audio lasts {total} s, expected ~{duration}",
+                r.name
+            );
+            for (seg, _) in &audio_segments {
+                let probe = ffprobe(seg)
+                    .await
+                    .unwrap_or_else(|e| panic!("audio segment: {e}"));
+                let a = streams(&probe, "audio");
+                assert_eq!(a.len(), 1, "audio segment {}: {probe:#}", seg.display());
+                assert_eq!(a[0]["codec_name"], "aac", "{}", seg.display());
+            }
+        }
+        assert!(!audio || !r.audio_muxed || r.audio_playlist == r.playlist);
     }
     // One timeline: the same segment durations in every rendition.
     for r in &list[1..] {
@@ -806,7 +843,7 @@ async fn surround_audio_is_downmixed_to_stereo() {
     let job = transcode(&h, &input, "video", "surr1").await;
     let (_, list) = check_video_job(&job, 4.0, true).await;
     for r in &list {
-        for (seg, _) in &r.segments {
+        for (seg, _) in &check_vod_playlist(&r.audio_playlist) {
             let probe = ffprobe(seg).await.unwrap();
             let a = first(&probe, "audio").unwrap();
             assert_eq!(
@@ -818,7 +855,7 @@ async fn surround_audio_is_downmixed_to_stereo() {
             );
         }
         let joined = h.path(&format!("{}-audio.ts", r.name));
-        joined_audio(&r.playlist, &joined);
+        joined_audio(&r.audio_playlist, &joined);
         let (integrated, _) = measure_loudness(&joined).await;
         assert!(
             integrated.is_some_and(|i| i > -35.0),
@@ -1230,7 +1267,7 @@ async fn loudness_is_normalized() {
     };
     for r in &list {
         let joined = h.path(&format!("{}-audio.ts", r.name));
-        joined_audio(&r.playlist, &joined);
+        joined_audio(&r.audio_playlist, &joined);
         let (i, tp) = measure_loudness(&joined).await;
         eprintln!(
             "loud1 {}: reported {} / measured {i:?} LUFS, true peak {tp:?} dBTP (source {src_i:.1} LUFS)",

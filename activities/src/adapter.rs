@@ -6,7 +6,9 @@ use crate::error::MediaError;
 use crate::ffmpeg::ProgressSink;
 use crate::secrets::{SecretBox, SecretError};
 use crate::storage::Storage;
-use crate::{hls, loudness, mezzanine, probe, thumbnail, verify, waveform, webhook};
+use crate::{
+    assemble, chunks, hls, loudness, mezzanine, probe, thumbnail, verify, waveform, webhook,
+};
 use transcoder_workflows::cleanup::{may_delete, CleanupInput, CleanupOutcome};
 
 use std::path::PathBuf;
@@ -17,8 +19,9 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::ApplicationFailure;
 use transcoder_workflows::activities::{defs, WebhookReceipt, WebhookRequest};
 use transcoder_workflows::media::{
-    AudioHlsInput, HlsOutput, LoudnessInput, LoudnessMeasurement, MezzanineInput, ProbeInput,
-    ProbeResult, StoredObject, ThumbnailInput, VerifyInput, VerifyReport, VideoHlsInput,
+    AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, HlsOutput,
+    LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement, MezzanineInput,
+    ProbeInput, ProbeResult, StoredObject, ThumbnailInput, VerifyInput, VerifyReport,
     WaveformInput, WaveformOutput,
 };
 
@@ -186,12 +189,48 @@ impl MediaActivities {
         run.await.map_err(|e| to_activity_error("loudness", e))
     }
 
-    #[activity(definition = defs::VideoHls)]
-    pub async fn video_hls(
+    #[activity(definition = defs::LadderChunk)]
+    pub async fn ladder_chunk(
         self: Arc<Self>,
         ctx: ActivityContext,
-        input: VideoHlsInput,
-    ) -> Result<HlsOutput, ActivityError> {
+        input: LadderChunkInput,
+    ) -> Result<LadderChunkOutput, ActivityError> {
+        let (progress, _hb) = Heartbeat::start(&ctx);
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            let source = self
+                .storage
+                .readable_path(&input.source, work.path())
+                .await?;
+            let out = work.path().join("hls");
+            let result = chunks::encode_chunk(
+                &self.storage,
+                &input,
+                &source,
+                &out,
+                &self.encoder,
+                &progress.scaled(0.0, 1.0),
+            )
+            .await?;
+            tracing::info!(
+                chunk = input.chunk.index,
+                start = input.chunk.start_seconds,
+                seconds = input.chunk.duration_seconds,
+                encoder = %result.encoder,
+                attempt = ctx.info().attempt,
+                "ladder chunk encoded"
+            );
+            Ok::<_, MediaError>(result)
+        };
+        run.await.map_err(|e| to_activity_error("ladder_chunk", e))
+    }
+
+    #[activity(definition = defs::AudioRendition)]
+    pub async fn audio_rendition(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: AudioRenditionInput,
+    ) -> Result<AudioRenditionOutput, ActivityError> {
         let (progress, _hb) = Heartbeat::start(&ctx);
         let run = async {
             let work = self.work_dir(&ctx)?;
@@ -200,43 +239,38 @@ impl MediaActivities {
                 .readable_path(&input.source, work.path())
                 .await?;
             let duration = probe::probe_file(&source).await?.duration_seconds;
-            let out = work.path().join("hls");
-            let variants = hls::encode_video_ladder(
+            assemble::encode_audio_rendition(
+                &self.storage,
                 &input,
                 &source,
-                &out,
+                work.path(),
                 duration,
-                &self.encoder,
-                &progress.scaled(0.0, 0.85),
+                &progress.scaled(0.0, 1.0),
             )
-            .await?;
-            for v in &variants {
-                tracing::info!(variant = %v.name, encoder = %v.encoder, "rendition encoded");
-            }
-            let delivered = match (input.audio_bitrate_kbps, variants.first()) {
-                (Some(_), Some(first)) => {
-                    let playlist = out.join(&first.name).join("playlist.m3u8");
-                    loudness::measure(&playlist, duration, &progress.scaled(0.85, 0.95)).await?
-                }
-                _ => None,
-            };
-            let (mut preview_key, mut preview_seconds) = (None, None);
-            if let Some(plan) = &input.preview {
-                let seconds =
-                    hls::publish_preview(&self.storage, &input.bucket, &out, plan).await?;
-                preview_key = Some(plan.playlist_key.clone());
-                preview_seconds = Some(seconds);
-            }
-            // The master goes last: it is what makes the ladder visible.
-            let mut result =
-                hls::publish_hls(&self.storage, &input.bucket, &input.prefix, &out, &variants)
-                    .await?;
-            result.delivered_loudness = delivered;
-            result.preview_key = preview_key;
-            result.preview_seconds = preview_seconds;
-            Ok(result)
+            .await
         };
-        run.await.map_err(|e| to_activity_error("video_hls", e))
+        run.await
+            .map_err(|e| to_activity_error("audio_rendition", e))
+    }
+
+    #[activity(definition = defs::AssembleHls)]
+    pub async fn assemble_hls(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: AssembleInput,
+    ) -> Result<HlsOutput, ActivityError> {
+        let (progress, _hb) = Heartbeat::start(&ctx);
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            assemble::assemble(
+                &self.storage,
+                &input,
+                work.path(),
+                &progress.scaled(0.0, 1.0),
+            )
+            .await
+        };
+        run.await.map_err(|e| to_activity_error("assemble_hls", e))
     }
 
     #[activity(definition = defs::AudioHls)]

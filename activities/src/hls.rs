@@ -3,9 +3,7 @@
 //! and publish segments and variant playlists before the master, so a player never finds a
 //! master that points at missing media.
 
-use crate::encoder::{EncoderSettings, VideoEncoder};
 use crate::error::{MediaError, Result};
-use crate::ffmpeg::args::h264_gop;
 use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, ffprobe_json, FfmpegArgs};
 use crate::loudness::output_audio_filter;
@@ -15,14 +13,25 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use transcoder_workflows::keys::SEGMENT_PATTERN;
 use transcoder_workflows::media::{
-    AudioHlsInput, HlsOutput, LoudnessMeasurement, ObjectRef, PreviewPlan, VariantResult,
-    VideoHlsInput,
+    AudioHlsInput, HlsOutput, LoudnessMeasurement, ObjectRef, SegmentInfo, VariantResult,
 };
 
 /// AAC-LC, the only audio codec string our outputs use.
 pub const AAC_LC: &str = "mp4a.40.2";
 
 fn hls_muxer(a: &mut FfmpegArgs, work: &Path, segment_seconds: u32, stream_map: String) {
+    hls_muxer_numbered(a, work, segment_seconds, 0, stream_map);
+}
+
+/// The HLS muxer writing `work/<variant>/NNNNN.ts`, numbering segments from `first_segment`.
+pub fn hls_muxer_numbered(
+    a: &mut FfmpegArgs,
+    work: &Path,
+    segment_seconds: u32,
+    first_segment: u32,
+    stream_map: String,
+) {
+    a.opt("-start_number", first_segment.to_string());
     a.opt("-f", "hls")
         .opt("-hls_time", segment_seconds.to_string())
         .opt("-hls_playlist_type", "vod")
@@ -36,6 +45,49 @@ fn hls_muxer(a: &mut FfmpegArgs, work: &Path, segment_seconds: u32, stream_map: 
         .output(&work.join("%v").join("playlist.m3u8"));
 }
 
+/// A VOD media playlist for published segments.
+pub fn media_playlist(segments: &[SegmentInfo]) -> MediaPlaylist {
+    let target = segments
+        .iter()
+        .map(|s| s.duration.round() as u64)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    MediaPlaylist {
+        version: Some(3),
+        target_duration: target,
+        media_sequence: 0,
+        segments: segments
+            .iter()
+            .map(|s| m3u8_rs::MediaSegment {
+                uri: s.uri.clone(),
+                duration: s.duration as f32,
+                ..Default::default()
+            })
+            .collect(),
+        end_list: true,
+        playlist_type: Some(MediaPlaylistType::Vod),
+        independent_segments: true,
+        ..Default::default()
+    }
+}
+
+/// Writes `playlist` to `path` and stores it as `obj`.
+pub async fn put_playlist(
+    storage: &Storage,
+    playlist: &MediaPlaylist,
+    path: &Path,
+    obj: &ObjectRef,
+) -> Result<()> {
+    let mut text = Vec::new();
+    playlist
+        .write_to(&mut text)
+        .map_err(MediaError::io("writing", path))?;
+    std::fs::write(path, &text).map_err(MediaError::io("writing", path))?;
+    storage.put_file(path, obj).await?;
+    Ok(())
+}
+
 /// Filter graph that decodes the audio once, applies pass-2 loudness normalization once and
 /// splits it to `n` encoders (`[a0]`…): every rendition carries the same normalized audio.
 fn audio_graph(loudness: Option<&LoudnessMeasurement>, n: usize) -> String {
@@ -44,99 +96,6 @@ fn audio_graph(loudness: Option<&LoudnessMeasurement>, n: usize) -> String {
         g.push_str(&format!("[a{i}]"));
     }
     g
-}
-
-/// The single-decode ladder command for `input`, writing `work/<variant>/…`.
-pub fn video_ladder_args(
-    input: &VideoHlsInput,
-    source: &Path,
-    work: &Path,
-    enc: &EncoderSettings,
-) -> FfmpegArgs {
-    let n = input.renditions.len();
-    let gpu = matches!(enc.video, VideoEncoder::Nvenc { .. });
-    let mut graph = format!("[0:v]split={n}");
-    for i in 0..n {
-        graph.push_str(&format!("[s{i}]"));
-    }
-    for (i, r) in input.renditions.iter().enumerate() {
-        if gpu {
-            // Frames stay in GPU memory from NVDEC through the scaler to NVENC.
-            graph.push_str(&format!(";[s{i}]scale_cuda={}:{}[v{i}]", r.width, r.height));
-        } else {
-            graph.push_str(&format!(
-                ";[s{i}]scale={}:{}:flags=bicubic,setsar=1[v{i}]",
-                r.width, r.height
-            ));
-        }
-    }
-    if input.audio_bitrate_kbps.is_some() {
-        graph.push(';');
-        graph.push_str(&audio_graph(input.loudness.as_ref(), n));
-    }
-    let gop_frames = (input.frame_rate.as_f64() * f64::from(input.gop_seconds))
-        .round()
-        .max(1.0) as u32;
-
-    let mut a = FfmpegArgs::new();
-    if gpu {
-        a.opt("-hwaccel", "cuda")
-            .opt("-hwaccel_output_format", "cuda");
-    }
-    a.input(source).opt("-filter_complex", graph);
-    for i in 0..n {
-        a.opt("-map", format!("[v{i}]"));
-        if input.audio_bitrate_kbps.is_some() {
-            a.opt("-map", format!("[a{i}]"));
-        }
-    }
-    match &enc.video {
-        VideoEncoder::X264 { preset, crf } => {
-            a.opt("-c:v", "libx264")
-                .opt("-preset", preset.as_str())
-                .opt("-crf", crf.to_string())
-                .opt("-profile:v", "high")
-                .opt("-pix_fmt", "yuv420p");
-        }
-        VideoEncoder::Nvenc { cq } => {
-            a.opt("-c:v", "h264_nvenc")
-                .opt("-preset", "p4")
-                .opt("-profile:v", "high")
-                .opt("-rc", "vbr")
-                .opt("-cq", cq.to_string())
-                .opt("-spatial_aq", "1")
-                .opt("-no-scenecut", "1");
-        }
-    }
-    a.opt("-r", input.frame_rate.to_ffmpeg())
-        .opt("-fps_mode", "cfr");
-    h264_gop(&mut a, "v", gop_frames, input.gop_seconds);
-    for (i, r) in input.renditions.iter().enumerate() {
-        // Capped quality: CRF/CQ decides, the VBV caps the rate at the rung's bitrate.
-        if gpu {
-            a.opt(&format!("-b:v:{i}"), format!("{}k", r.bitrate_kbps * 3 / 4));
-        }
-        a.opt(&format!("-maxrate:v:{i}"), format!("{}k", r.maxrate_kbps))
-            .opt(&format!("-bufsize:v:{i}"), format!("{}k", r.bufsize_kbps));
-    }
-    if let Some(kbps) = input.audio_bitrate_kbps {
-        a.opt("-c:a", "aac")
-            .opt("-b:a", format!("{kbps}k"))
-            .opt("-ac", "2")
-            .opt("-ar", "48000");
-    }
-    let map = input
-        .renditions
-        .iter()
-        .enumerate()
-        .map(|(i, r)| match input.audio_bitrate_kbps {
-            Some(_) => format!("v:{i},a:{i},name:{}", r.name),
-            None => format!("v:{i},name:{}", r.name),
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    hls_muxer(&mut a, work, input.segment_seconds, map);
-    a
 }
 
 pub fn audio_ladder_args(input: &AudioHlsInput, source: &Path, work: &Path) -> FfmpegArgs {
@@ -172,39 +131,6 @@ pub struct LocalVariant {
     pub encoder: String,
     pub has_video: bool,
     pub has_audio: bool,
-}
-
-pub async fn encode_video_ladder(
-    input: &VideoHlsInput,
-    source: &Path,
-    work: &Path,
-    duration: f64,
-    enc: &EncoderSettings,
-    progress: &ScaledProgress,
-) -> Result<Vec<LocalVariant>> {
-    if input.renditions.is_empty() {
-        return Err(MediaError::Unsupported(
-            "the plan has no video renditions".into(),
-        ));
-    }
-    ffmpeg(
-        video_ladder_args(input, source, work, enc).as_slice(),
-        duration,
-        progress,
-    )
-    .await?;
-    Ok(input
-        .renditions
-        .iter()
-        .map(|r| LocalVariant {
-            name: r.name.clone(),
-            resolution: Some((r.width, r.height)),
-            frame_rate: Some(input.frame_rate.as_f64()),
-            encoder: enc.video_encoder_name().to_string(),
-            has_video: true,
-            has_audio: input.audio_bitrate_kbps.is_some(),
-        })
-        .collect())
 }
 
 pub async fn encode_audio_ladder(
@@ -276,7 +202,7 @@ pub fn avc1_codec(profile: &str, level: i64) -> Option<String> {
     (level > 0).then(|| format!("avc1.{profile_idc:02x}{constraints:02x}{level:02x}"))
 }
 
-async fn video_codec_of(segment: &Path) -> Result<String> {
+pub async fn video_codec_of(segment: &Path) -> Result<String> {
     let args: Vec<OsString> = vec![
         "-select_streams".into(),
         "v:0".into(),
@@ -298,7 +224,7 @@ async fn video_codec_of(segment: &Path) -> Result<String> {
     })
 }
 
-fn read_media_playlist(path: &Path) -> Result<MediaPlaylist> {
+pub fn read_media_playlist(path: &Path) -> Result<MediaPlaylist> {
     let bytes = std::fs::read(path).map_err(MediaError::io("reading playlist", path))?;
     let playlist = m3u8_rs::parse_media_playlist_res(&bytes).map_err(|e| {
         MediaError::Verification(format!("playlist {} does not parse: {e:?}", path.display()))
@@ -427,81 +353,9 @@ pub async fn publish_hls(
     })
 }
 
-/// Publishes the first `plan.seconds` of a variant (already in `work`) as the preview:
-/// the same segments, copied next to the preview playlist, so no second encode is needed.
-/// Returns the preview's total duration.
-pub async fn publish_preview(
-    storage: &Storage,
-    bucket: &str,
-    work: &Path,
-    plan: &PreviewPlan,
-) -> Result<f64> {
-    let dir = work.join(&plan.from_rendition);
-    let source = read_media_playlist(&dir.join("playlist.m3u8"))?;
-    let mut segments = Vec::new();
-    let mut total = 0.0f64;
-    for seg in &source.segments {
-        // Take whole segments until the preview length is reached (a half-second of slack
-        // avoids adding a whole segment for rounding).
-        if total >= plan.seconds - 0.5 {
-            break;
-        }
-        total += f64::from(seg.duration);
-        segments.push(seg.clone());
-    }
-    if segments.is_empty() {
-        return Err(MediaError::Verification(format!(
-            "rendition {} has no segments for a preview",
-            plan.from_rendition
-        )));
-    }
-    let prefix = plan
-        .playlist_key
-        .rsplit_once('/')
-        .map(|(p, _)| p)
-        .unwrap_or("");
-    for seg in &segments {
-        let key = if prefix.is_empty() {
-            seg.uri.clone()
-        } else {
-            format!("{prefix}/{}", seg.uri)
-        };
-        storage
-            .put_file(&dir.join(&seg.uri), &ObjectRef::new(bucket, key))
-            .await?;
-    }
-    let target = segments
-        .iter()
-        .map(|s| f64::from(s.duration).round() as u64)
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let playlist = MediaPlaylist {
-        version: Some(3),
-        target_duration: target,
-        media_sequence: 0,
-        segments,
-        end_list: true,
-        playlist_type: Some(MediaPlaylistType::Vod),
-        independent_segments: true,
-        ..Default::default()
-    };
-    let path = work.join("preview.m3u8");
-    let mut text = Vec::new();
-    playlist
-        .write_to(&mut text)
-        .map_err(MediaError::io("writing", &path))?;
-    std::fs::write(&path, &text).map_err(MediaError::io("writing", &path))?;
-    storage
-        .put_file(&path, &ObjectRef::new(bucket, &plan.playlist_key))
-        .await?;
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use transcoder_workflows::media::{FrameRate, VideoRendition};
 
     #[test]
     fn measures_peak_and_average() {
@@ -523,63 +377,5 @@ mod tests {
         );
         assert_eq!(avc1_codec("High", -99), None);
         assert_eq!(avc1_codec("Weird", 30), None);
-    }
-
-    #[test]
-    fn ladder_is_one_decode_with_a_split() {
-        let input = VideoHlsInput {
-            source: ObjectRef::new("b", "k"),
-            bucket: "media".into(),
-            prefix: "c/hls/m".into(),
-            renditions: vec![
-                VideoRendition {
-                    name: "720p".into(),
-                    width: 1280,
-                    height: 720,
-                    bitrate_kbps: 2500,
-                    maxrate_kbps: 3750,
-                    bufsize_kbps: 5000,
-                },
-                VideoRendition {
-                    name: "360p".into(),
-                    width: 640,
-                    height: 360,
-                    bitrate_kbps: 500,
-                    maxrate_kbps: 750,
-                    bufsize_kbps: 1000,
-                },
-            ],
-            frame_rate: FrameRate { num: 30, den: 1 },
-            gop_seconds: 2,
-            segment_seconds: 6,
-            audio_bitrate_kbps: Some(128),
-            loudness: None,
-            preview: None,
-        };
-        let args: Vec<String> = video_ladder_args(
-            &input,
-            Path::new("/in.mp4"),
-            Path::new("/w"),
-            &EncoderSettings::default(),
-        )
-        .into_vec()
-        .into_iter()
-        .map(|s| s.into_string().unwrap())
-        .collect();
-        assert_eq!(
-            args.iter().filter(|a| *a == "-i").count(),
-            1,
-            "one input, decoded once"
-        );
-        let graph = &args[args.iter().position(|a| a == "-filter_complex").unwrap() + 1];
-        assert!(graph.starts_with("[0:v]split=2[s0][s1]"), "{graph}");
-        assert!(
-            graph.contains("[0:a:0]aresample=48000,asplit=2[a0][a1]"),
-            "{graph}"
-        );
-        assert!(args.contains(&"v:0,a:0,name:720p v:1,a:1,name:360p".to_string()));
-        assert!(args.contains(&"expr:gte(t,n_forced*2)".to_string()));
-        let g = args.iter().position(|a| a == "-g:v").unwrap();
-        assert_eq!(args[g + 1], "60");
     }
 }

@@ -2,6 +2,8 @@
 //! async function that tests can call directly, plus [`MediaActivities`], the thin Temporal
 //! adapter that registers them as the activities named in `transcoder_workflows::activities`.
 
+pub mod assemble;
+pub mod chunks;
 pub mod encoder;
 pub mod error;
 pub mod ffmpeg;

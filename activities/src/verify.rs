@@ -3,11 +3,11 @@
 
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::ffprobe_json;
-use crate::hls::{avc1_codec, measure, AAC_LC};
+use crate::hls::{avc1_codec, measure, Measured, AAC_LC};
 use crate::storage::Storage;
 use crate::thumbnail::verify_jpeg;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType};
+use m3u8_rs::{AlternativeMediaType, MasterPlaylist, MediaPlaylist, MediaPlaylistType};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use transcoder_workflows::media::{ObjectRef, VerifyInput, VerifyReport};
@@ -165,6 +165,47 @@ pub async fn verify_outputs(
         ));
     }
 
+    // Demuxed audio (EXT-X-MEDIA TYPE=AUDIO): check the audio rendition once, then count
+    // its bandwidth and codec into every variant that refers to its group.
+    let mut audio_groups: std::collections::HashMap<String, (Measured, bool)> = Default::default();
+    for alt in master
+        .alternatives
+        .iter()
+        .filter(|a| a.media_type == AlternativeMediaType::Audio)
+    {
+        let Some(uri) = &alt.uri else { continue };
+        let key = sibling_key(&input.master_key, uri)?;
+        let playlist = parse_media(&key, &read(storage, bucket, &key, scratch).await?)?;
+        report.playlists += 1;
+        let (mut sizes, mut durations) = (Vec::new(), Vec::new());
+        let mut first = None;
+        for seg in &playlist.segments {
+            let path = local(storage, bucket, &sibling_key(&key, &seg.uri)?, scratch).await?;
+            sizes.push(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0));
+            durations.push(f64::from(seg.duration));
+            first.get_or_insert(path);
+        }
+        report.segments += sizes.len() as u32;
+        let total: f64 = durations.iter().sum();
+        if (total - input.duration_seconds).abs() > 0.5 + input.duration_seconds * 0.005 {
+            return Err(fail(format!(
+                "audio {key} lasts {total:.3} s but the input lasts {:.3} s",
+                input.duration_seconds
+            )));
+        }
+        let is_aac = match &first {
+            Some(path) => segment_codecs(path).await?.1,
+            None => false,
+        };
+        if !is_aac {
+            return Err(fail(format!("audio rendition {key} does not hold AAC")));
+        }
+        audio_groups.insert(alt.group_id.clone(), (measure(&durations, &sizes), is_aac));
+        report
+            .checks
+            .push(format!("audio rendition {key} lasts {total:.2} s"));
+    }
+
     let mut reference: Option<(String, Vec<f64>, Vec<SegmentStart>)> = None;
     for variant in &master.variants {
         let key = sibling_key(&input.master_key, &variant.uri)?;
@@ -185,9 +226,21 @@ pub async fn verify_outputs(
             paths.push(path);
         }
         report.segments += paths.len() as u32;
+        let group = match &variant.audio {
+            Some(id) => Some(audio_groups.get(id).copied().ok_or_else(|| {
+                fail(format!(
+                    "{key} refers to audio group {id:?}, which the master does not define"
+                ))
+            })?),
+            None => None,
+        };
 
-        // Declared bandwidth must be what the segments really need.
-        let measured = measure(&durations, &sizes);
+        // Declared bandwidth must be what a player fetches: the segments plus their audio.
+        let mut measured = measure(&durations, &sizes);
+        if let Some((audio, _)) = group {
+            measured.peak += audio.peak;
+            measured.average += audio.average;
+        }
         if variant.bandwidth < measured.peak
             || variant.bandwidth > measured.peak + measured.peak / 100 + 1
         {
@@ -206,7 +259,8 @@ pub async fn verify_outputs(
 
         // CODECS must describe the bitstream.
         let declared = variant.codecs.clone().unwrap_or_default();
-        let (video_codec, has_audio) = segment_codecs(&paths[0]).await?;
+        let (video_codec, muxed_audio) = segment_codecs(&paths[0]).await?;
+        let has_audio = muxed_audio || group.is_some_and(|(_, aac)| aac);
         let mut actual: Vec<String> = video_codec.iter().cloned().collect();
         if has_audio {
             actual.push(AAC_LC.to_string());

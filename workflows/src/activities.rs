@@ -5,8 +5,9 @@
 
 use crate::cleanup::{CleanupInput, CleanupOutcome};
 use crate::media::{
-    AudioHlsInput, HlsOutput, LoudnessInput, LoudnessMeasurement, MezzanineInput, ProbeInput,
-    ProbeResult, StoredObject, ThumbnailInput, VerifyInput, VerifyReport, VideoHlsInput,
+    AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, HlsOutput,
+    LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement, MezzanineInput,
+    ProbeInput, ProbeResult, StoredObject, ThumbnailInput, VerifyInput, VerifyReport,
     WaveformInput, WaveformOutput,
 };
 use crate::webhook::WebhookBody;
@@ -85,9 +86,25 @@ impl TranscodeActivities {
         unimplemented!()
     }
 
-    /// Encode and publish the video HLS ladder (one decode, every rendition).
-    #[activity(name = "video_hls")]
-    pub fn video_hls(input: VideoHlsInput) -> Result<HlsOutput, ActivityError> {
+    /// Encode one chunk of the video ladder (one decode, every rendition) and publish its
+    /// segments.
+    #[activity(name = "ladder_chunk")]
+    pub fn ladder_chunk(input: LadderChunkInput) -> Result<LadderChunkOutput, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Encode the normalized audio rendition of a video job, once for the whole file.
+    #[activity(name = "audio_rendition")]
+    pub fn audio_rendition(
+        input: AudioRenditionInput,
+    ) -> Result<AudioRenditionOutput, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Write the variant playlists from the chunk results, measure, write the master, and
+    /// cut the preview.
+    #[activity(name = "assemble_hls")]
+    pub fn assemble_hls(input: AssembleInput) -> Result<HlsOutput, ActivityError> {
         unimplemented!()
     }
 

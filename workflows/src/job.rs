@@ -25,6 +25,9 @@ pub struct JobInput {
     /// How long to keep the original after success before deleting it (default 24 h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_retention_seconds: Option<u64>,
+    /// Segments per ladder chunk (default 10, i.e. 60 s): the most a lost worker costs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments_per_chunk: Option<u32>,
 }
 
 // Hand-written so a job logged with `{:?}` never prints the webhook secret.
@@ -95,6 +98,7 @@ pub struct Job {
     pub webhook_url: String,
     pub webhook_secret: String,
     pub original_retention_seconds: u64,
+    pub segments_per_chunk: Option<u32>,
 }
 
 impl fmt::Debug for Job {
@@ -200,6 +204,13 @@ impl JobInput {
                 ));
             }
         }
+        if let Some(n) = self.segments_per_chunk {
+            if !(1..=1000).contains(&n) {
+                problems.push(format!(
+                    "segmentsPerChunk must be between 1 and 1000, got {n}"
+                ));
+            }
+        }
         if !webhook_url.is_empty() && !webhook_url_is_usable(&webhook_url) {
             problems.push("webhookUrl must be an absolute http:// or https:// URL".to_string());
         }
@@ -220,6 +231,7 @@ impl JobInput {
                 original_retention_seconds: self
                     .original_retention_seconds
                     .unwrap_or(crate::cleanup::DEFAULT_RETENTION_SECONDS),
+                segments_per_chunk: self.segments_per_chunk,
             }),
             _ => Err(ValidationError { problems }),
         }
@@ -340,6 +352,7 @@ mod tests {
             webhook_url: Some("http://127.0.0.1:9000/hook".into()),
             webhook_secret: Some("s3cret".into()),
             original_retention_seconds: None,
+            segments_per_chunk: None,
         }
     }
 

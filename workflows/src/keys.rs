@@ -125,6 +125,7 @@ mod tests {
             webhook_url: Some("http://127.0.0.1/h".into()),
             webhook_secret: Some("k".into()),
             original_retention_seconds: None,
+            segments_per_chunk: None,
         }
         .validate()
         .unwrap()

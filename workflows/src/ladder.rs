@@ -1,7 +1,9 @@
 //! The plan: which renditions to encode and with what timing (DESIGN §4). A pure function of
 //! the probe result and the configuration.
 
-use crate::media::{AudioRendition, FrameRate, HdrTransfer, ProbeResult, VideoRendition};
+use crate::media::{
+    AudioRendition, ChunkPlan, FrameRate, HdrTransfer, ProbeResult, VideoRendition,
+};
 use serde::{Deserialize, Serialize};
 
 /// One rung of the configured ladder: the short side of the picture and its bitrate.
@@ -56,6 +58,10 @@ pub struct PlanConfig {
     pub preview_seconds: f64,
     /// Short side of the preview picture (or the source's, if smaller).
     pub preview_short_side: u32,
+    /// Segments per ladder chunk (one activity each): 10 x 6 s = 60 s by default.
+    pub segments_per_chunk: u32,
+    /// Chunks encoded at the same time (across every worker on the task queue).
+    pub max_parallel_chunks: usize,
 }
 
 impl Default for PlanConfig {
@@ -68,6 +74,8 @@ impl Default for PlanConfig {
             thumbnail_fraction: 0.10,
             preview_seconds: 30.0,
             preview_short_side: 720,
+            segments_per_chunk: 10,
+            max_parallel_chunks: 4,
         }
     }
 }
@@ -199,6 +207,37 @@ pub fn preview_length(duration: f64, preview_seconds: f64) -> f64 {
     }
 }
 
+/// Splits `duration` into chunks of `segments_per_chunk` whole segments. Chunk boundaries
+/// fall on multiples of the segment length, which are keyframes of the mezzanine (its GOP
+/// divides the segment), so every chunk starts with an IDR at the same time in every rung.
+pub fn plan_chunks(duration: f64, segment_seconds: u32, segments_per_chunk: u32) -> Vec<ChunkPlan> {
+    let per_chunk = segments_per_chunk.max(1);
+    let chunk_len = f64::from(segment_seconds.max(1) * per_chunk);
+    if !duration.is_finite() || duration <= 0.0 {
+        return Vec::new();
+    }
+    let count = (duration / chunk_len).ceil().max(1.0) as u32;
+    let mut chunks: Vec<ChunkPlan> = (0..count)
+        .map(|index| {
+            let start = f64::from(index) * chunk_len;
+            ChunkPlan {
+                index,
+                start_seconds: start,
+                duration_seconds: (duration - start).min(chunk_len),
+                first_segment: index * per_chunk,
+                max_segments: per_chunk,
+                last: false,
+            }
+        })
+        // A sliver under 10 ms after the last whole chunk holds no frame.
+        .filter(|c| c.duration_seconds > 0.01 || c.index == 0)
+        .collect();
+    if let Some(last) = chunks.last_mut() {
+        last.last = true;
+    }
+    chunks
+}
+
 /// `fraction` of the way in, clamped so at least one frame remains after it.
 pub fn thumbnail_time(duration: f64, frame_rate: FrameRate, fraction: f64) -> f64 {
     if !duration.is_finite() || duration <= 0.0 {
@@ -283,6 +322,58 @@ mod tests {
         assert_eq!((p.width, p.height), (720, 1280));
         assert_eq!(preview_length(12.5, 30.0), 12.5);
         assert_eq!(preview_length(600.0, 30.0), 30.0);
+    }
+
+    #[test]
+    fn chunks_cover_the_duration_in_whole_segments() {
+        let c = plan_chunks(125.0, 6, 10);
+        assert_eq!(c.len(), 3);
+        assert_eq!(
+            (
+                c[0].start_seconds,
+                c[0].duration_seconds,
+                c[0].first_segment
+            ),
+            (0.0, 60.0, 0)
+        );
+        assert_eq!((c[1].start_seconds, c[1].first_segment), (60.0, 10));
+        assert_eq!(
+            (
+                c[2].start_seconds,
+                c[2].duration_seconds,
+                c[2].first_segment
+            ),
+            (120.0, 5.0, 20)
+        );
+        let total: f64 = c.iter().map(|c| c.duration_seconds).sum();
+        assert!((total - 125.0).abs() < 1e-9);
+        assert_eq!(plan_chunks(4.0, 6, 10).len(), 1);
+        assert_eq!(plan_chunks(60.0, 6, 10).len(), 1);
+        assert_eq!(plan_chunks(60.005, 6, 10).len(), 1, "no chunk for a sliver");
+        // A 3-hour film stays far below Temporal's limits: 180 activities.
+        assert_eq!(plan_chunks(3.0 * 3600.0, 6, 10).len(), 180);
+        assert!(c[2].last && !c[1].last);
+    }
+
+    #[test]
+    fn chunk_frames_tile_the_grid_without_overlap() {
+        let ntsc = FrameRate {
+            num: 30000,
+            den: 1001,
+        };
+        let c = plan_chunks(40.007, 6, 2);
+        let ranges: Vec<(u64, u64)> = c.iter().map(|c| c.frame_range(ntsc)).collect();
+        assert_eq!(ranges[0], (0, 360));
+        assert_eq!(ranges[1], (360, 720));
+        assert_eq!(
+            ranges[2],
+            (720, 1079),
+            "12 s of 29.97 fps is 359 or 360 frames"
+        );
+        for w in ranges.windows(2) {
+            assert_eq!(w[0].1, w[1].0, "no gap, no overlap");
+        }
+        assert!((ChunkPlan::frame_time(360, ntsc) - 12.012).abs() < 1e-9);
     }
 
     #[test]

@@ -323,9 +323,47 @@ pub struct AudioRendition {
     pub bitrate_kbps: u32,
 }
 
-/// Input of the video HLS activity: encode every rendition from one decode of `source`.
+/// A slice of the video ladder: whole segments, encoded by one activity for every rendition.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChunkPlan {
+    pub index: u32,
+    pub start_seconds: f64,
+    pub duration_seconds: f64,
+    /// Number of this chunk's first segment; segment numbers are global and deterministic.
+    pub first_segment: u32,
+    /// Room reserved for this chunk's segments (the next chunk starts numbering after it).
+    pub max_segments: u32,
+    /// The final chunk runs to the end of the source instead of a frame count.
+    #[serde(default)]
+    pub last: bool,
+}
+
+impl ChunkPlan {
+    /// Output frames `[first, end)` of this chunk on the constant-rate grid of `rate`: the
+    /// frames whose time falls in `[start, start + duration)`. Consecutive chunks share no
+    /// frame and skip none.
+    pub fn frame_range(&self, rate: FrameRate) -> (u64, u64) {
+        let at = |t: f64| {
+            (t * f64::from(rate.num) / f64::from(rate.den) - 1e-6)
+                .ceil()
+                .max(0.0) as u64
+        };
+        (
+            at(self.start_seconds),
+            at(self.start_seconds + self.duration_seconds),
+        )
+    }
+
+    /// Exact presentation time of frame `index` on the grid of `rate`.
+    pub fn frame_time(index: u64, rate: FrameRate) -> f64 {
+        index as f64 * f64::from(rate.den) / f64::from(rate.num)
+    }
+}
+
+/// Input of a ladder chunk: encode `chunk` of `source` into every rendition, video only
+/// (audio is encoded once for the whole file, so chunk edges cannot cause AAC gaps).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct VideoHlsInput {
+pub struct LadderChunkInput {
     pub source: ObjectRef,
     pub bucket: String,
     /// Key prefix of the HLS tree (no trailing slash).
@@ -334,13 +372,61 @@ pub struct VideoHlsInput {
     pub frame_rate: FrameRate,
     pub gop_seconds: u32,
     pub segment_seconds: u32,
-    /// Muxed AAC audio at this bitrate in every rendition; `None` when the source is silent.
-    pub audio_bitrate_kbps: Option<u32>,
-    /// Pass-1 loudness of the source, applied (linear) to every audio output.
-    #[serde(default)]
+    pub chunk: ChunkPlan,
+}
+
+/// One published segment: its file name (relative to its playlist), length and size.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SegmentInfo {
+    pub uri: String,
+    pub duration: f64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChunkVariant {
+    pub name: String,
+    pub segments: Vec<SegmentInfo>,
+}
+
+/// What a chunk published, per rendition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LadderChunkOutput {
+    pub index: u32,
+    pub variants: Vec<ChunkVariant>,
+    pub encoder: String,
+}
+
+/// Input of the audio rendition of a video job: normalized AAC, encoded once.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AudioRenditionInput {
+    pub source: ObjectRef,
+    pub bucket: String,
+    pub prefix: String,
+    /// Folder of the rendition under `prefix` (`audio`).
+    pub name: String,
+    pub bitrate_kbps: u32,
+    pub segment_seconds: u32,
     pub loudness: Option<LoudnessMeasurement>,
-    /// Cut a preview of this many seconds (from the rendition named `preview_from`).
-    #[serde(default)]
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AudioRenditionOutput {
+    pub name: String,
+    pub playlist_key: String,
+    pub segments: Vec<SegmentInfo>,
+    pub delivered_loudness: Option<LoudnessMeasurement>,
+}
+
+/// Input of the assembly: playlists from the chunk results, the master, the preview.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AssembleInput {
+    pub bucket: String,
+    pub prefix: String,
+    pub renditions: Vec<VideoRendition>,
+    pub frame_rate: FrameRate,
+    pub chunks: Vec<LadderChunkOutput>,
+    pub audio: Option<AudioRenditionOutput>,
     pub preview: Option<PreviewPlan>,
 }
 

@@ -7,10 +7,11 @@ use crate::activities::{defs as act, WebhookReceipt, WebhookRequest};
 use crate::cleanup::{cleanup_workflow_id, CleanupInput, OriginalCleanupWorkflow};
 use crate::job::{Job, JobInput, MediaType};
 use crate::keys::JobKeys;
-use crate::ladder::{audio_ladder, plan_video, PlanConfig};
+use crate::ladder::{audio_ladder, plan_chunks, plan_video, PlanConfig, VideoPlan};
 use crate::media::{
-    AudioHlsInput, HlsOutput, LoudnessInput, LoudnessMeasurement, MezzanineInput, MezzanineVideo,
-    PreviewPlan, ProbeInput, ProbeResult, ThumbnailInput, VerifyInput, VideoHlsInput,
+    AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, ChunkPlan, HlsOutput,
+    LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement, MezzanineInput,
+    MezzanineVideo, ObjectRef, PreviewPlan, ProbeInput, ProbeResult, ThumbnailInput, VerifyInput,
     WaveformInput,
 };
 use crate::webhook::{CompletedOutput, MediaTypeText, WebhookBody};
@@ -101,7 +102,10 @@ async fn process(
     job: &Job,
 ) -> Result<(CompletedOutput, Encoders), String> {
     let keys = JobKeys::new(job);
-    let config = PlanConfig::default();
+    let mut config = PlanConfig::default();
+    if let Some(n) = job.segments_per_chunk {
+        config.segments_per_chunk = n;
+    }
 
     let probe: ProbeResult = ctx
         .execute_activity(
@@ -181,50 +185,53 @@ async fn process(
 
     let hls: HlsOutput = match &video_plan {
         Some(plan) => {
-            let preview = plan.preview_from.as_ref().map(|from| PreviewPlan {
-                from_rendition: from.clone(),
-                seconds: plan.preview_seconds,
-                playlist_key: keys.preview_playlist(),
-            });
+            let ladder = encode_ladder(
+                ctx,
+                job,
+                &keys,
+                &config,
+                &probe,
+                &mezzanine.object,
+                plan,
+                loudness,
+            );
+            let thumbnail = ctx.execute_activity(
+                act::Thumbnail,
+                ThumbnailInput {
+                    source: mezzanine.object.clone(),
+                    dest: keys.thumbnail(),
+                    at_seconds: plan.thumbnail_at_seconds,
+                    width: THUMBNAIL_SIZE.0,
+                    height: THUMBNAIL_SIZE.1,
+                },
+                ActivityOptions::with_start_to_close_timeout(Duration::from_secs(300))
+                    .retry_policy(transient_retries(5))
+                    .build(),
+            );
+            // The poster frame does not wait for the ladder.
+            let (ladder, thumb) = futures::join!(ladder, thumbnail);
+            let (chunks, audio) = ladder?;
+            let thumb = thumb.map_err(|e| step_failed("thumbnail", &e))?;
             let hls = ctx
                 .execute_activity(
-                    act::VideoHls,
-                    VideoHlsInput {
-                        source: mezzanine.object.clone(),
+                    act::AssembleHls,
+                    AssembleInput {
                         bucket: job.output_bucket.clone(),
                         prefix: keys.hls_prefix().to_string(),
                         renditions: plan.renditions.clone(),
                         frame_rate: plan.frame_rate,
-                        gop_seconds: config.gop_seconds,
-                        segment_seconds: config.segment_seconds,
-                        audio_bitrate_kbps: probe
-                            .audio
-                            .as_ref()
-                            .map(|_| config.video_audio_bitrate_kbps),
-                        loudness,
-                        preview,
+                        chunks,
+                        audio,
+                        preview: plan.preview_from.as_ref().map(|from| PreviewPlan {
+                            from_rendition: from.clone(),
+                            seconds: plan.preview_seconds,
+                            playlist_key: keys.preview_playlist(),
+                        }),
                     },
                     long_running(&probe),
                 )
                 .await
-                .map_err(|e| step_failed("HLS ladder", &e))?;
-
-            let thumb = ctx
-                .execute_activity(
-                    act::Thumbnail,
-                    ThumbnailInput {
-                        source: mezzanine.object.clone(),
-                        dest: keys.thumbnail(),
-                        at_seconds: plan.thumbnail_at_seconds,
-                        width: THUMBNAIL_SIZE.0,
-                        height: THUMBNAIL_SIZE.1,
-                    },
-                    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(300))
-                        .retry_policy(transient_retries(5))
-                        .build(),
-                )
-                .await
-                .map_err(|e| step_failed("thumbnail", &e))?;
+                .map_err(|e| step_failed("HLS assembly", &e))?;
             output.thumbnail_key = Some(thumb.object.key.clone());
             output.width = Some(plan.display_width);
             output.height = Some(plan.display_height);
@@ -295,6 +302,91 @@ async fn process(
         .map(|v| (v.name.clone(), v.encoder.clone()))
         .collect();
     Ok((output, encoders))
+}
+
+/// Encodes the ladder in chunks (bounded parallelism, fanned out to every worker on the
+/// task queue) while the audio rendition is encoded once for the whole file.
+#[allow(clippy::too_many_arguments)]
+async fn encode_ladder(
+    ctx: &WorkflowContext<TranscodeWorkflow>,
+    job: &Job,
+    keys: &JobKeys<'_>,
+    config: &PlanConfig,
+    probe: &ProbeResult,
+    mezzanine: &ObjectRef,
+    plan: &VideoPlan,
+    loudness: Option<LoudnessMeasurement>,
+) -> Result<(Vec<LadderChunkOutput>, Option<AudioRenditionOutput>), String> {
+    let audio = async {
+        match probe.audio {
+            Some(_) => ctx
+                .execute_activity(
+                    act::AudioRendition,
+                    AudioRenditionInput {
+                        source: mezzanine.clone(),
+                        bucket: job.output_bucket.clone(),
+                        prefix: keys.hls_prefix().to_string(),
+                        name: AUDIO_RENDITION.to_string(),
+                        bitrate_kbps: config.video_audio_bitrate_kbps,
+                        segment_seconds: config.segment_seconds,
+                        loudness,
+                    },
+                    long_running(probe),
+                )
+                .await
+                .map(Some)
+                .map_err(|e| step_failed("audio encode", &e)),
+            None => Ok(None),
+        }
+    };
+    let video = async {
+        let chunks = plan_chunks(
+            probe.duration_seconds,
+            config.segment_seconds,
+            config.segments_per_chunk,
+        );
+        let mut done = Vec::with_capacity(chunks.len());
+        for batch in chunks.chunks(config.max_parallel_chunks.max(1)) {
+            let running = batch.iter().map(|chunk| {
+                ctx.execute_activity(
+                    act::LadderChunk,
+                    LadderChunkInput {
+                        source: mezzanine.clone(),
+                        bucket: job.output_bucket.clone(),
+                        prefix: keys.hls_prefix().to_string(),
+                        renditions: plan.renditions.clone(),
+                        frame_rate: plan.frame_rate,
+                        gop_seconds: config.gop_seconds,
+                        segment_seconds: config.segment_seconds,
+                        chunk: *chunk,
+                    },
+                    chunk_options(chunk),
+                )
+            });
+            for (chunk, result) in batch.iter().zip(futures::future::join_all(running).await) {
+                done.push(
+                    result
+                        .map_err(|e| step_failed(&format!("ladder chunk {}", chunk.index), &e))?,
+                );
+            }
+        }
+        Ok::<_, String>(done)
+    };
+    let (video, audio) = futures::join!(video, audio);
+    Ok((video?, audio?))
+}
+
+/// Name of the audio rendition's folder in a video job's HLS tree.
+pub const AUDIO_RENDITION: &str = "audio";
+
+/// Options for one chunk: its timeout scales with its length; a dead worker's chunk is
+/// retried elsewhere after the 30 s heartbeat timeout.
+fn chunk_options(chunk: &ChunkPlan) -> ActivityOptions {
+    let secs = (chunk.duration_seconds.max(1.0) * 30.0) as u64 + 300;
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(secs))
+        .heartbeat_timeout(Duration::from_secs(30))
+        .retry_policy(transient_retries(4))
+        .build()
 }
 
 /// Size of the poster JPEG.

@@ -46,6 +46,16 @@ pub struct ScaledProgress {
 }
 
 impl ScaledProgress {
+    /// A part of this range: `start..end` of it.
+    pub fn sub(&self, start: f64, end: f64) -> ScaledProgress {
+        let span = self.end - self.start;
+        ScaledProgress {
+            sink: self.sink.clone(),
+            start: self.start + span * start,
+            end: self.start + span * end,
+        }
+    }
+
     pub fn set(&self, fraction: f64) {
         self.sink
             .set(self.start + (self.end - self.start) * fraction.clamp(0.0, 1.0));

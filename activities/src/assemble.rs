@@ -1,0 +1,380 @@
+//! The parts of a chunked video ladder that are not chunks: the audio rendition (encoded
+//! once for the whole file), and the assembly of playlists, master and preview from what the
+//! chunks published.
+
+use crate::error::{MediaError, Result};
+use crate::ffmpeg::run::ScaledProgress;
+use crate::ffmpeg::{ffmpeg, FfmpegArgs};
+use crate::hls::{
+    measure, media_playlist, put_playlist, read_media_playlist, video_codec_of, Measured, AAC_LC,
+};
+use crate::loudness::{self, output_audio_filter};
+use crate::storage::Storage;
+use m3u8_rs::{AlternativeMedia, AlternativeMediaType, MasterPlaylist, Resolution, VariantStream};
+use std::path::{Path, PathBuf};
+use transcoder_workflows::keys::SEGMENT_PATTERN;
+use transcoder_workflows::media::{
+    AssembleInput, AudioRenditionInput, AudioRenditionOutput, HlsOutput, ObjectRef, PreviewPlan,
+    SegmentInfo, VariantResult,
+};
+
+/// `GROUP-ID` of the audio rendition every video variant refers to.
+pub const AUDIO_GROUP: &str = "audio";
+
+pub fn audio_rendition_args(input: &AudioRenditionInput, source: &Path, dir: &Path) -> FfmpegArgs {
+    let mut a = FfmpegArgs::new();
+    a.input(source)
+        .flag("-vn")
+        .opt("-map", "0:a:0")
+        .opt("-af", output_audio_filter(input.loudness.as_ref()))
+        .opt("-c:a", "aac")
+        .opt("-b:a", format!("{}k", input.bitrate_kbps))
+        .opt("-ac", "2")
+        .opt("-ar", "48000")
+        .opt("-f", "hls")
+        .opt("-hls_time", input.segment_seconds.to_string())
+        .opt("-hls_playlist_type", "vod")
+        .opt("-hls_flags", "independent_segments")
+        .opt("-hls_segment_type", "mpegts")
+        .opt(
+            "-hls_segment_filename",
+            dir.join(SEGMENT_PATTERN).into_os_string(),
+        )
+        .output(&dir.join("playlist.m3u8"));
+    a
+}
+
+/// Encodes the normalized audio once, measures what listeners will hear, publishes it.
+pub async fn encode_audio_rendition(
+    storage: &Storage,
+    input: &AudioRenditionInput,
+    source: &Path,
+    work: &Path,
+    duration: f64,
+    progress: &ScaledProgress,
+) -> Result<AudioRenditionOutput> {
+    let dir = work.join(&input.name);
+    std::fs::create_dir_all(&dir).map_err(MediaError::io("creating", &dir))?;
+    ffmpeg(
+        audio_rendition_args(input, source, &dir).as_slice(),
+        duration,
+        &progress.sub(0.0, 0.8),
+    )
+    .await?;
+    let playlist_path = dir.join("playlist.m3u8");
+    let delivered = loudness::measure(&playlist_path, duration, &progress.sub(0.8, 0.95)).await?;
+    let playlist = read_media_playlist(&playlist_path)?;
+    let mut segments = Vec::new();
+    for seg in &playlist.segments {
+        let bytes = storage
+            .put_file(
+                &dir.join(&seg.uri),
+                &ObjectRef::new(
+                    &input.bucket,
+                    format!("{}/{}/{}", input.prefix, input.name, seg.uri),
+                ),
+            )
+            .await?;
+        segments.push(SegmentInfo {
+            uri: seg.uri.clone(),
+            duration: f64::from(seg.duration),
+            bytes,
+        });
+    }
+    let playlist_key = format!("{}/{}/playlist.m3u8", input.prefix, input.name);
+    put_playlist(
+        storage,
+        &media_playlist(&segments),
+        &work.join("audio.m3u8"),
+        &ObjectRef::new(&input.bucket, &playlist_key),
+    )
+    .await?;
+    Ok(AudioRenditionOutput {
+        name: input.name.clone(),
+        playlist_key,
+        segments,
+        delivered_loudness: delivered,
+    })
+}
+
+fn measured(segments: &[SegmentInfo]) -> Measured {
+    let durations: Vec<f64> = segments.iter().map(|s| s.duration).collect();
+    let sizes: Vec<u64> = segments.iter().map(|s| s.bytes).collect();
+    measure(&durations, &sizes)
+}
+
+/// Concatenates published segments (MPEG-TS concatenates byte-wise) into one local file.
+async fn concat_segments(
+    storage: &Storage,
+    bucket: &str,
+    dir_key: &str,
+    segments: &[SegmentInfo],
+    dest: &Path,
+    scratch: &Path,
+) -> Result<()> {
+    let mut out = std::fs::File::create(dest).map_err(MediaError::io("writing", dest))?;
+    for seg in segments {
+        let path = storage
+            .readable_path(
+                &ObjectRef::new(bucket, format!("{dir_key}/{}", seg.uri)),
+                scratch,
+            )
+            .await?;
+        let mut input = std::fs::File::open(&path).map_err(MediaError::io("reading", &path))?;
+        std::io::copy(&mut input, &mut out).map_err(MediaError::io("writing", dest))?;
+    }
+    Ok(())
+}
+
+/// The preview: the first whole segments (≈`plan.seconds`) of one rendition's video, with
+/// the normalized audio, remuxed (no encode) into its own muxed VOD playlist.
+async fn publish_preview(
+    storage: &Storage,
+    input: &AssembleInput,
+    plan: &PreviewPlan,
+    variant: &[SegmentInfo],
+    work: &Path,
+    progress: &ScaledProgress,
+) -> Result<f64> {
+    let mut take = Vec::new();
+    let mut total = 0.0;
+    for seg in variant {
+        if total >= plan.seconds - 0.5 {
+            break;
+        }
+        total += seg.duration;
+        take.push(seg.clone());
+    }
+    if take.is_empty() {
+        return Err(MediaError::Verification(format!(
+            "rendition {} has no segments for a preview",
+            plan.from_rendition
+        )));
+    }
+    let video = work.join("preview-video.ts");
+    concat_segments(
+        storage,
+        &input.bucket,
+        &format!("{}/{}", input.prefix, plan.from_rendition),
+        &take,
+        &video,
+        work,
+    )
+    .await?;
+    let mut a = FfmpegArgs::new();
+    a.input(&video);
+    let mut audio_file: Option<PathBuf> = None;
+    if let Some(audio) = &input.audio {
+        let mut covered = 0.0;
+        let mut audio_take = Vec::new();
+        for seg in &audio.segments {
+            if covered >= total + 1.0 {
+                break;
+            }
+            covered += seg.duration;
+            audio_take.push(seg.clone());
+        }
+        let path = work.join("preview-audio.ts");
+        concat_segments(
+            storage,
+            &input.bucket,
+            &format!("{}/{}", input.prefix, audio.name),
+            &audio_take,
+            &path,
+            work,
+        )
+        .await?;
+        a.input(&path);
+        audio_file = Some(path);
+    }
+    a.opt("-map", "0:v:0");
+    if audio_file.is_some() {
+        a.opt("-map", "1:a:0");
+    }
+    let dir = work.join("preview");
+    std::fs::create_dir_all(&dir).map_err(MediaError::io("creating", &dir))?;
+    a.opt("-t", format!("{total:.6}"))
+        .opt("-c", "copy")
+        .opt("-f", "hls")
+        .opt("-hls_time", "6")
+        .opt("-hls_playlist_type", "vod")
+        .opt("-hls_flags", "independent_segments")
+        .opt("-hls_segment_type", "mpegts")
+        .opt(
+            "-hls_segment_filename",
+            dir.join(SEGMENT_PATTERN).into_os_string(),
+        )
+        .output(&dir.join("preview.m3u8"));
+    ffmpeg(a.as_slice(), total, progress).await?;
+    let playlist = read_media_playlist(&dir.join("preview.m3u8"))?;
+    let prefix = plan
+        .playlist_key
+        .rsplit_once('/')
+        .map(|(p, _)| p)
+        .unwrap_or("");
+    let mut segments = Vec::new();
+    for seg in &playlist.segments {
+        let key = if prefix.is_empty() {
+            seg.uri.clone()
+        } else {
+            format!("{prefix}/{}", seg.uri)
+        };
+        let bytes = storage
+            .put_file(&dir.join(&seg.uri), &ObjectRef::new(&input.bucket, key))
+            .await?;
+        segments.push(SegmentInfo {
+            uri: seg.uri.clone(),
+            duration: f64::from(seg.duration),
+            bytes,
+        });
+    }
+    put_playlist(
+        storage,
+        &media_playlist(&segments),
+        &work.join("preview-final.m3u8"),
+        &ObjectRef::new(&input.bucket, &plan.playlist_key),
+    )
+    .await?;
+    Ok(segments.iter().map(|s| s.duration).sum())
+}
+
+/// Writes every variant playlist from the chunk results, measures bandwidth (video plus the
+/// audio a player fetches with it), reads CODECS from the bitstream, cuts the preview, and
+/// publishes the master last.
+pub async fn assemble(
+    storage: &Storage,
+    input: &AssembleInput,
+    work: &Path,
+    progress: &ScaledProgress,
+) -> Result<HlsOutput> {
+    let mut chunks = input.chunks.clone();
+    chunks.sort_by_key(|c| c.index);
+    let audio_measure = input.audio.as_ref().map(|a| measured(&a.segments));
+    let mut master = MasterPlaylist {
+        version: Some(4),
+        independent_segments: true,
+        ..Default::default()
+    };
+    if let Some(audio) = &input.audio {
+        master.alternatives.push(AlternativeMedia {
+            media_type: AlternativeMediaType::Audio,
+            uri: Some(format!("{}/playlist.m3u8", audio.name)),
+            group_id: AUDIO_GROUP.to_string(),
+            name: "Main".to_string(),
+            default: true,
+            autoselect: true,
+            channels: Some("2".to_string()),
+            ..Default::default()
+        });
+    }
+    let mut results = Vec::new();
+    let mut preview = None;
+    for r in &input.renditions {
+        let mut segments: Vec<SegmentInfo> = Vec::new();
+        for chunk in &chunks {
+            let v = chunk
+                .variants
+                .iter()
+                .find(|v| v.name == r.name)
+                .ok_or_else(|| {
+                    MediaError::Verification(format!(
+                        "chunk {} has no {} rendition",
+                        chunk.index, r.name
+                    ))
+                })?;
+            segments.extend(v.segments.iter().cloned());
+        }
+        if segments.is_empty() {
+            return Err(MediaError::Verification(format!(
+                "rendition {} has no segments",
+                r.name
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = segments.iter().find(|s| !seen.insert(s.uri.clone())) {
+            return Err(MediaError::Verification(format!(
+                "rendition {} has segment {} twice",
+                r.name, dup.uri
+            )));
+        }
+        let dir_key = format!("{}/{}", input.prefix, r.name);
+        let playlist_key = format!("{dir_key}/playlist.m3u8");
+        put_playlist(
+            storage,
+            &media_playlist(&segments),
+            &work.join(format!("{}.m3u8", r.name)),
+            &ObjectRef::new(&input.bucket, &playlist_key),
+        )
+        .await?;
+
+        let video = measured(&segments);
+        let (peak, average) = match audio_measure {
+            Some(a) => (video.peak + a.peak, video.average + a.average),
+            None => (video.peak, video.average),
+        };
+        let first = storage
+            .readable_path(
+                &ObjectRef::new(&input.bucket, format!("{dir_key}/{}", segments[0].uri)),
+                work,
+            )
+            .await?;
+        let mut codecs = video_codec_of(&first).await?;
+        if input.audio.is_some() {
+            codecs.push(',');
+            codecs.push_str(AAC_LC);
+        }
+        master.variants.push(VariantStream {
+            uri: format!("{}/playlist.m3u8", r.name),
+            bandwidth: peak,
+            average_bandwidth: Some(average),
+            codecs: Some(codecs.clone()),
+            resolution: Some(Resolution {
+                width: u64::from(r.width),
+                height: u64::from(r.height),
+            }),
+            frame_rate: Some((input.frame_rate.as_f64() * 1000.0).round() / 1000.0),
+            audio: input.audio.as_ref().map(|_| AUDIO_GROUP.to_string()),
+            ..Default::default()
+        });
+        let encoder = chunks
+            .first()
+            .map(|c| c.encoder.clone())
+            .unwrap_or_default();
+        results.push(VariantResult {
+            name: r.name.clone(),
+            playlist_key,
+            resolution: Some((r.width, r.height)),
+            bandwidth: peak,
+            average_bandwidth: average,
+            codecs,
+            segment_count: segments.len() as u32,
+            encoder,
+        });
+        if let Some(plan) = input
+            .preview
+            .as_ref()
+            .filter(|p| p.from_rendition == r.name)
+        {
+            let seconds = publish_preview(storage, input, plan, &segments, work, progress).await?;
+            preview = Some((plan.playlist_key.clone(), seconds));
+        }
+    }
+
+    let master_path = work.join("master.m3u8");
+    let mut text = Vec::new();
+    master
+        .write_to(&mut text)
+        .map_err(MediaError::io("writing", &master_path))?;
+    std::fs::write(&master_path, &text).map_err(MediaError::io("writing", &master_path))?;
+    let master_key = format!("{}/master.m3u8", input.prefix);
+    storage
+        .put_file(&master_path, &ObjectRef::new(&input.bucket, &master_key))
+        .await?;
+    Ok(HlsOutput {
+        master_key,
+        variants: results,
+        delivered_loudness: input.audio.as_ref().and_then(|a| a.delivered_loudness),
+        preview_key: preview.as_ref().map(|(k, _)| k.clone()),
+        preview_seconds: preview.map(|(_, s)| s),
+    })
+}

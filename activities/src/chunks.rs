@@ -1,0 +1,333 @@
+//! One chunk of the video ladder: whole segments of the mezzanine, decoded once and encoded
+//! into every rendition, with global segment numbers and continuous timestamps, verified
+//! (frame counts agree across renditions and with the chunk's length) before it is published.
+
+use crate::encoder::{EncoderSettings, VideoEncoder};
+use crate::error::{MediaError, Result};
+use crate::ffmpeg::args::h264_gop;
+use crate::ffmpeg::run::ScaledProgress;
+use crate::ffmpeg::{ffmpeg, ffprobe_json, FfmpegArgs};
+use crate::hls::{hls_muxer_numbered, read_media_playlist};
+use crate::storage::Storage;
+use std::ffi::OsString;
+use std::path::Path;
+use transcoder_workflows::media::{
+    ChunkPlan, ChunkVariant, LadderChunkInput, LadderChunkOutput, ObjectRef, SegmentInfo,
+};
+
+/// The single-decode command for one chunk, writing `work/<variant>/NNNNN.ts`.
+pub fn chunk_args(
+    input: &LadderChunkInput,
+    source: &Path,
+    work: &Path,
+    enc: &EncoderSettings,
+) -> FfmpegArgs {
+    let n = input.renditions.len();
+    let gpu = matches!(enc.video, VideoEncoder::Nvenc { .. });
+    let mut graph = format!("[0:v]split={n}");
+    for i in 0..n {
+        graph.push_str(&format!("[s{i}]"));
+    }
+    for (i, r) in input.renditions.iter().enumerate() {
+        if gpu {
+            // Frames stay in GPU memory from NVDEC through the scaler to NVENC.
+            graph.push_str(&format!(";[s{i}]scale_cuda={}:{}[v{i}]", r.width, r.height));
+        } else {
+            graph.push_str(&format!(
+                ";[s{i}]scale={}:{}:flags=bicubic,setsar=1[v{i}]",
+                r.width, r.height
+            ));
+        }
+    }
+    let gop_frames = (input.frame_rate.as_f64() * f64::from(input.gop_seconds))
+        .round()
+        .max(1.0) as u32;
+    let chunk = &input.chunk;
+
+    let mut a = FfmpegArgs::new();
+    if gpu {
+        a.opt("-hwaccel", "cuda")
+            .opt("-hwaccel_output_format", "cuda");
+    }
+    // Input seeking with a re-encode is frame-exact: decoding starts at the keyframe before
+    // the chunk and frames before `start` are dropped. Chunks start on mezzanine keyframes.
+    a.input_at(chunk.start_seconds, source)
+        .opt("-filter_complex", graph);
+    for i in 0..n {
+        a.opt("-map", format!("[v{i}]"));
+    }
+    let (first, end) = chunk.frame_range(input.frame_rate);
+    if !chunk.last {
+        // An exact frame count, not a duration: 12 s of 29.97 fps is 359 or 360 frames
+        // depending on where the chunk starts, and the next chunk starts right after.
+        a.opt("-frames:v", (end - first).to_string());
+    }
+    a.flag("-an").flag("-sn").flag("-dn");
+    match &enc.video {
+        VideoEncoder::X264 { preset, crf } => {
+            a.opt("-c:v", "libx264")
+                .opt("-preset", preset.as_str())
+                .opt("-crf", crf.to_string())
+                .opt("-profile:v", "high")
+                .opt("-pix_fmt", "yuv420p");
+        }
+        VideoEncoder::Nvenc { cq } => {
+            a.opt("-c:v", "h264_nvenc")
+                .opt("-preset", "p4")
+                .opt("-profile:v", "high")
+                .opt("-rc", "vbr")
+                .opt("-cq", cq.to_string())
+                .opt("-spatial_aq", "1")
+                .opt("-no-scenecut", "1");
+        }
+    }
+    a.opt("-r", input.frame_rate.to_ffmpeg())
+        .opt("-fps_mode", "cfr");
+    // Keyframes at every GOP boundary counted from the chunk start, which is itself a GOP
+    // boundary of the whole programme: identical IDR times in every rendition and chunk.
+    h264_gop(&mut a, "v", gop_frames, input.gop_seconds);
+    for (i, r) in input.renditions.iter().enumerate() {
+        // Capped quality: CRF/CQ decides, the VBV caps the rate at the rung's bitrate.
+        if gpu {
+            a.opt(&format!("-b:v:{i}"), format!("{}k", r.bitrate_kbps * 3 / 4));
+        }
+        a.opt(&format!("-maxrate:v:{i}"), format!("{}k", r.maxrate_kbps))
+            .opt(&format!("-bufsize:v:{i}"), format!("{}k", r.bufsize_kbps));
+    }
+    // Timestamps continue from the chunk's first frame's place in the programme.
+    a.opt(
+        "-output_ts_offset",
+        format!("{:.6}", ChunkPlan::frame_time(first, input.frame_rate)),
+    );
+    let map = input
+        .renditions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("v:{i},name:{}", r.name))
+        .collect::<Vec<_>>()
+        .join(" ");
+    hls_muxer_numbered(
+        &mut a,
+        work,
+        input.segment_seconds,
+        chunk.first_segment,
+        map,
+    );
+    a
+}
+
+/// Video packets in a local playlist's segments (demuxing only, no decode).
+async fn count_frames(playlist: &Path) -> Result<u64> {
+    let args: Vec<OsString> = vec![
+        "-allowed_extensions".into(),
+        "ALL".into(),
+        "-protocol_whitelist".into(),
+        "file".into(),
+        "-select_streams".into(),
+        "v:0".into(),
+        "-count_packets".into(),
+        "-show_entries".into(),
+        "stream=nb_read_packets".into(),
+        playlist.as_os_str().to_owned(),
+    ];
+    let doc = ffprobe_json(&args)
+        .await
+        .map_err(|e| MediaError::Verification(format!("chunk: {e}")))?;
+    doc["streams"][0]["nb_read_packets"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            MediaError::Verification(format!(
+                "chunk playlist {} has no video packets",
+                playlist.display()
+            ))
+        })
+}
+
+/// Encodes, verifies and publishes one chunk.
+pub async fn encode_chunk(
+    storage: &Storage,
+    input: &LadderChunkInput,
+    source: &Path,
+    work: &Path,
+    enc: &EncoderSettings,
+    progress: &ScaledProgress,
+) -> Result<LadderChunkOutput> {
+    if input.renditions.is_empty() {
+        return Err(MediaError::Unsupported(
+            "the plan has no video renditions".into(),
+        ));
+    }
+    let chunk = &input.chunk;
+    ffmpeg(
+        chunk_args(input, source, work, enc).as_slice(),
+        chunk.duration_seconds,
+        progress,
+    )
+    .await?;
+
+    // Per-chunk verification before anything is published: every rendition has the same
+    // frames, as many as the chunk's length at the output rate, in at most its segments.
+    let (first, end) = chunk.frame_range(input.frame_rate);
+    let expected = (end - first) as f64;
+    // The last chunk runs to the end of the source, whose duration is known to a frame.
+    let tolerance = if chunk.last { 1.0 } else { 0.0 };
+    let mut variants = Vec::new();
+    let mut reference: Option<u64> = None;
+    for r in &input.renditions {
+        let dir = work.join(&r.name);
+        let playlist_path = dir.join("playlist.m3u8");
+        let playlist = read_media_playlist(&playlist_path)?;
+        if playlist.segments.len() as u32 > chunk.max_segments {
+            return Err(MediaError::Verification(format!(
+                "chunk {} of {} made {} segments, more than its {}",
+                chunk.index,
+                r.name,
+                playlist.segments.len(),
+                chunk.max_segments
+            )));
+        }
+        let frames = count_frames(&playlist_path).await?;
+        if (frames as f64 - expected).abs() > tolerance {
+            return Err(MediaError::Verification(format!(
+                "chunk {} of {} has {frames} frames, expected {expected}",
+                chunk.index, r.name
+            )));
+        }
+        if let Some(first) = reference {
+            if first != frames {
+                return Err(MediaError::Verification(format!(
+                    "chunk {}: {} has {frames} frames but the first rendition {first}",
+                    chunk.index, r.name
+                )));
+            }
+        }
+        reference = Some(frames);
+        let mut segments = Vec::new();
+        for seg in &playlist.segments {
+            let path = dir.join(&seg.uri);
+            let bytes = storage
+                .put_file(
+                    &path,
+                    &ObjectRef::new(
+                        &input.bucket,
+                        format!("{}/{}/{}", input.prefix, r.name, seg.uri),
+                    ),
+                )
+                .await?;
+            segments.push(SegmentInfo {
+                uri: seg.uri.clone(),
+                duration: f64::from(seg.duration),
+                bytes,
+            });
+        }
+        variants.push(ChunkVariant {
+            name: r.name.clone(),
+            segments,
+        });
+    }
+    Ok(LadderChunkOutput {
+        index: chunk.index,
+        variants,
+        encoder: enc.video_encoder_name().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use transcoder_workflows::media::{FrameRate, VideoRendition};
+
+    fn input(chunk: ChunkPlan) -> LadderChunkInput {
+        let rung = |name: &str, w, h, k| VideoRendition {
+            name: name.into(),
+            width: w,
+            height: h,
+            bitrate_kbps: k,
+            maxrate_kbps: k,
+            bufsize_kbps: 2 * k,
+        };
+        LadderChunkInput {
+            source: ObjectRef::new("b", "k"),
+            bucket: "media".into(),
+            prefix: "c/hls/m".into(),
+            renditions: vec![rung("720p", 1280, 720, 2500), rung("360p", 640, 360, 500)],
+            frame_rate: FrameRate {
+                num: 30000,
+                den: 1001,
+            },
+            gop_seconds: 2,
+            segment_seconds: 6,
+            chunk,
+        }
+    }
+
+    fn args(chunk: ChunkPlan) -> Vec<String> {
+        chunk_args(
+            &input(chunk),
+            Path::new("/mezz.mp4"),
+            Path::new("/w"),
+            &EncoderSettings::default(),
+        )
+        .into_vec()
+        .into_iter()
+        .map(|s| s.into_string().unwrap())
+        .collect()
+    }
+
+    fn value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+        args.iter()
+            .position(|a| a == flag)
+            .map(|i| args[i + 1].as_str())
+    }
+
+    #[test]
+    fn a_chunk_is_one_decode_of_an_exact_frame_range() {
+        let chunk = ChunkPlan {
+            index: 1,
+            start_seconds: 12.0,
+            duration_seconds: 12.0,
+            first_segment: 2,
+            max_segments: 2,
+            last: false,
+        };
+        let a = args(chunk);
+        assert_eq!(a.iter().filter(|x| *x == "-i").count(), 1);
+        assert_eq!(value(&a, "-ss"), Some("12.000"));
+        assert_eq!(
+            value(&a, "-frames:v"),
+            Some("360"),
+            "frames 360..720 at 29.97 fps"
+        );
+        assert_eq!(
+            value(&a, "-output_ts_offset"),
+            Some("12.012000"),
+            "frame 360's time"
+        );
+        assert_eq!(value(&a, "-start_number"), Some("2"));
+        assert!(
+            a.contains(&"-an".to_string()),
+            "audio is encoded once, elsewhere"
+        );
+        assert!(value(&a, "-filter_complex")
+            .unwrap()
+            .starts_with("[0:v]split=2[s0][s1]"));
+        assert_eq!(
+            value(&a, "-var_stream_map"),
+            Some("v:0,name:720p v:1,name:360p")
+        );
+    }
+
+    #[test]
+    fn the_last_chunk_runs_to_the_end() {
+        let chunk = ChunkPlan {
+            index: 3,
+            start_seconds: 36.0,
+            duration_seconds: 4.0,
+            first_segment: 6,
+            max_segments: 2,
+            last: true,
+        };
+        assert_eq!(value(&args(chunk), "-frames:v"), None);
+    }
+}
