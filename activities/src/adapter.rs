@@ -107,6 +107,7 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: ProbeInput,
     ) -> Result<ProbeResult, ActivityError> {
+        let _hb = Heartbeat::start(&ctx);
         let run = async {
             let work = self.work_dir(&ctx)?;
             let path = self

@@ -113,9 +113,7 @@ async fn process(
             ProbeInput {
                 source: keys.input(),
             },
-            ActivityOptions::with_start_to_close_timeout(Duration::from_secs(120))
-                .retry_policy(transient_retries(5))
-                .build(),
+            short_step(Duration::from_secs(120)),
         )
         .await
         .map_err(|e| step_failed("probe", &e))?;
@@ -204,9 +202,7 @@ async fn process(
                     width: THUMBNAIL_SIZE.0,
                     height: THUMBNAIL_SIZE.1,
                 },
-                ActivityOptions::with_start_to_close_timeout(Duration::from_secs(300))
-                    .retry_policy(transient_retries(5))
-                    .build(),
+                short_step(Duration::from_secs(300)),
             );
             // The poster frame does not wait for the ladder.
             let (ladder, thumb) = futures::join!(ladder, thumbnail);
@@ -345,9 +341,11 @@ async fn encode_ladder(
             config.segment_seconds,
             config.segments_per_chunk,
         );
-        let mut done = Vec::with_capacity(chunks.len());
-        for batch in chunks.chunks(config.max_parallel_chunks.max(1)) {
-            let running = batch.iter().map(|chunk| {
+        // A sliding window: a new chunk starts as soon as any running one finishes.
+        // (`select_all` polls with the SDK's own waker; `FuturesUnordered` would not.)
+        let start = |chunk: &ChunkPlan| {
+            let chunk = *chunk;
+            Box::pin(async move {
                 ctx.execute_activity(
                     act::LadderChunk,
                     LadderChunkInput {
@@ -358,18 +356,28 @@ async fn encode_ladder(
                         frame_rate: plan.frame_rate,
                         gop_seconds: config.gop_seconds,
                         segment_seconds: config.segment_seconds,
-                        chunk: *chunk,
+                        chunk,
                     },
-                    chunk_options(chunk),
+                    chunk_options(&chunk),
                 )
-            });
-            for (chunk, result) in batch.iter().zip(futures::future::join_all(running).await) {
-                done.push(
-                    result
-                        .map_err(|e| step_failed(&format!("ladder chunk {}", chunk.index), &e))?,
-                );
-            }
+                .await
+                .map_err(|e| step_failed(&format!("ladder chunk {}", chunk.index), &e))
+            })
+        };
+        let mut waiting = chunks.iter();
+        let mut running: Vec<_> = waiting
+            .by_ref()
+            .take(config.max_parallel_chunks.max(1))
+            .map(start)
+            .collect();
+        let mut done = Vec::with_capacity(chunks.len());
+        while !running.is_empty() {
+            let (result, _, rest) = futures::future::select_all(running).await;
+            running = rest;
+            done.push(result?);
+            running.extend(waiting.next().map(start));
         }
+        done.sort_by_key(|c| c.index);
         Ok::<_, String>(done)
     };
     let (video, audio) = futures::join!(video, audio);
@@ -451,6 +459,15 @@ fn transient_retries(attempts: u32) -> RetryPolicy {
         .backoff_coefficient(2.0)
         .maximum_interval(Duration::from_secs(60))
         .maximum_attempts(attempts)
+        .build()
+}
+
+/// Options for short steps (probe, thumbnail): they heartbeat too, so a killed worker's
+/// step is retried elsewhere after 30 s instead of after its whole timeout.
+fn short_step(timeout: Duration) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(timeout)
+        .heartbeat_timeout(Duration::from_secs(30))
+        .retry_policy(transient_retries(5))
         .build()
 }
 

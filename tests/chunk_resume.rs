@@ -1,0 +1,261 @@
+//! The durability promise for the ladder: `kill -9` a worker in the middle of the ladder,
+//! start another, and the job completes, redoing only the chunks that were in flight.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const QUEUE: &str = "q-chunks";
+/// 48 s at one 6 s segment per chunk: 8 chunks.
+const SECONDS: u32 = 48;
+const CHUNK_SECONDS: f64 = 6.0;
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn job(media: &str, hook: &WebhookReceiver) -> Value {
+    json!({
+        "mediaId": media,
+        "creatorId": "c1",
+        "mediaType": "video",
+        "inputBucket": ARCHIVE_BUCKET,
+        "inputKey": format!("originals/c1/{media}/original.mp4"),
+        "outputBucket": MEDIA_BUCKET,
+        "outputPrefix": format!("c1/hls/{media}"),
+        "assetsBucket": ASSETS_BUCKET,
+        "webhookUrl": hook.url(),
+        "webhookSecret": hook.secret,
+        "segmentsPerChunk": 1,
+    })
+}
+
+/// Relative paths of every file under a media item's HLS tree.
+fn hls_files(out: &Path, media: &str) -> BTreeSet<String> {
+    let root = object_path(out, MEDIA_BUCKET, &format!("c1/hls/{media}"));
+    walk(&root)
+        .into_iter()
+        .map(|p| p.strip_prefix(&root).unwrap().to_string_lossy().to_string())
+        .collect()
+}
+
+/// `(attempt, chunk start)` of every ladder chunk activity in a workflow's history.
+async fn chunk_attempts(h: &Harness, workflow_id: &str) -> Vec<u64> {
+    let temporal = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/temporal");
+    let out = tokio::process::Command::new(temporal)
+        .args([
+            "workflow",
+            "show",
+            "--workflow-id",
+            workflow_id,
+            "--output",
+            "json",
+            "--address",
+        ])
+        .arg(h.address())
+        .output()
+        .await
+        .expect("temporal workflow show");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let history: Value = serde_json::from_slice(&out.stdout).expect("history JSON");
+    let events = history["events"].as_array().expect("events");
+    // Scheduled event id -> activity type, then the attempt of each started event.
+    let mut types = std::collections::HashMap::new();
+    let mut attempts = Vec::new();
+    for e in events {
+        let id = e["eventId"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| e["eventId"].as_i64().map(|i| i.to_string()));
+        if let Some(attrs) = e.get("activityTaskScheduledEventAttributes") {
+            types.insert(
+                id.unwrap_or_default(),
+                attrs["activityType"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        if let Some(attrs) = e.get("activityTaskStartedEventAttributes") {
+            let scheduled = attrs["scheduledEventId"]
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| attrs["scheduledEventId"].as_i64().map(|i| i.to_string()))
+                .unwrap_or_default();
+            if types.get(&scheduled).map(String::as_str) == Some("ladder_chunk") {
+                attempts.push(attrs["attempt"].as_u64().unwrap_or(1));
+            }
+        }
+    }
+    attempts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_worker_costs_at_most_the_chunks_in_flight() {
+    let h = Harness::start().await;
+    let out = h.path("out");
+    let hook = WebhookReceiver::start("whsec-chunks");
+    for media in ["kill1", "calm1"] {
+        make_video(
+            &object_path(
+                &out,
+                ARCHIVE_BUCKET,
+                &format!("originals/c1/{media}/original.mp4"),
+            ),
+            640,
+            360,
+            SECONDS,
+            25,
+        )
+        .await;
+        std::fs::write(
+            h.path(&format!("{media}.json")),
+            serde_json::to_vec(&job(media, &hook)).unwrap(),
+        )
+        .unwrap();
+    }
+
+    // Worker A takes the job; once some chunks are published, it is killed outright.
+    let mut first = h.spawn(&["worker", "--out", s(&out), "--task-queue", QUEUE]);
+    let started = h
+        .run(&[
+            "submit",
+            "--job",
+            s(&h.path("kill1.json")),
+            "--task-queue",
+            QUEUE,
+        ])
+        .await;
+    started.assert_success();
+    let segments_dir = object_path(&out, MEDIA_BUCKET, "c1/hls/kill1/360p");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let done = std::fs::read_dir(&segments_dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "ts"))
+                    .count()
+            })
+            .unwrap_or(0);
+        // Three chunks done: with four at a time, others are in flight right now.
+        if done >= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no chunk finished in time\n{}",
+            first.dump()
+        );
+        assert!(
+            first.try_status().is_none(),
+            "worker A exited early\n{}",
+            first.dump()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.signal(libc::SIGKILL);
+    first
+        .wait_for_exit(Duration::from_secs(10))
+        .await
+        .expect("worker A is gone");
+    assert!(
+        !std::fs::read_dir(&segments_dir).unwrap().any(|e| e
+            .unwrap()
+            .path()
+            .to_string_lossy()
+            .contains("playlist")),
+        "no playlist may be published before every chunk is done"
+    );
+
+    // Worker B finishes the job; `submit --wait` attaches to the running workflow.
+    let mut second = h.spawn(&["worker", "--out", s(&out), "--task-queue", QUEUE]);
+    let finished = h
+        .run(&[
+            "submit",
+            "--job",
+            s(&h.path("kill1.json")),
+            "--wait",
+            "--task-queue",
+            QUEUE,
+        ])
+        .await;
+    if !finished.status.success() {
+        panic!(
+            "the job did not complete after the kill\n{}\n{}",
+            finished.dump(),
+            second.dump()
+        );
+    }
+    let body = finished.json();
+    assert_eq!(body["status"], "completed", "{body:#}");
+    assert_eq!(
+        body["id"],
+        started.stdout.trim(),
+        "attached to the same workflow"
+    );
+
+    // Only chunks in flight ran again; every chunk was scheduled once.
+    let attempts = chunk_attempts(&h, "transcode-kill1").await;
+    let chunks = (f64::from(SECONDS) / CHUNK_SECONDS).ceil() as usize;
+    assert_eq!(
+        attempts.len(),
+        chunks,
+        "one ladder_chunk activity per chunk: {attempts:?}"
+    );
+    let redone = attempts.iter().filter(|a| **a > 1).count();
+    assert!(
+        redone >= 1,
+        "the kill should have interrupted at least one chunk: {attempts:?}"
+    );
+    assert!(
+        redone <= 4,
+        "at most the 4 chunks in flight may run again: {attempts:?}"
+    );
+    eprintln!(
+        "resume waste: {redone} chunk(s) re-encoded = {:.0} media-seconds (chunk = {CHUNK_SECONDS} s, {chunks} chunks)",
+        redone as f64 * CHUNK_SECONDS
+    );
+
+    // The same outputs as an uninterrupted run, and they pass the verification gate.
+    let calm = h
+        .run(&[
+            "submit",
+            "--job",
+            s(&h.path("calm1.json")),
+            "--wait",
+            "--task-queue",
+            QUEUE,
+        ])
+        .await;
+    calm.assert_success();
+    assert_eq!(
+        hls_files(&out, "kill1"),
+        hls_files(&out, "calm1"),
+        "key sets differ"
+    );
+    let body_file = h.path("kill1-body.json");
+    std::fs::write(&body_file, serde_json::to_vec(&body).unwrap()).unwrap();
+    let verify = h
+        .run(&["verify", "--body", s(&body_file), "--out", s(&out)])
+        .await;
+    verify.assert_success();
+
+    second.signal(libc::SIGTERM);
+    let status = second
+        .wait_for_exit(Duration::from_secs(60))
+        .await
+        .expect("worker B stops");
+    assert!(
+        status.success(),
+        "worker B exited with {status}\n{}",
+        second.dump()
+    );
+}
