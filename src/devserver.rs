@@ -133,7 +133,8 @@ impl DevServer {
         .stdout(log_file)
         .stderr(log_err)
         .kill_on_drop(true);
-        die_with_parent(&mut cmd);
+        // A `kill -9` of transcoder or a crashed test must not leave a server behind.
+        transcoder_activities::process::die_with_parent(&mut cmd);
         let child = cmd.spawn().map_err(|source| DevServerError::Spawn {
             cli: cli.clone(),
             source,
@@ -223,21 +224,4 @@ fn terminate(child: &Child) {
             libc::kill(pid as libc::pid_t, libc::SIGTERM);
         }
     }
-}
-
-/// On Linux, ask the kernel to kill the server if we die, so a `kill -9` of transcoder or a
-/// crashed test never leaves a server behind.
-fn die_with_parent(cmd: &mut Command) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl is async-signal-safe and touches only the child being set up.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
 }

@@ -11,6 +11,7 @@ pub mod hls;
 pub mod loudness;
 pub mod mezzanine;
 pub mod probe;
+pub mod process;
 pub mod secrets;
 pub mod storage;
 pub mod thumbnail;

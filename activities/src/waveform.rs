@@ -308,7 +308,9 @@ pub fn audiowaveform_png_args(wav: &Path, png: &Path) -> Vec<OsString> {
 
 async fn run_audiowaveform(bin: &Path, args: &[OsString]) -> Result<()> {
     tracing::debug!(bin = %bin.display(), args = ?args, "audiowaveform");
-    let output = Command::new(bin)
+    let mut cmd = Command::new(bin);
+    crate::process::die_with_parent(&mut cmd);
+    let output = cmd
         .args(args)
         .stdin(Stdio::null())
         .kill_on_drop(true)
@@ -472,7 +474,9 @@ async fn decode_points(
 ) -> Result<Summaries> {
     let args = pcm_args(source, filter);
     tracing::debug!(args = ?args.as_slice(), "ffmpeg (waveform samples)");
-    let mut child = Command::new(crate::ffmpeg::run::ffmpeg_bin())
+    let mut cmd = Command::new(crate::ffmpeg::run::ffmpeg_bin());
+    crate::process::die_with_parent(&mut cmd);
+    let mut child = cmd
         .args(args.as_slice())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

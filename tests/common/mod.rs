@@ -1338,15 +1338,13 @@ pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
 pub fn searchable_text(v: &Value) -> String {
     fn collect(v: &Value, out: &mut String, depth: usize) {
         match v {
-            Value::String(s) => {
-                if depth < 4 && s.len() >= 4 {
-                    if let Some(bytes) = base64_decode(s) {
-                        let decoded = String::from_utf8_lossy(&bytes).into_owned();
-                        out.push('\n');
-                        out.push_str(&decoded);
-                        if let Ok(inner) = serde_json::from_slice::<Value>(&bytes) {
-                            collect(&inner, out, depth + 1);
-                        }
+            Value::String(s) if depth < 4 && s.len() >= 4 => {
+                if let Some(bytes) = base64_decode(s) {
+                    let decoded = String::from_utf8_lossy(&bytes).into_owned();
+                    out.push('\n');
+                    out.push_str(&decoded);
+                    if let Ok(inner) = serde_json::from_slice::<Value>(&bytes) {
+                        collect(&inner, out, depth + 1);
                     }
                 }
             }

@@ -123,7 +123,9 @@ pub async fn ffmpeg_with_stderr(
     progress: &ScaledProgress,
 ) -> Result<String> {
     tracing::debug!(args = ?args, "ffmpeg");
-    let mut child = Command::new(ffmpeg_bin())
+    let mut cmd = Command::new(ffmpeg_bin());
+    crate::process::die_with_parent(&mut cmd);
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -192,7 +194,9 @@ pub async fn ffmpeg_with_stderr(
 /// Runs ffprobe with JSON output and returns the parsed document. A file ffprobe cannot
 /// parse is [`MediaError::Unreadable`]: no retry will change that.
 pub async fn ffprobe_json(args: &[OsString]) -> Result<serde_json::Value> {
-    let output = Command::new(ffprobe_bin())
+    let mut cmd = Command::new(ffprobe_bin());
+    crate::process::die_with_parent(&mut cmd);
+    let output = cmd
         .args(["-v", "error", "-of", "json"])
         .args(args)
         .stdin(Stdio::null())
