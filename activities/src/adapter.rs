@@ -135,6 +135,23 @@ impl MediaActivities {
                 .readable_path(&input.source, work.path())
                 .await?;
             let duration = probe::probe_file(&source).await?.duration_seconds;
+            // A retry after the mezzanine was stored (the worker died before reporting it)
+            // must not encode it again: a verified mezzanine is the checkpoint.
+            if self.storage.exists(&input.dest).await? {
+                let existing = self.storage.readable_path(&input.dest, work.path()).await?;
+                if let Ok(made) = probe::probe_file(&existing).await {
+                    if mezzanine::check_mezzanine(&input, &made, duration).is_ok() {
+                        let size_bytes = std::fs::metadata(&existing)
+                            .map(|m| m.len())
+                            .unwrap_or(made.size_bytes);
+                        tracing::info!(dest = %input.dest, "verified mezzanine already stored; not encoding again");
+                        return Ok(StoredObject {
+                            object: input.dest.clone(),
+                            size_bytes,
+                        });
+                    }
+                }
+            }
             let out = work.path().join("mezzanine.mp4");
             mezzanine::encode_mezzanine(
                 &input,
@@ -149,16 +166,7 @@ impl MediaActivities {
             let made = probe::probe_file(&out)
                 .await
                 .map_err(|e| MediaError::Verification(format!("mezzanine: {e}")))?;
-            if input.video.is_some() && made.video.is_none() {
-                return Err(MediaError::Verification(
-                    "mezzanine has no video stream".into(),
-                ));
-            }
-            if input.has_audio && made.audio.is_none() {
-                return Err(MediaError::Verification(
-                    "mezzanine has no audio stream".into(),
-                ));
-            }
+            mezzanine::check_mezzanine(&input, &made, duration)?;
             let size_bytes = self.storage.put_file(&out, &input.dest).await?;
             tracing::info!(dest = %input.dest, size_bytes, "mezzanine stored");
             Ok(StoredObject {

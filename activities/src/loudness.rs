@@ -17,8 +17,10 @@ pub const TARGET_LRA: f64 = 11.0;
 /// normalize, and amplifying noise floor by 50 dB would be wrong.
 const SILENCE_LUFS: f64 = -70.0;
 
+/// Pass 1 measures the stereo downmix (the same default matrix as the mezzanine's `-ac 2`),
+/// because that is what pass 2 normalizes: a 5.1 or mono source measures differently.
 fn measure_filter() -> String {
-    format!("loudnorm=I={TARGET_I}:TP={TARGET_TP}:LRA={TARGET_LRA}:print_format=json")
+    format!("aformat=channel_layouts=stereo,loudnorm=I={TARGET_I}:TP={TARGET_TP}:LRA={TARGET_LRA}:print_format=json")
 }
 
 /// The pass-2 filter chain for a measured programme: linear gain to the target (loudnorm

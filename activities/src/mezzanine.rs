@@ -2,12 +2,12 @@
 //! stereo AAC, IDR every GOP, faststart), so every later step reads a predictable file.
 
 use crate::encoder::EncoderSettings;
-use crate::error::Result;
+use crate::error::{MediaError, Result};
 use crate::ffmpeg::args::h264_gop;
 use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
 use std::path::Path;
-use transcoder_workflows::media::{HdrTransfer, MezzanineInput};
+use transcoder_workflows::media::{HdrTransfer, MezzanineInput, ProbeResult};
 
 /// AAC bitrate of the mezzanine's audio: transparent enough to re-encode from later.
 pub const MEZZANINE_AUDIO_KBPS: u32 = 256;
@@ -81,6 +81,40 @@ pub fn tone_map_filter(transfer: HdrTransfer) -> String {
          zscale=p=bt709,tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv",
         transfer.zimg_name()
     )
+}
+
+/// What a usable mezzanine is: the planned streams, the source's length, and for video the
+/// planned constant frame rate in 8-bit 4:2:0.
+pub fn check_mezzanine(
+    input: &MezzanineInput,
+    made: &ProbeResult,
+    source_duration: f64,
+) -> Result<()> {
+    let fail = |why: String| Err(MediaError::Verification(format!("mezzanine {why}")));
+    if input.has_audio && made.audio.is_none() {
+        return fail("has no audio stream".into());
+    }
+    if let Some(plan) = &input.video {
+        let Some(video) = &made.video else {
+            return fail("has no video stream".into());
+        };
+        if video.pix_fmt.as_deref() != Some("yuv420p") {
+            return fail(format!("is {:?}, not yuv420p", video.pix_fmt));
+        }
+        if video.frame_rate != Some(plan.frame_rate) {
+            return fail(format!(
+                "runs at {:?}, not {:?}",
+                video.frame_rate, plan.frame_rate
+            ));
+        }
+    }
+    if (made.duration_seconds - source_duration).abs() > 0.5 {
+        return fail(format!(
+            "lasts {:.3} s, the source {source_duration:.3} s",
+            made.duration_seconds
+        ));
+    }
+    Ok(())
 }
 
 pub async fn encode_mezzanine(

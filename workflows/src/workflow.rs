@@ -133,38 +133,40 @@ async fn process(
         MediaType::Audio => None,
     };
 
-    let mezzanine = ctx
-        .execute_activity(
-            act::Mezzanine,
-            MezzanineInput {
-                source: keys.input(),
-                dest: keys.mezzanine(),
-                video: video_plan.as_ref().map(|p| MezzanineVideo {
-                    frame_rate: p.frame_rate,
-                    gop_seconds: config.gop_seconds,
-                    tone_map_from: p.tone_map_from,
-                }),
-                has_audio: probe.audio.is_some(),
-            },
-            long_running(&probe),
-        )
-        .await
-        .map_err(|e| step_failed("mezzanine", &e))?;
-
-    // Pass 1 of the two-pass loudness normalization, on the mezzanine's audio only.
-    let loudness = match probe.audio {
-        Some(_) => ctx
-            .execute_activity(
-                act::Loudness,
-                LoudnessInput {
-                    source: mezzanine.object.clone(),
-                },
-                long_running(&probe),
-            )
-            .await
-            .map_err(|e| step_failed("loudness analysis", &e))?,
-        None => None,
+    let mezzanine = ctx.execute_activity(
+        act::Mezzanine,
+        MezzanineInput {
+            source: keys.input(),
+            dest: keys.mezzanine(),
+            video: video_plan.as_ref().map(|p| MezzanineVideo {
+                frame_rate: p.frame_rate,
+                gop_seconds: config.gop_seconds,
+                tone_map_from: p.tone_map_from,
+            }),
+            has_audio: probe.audio.is_some(),
+        },
+        long_running(&probe),
+    );
+    // Pass 1 of the two-pass loudness normalization runs beside the mezzanine encode: it
+    // decodes only the source's audio, downmixed to stereo exactly as the mezzanine is.
+    let loudness = async {
+        match probe.audio {
+            Some(_) => ctx
+                .execute_activity(
+                    act::Loudness,
+                    LoudnessInput {
+                        source: keys.input(),
+                    },
+                    long_running(&probe),
+                )
+                .await
+                .map_err(|e| step_failed("loudness analysis", &e)),
+            None => Ok(None),
+        }
     };
+    let (mezzanine, loudness) = futures::join!(mezzanine, loudness);
+    let mezzanine = mezzanine.map_err(|e| step_failed("mezzanine", &e))?;
+    let loudness = loudness?;
 
     let mut output = CompletedOutput {
         media_id: job.media_id.clone(),
