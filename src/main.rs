@@ -181,9 +181,12 @@ fn init_logging() {
     let filter = EnvFilter::try_from_env("TRANSCODER_LOG").unwrap_or_else(|_| {
         EnvFilter::new("info,temporalio_sdk_core=warn,temporalio_sdk=warn,temporalio_client=warn")
     });
+    // Colours only on a terminal: logs in files and CI output stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false)
         .init();
 }
