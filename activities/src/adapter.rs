@@ -21,7 +21,7 @@ use transcoder_workflows::activities::{defs, WebhookReceipt, WebhookRequest};
 use transcoder_workflows::media::{
     AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, HlsOutput,
     LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement, MezzanineInput,
-    ProbeInput, ProbeResult, StoredObject, ThumbnailInput, VerifyInput, VerifyReport,
+    ObjectRef, ProbeInput, ProbeResult, StoredObject, ThumbnailInput, VerifyInput, VerifyReport,
     WaveformInput, WaveformOutput,
 };
 
@@ -50,6 +50,18 @@ impl MediaActivities {
             secrets,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// A scratch folder for this activity, a local path to `source` and its duration.
+    async fn open_source(
+        &self,
+        ctx: &ActivityContext,
+        source: &ObjectRef,
+    ) -> Result<(tempfile::TempDir, PathBuf, f64), MediaError> {
+        let work = self.work_dir(ctx)?;
+        let path = self.storage.readable_path(source, work.path()).await?;
+        let duration = probe::probe_file(&path).await?.duration_seconds;
+        Ok((work, path, duration))
     }
 
     fn work_dir(&self, ctx: &ActivityContext) -> Result<tempfile::TempDir, MediaError> {
@@ -129,12 +141,7 @@ impl MediaActivities {
     ) -> Result<StoredObject, ActivityError> {
         let (progress, _hb) = Heartbeat::start(&ctx);
         let run = async {
-            let work = self.work_dir(&ctx)?;
-            let source = self
-                .storage
-                .readable_path(&input.source, work.path())
-                .await?;
-            let duration = probe::probe_file(&source).await?.duration_seconds;
+            let (work, source, duration) = self.open_source(&ctx, &input.source).await?;
             // A retry after the mezzanine was stored (the worker died before reporting it)
             // must not encode it again: a verified mezzanine is the checkpoint.
             if self.storage.exists(&input.dest).await? {
@@ -185,12 +192,7 @@ impl MediaActivities {
     ) -> Result<Option<LoudnessMeasurement>, ActivityError> {
         let (progress, _hb) = Heartbeat::start(&ctx);
         let run = async {
-            let work = self.work_dir(&ctx)?;
-            let source = self
-                .storage
-                .readable_path(&input.source, work.path())
-                .await?;
-            let duration = probe::probe_file(&source).await?.duration_seconds;
+            let (_work, source, duration) = self.open_source(&ctx, &input.source).await?;
             let m = loudness::measure(&source, duration, &progress.scaled(0.0, 1.0)).await?;
             tracing::info!(source = %input.source, measurement = ?m, "loudness measured (pass 1)");
             Ok::<_, MediaError>(m)
@@ -242,12 +244,7 @@ impl MediaActivities {
     ) -> Result<AudioRenditionOutput, ActivityError> {
         let (progress, _hb) = Heartbeat::start(&ctx);
         let run = async {
-            let work = self.work_dir(&ctx)?;
-            let source = self
-                .storage
-                .readable_path(&input.source, work.path())
-                .await?;
-            let duration = probe::probe_file(&source).await?.duration_seconds;
+            let (work, source, duration) = self.open_source(&ctx, &input.source).await?;
             assemble::encode_audio_rendition(
                 &self.storage,
                 &input,
@@ -290,12 +287,7 @@ impl MediaActivities {
     ) -> Result<HlsOutput, ActivityError> {
         let (progress, _hb) = Heartbeat::start(&ctx);
         let run = async {
-            let work = self.work_dir(&ctx)?;
-            let source = self
-                .storage
-                .readable_path(&input.source, work.path())
-                .await?;
-            let duration = probe::probe_file(&source).await?.duration_seconds;
+            let (work, source, duration) = self.open_source(&ctx, &input.source).await?;
             let out = work.path().join("hls");
             let variants = hls::encode_audio_ladder(
                 &input,
@@ -329,12 +321,7 @@ impl MediaActivities {
     ) -> Result<WaveformOutput, ActivityError> {
         let (progress, _hb) = Heartbeat::start(&ctx);
         let run = async {
-            let work = self.work_dir(&ctx)?;
-            let source = self
-                .storage
-                .readable_path(&input.source, work.path())
-                .await?;
-            let duration = probe::probe_file(&source).await?.duration_seconds;
+            let (work, source, duration) = self.open_source(&ctx, &input.source).await?;
             // The waveform shows what listeners hear: the loudness-normalized audio, applied
             // in the same decode.
             let filter = loudness::output_audio_filter(input.loudness.as_ref());

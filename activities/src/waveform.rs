@@ -56,7 +56,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::io::AsyncReadExt;
-use tokio::process::{ChildStderr, Command};
+use tokio::process::Command;
 
 /// Points (min/max pairs) per second of audio.
 pub const POINTS_PER_SECOND: u32 = 10;
@@ -445,26 +445,6 @@ struct Summaries {
     image: Vec<Point>,
 }
 
-/// Keeps the last 64 KiB of a child's stderr: a decode error per frame must not grow
-/// without bound over a three-hour file.
-async fn read_stderr_tail(stderr: Option<ChildStderr>) -> Vec<u8> {
-    const KEEP: usize = 64 * 1024;
-    let mut buf = Vec::new();
-    if let Some(mut s) = stderr {
-        let mut chunk = [0u8; 8192];
-        while let Ok(n) = s.read(&mut chunk).await {
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if buf.len() > 2 * KEEP {
-                buf.drain(..buf.len() - KEEP);
-            }
-        }
-    }
-    buf
-}
-
 /// Runs ffmpeg with [`pcm_args`] and summarizes the samples as they arrive.
 async fn decode_points(
     source: &Path,
@@ -488,7 +468,7 @@ async fn decode_points(
             tool: "ffmpeg",
             source,
         })?;
-    let stderr_task = tokio::spawn(read_stderr_tail(child.stderr.take()));
+    let stderr_task = tokio::spawn(crate::ffmpeg::run::read_stderr_tail(child.stderr.take()));
     let mut stdout = child.stdout.take().ok_or_else(|| MediaError::Spawn {
         tool: "ffmpeg",
         source: std::io::Error::other("stdout is not piped"),

@@ -62,6 +62,26 @@ impl ScaledProgress {
     }
 }
 
+/// Keeps the last 256 KiB of a child's stderr: a warning per frame over a three-hour file
+/// must not grow without bound, and the end is what says why it failed.
+pub(crate) async fn read_stderr_tail(stderr: Option<tokio::process::ChildStderr>) -> Vec<u8> {
+    const KEEP: usize = 256 * 1024;
+    let mut buf = Vec::new();
+    if let Some(mut s) = stderr {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = s.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.len() > 2 * KEEP {
+                buf.drain(..buf.len() - KEEP);
+            }
+        }
+    }
+    buf
+}
+
 pub(crate) fn ffmpeg_bin() -> OsString {
     std::env::var_os("FFMPEG").unwrap_or_else(|| "ffmpeg".into())
 }
@@ -139,24 +159,7 @@ pub async fn ffmpeg_with_stderr(
         })?;
 
     let stderr = child.stderr.take();
-    let stderr_task = tokio::spawn(async move {
-        // Keep at most the last 256 KiB: a warning per frame must not grow without bound.
-        const KEEP: usize = 256 * 1024;
-        let mut buf = Vec::new();
-        if let Some(mut s) = stderr {
-            let mut chunk = [0u8; 8192];
-            while let Ok(n) = s.read(&mut chunk).await {
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                if buf.len() > 2 * KEEP {
-                    buf.drain(..buf.len() - KEEP);
-                }
-            }
-        }
-        buf
-    });
+    let stderr_task = tokio::spawn(read_stderr_tail(stderr));
 
     if let Some(stdout) = child.stdout.take() {
         let mut lines = BufReader::new(stdout).lines();
