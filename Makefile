@@ -73,4 +73,4 @@ $(DEMO_INPUT):
 	  -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac -b:a 128k -shortest $@
 
 clean-demo:
-	rm -rf out $(DEMO_DIR)
+	rm -rf out .transcoder

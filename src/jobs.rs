@@ -27,6 +27,15 @@ pub fn workflow_id_for(job: &JobInput) -> String {
     }
 }
 
+/// What submitting a job did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// A new run started, or the running one was attached to.
+    Running,
+    /// The media item already completed: its stored result stands, nothing runs again.
+    AlreadyCompleted,
+}
+
 /// How many times a failed job may be submitted again (media-api expects one retry).
 pub fn max_job_retries() -> u64 {
     std::env::var("TRANSCODER_MAX_JOB_RETRIES")
@@ -51,7 +60,7 @@ pub async fn start_or_attach(
     job: &JobInput,
     task_queue: &str,
     max_retries: u64,
-) -> Result<String> {
+) -> Result<(String, Submitted)> {
     let id = workflow_id_for(job);
     let by_id = format!("WorkflowId = '{id}'");
     let live = count(
@@ -81,14 +90,15 @@ pub async fn start_or_attach(
         .await
     {
         Ok(_) => {
-            tracing::info!(workflow_id = %id, "workflow started (or attached to the running one)")
+            tracing::info!(workflow_id = %id, "workflow started (or attached to the running one)");
+            Ok((id, Submitted::Running))
         }
         Err(WorkflowStartError::AlreadyStarted { .. }) => {
-            tracing::info!(workflow_id = %id, "this media item already completed; returning its result")
+            tracing::info!(workflow_id = %id, "this media item already completed; returning its result");
+            Ok((id, Submitted::AlreadyCompleted))
         }
-        Err(e) => return Err(e).with_context(|| format!("starting workflow {id}")),
+        Err(e) => Err(e).with_context(|| format!("starting workflow {id}")),
     }
-    Ok(id)
 }
 
 /// The final webhook body of a finished workflow, exactly as it was sent.

@@ -337,17 +337,21 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     tokio::pin!(worker_task);
 
-    let id = jobs::start_or_attach(
+    let (id, submitted) = jobs::start_or_attach(
         &temporal.client,
         &job,
         &config.task_queue,
         jobs::max_job_retries(),
     )
     .await?;
-    if let Some(media_id) = &job.media_id {
-        eprintln!(
-            "Job {id} started; if interrupted, run again with --media-id {media_id} to resume."
-        );
+    match (&job.media_id, submitted) {
+        (_, jobs::Submitted::AlreadyCompleted) => eprintln!(
+            "Job {id} already completed earlier: showing its stored result, nothing is encoded again."
+        ),
+        (Some(media_id), jobs::Submitted::Running) => eprintln!(
+            "Job {id} running; if interrupted, run the same command again (or pass --media-id {media_id}) to resume."
+        ),
+        (None, jobs::Submitted::Running) => {}
     }
     let state_dir = args.common.state_dir.display().to_string();
     let body = tokio::select! {
@@ -368,7 +372,8 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     temporal.shutdown().await;
     let body = body?;
 
-    if let Some(receiver) = &local_receiver {
+    // A stored result was delivered when it was made; nothing is sent again.
+    if let (Some(receiver), jobs::Submitted::Running) = (&local_receiver, submitted) {
         report_local_webhook(receiver, &body);
     }
     if args.json {
@@ -521,7 +526,7 @@ async fn submit(args: SubmitArgs) -> Result<ExitCode> {
     let key = SecretBox::from_env()?.ok_or(transcoder_activities::secrets::SecretError::NoKey)?;
     seal_secret(&mut job, &key);
     let client = Temporal::connect_remote().await?;
-    let id =
+    let (id, _) =
         jobs::start_or_attach(&client, &job, &args.task_queue, jobs::max_job_retries()).await?;
     if !args.wait {
         println!("{id}");

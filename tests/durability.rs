@@ -25,7 +25,7 @@ fn tmp_text(h: &Harness) -> String {
     h.tmp.path().to_str().expect("utf-8 path").to_string()
 }
 
-/// The workflow id `run` printed on stderr ("Job transcode-… started; …").
+/// The workflow id `run` printed on stderr ("Job transcode-… running; …").
 fn printed_workflow_id(stderr: &str) -> Option<String> {
     stderr.lines().find_map(|l| {
         l.split_once("Job ")
