@@ -204,7 +204,8 @@ async fn worker_config(common: &CommonArgs, secrets: Option<SecretBox>) -> Resul
     })
 }
 
-/// Deployment defaults a payload may leave out: chunk size and original retention.
+/// Deployment defaults a payload may leave out: chunk size, webhook retry window, original
+/// retention.
 fn apply_env_defaults(job: &mut JobInput) -> Result<()> {
     if job.segments_per_chunk.is_none() {
         if let Ok(v) = std::env::var("TRANSCODER_SEGMENTS_PER_CHUNK") {
@@ -212,6 +213,15 @@ fn apply_env_defaults(job: &mut JobInput) -> Result<()> {
                 v.trim()
                     .parse()
                     .context("TRANSCODER_SEGMENTS_PER_CHUNK must be a number")?,
+            );
+        }
+    }
+    if job.webhook_retry_hours.is_none() {
+        if let Ok(v) = std::env::var("WEBHOOK_RETRY_HOURS") {
+            job.webhook_retry_hours = Some(
+                v.trim()
+                    .parse()
+                    .context("WEBHOOK_RETRY_HOURS must be a whole number of hours")?,
             );
         }
     }

@@ -48,5 +48,6 @@ pub async fn stage_input(storage: &Storage, input: &Path, job: &LocalJob) -> Res
         webhook_secret: Some(job.webhook_secret.clone()),
         original_retention_seconds: None,
         segments_per_chunk: None,
+        webhook_retry_hours: None,
     })
 }

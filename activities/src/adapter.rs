@@ -34,6 +34,7 @@ pub struct MediaActivities {
     /// Opens sealed webhook secrets; `None` on a worker without `TRANSCODER_SECRETS_KEY`.
     secrets: Option<SecretBox>,
     http: reqwest::Client,
+    webhook_policy: webhook::WebhookPolicy,
 }
 
 impl MediaActivities {
@@ -48,7 +49,8 @@ impl MediaActivities {
             scratch,
             encoder,
             secrets,
-            http: reqwest::Client::new(),
+            http: webhook::http_client(),
+            webhook_policy: webhook::WebhookPolicy::from_env(),
         }
     }
 
@@ -448,7 +450,7 @@ impl MediaActivities {
             // may hold the right one: keep it retryable.
             input.secret = opened.map_err(|e| to_activity_error("webhook", e))?;
         }
-        let receipt = webhook::deliver(&self.http, &input)
+        let receipt = webhook::deliver(&self.http, &input, &self.webhook_policy)
             .await
             .map_err(|e| to_activity_error("webhook", e))?;
         tracing::info!(url = %input.url, attempt, status = ?receipt.status_code, delivered = receipt.delivered, "webhook sent");

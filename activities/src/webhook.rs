@@ -7,6 +7,68 @@ use std::time::Duration;
 use transcoder_workflows::activities::{WebhookReceipt, WebhookRequest};
 
 pub const SIGNATURE_HEADER: &str = "X-Runpod-Signature";
+pub const TIMESTAMP_HEADER: &str = "X-Runpod-Timestamp";
+
+/// Where webhooks may go and how they are signed, from the worker's environment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WebhookPolicy {
+    /// `WEBHOOK_ALLOWED_HOSTS`: host names (`api.example.com`, or `*.example.com` for any
+    /// subdomain). `None`: any host (the embedded default); a payload's URL is an SSRF vector,
+    /// so production sets it.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// `WEBHOOK_SIGNATURE_TIMESTAMPS=1`: also send `X-Runpod-Timestamp` and sign
+    /// `"<timestamp>.<body>"` (fresh on every attempt) for replay protection.
+    pub timestamps: bool,
+}
+
+impl WebhookPolicy {
+    pub fn from_env() -> Self {
+        let allowed_hosts = std::env::var("WEBHOOK_ALLOWED_HOSTS").ok().map(|v| {
+            v.split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect()
+        });
+        let timestamps = matches!(
+            std::env::var("WEBHOOK_SIGNATURE_TIMESTAMPS")
+                .as_deref()
+                .map(str::trim),
+            Ok("1") | Ok("true") | Ok("yes")
+        );
+        WebhookPolicy {
+            allowed_hosts,
+            timestamps,
+        }
+    }
+
+    /// Whether `url`'s host may receive webhooks.
+    pub fn allows(&self, url: &str) -> bool {
+        let Some(allowed) = &self.allowed_hosts else {
+            return true;
+        };
+        let Ok(parsed) = reqwest::Url::parse(url) else {
+            return false;
+        };
+        let Some(host) = parsed
+            .host_str()
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        else {
+            return false;
+        };
+        allowed.iter().any(|rule| match rule.strip_prefix("*.") {
+            Some(domain) => host.ends_with(&format!(".{domain}")),
+            None => &host == rule,
+        })
+    }
+}
+
+/// An HTTP client for webhooks: no redirects, since a redirect could lead past the allowlist.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
 
 /// `hex(HMAC-SHA256(secret, body))`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
@@ -31,7 +93,8 @@ pub fn classify(status: u16) -> Outcome {
     match status {
         200..=299 => Outcome::Delivered,
         408 | 429 => Outcome::Retry,
-        400..=499 => Outcome::Rejected,
+        // Redirects are not followed (they could lead past the allowlist).
+        300..=499 => Outcome::Rejected,
         _ => Outcome::Retry,
     }
 }
@@ -39,15 +102,38 @@ pub fn classify(status: u16) -> Outcome {
 /// Sends the webhook once. `Ok` for delivered or rejected (both final); `Err` when a later
 /// attempt may succeed, so the activity's retry policy backs off and tries again with the
 /// same body and signature.
-pub async fn deliver(client: &reqwest::Client, request: &WebhookRequest) -> Result<WebhookReceipt> {
+pub async fn deliver(
+    client: &reqwest::Client,
+    request: &WebhookRequest,
+    policy: &WebhookPolicy,
+) -> Result<WebhookReceipt> {
+    if !policy.allows(&request.url) {
+        tracing::warn!(url = %request.url, "webhook host is not in WEBHOOK_ALLOWED_HOSTS; not sending");
+        return Ok(WebhookReceipt {
+            delivered: false,
+            status_code: None,
+        });
+    }
     let body = serde_json::to_vec(&request.body)
         .map_err(|e| MediaError::Webhook(format!("cannot encode body: {e}")))?;
-    let signature = sign(&request.secret, &body);
-    let response = client
+    let mut post = client
         .post(&request.url)
         .timeout(Duration::from_secs(30))
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(SIGNATURE_HEADER, signature)
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    if policy.timestamps {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut signed = format!("{now}.").into_bytes();
+        signed.extend_from_slice(&body);
+        post = post
+            .header(TIMESTAMP_HEADER, now.to_string())
+            .header(SIGNATURE_HEADER, sign(&request.secret, &signed));
+    } else {
+        post = post.header(SIGNATURE_HEADER, sign(&request.secret, &body));
+    }
+    let response = post
         .body(body)
         .send()
         .await
@@ -92,5 +178,22 @@ mod tests {
         assert_eq!(classify(429), Outcome::Retry);
         assert_eq!(classify(408), Outcome::Retry);
         assert_eq!(classify(503), Outcome::Retry);
+        assert_eq!(classify(302), Outcome::Rejected);
+    }
+
+    #[test]
+    fn allowlist_matches_hosts_and_subdomains_only() {
+        let p = WebhookPolicy {
+            allowed_hosts: Some(vec!["api.example.com".into(), "*.hooks.example.net".into()]),
+            timestamps: false,
+        };
+        assert!(p.allows("https://api.example.com/h"));
+        assert!(p.allows("https://API.example.com./h"));
+        assert!(p.allows("https://a.hooks.example.net/h"));
+        assert!(!p.allows("https://hooks.example.net/h"));
+        assert!(!p.allows("https://api.example.com.evil.io/h"));
+        assert!(!p.allows("http://169.254.169.254/latest/meta-data"));
+        assert!(!p.allows("http://127.0.0.1:8080/h"));
+        assert!(WebhookPolicy::default().allows("http://127.0.0.1:8080/h"));
     }
 }

@@ -28,6 +28,9 @@ pub struct JobInput {
     /// Segments per ladder chunk (default 10, i.e. 60 s): the most a lost worker costs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segments_per_chunk: Option<u32>,
+    /// How long to keep retrying the webhook (default 24 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_retry_hours: Option<u32>,
 }
 
 // Hand-written so a job logged with `{:?}` never prints the webhook secret.
@@ -99,6 +102,7 @@ pub struct Job {
     pub webhook_secret: String,
     pub original_retention_seconds: u64,
     pub segments_per_chunk: Option<u32>,
+    pub webhook_retry_hours: Option<u32>,
 }
 
 impl fmt::Debug for Job {
@@ -204,6 +208,13 @@ impl JobInput {
                 ));
             }
         }
+        if let Some(h) = self.webhook_retry_hours {
+            if !(1..=720).contains(&h) {
+                problems.push(format!(
+                    "webhookRetryHours must be between 1 and 720, got {h}"
+                ));
+            }
+        }
         if let Some(n) = self.segments_per_chunk {
             if !(1..=1000).contains(&n) {
                 problems.push(format!(
@@ -232,6 +243,7 @@ impl JobInput {
                     .original_retention_seconds
                     .unwrap_or(crate::cleanup::DEFAULT_RETENTION_SECONDS),
                 segments_per_chunk: self.segments_per_chunk,
+                webhook_retry_hours: self.webhook_retry_hours,
             }),
             _ => Err(ValidationError { problems }),
         }
@@ -353,6 +365,7 @@ mod tests {
             webhook_secret: Some("s3cret".into()),
             original_retention_seconds: None,
             segments_per_chunk: None,
+            webhook_retry_hours: None,
         }
     }
 

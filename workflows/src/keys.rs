@@ -126,6 +126,7 @@ mod tests {
             webhook_secret: Some("k".into()),
             original_retention_seconds: None,
             segments_per_chunk: None,
+            webhook_retry_hours: None,
         }
         .validate()
         .unwrap()

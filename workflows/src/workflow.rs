@@ -59,7 +59,7 @@ impl TranscodeWorkflow {
                         &[secret],
                     );
                     let reason = body.error.clone().unwrap_or(reason);
-                    deliver_webhook(ctx, url, secret, body).await;
+                    deliver_webhook(ctx, url, secret, body, input.webhook_retry_hours).await;
                     return Err(ApplicationFailure::non_retryable(reason).into());
                 }
                 return Err(ApplicationFailure::non_retryable(reason).into());
@@ -70,8 +70,14 @@ impl TranscodeWorkflow {
             Ok((output, encoders)) => {
                 start_original_cleanup(ctx, &job).await;
                 let body = WebhookBody::completed(id, output);
-                let receipt =
-                    deliver_webhook(ctx, &job.webhook_url, &job.webhook_secret, body.clone()).await;
+                let receipt = deliver_webhook(
+                    ctx,
+                    &job.webhook_url,
+                    &job.webhook_secret,
+                    body.clone(),
+                    job.webhook_retry_hours,
+                )
+                .await;
                 Ok(TranscodeResult {
                     webhook: body,
                     webhook_receipt: receipt,
@@ -87,7 +93,14 @@ impl TranscodeWorkflow {
                     &[&job.webhook_secret],
                 );
                 let reason = body.error.clone().unwrap_or(reason);
-                deliver_webhook(ctx, &job.webhook_url, &job.webhook_secret, body).await;
+                deliver_webhook(
+                    ctx,
+                    &job.webhook_url,
+                    &job.webhook_secret,
+                    body,
+                    job.webhook_retry_hours,
+                )
+                .await;
                 Err(ApplicationFailure::non_retryable(reason).into())
             }
         }
@@ -427,7 +440,9 @@ async fn deliver_webhook(
     url: &str,
     secret: &str,
     body: WebhookBody,
+    retry_hours: Option<u32>,
 ) -> Option<WebhookReceipt> {
+    let retry_for = Duration::from_secs(u64::from(retry_hours.unwrap_or(24).max(1)) * 3600);
     ctx.execute_activity(
         act::Webhook,
         WebhookRequest {
@@ -435,9 +450,9 @@ async fn deliver_webhook(
             secret: secret.to_string(),
             body,
         },
-        // Receivers go down for deploys: keep trying with backoff for a day.
+        // Receivers go down for deploys: keep trying with backoff for hours (24 by default).
         ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
-            schedule_to_close: Duration::from_secs(24 * 3600),
+            schedule_to_close: retry_for,
             start_to_close: Duration::from_secs(60),
         })
         .retry_policy(
