@@ -2,6 +2,7 @@
 //! `transcoder-workflows` / `transcoder-activities` crates. Kept thin on purpose.
 
 pub mod devserver;
+pub mod doctor;
 pub mod jobs;
 pub mod receiver;
 pub mod stage;

@@ -43,6 +43,10 @@ enum Command {
     /// alignment across renditions), declared bandwidth and codecs, preview, thumbnail,
     /// waveform. Exits non-zero on the first problem.
     Verify(VerifyArgs),
+    /// Check this machine: ffmpeg/ffprobe and their encoders and filters, a real NVENC test
+    /// encode, audiowaveform, Temporal and storage. Exits non-zero when something the
+    /// configured mode needs is missing.
+    Doctor(DoctorArgs),
     /// Start only the embedded Temporal dev server on the saved state, to browse past jobs
     /// in the Web UI; stops on Ctrl-C.
     Server(ServerArgs),
@@ -139,6 +143,16 @@ struct VerifyArgs {
 }
 
 #[derive(Args)]
+struct DoctorArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Folder of the embedded object store to test for writing.
+    #[arg(long, env = "TRANSCODER_OUT", default_value = "out")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
 struct ServerArgs {
     /// State folder holding the embedded Temporal database.
     #[arg(long, env = "TRANSCODER_STATE_DIR", default_value = ".transcoder")]
@@ -165,6 +179,7 @@ fn main() -> ExitCode {
             Command::Submit(args) => submit(args).await,
             Command::Server(args) => server(args).await,
             Command::Verify(args) => verify(args).await,
+            Command::Doctor(args) => doctor(args).await,
         }
     });
     match result {
@@ -609,6 +624,35 @@ async fn verify(args: VerifyArgs) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+async fn doctor(args: DoctorArgs) -> Result<ExitCode> {
+    let report = transcoder::doctor::run(&args.out).await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for c in &report.checks {
+            let mark = match (c.ok, c.required) {
+                (true, _) => "ok  ",
+                (false, true) => "FAIL",
+                (false, false) => "--  ",
+            };
+            println!("{mark} {:<30} {}", c.name, c.detail);
+        }
+        println!(
+            "{}",
+            if report.ready {
+                "ready"
+            } else {
+                "NOT READY: a required check failed"
+            }
+        );
+    }
+    Ok(if report.ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn server(args: ServerArgs) -> Result<ExitCode> {
