@@ -138,6 +138,11 @@ impl Harness {
             .env("TRANSCODER_X264_PRESET", "ultrafast")
             // Every process of a test (run, worker, submit) shares one sealing key.
             .env("TRANSCODER_SECRETS_KEY", TEST_SECRETS_KEY)
+            // The project's own temporal CLI, wherever the build put the binary.
+            .env(
+                "TEMPORAL_CLI",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/temporal"),
+            )
             .current_dir(self.tmp.path())
             .stdin(Stdio::null())
             .kill_on_drop(true);
