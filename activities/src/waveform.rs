@@ -454,20 +454,7 @@ async fn decode_points(
 ) -> Result<Summaries> {
     let args = pcm_args(source, filter);
     tracing::debug!(args = ?args.as_slice(), "ffmpeg (waveform samples)");
-    let mut cmd = Command::new(crate::ffmpeg::run::ffmpeg_bin());
-    crate::process::die_with_parent(&mut cmd);
-    let mut child = cmd
-        .args(args.as_slice())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // A cancelled activity drops this future: the decode must die with it.
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| MediaError::Spawn {
-            tool: "ffmpeg",
-            source,
-        })?;
+    let mut child = crate::ffmpeg::run::spawn_ffmpeg(args.as_slice())?;
     let stderr_task = tokio::spawn(crate::ffmpeg::run::read_stderr_tail(child.stderr.take()));
     let mut stdout = child.stdout.take().ok_or_else(|| MediaError::Spawn {
         tool: "ffmpeg",

@@ -82,6 +82,23 @@ pub(crate) async fn read_stderr_tail(stderr: Option<tokio::process::ChildStderr>
     buf
 }
 
+/// Starts ffmpeg with piped stdout and stderr, dying with us and with the future that owns
+/// it: a cancelled or timed-out activity drops the child, and the encode must stop with it.
+pub(crate) fn spawn_ffmpeg(args: &[OsString]) -> Result<tokio::process::Child> {
+    let mut cmd = Command::new(ffmpeg_bin());
+    crate::process::die_with_parent(&mut cmd);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| MediaError::Spawn {
+            tool: "ffmpeg",
+            source,
+        })
+}
+
 pub(crate) fn ffmpeg_bin() -> OsString {
     std::env::var_os("FFMPEG").unwrap_or_else(|| "ffmpeg".into())
 }
@@ -143,20 +160,7 @@ pub async fn ffmpeg_with_stderr(
     progress: &ScaledProgress,
 ) -> Result<String> {
     tracing::debug!(args = ?args, "ffmpeg");
-    let mut cmd = Command::new(ffmpeg_bin());
-    crate::process::die_with_parent(&mut cmd);
-    let mut child = cmd
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // A cancelled or timed-out activity drops this future: the encode must die with it.
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| MediaError::Spawn {
-            tool: "ffmpeg",
-            source,
-        })?;
+    let mut child = spawn_ffmpeg(args)?;
 
     let stderr = child.stderr.take();
     let stderr_task = tokio::spawn(read_stderr_tail(stderr));
