@@ -43,6 +43,7 @@ pub enum DevServerError {
 pub struct DevServer {
     child: Option<Child>,
     grpc: SocketAddr,
+    http: SocketAddr,
     ui: SocketAddr,
     log: PathBuf,
 }
@@ -85,9 +86,32 @@ impl DevServer {
         Err(DevServerError::CliNotFound { looked })
     }
 
-    /// Starts a dev server whose state lives in `state_dir/temporal.db` and waits until its
-    /// gRPC port accepts connections.
+    /// Starts a dev server whose state lives in `state_dir/temporal.db` and waits until it
+    /// serves the `default` namespace.
+    ///
+    /// The ports are picked free and handed to the CLI, which binds them a moment later (and
+    /// picks more for its internal services): another process can take one in between, and
+    /// the server then exits. That is retried with fresh ports a few times.
     pub async fn start(state_dir: &Path) -> Result<Self, DevServerError> {
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(state_dir).await {
+                Err(DevServerError::Exited { status, log }) if attempt < ATTEMPTS => {
+                    tracing::warn!(
+                        %status,
+                        log = %log.display(),
+                        attempt,
+                        "the Temporal dev server exited while starting (a port taken in between?); retrying on fresh ports"
+                    );
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(state_dir: &Path) -> Result<Self, DevServerError> {
         let cli = Self::find_cli()?;
         std::fs::create_dir_all(state_dir).map_err(|source| DevServerError::StateDir {
             path: state_dir.to_path_buf(),
@@ -98,10 +122,15 @@ impl DevServer {
         let http = free_port()?;
         let metrics = free_port()?;
         let log = state_dir.join("temporal.log");
-        let log_file = std::fs::File::create(&log).map_err(|source| DevServerError::StateDir {
-            path: log.clone(),
-            source,
-        })?;
+        // Appended, not truncated: a retry or a resumed run keeps the earlier attempts' words.
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|source| DevServerError::StateDir {
+                path: log.clone(),
+                source,
+            })?;
         let log_err = log_file
             .try_clone()
             .map_err(|source| DevServerError::StateDir {
@@ -142,6 +171,7 @@ impl DevServer {
         let mut server = DevServer {
             child: Some(child),
             grpc: SocketAddr::from(([127, 0, 0, 1], grpc.port())),
+            http: SocketAddr::from(([127, 0, 0, 1], http.port())),
             ui: SocketAddr::from(([127, 0, 0, 1], ui.port())),
             log,
         };
@@ -149,24 +179,48 @@ impl DevServer {
         Ok(server)
     }
 
+    /// Ready means: the process is alive and its HTTP API describes the `default` namespace,
+    /// which needs the frontend, history and matching services all up. A bare TCP accept on
+    /// the gRPC port is not enough (it can even be another process that took the port).
     async fn wait_ready(&mut self, limit: Duration) -> Result<(), DevServerError> {
         let started = Instant::now();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .no_proxy()
+            .build()
+            .ok();
+        let url = format!("http://{}/api/v1/namespaces/default", self.http);
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
+            if let Some(status) = self.exit_status() {
+                return Err(DevServerError::Exited {
+                    status,
+                    log: self.log.clone(),
+                });
+            }
+            let answered = match &http {
+                Some(client) => matches!(
+                    client.get(&url).send().await,
+                    Ok(resp) if resp.status().is_success()
+                ),
+                None => {
+                    let addr = self.grpc;
+                    tokio::task::spawn_blocking(move || {
+                        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                    })
+                    .await
+                    .unwrap_or(false)
+                }
+            };
+            // Checked again after the answer: a server that answered and then died binding
+            // one of its other ports is not ready.
+            if answered {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Some(status) = self.exit_status() {
                     return Err(DevServerError::Exited {
                         status,
                         log: self.log.clone(),
                     });
                 }
-            }
-            let addr = self.grpc;
-            let up = tokio::task::spawn_blocking(move || {
-                TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-            })
-            .await
-            .unwrap_or(false);
-            if up {
                 return Ok(());
             }
             if started.elapsed() > limit {
@@ -178,6 +232,18 @@ impl DevServer {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// `Some(status)` once the server process has exited.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// The server's own log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// `host:port` of the gRPC frontend, as `TEMPORAL_ADDRESS` would hold it.

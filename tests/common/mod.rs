@@ -81,7 +81,8 @@ const FOREIGN_ENV: &[&str] = &[
 /// One test's private world. Fields drop in order: the server is killed before its state
 /// folder is removed.
 pub struct Harness {
-    server: Option<DevServer>,
+    // In a mutex only because asking a child whether it exited needs `&mut`.
+    server: Option<std::sync::Mutex<DevServer>>,
     pub tmp: TempDir,
 }
 
@@ -96,7 +97,7 @@ impl Harness {
             .await
             .unwrap_or_else(|e| panic!("could not start the Temporal dev server: {e}"));
         Harness {
-            server: Some(server),
+            server: Some(std::sync::Mutex::new(server)),
             tmp,
         }
     }
@@ -118,6 +119,8 @@ impl Harness {
         self.server
             .as_ref()
             .expect("this harness has no server")
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .address()
     }
 
@@ -129,8 +132,8 @@ impl Harness {
         for var in FOREIGN_ENV {
             cmd.env_remove(var);
         }
-        if let Some(server) = &self.server {
-            cmd.env("TEMPORAL_ADDRESS", server.address());
+        if self.server.is_some() {
+            cmd.env("TEMPORAL_ADDRESS", self.address());
         }
         let state = self.path("state");
         std::fs::create_dir_all(&state).expect("state dir");
@@ -150,10 +153,33 @@ impl Harness {
     }
 
     /// Runs `transcoder ARGS` to completion (or [`CMD_TIMEOUT`]) and captures its output.
-    pub fn run(&self, args: &[&str]) -> impl std::future::Future<Output = CmdOutput> + 'static {
+    /// A failure caused by this test's own dev server dying is reported as that, with the
+    /// server's log, rather than as whatever the command said about a refused connection.
+    pub fn run(&self, args: &[&str]) -> impl std::future::Future<Output = CmdOutput> + '_ {
         let cmd = self.command(args);
         let logs = self.logs_dir();
-        async move { run_to_end(cmd, &logs, CMD_TIMEOUT).await }
+        async move {
+            let out = run_to_end(cmd, &logs, CMD_TIMEOUT).await;
+            if !out.status.success() {
+                self.assert_server_alive(&out.dump());
+            }
+            out
+        }
+    }
+
+    /// Panics with the dev server's exit status and log tail if it is no longer running.
+    pub fn assert_server_alive(&self, context: &str) {
+        if let Some(server) = &self.server {
+            let mut server = server.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(status) = server.exit_status() {
+                let log = read_lossy(server.log_path());
+                let start = log.len().saturating_sub(6_000);
+                let tail = log.get(start..).unwrap_or(&log);
+                panic!(
+                    "this test's Temporal dev server died ({status})\n--- its log (tail) ---\n{tail}\n--- the command that noticed ---\n{context}"
+                );
+            }
+        }
     }
 
     /// Starts `transcoder ARGS` in the background; the returned guard kills it on drop.
