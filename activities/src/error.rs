@@ -34,6 +34,21 @@ pub enum MediaError {
     BadKey(String),
     #[error("webhook: {0}")]
     Webhook(String),
+    /// A storage request failed; `detail` is the store's status and code, never credentials.
+    #[error("storage: {operation} {object}: {detail}")]
+    Storage {
+        operation: &'static str,
+        object: String,
+        detail: String,
+        permanent: bool,
+    },
+    /// A download of the job's input failed (`uri` is shown without any query string).
+    #[error("input {uri}: {detail}")]
+    Input {
+        uri: String,
+        detail: String,
+        permanent: bool,
+    },
 }
 
 impl MediaError {
@@ -46,6 +61,14 @@ impl MediaError {
                 | MediaError::Unsupported(_)
                 | MediaError::Verification(_)
                 | MediaError::BadKey(_)
+                | MediaError::Storage {
+                    permanent: true,
+                    ..
+                }
+                | MediaError::Input {
+                    permanent: true,
+                    ..
+                }
         )
     }
 

@@ -2,10 +2,12 @@
 //! async function that tests can call directly, plus [`MediaActivities`], the thin Temporal
 //! adapter that registers them as the activities named in `transcoder_workflows::activities`.
 
+pub mod allowlist;
 pub mod assemble;
 pub mod chunks;
 pub mod encoder;
 pub mod error;
+pub mod fetch;
 pub mod ffmpeg;
 pub mod hls;
 pub mod loudness;

@@ -23,12 +23,9 @@ pub struct WebhookPolicy {
 
 impl WebhookPolicy {
     pub fn from_env() -> Self {
-        let allowed_hosts = std::env::var("WEBHOOK_ALLOWED_HOSTS").ok().map(|v| {
-            v.split(',')
-                .map(|h| h.trim().to_ascii_lowercase())
-                .filter(|h| !h.is_empty())
-                .collect()
-        });
+        let allowed_hosts = std::env::var("WEBHOOK_ALLOWED_HOSTS")
+            .ok()
+            .map(|v| crate::allowlist::parse_rules(&v));
         let timestamps = matches!(
             std::env::var("WEBHOOK_SIGNATURE_TIMESTAMPS")
                 .as_deref()
@@ -46,19 +43,7 @@ impl WebhookPolicy {
         let Some(allowed) = &self.allowed_hosts else {
             return true;
         };
-        let Ok(parsed) = reqwest::Url::parse(url) else {
-            return false;
-        };
-        let Some(host) = parsed
-            .host_str()
-            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
-        else {
-            return false;
-        };
-        allowed.iter().any(|rule| match rule.strip_prefix("*.") {
-            Some(domain) => host.ends_with(&format!(".{domain}")),
-            None => &host == rule,
-        })
+        crate::allowlist::allows(allowed, url)
     }
 }
 

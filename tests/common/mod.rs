@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod s3;
+
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
@@ -72,6 +74,21 @@ const FOREIGN_ENV: &[&str] = &[
     "S3_ADDRESSING_STYLE",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "R2_ENDPOINT_URL",
+    "GCS_HMAC_ACCESS_KEY_ID",
+    "GCS_HMAC_SECRET",
+    "GCS_ENDPOINT_URL",
+    "TRANSCODER_BUCKETS",
+    "TRANSCODER_DEFAULT_STORAGE",
+    "TRANSCODER_MAX_INPUT_BYTES",
+    "TRANSCODER_MULTIPART_THRESHOLD",
+    "TRANSCODER_MULTIPART_PART_SIZE",
+    "TRANSCODER_CACHE_MAX_BYTES",
+    "INPUT_ALLOWED_HOSTS",
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -271,6 +288,7 @@ pub async fn run_to_end(mut cmd: Command, logs: &Path, limit: Duration) -> CmdOu
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let name = unique_name("cmd");
+    std::fs::create_dir_all(logs).expect("logs dir");
     let stdout_path = logs.join(format!("{name}.stdout"));
     let stderr_path = logs.join(format!("{name}.stderr"));
     cmd.stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
@@ -746,6 +764,12 @@ pub struct WebhookReceiver {
 
 impl WebhookReceiver {
     pub fn start(secret: &str) -> WebhookReceiver {
+        Self::start_failing_first(secret, 0, 500)
+    }
+
+    /// A receiver that answers `status` to its first `failures` requests (as a receiver in
+    /// the middle of a deploy would), then verifies and accepts as usual.
+    pub fn start_failing_first(secret: &str, failures: usize, status: u16) -> WebhookReceiver {
         let server =
             Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind webhook receiver"));
         let port = server.server_addr().to_ip().expect("ip listener").port();
@@ -789,7 +813,10 @@ impl WebhookReceiver {
                         content_type,
                         valid,
                     });
-                    let response = if valid {
+                    let seen = received.lock().unwrap().len();
+                    let response = if seen <= failures {
+                        tiny_http::Response::from_string("try again later").with_status_code(status)
+                    } else if valid {
                         tiny_http::Response::from_string("ok").with_status_code(200)
                     } else {
                         tiny_http::Response::from_string("bad signature").with_status_code(401)

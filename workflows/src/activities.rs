@@ -5,7 +5,7 @@
 
 use crate::cleanup::{CleanupInput, CleanupOutcome};
 use crate::media::{
-    AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, HlsOutput,
+    AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, FetchInput, HlsOutput,
     LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement, MezzanineInput,
     ProbeInput, ProbeResult, StoredObject, ThumbnailInput, VerifyInput, VerifyReport,
     WaveformInput, WaveformOutput,
@@ -55,6 +55,13 @@ pub mod defs {
 
 #[activity_definitions]
 impl TranscodeActivities {
+    /// Download the job's input URI and store it as the original (skipped when it is
+    /// already there with the same size).
+    #[activity(name = "fetch_input")]
+    pub fn fetch_input(input: FetchInput) -> Result<StoredObject, ActivityError> {
+        unimplemented!()
+    }
+
     /// ffprobe the input.
     #[activity(name = "probe")]
     pub fn probe(input: ProbeInput) -> Result<ProbeResult, ActivityError> {

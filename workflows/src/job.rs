@@ -31,6 +31,11 @@ pub struct JobInput {
     /// How long to keep retrying the webhook (default 24 h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_retry_hours: Option<u32>,
+    /// Where to download the input from (`s3://`, `gs://`, `http(s)://`) before the job
+    /// starts; it is then archived at `inputBucket/inputKey` like an uploaded original.
+    /// A URI with a query string (a presigned URL) is sealed like the webhook secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_uri: Option<String>,
 }
 
 // Hand-written so a job logged with `{:?}` never prints the webhook secret.
@@ -51,6 +56,7 @@ impl fmt::Debug for JobInput {
                 "webhook_secret",
                 &self.webhook_secret.as_ref().map(|_| "<redacted>"),
             )
+            .field("input_uri", &self.input_uri.as_deref().map(redact_uri))
             .finish()
     }
 }
@@ -103,6 +109,15 @@ pub struct Job {
     pub original_retention_seconds: u64,
     pub segments_per_chunk: Option<u32>,
     pub webhook_retry_hours: Option<u32>,
+    pub input_uri: Option<String>,
+}
+
+/// A URI without its query string (where presigned URLs keep their signature).
+pub fn redact_uri(uri: &str) -> String {
+    match uri.split_once('?') {
+        Some((base, _)) => format!("{base}?<redacted>"),
+        None => uri.to_string(),
+    }
 }
 
 impl fmt::Debug for Job {
@@ -222,6 +237,11 @@ impl JobInput {
                 ));
             }
         }
+        if let Some(uri) = &self.input_uri {
+            if let Err(why) = check_input_uri(uri) {
+                problems.push(format!("inputUri {why}"));
+            }
+        }
         if !webhook_url.is_empty() && !webhook_url_is_usable(&webhook_url) {
             problems.push("webhookUrl must be an absolute http:// or https:// URL".to_string());
         }
@@ -244,6 +264,7 @@ impl JobInput {
                     .unwrap_or(crate::cleanup::DEFAULT_RETENTION_SECONDS),
                 segments_per_chunk: self.segments_per_chunk,
                 webhook_retry_hours: self.webhook_retry_hours,
+                input_uri: self.input_uri.clone(),
             }),
             _ => Err(ValidationError { problems }),
         }
@@ -346,6 +367,34 @@ fn webhook_url_is_usable(url: &str) -> bool {
     }
 }
 
+/// The shape of an input URI; the worker checks the rest (allowlist, size, access).
+fn check_input_uri(uri: &str) -> Result<(), String> {
+    // Sealed URIs (see `transcoder_activities::secrets`) are opaque here.
+    if uri.starts_with("sealed:") {
+        return Ok(());
+    }
+    if uri.len() > 8192 {
+        return Err("is longer than 8192 characters".into());
+    }
+    if uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("contains whitespace or control characters".into());
+    }
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return Err("must be s3://bucket/key, gs://bucket/key or an http(s):// URL".into());
+    };
+    match scheme {
+        "s3" | "gs" => match rest.split_once('/') {
+            Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(()),
+            _ => Err(format!("must be {scheme}://bucket/key")),
+        },
+        "http" | "https" if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
+        "http" | "https" => Err("has no host".into()),
+        other => Err(format!(
+            "has unsupported scheme {other:?} (use s3://, gs://, http:// or https://)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +415,7 @@ mod tests {
             original_retention_seconds: None,
             segments_per_chunk: None,
             webhook_retry_hours: None,
+            input_uri: None,
         }
     }
 

@@ -127,6 +127,7 @@ mod tests {
             original_retention_seconds: None,
             segments_per_chunk: None,
             webhook_retry_hours: None,
+            input_uri: None,
         }
         .validate()
         .unwrap()

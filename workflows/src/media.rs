@@ -304,6 +304,24 @@ pub struct StoredObject {
     pub size_bytes: u64,
 }
 
+/// Download the job's `inputUri` and archive it as the original.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchInput {
+    /// As in the payload (sealed when it carried a query string).
+    pub uri: String,
+    pub dest: ObjectRef,
+}
+
+// Hand-written so a presigned URL's signature never reaches a log.
+impl fmt::Debug for FetchInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FetchInput")
+            .field("uri", &crate::job::redact_uri(&self.uri))
+            .field("dest", &self.dest)
+            .finish()
+    }
+}
+
 /// One rendition of the video ladder.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VideoRendition {

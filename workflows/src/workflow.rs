@@ -9,10 +9,10 @@ use crate::job::{Job, JobInput, MediaType};
 use crate::keys::JobKeys;
 use crate::ladder::{audio_ladder, plan_chunks, plan_video, PlanConfig, VideoPlan};
 use crate::media::{
-    AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, ChunkPlan, HlsOutput,
-    LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement, MezzanineInput,
-    MezzanineVideo, ObjectRef, PreviewPlan, ProbeInput, ProbeResult, ThumbnailInput, VerifyInput,
-    WaveformInput,
+    AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, ChunkPlan, FetchInput,
+    HlsOutput, LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement,
+    MezzanineInput, MezzanineVideo, ObjectRef, PreviewPlan, ProbeInput, ProbeResult,
+    ThumbnailInput, VerifyInput, WaveformInput,
 };
 use crate::webhook::{CompletedOutput, MediaTypeText, WebhookBody};
 use serde::{Deserialize, Serialize};
@@ -118,6 +118,23 @@ async fn process(
     let mut config = PlanConfig::default();
     if let Some(n) = job.segments_per_chunk {
         config.segments_per_chunk = n;
+    }
+
+    if let Some(uri) = &job.input_uri {
+        ctx.execute_activity(
+            act::FetchInput,
+            FetchInput {
+                uri: uri.clone(),
+                dest: keys.input(),
+            },
+            // Large downloads take a while; it heartbeats its progress and resumes by range.
+            ActivityOptions::with_start_to_close_timeout(Duration::from_secs(6 * 3600))
+                .heartbeat_timeout(Duration::from_secs(60))
+                .retry_policy(transient_retries(5))
+                .build(),
+        )
+        .await
+        .map_err(|e| step_failed("fetching the input", &e))?;
     }
 
     let probe: ProbeResult = ctx

@@ -1,5 +1,5 @@
-//! Object storage. The embedded default is a local folder with one sub-folder per bucket and
-//! objects at `ROOT/<bucket>/<key>`, so the layout on disk is exactly the bucket layout.
+//! The embedded store: a local folder with one sub-folder per bucket and objects at
+//! `ROOT/<bucket>/<key>`, so the layout on disk is exactly the bucket layout.
 //!
 //! Writes are atomic (temporary file, then rename) so a reader never sees half an object and
 //! a retried upload simply replaces the previous attempt.
@@ -9,78 +9,15 @@ use std::path::{Path, PathBuf};
 use transcoder_workflows::media::ObjectRef;
 
 #[derive(Clone, Debug)]
-pub enum Storage {
-    Local(LocalStorage),
-}
-
-impl Storage {
-    pub fn local(root: impl Into<PathBuf>) -> Self {
-        Storage::Local(LocalStorage { root: root.into() })
-    }
-
-    /// A local path from which `obj` can be read. A local store hands out the object's own
-    /// path (no copy of a multi-gigabyte mezzanine); `scratch` is where remote stores will
-    /// download to.
-    pub async fn readable_path(&self, obj: &ObjectRef, _scratch: &Path) -> Result<PathBuf> {
-        match self {
-            Storage::Local(local) => {
-                let path = local.path(obj)?;
-                match tokio::fs::metadata(&path).await {
-                    Ok(meta) if meta.is_file() => Ok(path),
-                    Ok(_) => Err(MediaError::NotFound(obj.to_string())),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        Err(MediaError::NotFound(obj.to_string()))
-                    }
-                    Err(e) => Err(MediaError::Io {
-                        context: "reading",
-                        path,
-                        source: e,
-                    }),
-                }
-            }
-        }
-    }
-
-    /// Stores the file at `src` as `obj` and returns the stored size after checking it.
-    pub async fn put_file(&self, src: &Path, obj: &ObjectRef) -> Result<u64> {
-        match self {
-            Storage::Local(local) => local.put_file(src, obj).await,
-        }
-    }
-
-    /// Deletes `obj`; deleting an object that is already gone succeeds (idempotent).
-    pub async fn delete(&self, obj: &ObjectRef) -> Result<()> {
-        match self {
-            Storage::Local(local) => {
-                let path = local.path(obj)?;
-                match tokio::fs::remove_file(&path).await {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(MediaError::Io {
-                        context: "deleting",
-                        path,
-                        source: e,
-                    }),
-                }
-            }
-        }
-    }
-
-    pub async fn exists(&self, obj: &ObjectRef) -> Result<bool> {
-        match self {
-            Storage::Local(local) => Ok(tokio::fs::metadata(local.path(obj)?)
-                .await
-                .is_ok_and(|m| m.is_file())),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
 pub struct LocalStorage {
     root: PathBuf,
 }
 
 impl LocalStorage {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -103,7 +40,7 @@ impl LocalStorage {
         Ok(self.root.join(&obj.bucket).join(&obj.key))
     }
 
-    async fn put_file(&self, src: &Path, obj: &ObjectRef) -> Result<u64> {
+    pub async fn put_file(&self, src: &Path, obj: &ObjectRef) -> Result<u64> {
         let dest = self.path(obj)?;
         let parent = dest
             .parent()
@@ -145,6 +82,7 @@ impl LocalStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::Storage;
 
     #[test]
     fn paths_stay_inside_the_bucket() {

@@ -1,0 +1,531 @@
+//! Object storage against a real S3-compatible server (moto on loopback): a whole job with
+//! R2-style and B2-style configuration, a multipart upload resumed after an interruption,
+//! http(s) inputs (resumed by range, hosts allowlisted), and webhook delivery that outlasts
+//! a receiver answering 500.
+
+mod common;
+
+use common::s3::{self, S3Server};
+use common::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use transcoder_activities::storage::config::{BackendKind, S3Settings};
+use transcoder_activities::storage::{MultipartPolicy, S3Backend};
+use transcoder_workflows::media::ObjectRef;
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+const MEDIA: &str = "codex-media-test";
+const ASSETS: &str = "codex-assets-test";
+const ARCHIVE: &str = "codex-archive-test";
+
+/// R2 and B2 variables exactly as production sets them, with the endpoints pointed at moto.
+fn cloud_env(server: &S3Server) -> Vec<(String, String)> {
+    let e = server.endpoint();
+    [
+        ("R2_ACCOUNT_ID", "0123456789abcdef"),
+        ("R2_ENDPOINT_URL", e.as_str()),
+        ("R2_ACCESS_KEY_ID", s3::ACCESS_KEY),
+        ("R2_SECRET_ACCESS_KEY", s3::SECRET_KEY),
+        ("R2_MEDIA_BUCKET", MEDIA),
+        ("R2_ASSETS_BUCKET", ASSETS),
+        ("B2_KEY_ID", s3::ACCESS_KEY),
+        ("B2_APPLICATION_KEY", s3::SECRET_KEY),
+        ("B2_ENDPOINT", e.as_str()),
+        ("B2_REGION", "us-west-004"),
+        ("B2_BUCKET_NAME", ARCHIVE),
+        // Small parts so the mezzanine of a short clip goes through multipart too.
+        ("TRANSCODER_MULTIPART_THRESHOLD", "1048576"),
+        ("TRANSCODER_MULTIPART_PART_SIZE", "5242880"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_on_r2_and_b2_style_storage() {
+    let h = Harness::start().await;
+    let server = S3Server::start(&h.path("logs"));
+    for b in [MEDIA, ASSETS, ARCHIVE] {
+        server.create_bucket(b).await;
+    }
+    let input = h.path("in/clip.mp4");
+    make_video(&input, 640, 360, 4, 25).await;
+    let hook = WebhookReceiver::start("whsec-cloud");
+    let out = h.path("out");
+    let url = hook.url();
+    let mut cmd = h.command(&[
+        "run",
+        s(&input),
+        "--json",
+        "--media-id",
+        "cloud1",
+        "--creator-id",
+        "c1",
+        "--out",
+        s(&out),
+        "--webhook-url",
+        &url,
+        "--webhook-secret",
+        &hook.secret,
+    ]);
+    for (k, v) in cloud_env(&server) {
+        cmd.env(k, v);
+    }
+    let run = run_to_end(cmd, &h.path("logs"), CMD_TIMEOUT).await;
+    run.assert_success();
+    let body = run.json();
+    assert_eq!(body["status"], "completed", "{}", run.dump());
+    assert_eq!(hook.expect_one_valid().await, body);
+    assert!(
+        !run.stderr.contains(s3::SECRET_KEY),
+        "a storage secret reached the logs"
+    );
+    // Nothing went to the local folder: every bucket is remote.
+    assert!(
+        walk(&out).is_empty(),
+        "objects written locally: {:?}",
+        walk(&out)
+    );
+
+    let client = server.client();
+    let o = &body["output"];
+    let master_key = o["hlsMasterPlaylistKey"].as_str().expect("master key");
+    assert!(master_key.starts_with("c1/hls/cloud1/"), "{master_key}");
+    let (ct, cc, _) = s3::head(&client, MEDIA, master_key).await;
+    assert_eq!(ct, "application/vnd.apple.mpegurl");
+    assert!(cc.contains("max-age=60"), "{cc}");
+
+    // Every variant playlist named by the master exists, and so does every segment in it,
+    // with player-facing headers.
+    let master_text = s3::get_bytes(&client, MEDIA, master_key).await;
+    let master = match m3u8_rs::parse_playlist_res(&master_text) {
+        Ok(m3u8_rs::Playlist::MasterPlaylist(m)) => m,
+        other => panic!("master playlist does not parse: {other:?}"),
+    };
+    assert!(!master.variants.is_empty());
+    let base = master_key.rsplit_once('/').map(|(b, _)| b).unwrap_or("");
+    let media_keys = s3::list_keys(&client, MEDIA).await;
+    for v in &master.variants {
+        let playlist_key = format!("{base}/{}", v.uri);
+        let text = s3::get_bytes(&client, MEDIA, &playlist_key).await;
+        let playlist = match m3u8_rs::parse_playlist_res(&text) {
+            Ok(m3u8_rs::Playlist::MediaPlaylist(p)) => p,
+            other => panic!("{playlist_key} does not parse: {other:?}"),
+        };
+        assert!(playlist.end_list);
+        let dir = playlist_key.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        for seg in &playlist.segments {
+            let key = format!("{dir}/{}", seg.uri);
+            assert!(media_keys.contains(&key), "segment {key} missing");
+        }
+        let first = format!("{dir}/{}", playlist.segments[0].uri);
+        let (ct, cc, size) = s3::head(&client, MEDIA, &first).await;
+        assert_eq!(ct, "video/mp2t", "{first}");
+        assert!(cc.contains("immutable"), "{cc}");
+        assert!(size > 0);
+    }
+
+    let thumb = o["thumbnailKey"].as_str().expect("thumbnail key");
+    let (ct, _, _) = s3::head(&client, ASSETS, thumb).await;
+    assert_eq!(ct, "image/jpeg");
+    let jpeg = s3::get_bytes(&client, ASSETS, thumb).await;
+    let img = image::load_from_memory(&jpeg).expect("thumbnail decodes");
+    assert_eq!((img.width(), img.height()), (1280, 720));
+
+    // The archive (B2) holds the original and the mezzanine, never served to players.
+    let mezz = o["mezzanineKey"].as_str().expect("mezzanine key");
+    let (ct, cc, size) = s3::head(&client, ARCHIVE, mezz).await;
+    assert_eq!(ct, "video/mp4");
+    assert!(cc.contains("no-store"), "{cc}");
+    assert!(size > 0);
+    let archive_keys = s3::list_keys(&client, ARCHIVE).await;
+    assert!(
+        archive_keys
+            .iter()
+            .any(|k| k.starts_with("originals/c1/cloud1/original.")),
+        "{archive_keys:?}"
+    );
+    // No unfinished multipart uploads are left behind.
+    for b in [MEDIA, ASSETS, ARCHIVE] {
+        let pending = client
+            .list_multipart_uploads()
+            .bucket(b)
+            .send()
+            .await
+            .expect("list uploads");
+        assert!(pending.uploads().is_empty(), "unfinished uploads in {b}");
+    }
+
+    // The verification gate passes on the remote outputs too.
+    let body_file = h.path("body.json");
+    std::fs::write(&body_file, serde_json::to_vec(&body).unwrap()).unwrap();
+    let mut verify = h.command(&[
+        "verify",
+        "--body",
+        s(&body_file),
+        "--out",
+        s(&out),
+        "--media-bucket",
+        MEDIA,
+        "--assets-bucket",
+        ASSETS,
+    ]);
+    for (k, v) in cloud_env(&server) {
+        verify.env(k, v);
+    }
+    run_to_end(verify, &h.path("logs"), CMD_TIMEOUT)
+        .await
+        .assert_success();
+}
+
+fn backend(server: &S3Server) -> S3Backend {
+    S3Backend::new(
+        S3Settings {
+            name: BackendKind::S3,
+            endpoint: Some(server.endpoint()),
+            region: "us-east-1".into(),
+            path_style: true,
+            access_key_id: s3::ACCESS_KEY.into(),
+            secret_access_key: s3::SECRET_KEY.into(),
+            session_token: None,
+        },
+        MultipartPolicy {
+            threshold: 5 * 1024 * 1024,
+            part_size: 5 * 1024 * 1024,
+        },
+    )
+}
+
+/// What an earlier attempt of ours left on the server (a pod lost mid-upload): an
+/// unfinished upload, created with our headers, holding `parts`.
+async fn leave_unfinished_upload(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    parts: &[(i32, Vec<u8>)],
+) {
+    let headers = transcoder_activities::storage::content::headers_for(key);
+    let upload = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .content_type(headers.content_type)
+        .cache_control(headers.cache_control)
+        .send()
+        .await
+        .expect("create upload");
+    let id = upload.upload_id().expect("upload id");
+    for (n, bytes) in parts {
+        client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(id)
+            .part_number(*n)
+            .body(bytes.clone().into())
+            .send()
+            .await
+            .expect("upload part");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_upload_resumes_after_interruption() {
+    let h = Harness::without_server();
+    let server = S3Server::start(&h.path("logs"));
+    server.create_bucket("archive").await;
+    let client = server.client();
+    let store = backend(&server);
+
+    // 12 MiB of varied bytes: parts of 5, 5 and 2 MiB.
+    let mib = 1024 * 1024;
+    let data: Vec<u8> = (0..12 * mib).map(|i| (i * 7 + i / 4096) as u8).collect();
+    let file = h.path("big.mp4");
+    std::fs::write(&file, &data).unwrap();
+
+    // Interrupted after two parts: the resumed upload keeps both and sends only the third.
+    let key = "mezzanine/c/m/mezzanine.mp4";
+    leave_unfinished_upload(
+        &client,
+        "archive",
+        key,
+        &[
+            (1, data[..5 * mib].to_vec()),
+            (2, data[5 * mib..10 * mib].to_vec()),
+        ],
+    )
+    .await;
+    let report = store
+        .put_file(&file, &ObjectRef::new("archive", key))
+        .await
+        .expect("resumed upload");
+    assert_eq!(report.parts_reused, 2, "{report:?}");
+    assert_eq!(report.parts_uploaded, 1, "{report:?}");
+    assert_eq!(report.bytes, data.len() as u64);
+    assert_eq!(s3::get_bytes(&client, "archive", key).await, data);
+    let (ct, cc, size) = s3::head(&client, "archive", key).await;
+    assert_eq!((ct.as_str(), size), ("video/mp4", data.len() as i64));
+    assert!(cc.contains("no-store"));
+    let pending = client
+        .list_multipart_uploads()
+        .bucket("archive")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        pending.uploads().is_empty(),
+        "the resumed upload was completed"
+    );
+
+    // A leftover part whose bytes are not ours (another version of the file) is sent again.
+    let key2 = "mezzanine/c/m2/mezzanine.mp4";
+    leave_unfinished_upload(
+        &client,
+        "archive",
+        key2,
+        &[(1, data[..5 * mib].to_vec()), (2, vec![0u8; 5 * mib])],
+    )
+    .await;
+    let report = store
+        .put_file(&file, &ObjectRef::new("archive", key2))
+        .await
+        .expect("upload");
+    assert_eq!(
+        (report.parts_reused, report.parts_uploaded),
+        (1, 2),
+        "{report:?}"
+    );
+    assert_eq!(s3::get_bytes(&client, "archive", key2).await, data);
+
+    // A fresh upload of a small file is one verified PUT with its content type.
+    let small = h.path("thumb.jpg");
+    std::fs::write(&small, b"\xff\xd8\xff not really a jpeg").unwrap();
+    let report = store
+        .put_file(&small, &ObjectRef::new("archive", "a/thumb.jpg"))
+        .await
+        .expect("small upload");
+    assert_eq!((report.parts_uploaded, report.parts_reused), (1, 0));
+    let (ct, _, _) = s3::head(&client, "archive", "a/thumb.jpg").await;
+    assert_eq!(ct, "image/jpeg");
+
+    // A presigned PUT URL lets a plain HTTP client store exactly that object.
+    let url = store
+        .presign_put(
+            &ObjectRef::new("archive", "a/waveform.json"),
+            Duration::from_secs(300),
+        )
+        .await
+        .expect("presign");
+    let resp = reqwest::Client::new()
+        .put(&url)
+        .header("content-type", "application/json")
+        .body("{\"version\":2}")
+        .send()
+        .await
+        .expect("PUT to presigned URL");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert_eq!(
+        s3::get_bytes(&client, "archive", "a/waveform.json").await,
+        b"{\"version\":2}"
+    );
+}
+
+/// A plain HTTP/1.1 file server that honours `Range`, and cuts its first full response
+/// off halfway (a dropped connection) so the download must resume.
+struct FlakyFileServer {
+    port: u16,
+    ranges: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl FlakyFileServer {
+    fn start(data: Vec<u8>) -> FlakyFileServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let ranges = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&ranges);
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut range = None;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("range") {
+                            range = Some(v.trim().to_string());
+                        }
+                    }
+                }
+                seen.lock().unwrap().push(range.clone());
+                let total = data.len();
+                let start = range
+                    .as_deref()
+                    .and_then(|r| r.strip_prefix("bytes="))
+                    .and_then(|r| r.trim_end_matches('-').parse::<usize>().ok())
+                    .unwrap_or(0);
+                let head = if range.is_some() {
+                    format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{total}\r\nConnection: close\r\n\r\n",
+                        total - start,
+                        total - 1
+                    )
+                } else {
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n")
+                };
+                let _ = stream.write_all(head.as_bytes());
+                let end = if n == 0 { total / 2 } else { total };
+                let _ = stream.write_all(&data[start..end]);
+                let _ = stream.flush();
+                // Dropping the stream closes the connection (mid-body on the first request).
+            }
+        });
+        FlakyFileServer { port, ranges }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_input_is_downloaded_resumed_and_archived() {
+    let h = Harness::start().await;
+    let input = h.path("in/clip.mp4");
+    make_video(&input, 320, 240, 3, 25).await;
+    let data = std::fs::read(&input).unwrap();
+    let server = FlakyFileServer::start(data.clone());
+    let hook = WebhookReceiver::start("whsec-http");
+    let out = h.path("out");
+    let url = hook.url();
+    let source = server.url("uploads/clip.mp4?X-Amz-Signature=do-not-log-me");
+    let run = h
+        .run(&[
+            "run",
+            &source,
+            "--media-type",
+            "video",
+            "--json",
+            "--media-id",
+            "http1",
+            "--creator-id",
+            "c2",
+            "--out",
+            s(&out),
+            "--webhook-url",
+            &url,
+            "--webhook-secret",
+            &hook.secret,
+        ])
+        .await;
+    run.assert_success();
+    assert_eq!(run.json()["status"], "completed", "{}", run.dump());
+    hook.expect_one_valid().await;
+    // The first response was cut off; the second asked for the rest.
+    let ranges = server.ranges.lock().unwrap().clone();
+    assert!(ranges.len() >= 2, "{ranges:?}");
+    assert_eq!(ranges[0], None);
+    assert_eq!(ranges[1], Some(format!("bytes={}-", data.len() / 2)));
+    // Archived byte for byte as the original.
+    let original = object_path(&out, ARCHIVE_BUCKET, "originals/c2/http1/original.mp4");
+    assert_eq!(std::fs::read(&original).expect("original archived"), data);
+    assert!(
+        !run.stderr.contains("do-not-log-me"),
+        "the presigned signature reached the logs"
+    );
+    let history = workflow_history(&h.address(), "transcode-http1").await;
+    assert!(
+        !searchable_text(&history).contains("do-not-log-me"),
+        "the presigned signature is in workflow history"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_input_from_a_host_not_allowed_is_refused() {
+    let h = Harness::start().await;
+    let server = FlakyFileServer::start(vec![0u8; 1024]);
+    let hook = WebhookReceiver::start("whsec-deny");
+    let job = serde_json::json!({
+        "mediaId": "deny-in",
+        "creatorId": "c3",
+        "mediaType": "video",
+        "inputUri": server.url("clip.mp4"),
+        "inputBucket": ARCHIVE_BUCKET,
+        "inputKey": "originals/c3/deny-in/original.mp4",
+        "outputBucket": MEDIA_BUCKET,
+        "outputPrefix": "c3/hls/deny-in",
+        "assetsBucket": ASSETS_BUCKET,
+        "webhookUrl": hook.url(),
+        "webhookSecret": hook.secret,
+    });
+    let job_file = h.path("job.json");
+    std::fs::write(&job_file, serde_json::to_vec(&job).unwrap()).unwrap();
+    let out = h.path("out");
+    let mut cmd = h.command(&["run", "--job", s(&job_file), "--json", "--out", s(&out)]);
+    cmd.env("INPUT_ALLOWED_HOSTS", "media.example.com");
+    let run = run_to_end(cmd, &h.path("logs"), CMD_TIMEOUT).await;
+    run.assert_failure();
+    let body: Value = run.json();
+    assert_eq!(body["status"], "failed");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("INPUT_ALLOWED_HOSTS"), "{error}");
+    assert_eq!(hook.expect_one_valid().await, body);
+    assert!(
+        server.ranges.lock().unwrap().is_empty(),
+        "a request reached a host outside the allowlist"
+    );
+    assert!(
+        walk(&out.join(MEDIA_BUCKET)).is_empty(),
+        "nothing published"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_outlasts_a_receiver_answering_500() {
+    let h = Harness::start().await;
+    let input = h.path("in/clip.mp4");
+    make_video(&input, 320, 240, 2, 25).await;
+    let hook = WebhookReceiver::start_failing_first("whsec-retry", 2, 500);
+    let out = h.path("out");
+    let url = hook.url();
+    let run = h
+        .run(&[
+            "run",
+            s(&input),
+            "--json",
+            "--media-id",
+            "retry1",
+            "--out",
+            s(&out),
+            "--webhook-url",
+            &url,
+            "--webhook-secret",
+            &hook.secret,
+        ])
+        .await;
+    run.assert_success();
+    let got = hook.wait_for(3, Duration::from_secs(120)).await;
+    assert_eq!(got.len(), 3, "expected 2 refused attempts and 1 delivery");
+    for r in &got {
+        assert!(r.valid, "every attempt is signed correctly");
+        assert_eq!(r.body, got[0].body, "the same body on every attempt");
+        assert_eq!(r.signature, got[0].signature, "the same signature");
+    }
+    assert_eq!(got[0].json(), run.json());
+    // The job's result records the delivery.
+    let history = workflow_history(&h.address(), "transcode-retry1").await;
+    let result = workflow_result(&history).expect("workflow result");
+    assert_eq!(result["webhookReceipt"]["delivered"], true, "{result:#}");
+    assert_eq!(result["webhookReceipt"]["statusCode"], 200, "{result:#}");
+}
