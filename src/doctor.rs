@@ -187,6 +187,30 @@ pub async fn run(out: &Path) -> Report {
         Err(e) => check("storage", false, true, format!("{}: {e}", out.display())),
     });
 
+    // Remote stores: the configuration must parse and each routed bucket must answer an
+    // authenticated request (a HEAD of a key that need not exist: 404 is a good answer).
+    match transcoder_activities::Storage::from_env(out) {
+        Err(e) => checks.push(check("storage configuration", false, true, e.to_string())),
+        Ok(storage) => {
+            let config =
+                transcoder_activities::storage::StorageConfig::from_env().unwrap_or_default();
+            for bucket in config.routes.keys() {
+                if storage.backend_kind(bucket)
+                    == transcoder_activities::storage::BackendKind::Local
+                {
+                    continue;
+                }
+                let name = format!("bucket {bucket} ({})", storage.backend_kind(bucket));
+                let probe =
+                    transcoder_workflows::media::ObjectRef::new(bucket, ".transcoder-doctor");
+                checks.push(match storage.head(&probe).await {
+                    Ok(_) => check(&name, true, true, "reachable, credentials accepted"),
+                    Err(e) => check(&name, false, true, e.to_string()),
+                });
+            }
+        }
+    }
+
     let ready = checks.iter().all(|c| c.ok || !c.required);
     Report { checks, ready }
 }

@@ -184,6 +184,22 @@ async fn job_on_r2_and_b2_style_storage() {
     run_to_end(verify, &h.path("logs"), CMD_TIMEOUT)
         .await
         .assert_success();
+
+    // `doctor` reaches every routed bucket with the configured credentials.
+    let mut doctor = h.command(&["doctor", "--json", "--out", s(&out)]);
+    for (k, v) in cloud_env(&server) {
+        doctor.env(k, v);
+    }
+    let report = run_to_end(doctor, &h.path("logs"), CMD_TIMEOUT).await;
+    let checks = report.json()["checks"].clone();
+    for (bucket, kind) in [(MEDIA, "r2"), (ASSETS, "r2"), (ARCHIVE, "b2")] {
+        let name = format!("bucket {bucket} ({kind})");
+        let found = checks
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == name.as_str()))
+            .unwrap_or_else(|| panic!("no check {name}: {checks:#}"));
+        assert_eq!(found["ok"], true, "{found:#}");
+    }
 }
 
 fn backend(server: &S3Server) -> S3Backend {

@@ -144,6 +144,9 @@ async fn count_frames(playlist: &Path) -> Result<u64> {
         })
 }
 
+/// Segment uploads in flight at once for one chunk.
+const SEGMENT_UPLOADS: usize = 8;
+
 /// Encodes, verifies and publishes one chunk.
 pub async fn encode_chunk(
     storage: &Storage,
@@ -172,8 +175,8 @@ pub async fn encode_chunk(
     let expected = (end - first) as f64;
     // The last chunk runs to the end of the source, whose duration is known to a frame.
     let tolerance = if chunk.last { 1.0 } else { 0.0 };
-    let mut variants = Vec::new();
     let mut reference: Option<u64> = None;
+    let mut playlists = Vec::new();
     for r in &input.renditions {
         let dir = work.join(&r.name);
         let playlist_path = dir.join("playlist.m3u8");
@@ -203,27 +206,48 @@ pub async fn encode_chunk(
             }
         }
         reference = Some(frames);
-        let mut segments = Vec::new();
+        playlists.push((r, dir, playlist));
+    }
+
+    // Published only after the whole chunk verified (Av1an-style: nothing unverified reaches
+    // the bucket), then uploaded several at a time: against a remote store each PUT is a
+    // round trip, and a chunk has tens of segments.
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    let mut jobs: Vec<(std::path::PathBuf, ObjectRef, String, f64)> = Vec::new();
+    for (r, dir, playlist) in &playlists {
         for seg in &playlist.segments {
-            let path = dir.join(&seg.uri);
-            let bytes = storage
-                .put_file(
-                    &path,
-                    &ObjectRef::new(
-                        &input.bucket,
-                        format!("{}/{}/{}", input.prefix, r.name, seg.uri),
-                    ),
-                )
-                .await?;
-            segments.push(SegmentInfo {
-                uri: seg.uri.clone(),
-                duration: f64::from(seg.duration),
-                bytes,
-            });
+            jobs.push((
+                dir.join(&seg.uri),
+                ObjectRef::new(
+                    &input.bucket,
+                    format!("{}/{}/{}", input.prefix, r.name, seg.uri),
+                ),
+                seg.uri.clone(),
+                f64::from(seg.duration),
+            ));
         }
+    }
+    let uploads = jobs
+        .into_iter()
+        .map(|(path, obj, uri, duration)| async move {
+            let bytes = storage.put_file(&path, &obj).await?;
+            Ok::<_, MediaError>(SegmentInfo {
+                uri,
+                duration,
+                bytes,
+            })
+        });
+    // `buffered` keeps the order, so segments stay in playlist order.
+    let mut uploaded: Vec<SegmentInfo> = stream::iter(uploads)
+        .buffered(SEGMENT_UPLOADS)
+        .try_collect()
+        .await?;
+    let mut variants = Vec::new();
+    for (r, _, playlist) in &playlists {
+        let rest = uploaded.split_off(playlist.segments.len().min(uploaded.len()));
         variants.push(ChunkVariant {
             name: r.name.clone(),
-            segments,
+            segments: std::mem::replace(&mut uploaded, rest),
         });
     }
     Ok(LadderChunkOutput {
