@@ -50,6 +50,12 @@ enum Command {
     /// Start only the embedded Temporal dev server on the saved state, to browse past jobs
     /// in the Web UI; stops on Ctrl-C.
     Server(ServerArgs),
+    /// RunPod serverless worker: take jobs from RunPod's queue (RUNPOD_WEBHOOK_GET_JOB …),
+    /// run each job's workflow on the Temporal server in TEMPORAL_ADDRESS (or an embedded
+    /// one on the network volume) until it ends, and post the result. Without
+    /// RUNPOD_WEBHOOK_GET_JOB: --test-input / ./test_input.json, or --serve-api.
+    /// See docs/runpod.md.
+    Runpod(RunpodArgs),
 }
 
 #[derive(Args, Clone)]
@@ -153,6 +159,46 @@ struct DoctorArgs {
 }
 
 #[derive(Args)]
+struct RunpodArgs {
+    /// Run one job and exit: `{"input": <job payload>, "id"?: "..."}`. Prints the result
+    /// body that would be posted to RunPod. Without this flag, outside RunPod (no
+    /// RUNPOD_WEBHOOK_GET_JOB), ./test_input.json is used.
+    #[arg(
+        long,
+        alias = "test_input",
+        value_name = "JSON",
+        conflicts_with = "serve_api"
+    )]
+    test_input: Option<String>,
+    /// Serve RunPod's job API locally: POST /run, POST /runsync, GET|POST /status/ID, GET /health.
+    #[arg(long, alias = "rp_serve_api")]
+    serve_api: bool,
+    /// Address for --serve-api.
+    #[arg(long, alias = "rp_api_host", default_value = "localhost")]
+    api_host: String,
+    /// Port for --serve-api (0 picks a free one; the log says which).
+    #[arg(long, alias = "rp_api_port", default_value_t = 8000)]
+    api_port: u16,
+    /// The RunPod network volume: holds the embedded Temporal state when TEMPORAL_ADDRESS
+    /// is unset, and the default --out.
+    #[arg(long, env = "TRANSCODER_RUNPOD_VOLUME", default_value = transcoder::runpod::state::DEFAULT_VOLUME)]
+    volume: PathBuf,
+    /// Folder of the embedded object store; default: `transcoder/out` on the volume when
+    /// one is mounted, else `out`.
+    #[arg(long, env = "TRANSCODER_OUT")]
+    out: Option<PathBuf>,
+    /// Task queue that workflows and activities run on.
+    #[arg(long, env = "TRANSCODER_TASK_QUEUE", default_value = DEFAULT_TASK_QUEUE)]
+    task_queue: String,
+    /// Local state folder: scratch space for encodes.
+    #[arg(long, env = "TRANSCODER_STATE_DIR", default_value = ".transcoder")]
+    state_dir: PathBuf,
+    /// Seconds the current job (and running activities) get after SIGTERM/SIGINT.
+    #[arg(long, env = "TRANSCODER_SHUTDOWN_GRACE", default_value_t = 30)]
+    shutdown_grace: u64,
+}
+
+#[derive(Args)]
 struct ServerArgs {
     /// State folder holding the embedded Temporal database.
     #[arg(long, env = "TRANSCODER_STATE_DIR", default_value = ".transcoder")]
@@ -180,6 +226,7 @@ fn main() -> ExitCode {
             Command::Server(args) => server(args).await,
             Command::Verify(args) => verify(args).await,
             Command::Doctor(args) => doctor(args).await,
+            Command::Runpod(args) => runpod(args).await,
         }
     });
     match result {
@@ -217,46 +264,6 @@ async fn worker_config(common: &CommonArgs, secrets: Option<SecretBox>) -> Resul
         secrets,
         shutdown_grace: Duration::from_secs(common.shutdown_grace),
     })
-}
-
-/// Deployment defaults a payload may leave out: chunk size, webhook retry window, original
-/// retention.
-fn apply_env_defaults(job: &mut JobInput) -> Result<()> {
-    if job.segments_per_chunk.is_none() {
-        if let Ok(v) = std::env::var("TRANSCODER_SEGMENTS_PER_CHUNK") {
-            job.segments_per_chunk = Some(
-                v.trim()
-                    .parse()
-                    .context("TRANSCODER_SEGMENTS_PER_CHUNK must be a number")?,
-            );
-        }
-    }
-    if job.webhook_retry_hours.is_none() {
-        if let Ok(v) = std::env::var("WEBHOOK_RETRY_HOURS") {
-            job.webhook_retry_hours = Some(
-                v.trim()
-                    .parse()
-                    .context("WEBHOOK_RETRY_HOURS must be a whole number of hours")?,
-            );
-        }
-    }
-    if job.original_retention_seconds.is_none() {
-        if let Ok(v) = std::env::var("TRANSCODER_ORIGINAL_RETENTION_SECONDS") {
-            job.original_retention_seconds = Some(
-                v.trim()
-                    .parse()
-                    .context("TRANSCODER_ORIGINAL_RETENTION_SECONDS must be a number")?,
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Seals the payload's webhook secret so workflow history never holds it in plaintext.
-fn seal_secret(job: &mut JobInput, key: &SecretBox) {
-    if let Some(secret) = job.webhook_secret.as_mut() {
-        *secret = key.seal(secret);
-    }
 }
 
 /// Same file, same creator: same media id. Running the same command again therefore
@@ -346,8 +353,8 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     // state folder.
     let secrets = SecretBox::from_env_or_state(&args.common.state_dir)?;
     let mut job = job;
-    apply_env_defaults(&mut job)?;
-    seal_secret(&mut job, &secrets);
+    jobs::apply_env_defaults(&mut job)?;
+    jobs::seal_secret(&mut job, &secrets);
     let config = worker_config(&args.common, Some(secrets)).await?;
 
     let temporal = Temporal::connect_or_embed(&args.common.state_dir).await?;
@@ -547,9 +554,9 @@ async fn run_worker(args: WorkerArgs) -> Result<ExitCode> {
 
 async fn submit(args: SubmitArgs) -> Result<ExitCode> {
     let mut job = read_job(&args.job)?;
-    apply_env_defaults(&mut job)?;
+    jobs::apply_env_defaults(&mut job)?;
     let key = SecretBox::from_env()?.ok_or(transcoder_activities::secrets::SecretError::NoKey)?;
-    seal_secret(&mut job, &key);
+    jobs::seal_secret(&mut job, &key);
     let client = Temporal::connect_remote().await?;
     let (id, _) =
         jobs::start_or_attach(&client, &job, &args.task_queue, jobs::max_job_retries()).await?;
@@ -666,4 +673,58 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
     worker::shutdown_signal().await;
     server.stop().await;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn runpod(args: RunpodArgs) -> Result<ExitCode> {
+    use transcoder::runpod::{self, handler::Pod, local, protocol::Endpoints, state};
+    let volume = state::Volume::detect(&args.volume);
+    let common = CommonArgs {
+        out: args.out.clone().unwrap_or_else(|| {
+            volume
+                .dir()
+                .map(|d| d.join("out"))
+                .unwrap_or_else(|| PathBuf::from("out"))
+        }),
+        task_queue: args.task_queue.clone(),
+        state_dir: args.state_dir.clone(),
+        shutdown_grace: args.shutdown_grace,
+    };
+    let endpoints = Endpoints::from_env()?;
+    // Mode order of the SDK (§1): local API, then a test input (flag, or the file when
+    // RunPod's job URL is not set), then the production loop.
+    let pod_id = endpoints
+        .as_ref()
+        .map(|e| e.pod_id.clone())
+        .or_else(|| std::env::var("RUNPOD_POD_ID").ok())
+        .unwrap_or_else(|| "local".to_string());
+    let connected = state::connect(&volume, &common.state_dir, &pod_id).await?;
+    // The worker is configured exactly as `transcoder worker` configures it.
+    let config = worker_config(&common, Some(connected.secrets.clone())).await?;
+    let pod = Pod {
+        client: connected.temporal.client.clone(),
+        runtime: std::sync::Arc::new(worker::runtime()?),
+        config,
+        secrets: connected.secrets.clone(),
+        max_retries: jobs::max_job_retries(),
+    };
+    let shutdown = runpod::shutdown_watch();
+    let ok = if args.serve_api {
+        local::serve_api(&pod, &args.api_host, args.api_port, shutdown).await?;
+        true
+    } else if let Some(text) = args.test_input {
+        local::run_test_input(&pod, local::TestInput::Text(text), shutdown).await?
+    } else if let Some(endpoints) = endpoints {
+        let client = runpod::client::RunpodClient::new(endpoints)?;
+        runpod::serve(&pod, client, shutdown).await;
+        true
+    } else {
+        let file = PathBuf::from("test_input.json");
+        local::run_test_input(&pod, local::TestInput::File(file), shutdown).await?
+    };
+    connected.temporal.shutdown().await;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
