@@ -194,7 +194,12 @@ async fn wait(
                 .reason("RunPod job stopped (cancelled, expired or timed out)".to_string())
                 .build();
             match handle.cancel(options).await {
-                Ok(()) => tracing::info!(workflow_id = %id, "job stopped by RunPod: workflow cancelled"),
+                Ok(()) => {
+                    // The cancellation is carried out by a workflow task: keep this pod's
+                    // worker (polled beside this future) running until the workflow ends.
+                    let ended = tokio::time::timeout(pod.config.shutdown_grace, &mut body).await;
+                    tracing::info!(workflow_id = %id, ended = ended.is_ok(), "job stopped by RunPod: workflow cancelled");
+                }
                 Err(e) => tracing::warn!(workflow_id = %id, error = %e, "job stopped by RunPod; cancelling its workflow failed"),
             }
             Outcome::Stopped
