@@ -689,14 +689,29 @@ async fn runpod(args: RunpodArgs) -> Result<ExitCode> {
         state_dir: args.state_dir.clone(),
         shutdown_grace: args.shutdown_grace,
     };
+    // Mode order of the SDK (§1): local API, then a test input (the flag, or the file when
+    // RunPod's job URL is not set), then the production loop. A test input is read before
+    // anything starts, so a bad one fails at once.
     let endpoints = Endpoints::from_env()?;
-    // Mode order of the SDK (§1): local API, then a test input (flag, or the file when
-    // RunPod's job URL is not set), then the production loop.
-    let pod_id = endpoints
-        .as_ref()
-        .map(|e| e.pod_id.clone())
-        .or_else(|| std::env::var("RUNPOD_POD_ID").ok())
-        .unwrap_or_else(|| "local".to_string());
+    enum Mode {
+        ServeApi,
+        Test(local::TestJob),
+        Worker(Endpoints),
+    }
+    let mode = if args.serve_api {
+        Mode::ServeApi
+    } else if let Some(text) = args.test_input.clone() {
+        Mode::Test(local::TestJob::read(local::TestInput::Text(text))?)
+    } else if let Some(endpoints) = endpoints {
+        Mode::Worker(endpoints)
+    } else {
+        let file = PathBuf::from("test_input.json");
+        Mode::Test(local::TestJob::read(local::TestInput::File(file))?)
+    };
+    let pod_id = match &mode {
+        Mode::Worker(e) => e.pod_id.clone(),
+        _ => std::env::var("RUNPOD_POD_ID").unwrap_or_else(|_| "local".to_string()),
+    };
     let connected = state::connect(&volume, &common.state_dir, &pod_id).await?;
     // The worker is configured exactly as `transcoder worker` configures it.
     let config = worker_config(&common, Some(connected.secrets.clone())).await?;
@@ -708,18 +723,17 @@ async fn runpod(args: RunpodArgs) -> Result<ExitCode> {
         max_retries: jobs::max_job_retries(),
     };
     let shutdown = runpod::shutdown_watch();
-    let ok = if args.serve_api {
-        local::serve_api(&pod, &args.api_host, args.api_port, shutdown).await?;
-        true
-    } else if let Some(text) = args.test_input {
-        local::run_test_input(&pod, local::TestInput::Text(text), shutdown).await?
-    } else if let Some(endpoints) = endpoints {
-        let client = runpod::client::RunpodClient::new(endpoints)?;
-        runpod::serve(&pod, client, shutdown).await;
-        true
-    } else {
-        let file = PathBuf::from("test_input.json");
-        local::run_test_input(&pod, local::TestInput::File(file), shutdown).await?
+    let ok = match mode {
+        Mode::ServeApi => {
+            local::serve_api(&pod, &args.api_host, args.api_port, shutdown).await?;
+            true
+        }
+        Mode::Test(job) => local::run_test_input(&pod, job, shutdown).await,
+        Mode::Worker(endpoints) => {
+            let client = runpod::client::RunpodClient::new(endpoints)?;
+            runpod::serve(&pod, client, shutdown).await;
+            true
+        }
     };
     connected.temporal.shutdown().await;
     Ok(if ok {

@@ -122,48 +122,49 @@ async fn job_runs_to_its_result() {
     );
 
     let holder = api.holder("job-1-u1").expect("delivered");
-    let state = api.lock();
-    assert!(
-        state
+    {
+        let state = api.lock();
+        assert!(
+            state
+                .pings
+                .iter()
+                .any(|p| p.pod == holder && p.jobs == ["job-1-u1"]),
+            "no ping of {holder} listed the job in flight: {:?}",
+            state
+                .pings
+                .iter()
+                .map(|p| (&p.pod, &p.jobs))
+                .collect::<Vec<_>>()
+        );
+        let after: Vec<_> = state
             .pings
             .iter()
-            .any(|p| p.pod == holder && p.jobs == ["job-1-u1"]),
-        "no ping of {holder} listed the job in flight: {:?}",
-        state
-            .pings
+            .filter(|p| p.at.elapsed() < Duration::from_millis(1500) && p.pod == holder)
+            .collect();
+        assert!(
+            !after.is_empty() && after.iter().all(|p| p.jobs.is_empty()),
+            "pings after the result still list the job (or stopped): {after:?}"
+        );
+        let progress: Vec<_> = state
+            .progress
             .iter()
-            .map(|p| (&p.pod, &p.jobs))
-            .collect::<Vec<_>>()
-    );
-    let after: Vec<_> = state
-        .pings
-        .iter()
-        .filter(|p| p.at.elapsed() < Duration::from_millis(1500) && p.pod == holder)
-        .collect();
-    assert!(
-        !after.is_empty() && after.iter().all(|p| p.jobs.is_empty()),
-        "pings after the result still list the job (or stopped): {after:?}"
-    );
-    let progress: Vec<_> = state
-        .progress
-        .iter()
-        .filter(|p| p.job == "job-1-u1")
-        .collect();
-    assert!(!progress.is_empty(), "no progress update was posted");
-    assert!(
-        progress.iter().all(|p| p.seq < delivered.seq
-            && p.body["output"]["workflowId"] == "transcode-rp1"
-            && p.body["output"]["percent"].is_u64()),
-        "progress updates: {progress:#?}"
-    );
-    assert!(
-        state
-            .takes
-            .iter()
-            .any(|(pod, in_progress)| pod == &holder && in_progress == "0"),
-        "job-take never said job_in_progress=0"
-    );
-    drop(state);
+            .filter(|p| p.job == "job-1-u1")
+            .collect();
+        assert!(!progress.is_empty(), "no progress update was posted");
+        assert!(
+            progress.iter().all(|p| p.seq < delivered.seq
+                && p.body["output"]["workflowId"] == "transcode-rp1"
+                && p.body["output"]["percent"].is_u64()),
+            "progress updates: {progress:#?}"
+        );
+        assert!(
+            state
+                .takes
+                .iter()
+                .any(|(pod, in_progress)| pod == &holder && in_progress == "0"),
+            "job-take never said job_in_progress=0"
+        );
+    }
     api.assert_no_violations();
     for pod in [&a, &b] {
         assert!(
@@ -330,23 +331,24 @@ async fn job_stop_cancels_and_posts_nothing() {
     }
     let stopped_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let state = api.lock();
-    assert!(
-        !state.results.iter().any(|r| r.job == "job-s-u1"),
-        "a result was posted for a stopped job: {:?}",
-        state.results
-    );
-    let late: Vec<_> = state
-        .pings
-        .iter()
-        .filter(|p| p.at.elapsed() < Duration::from_millis(1500))
-        .collect();
-    assert!(
-        !late.is_empty() && late.iter().all(|p| p.jobs.is_empty()),
-        "pings {:.1} s after the stop: {late:?}",
-        stopped_at.elapsed().as_secs_f64()
-    );
-    drop(state);
+    {
+        let state = api.lock();
+        assert!(
+            !state.results.iter().any(|r| r.job == "job-s-u1"),
+            "a result was posted for a stopped job: {:?}",
+            state.results
+        );
+        let late: Vec<_> = state
+            .pings
+            .iter()
+            .filter(|p| p.at.elapsed() < Duration::from_millis(1500))
+            .collect();
+        assert!(
+            !late.is_empty() && late.iter().all(|p| p.jobs.is_empty()),
+            "pings {:.1} s after the stop: {late:?}",
+            stopped_at.elapsed().as_secs_f64()
+        );
+    }
     assert!(hook.received().is_empty(), "a cancelled job sent a webhook");
     assert!(pod.try_status().is_none(), "the pod exited\n{}", pod.dump());
     api.assert_no_violations();

@@ -8,10 +8,13 @@ use super::client::RunpodClient;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
+/// A job id and its stop switch.
+type Tracked = (String, watch::Sender<bool>);
+
 /// Jobs taken and not yet reported, each with a stop switch (the job-stop channel flips it).
 #[derive(Clone, Default)]
 pub struct InFlight {
-    jobs: Arc<Mutex<Vec<(String, watch::Sender<bool>)>>>,
+    jobs: Arc<Mutex<Vec<Tracked>>>,
 }
 
 impl InFlight {
@@ -50,7 +53,7 @@ impl InFlight {
         stopped
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, watch::Sender<bool>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Tracked>> {
         // A panic while holding this lock leaves a plain list behind: still usable.
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -11,7 +11,6 @@ use super::protocol::JobResult;
 use super::RunpodError;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -26,29 +25,44 @@ pub enum TestInput {
     File(std::path::PathBuf),
 }
 
-/// Runs one job from a test input; prints the result body it would post to RunPod on
-/// stdout. `Ok(true)` when the job succeeded.
-pub async fn run_test_input(
-    pod: &Pod,
-    source: TestInput,
-    shutdown: watch::Receiver<bool>,
-) -> Result<bool, RunpodError> {
-    let text = match source {
-        TestInput::Text(t) => t,
-        TestInput::File(path) => read_test_file(&path)?,
-    };
-    let value: Value = serde_json::from_str(&text)
-        .map_err(|e| RunpodError::TestInput(format!("not JSON: {e}")))?;
-    let input = value
-        .get("input")
-        .filter(|i| !i.is_null())
-        .cloned()
-        .ok_or_else(|| RunpodError::TestInput("needs a non-null \"input\"".into()))?;
-    let id = value
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or(LOCAL_TEST_ID)
-        .to_string();
+/// A test input, read and checked (before anything is started, so a bad one fails fast).
+pub struct TestJob {
+    id: String,
+    input: Value,
+}
+
+impl TestJob {
+    /// `{"input": <non-null>, "id"?: "..."}`, as the SDK requires.
+    pub fn read(source: TestInput) -> Result<Self, RunpodError> {
+        let text = match source {
+            TestInput::Text(t) => t,
+            TestInput::File(path) => std::fs::read_to_string(&path).map_err(|e| {
+                RunpodError::TestInput(format!(
+                    "no --test-input and {} cannot be read ({e}); outside RunPod give --test-input JSON, a test_input.json, or --serve-api",
+                    path.display()
+                ))
+            })?,
+        };
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| RunpodError::TestInput(format!("not JSON: {e}")))?;
+        let input = value
+            .get("input")
+            .filter(|i| !i.is_null())
+            .cloned()
+            .ok_or_else(|| RunpodError::TestInput("needs a non-null \"input\"".into()))?;
+        let id = value
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or(LOCAL_TEST_ID)
+            .to_string();
+        Ok(TestJob { id, input })
+    }
+}
+
+/// Runs one test job; prints the result body it would post to RunPod on stdout. `true`
+/// when the job succeeded.
+pub async fn run_test_input(pod: &Pod, job: TestJob, shutdown: watch::Receiver<bool>) -> bool {
+    let TestJob { id, input } = job;
     tracing::info!(job_id = %id, "running the test input");
     let (_keep, stop) = watch::channel(false);
     let signals = Signals { stop, shutdown };
@@ -56,7 +70,7 @@ pub async fn run_test_input(
         client: None,
         job_id: &id,
     };
-    let ok = handler::run_job(pod, input, signals, progress, |outcome| async move {
+    handler::run_job(pod, input, signals, progress, |outcome| async move {
         match outcome {
             Outcome::Finished(result) => {
                 println!("{}", result.body());
@@ -68,17 +82,7 @@ pub async fn run_test_input(
             }
         }
     })
-    .await;
-    Ok(ok)
-}
-
-fn read_test_file(path: &Path) -> Result<String, RunpodError> {
-    std::fs::read_to_string(path).map_err(|e| {
-        RunpodError::TestInput(format!(
-            "no --test-input and {} cannot be read ({e}); outside RunPod give --test-input JSON, a test_input.json, or --serve-api",
-            path.display()
-        ))
-    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------

@@ -271,7 +271,7 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<State>, key: &str) {
         ("GET", "job-take", 2) => {
             let pod = segments[1].clone();
             if header(&request, "Content-Type").as_deref() != Some("application/json") {
-                violations.push(format!("job-take without Content-Type: application/json"));
+                violations.push("job-take without Content-Type: application/json".to_string());
             }
             let in_progress = q("job_in_progress").unwrap_or_default();
             if in_progress != "0" && in_progress != "1" {
