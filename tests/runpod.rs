@@ -1,8 +1,9 @@
 //! `transcoder runpod` against a stand-in of RunPod's worker API (see `runpod/standin.rs`),
 //! a real Temporal dev server, real ffmpeg and a real webhook receiver: a job runs to its
 //! result through two pods, a `kill -9`ed pod's job is delivered again and resumes on the
-//! other, a result post refused with 503 is retried, a job-stop cancels the workflow and
-//! posts nothing, pings list the job in flight; and the local modes (`--test-input`,
+//! other, SIGTERM checkpoints and the job resumes elsewhere, a result post refused with 503
+//! is retried, a job-stop cancels the workflow and posts nothing, pings list the job in
+//! flight; and the local modes (`--test-input`,
 //! `test_input.json`, `--serve-api`).
 
 mod common;
@@ -165,6 +166,21 @@ async fn job_runs_to_its_result() {
             "job-take never said job_in_progress=0"
         );
     }
+    // A job whose input is not a media-api payload gets an error result, a string.
+    api.enqueue("job-2-u1", json!("not a payload"));
+    let bad = api
+        .wait_for(Duration::from_secs(30), |s| {
+            s.results.iter().find(|r| r.job == "job-2-u1").cloned()
+        })
+        .await
+        .unwrap_or_else(|| panic!("no result for a bad input\n{}", dumps(&[&a, &b])));
+    assert!(
+        bad.body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not a media-api payload")),
+        "{:#}",
+        bad.body
+    );
     api.assert_no_violations();
     for pod in [&a, &b] {
         assert!(
@@ -290,6 +306,72 @@ async fn killed_pod_job_resumes_on_the_other() {
     );
     api.assert_no_violations();
     stop_pods(vec![survivor]).await;
+}
+
+/// SIGTERM in the middle of a job: the pod lets its running activities wind down within
+/// the grace period, posts nothing and exits 0; the job, delivered again, finishes on
+/// another pod from where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_checkpoints_and_the_job_resumes() {
+    let h = Harness::start().await;
+    let out = h.path("out");
+    let hook = WebhookReceiver::start("whsec-runpod-term");
+    stage(&out, "rpt2", 320, 180, 36).await;
+    let api = StandIn::start(API_KEY);
+    let mut env = api.env("pod-t");
+    env.push(("TRANSCODER_SHUTDOWN_GRACE", "2".to_string()));
+    let mut first = h.spawn_with_env(
+        &["runpod", "--out", s(&out), "--task-queue", "rp-term"],
+        &env,
+    );
+    let mut input = video_job_payload("rpt2", "c1", &hook);
+    input["segmentsPerChunk"] = json!(1);
+    api.enqueue("job-t-u1", input.clone());
+    let deadline = Instant::now() + LIMIT;
+    while video_segments(&out, "rpt2") < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "no chunk in time\n{}",
+            first.dump()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.signal(libc::SIGTERM);
+    let status = first
+        .wait_for_exit(Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|| panic!("the pod did not exit after SIGTERM\n{}", first.dump()));
+    assert!(status.success(), "exit {status}\n{}", first.dump());
+    assert!(
+        api.lock().results.iter().all(|r| r.job != "job-t-u1"),
+        "a result was posted for an unfinished job"
+    );
+
+    api.requeue("job-t-u1", input);
+    let second = spawn_pod(&h, &api, "pod-u", &out, "rp-term");
+    let delivered = api
+        .wait_for(LIMIT, |s| {
+            s.results
+                .iter()
+                .find(|r| r.job == "job-t-u1" && r.status == 200)
+                .cloned()
+        })
+        .await
+        .unwrap_or_else(|| panic!("no result after the restart\n{}", second.dump()));
+    assert_eq!(delivered.pod, "pod-u");
+    let webhook = hook.expect_one_valid().await;
+    assert_eq!(delivered.body, json!({ "output": webhook["output"] }));
+    let history = workflow_history(&h.address(), "transcode-rpt2").await;
+    let mezzanine: Vec<_> = history_activities(&history)
+        .into_iter()
+        .filter(|a| a.activity_type == "mezzanine")
+        .collect();
+    assert!(
+        mezzanine.len() == 1 && mezzanine[0].started_attempt == Some(1),
+        "the mezzanine was made again: {mezzanine:?}"
+    );
+    api.assert_no_violations();
+    stop_pods(vec![second]).await;
 }
 
 /// A job-stop cancels the job's workflow and nothing is posted for it; the pod stays up
