@@ -77,13 +77,23 @@ where
     F: FnOnce(Outcome) -> Fut,
     Fut: std::future::Future<Output = T>,
 {
+    // Taken before parsing, so even a parse error's text cannot carry it out.
+    let raw_secret = input
+        .get("webhookSecret")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let mut job: JobInput = match serde_json::from_value(input) {
         Ok(job) => job,
         Err(e) => {
-            return report(Outcome::Finished(JobResult::error(format!(
+            let text = format!(
                 "the job input is not a media-api payload (a JSON object of job fields): {e}"
+            );
+            return report(Outcome::Finished(JobResult::error(clean_error(
+                &text,
+                &[&raw_secret],
             ))))
-            .await
+            .await;
         }
     };
     let secret = job.webhook_secret.clone().unwrap_or_default();

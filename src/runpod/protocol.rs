@@ -27,7 +27,7 @@ pub enum ConfigError {
 
 /// The worker API as the environment describes it, placeholders already substituted where
 /// the SDK substitutes them once (the pod id); the job id goes in per request.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Endpoints {
     /// `RUNPOD_WEBHOOK_GET_JOB` with `$ID` replaced by the pod id.
     job_take: String,
@@ -41,6 +41,21 @@ pub struct Endpoints {
     api_key: String,
     pub pod_id: String,
     pub ping_interval: Duration,
+}
+
+// Hand-written so that logging the endpoints never prints the API key.
+impl std::fmt::Debug for Endpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoints")
+            .field("job_take", &self.job_take)
+            .field("job_stop", &self.job_stop)
+            .field("job_done", &self.job_done)
+            .field("ping", &self.ping)
+            .field("api_key", &"<redacted>")
+            .field("pod_id", &self.pod_id)
+            .field("ping_interval", &self.ping_interval)
+            .finish()
+    }
 }
 
 impl Endpoints {
@@ -335,6 +350,11 @@ mod tests {
         ("RUNPOD_AI_API_KEY", "key-123"),
         ("RUNPOD_POD_ID", "pod7"),
     ];
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        assert!(!format!("{:?}", endpoints(BASE)).contains("key-123"));
+    }
 
     #[test]
     fn no_get_job_means_local_mode() {
