@@ -6,6 +6,7 @@ use temporalio_client::{
     Client, WorkflowCountOptions, WorkflowGetResultOptions, WorkflowIdConflictPolicy,
     WorkflowIdReusePolicy, WorkflowStartOptions,
 };
+use transcoder_activities::secrets::SecretBox;
 use transcoder_workflows::webhook::{clean_error, JobStatus, MediaTypeText, WebhookBody};
 use transcoder_workflows::workflow::TranscodeResult;
 use transcoder_workflows::{workflow_id, JobInput, TranscodeWorkflow};
@@ -142,4 +143,51 @@ fn failed_body(id: &str, job: &JobInput, message: &str) -> WebhookBody {
 
 pub fn succeeded(body: &WebhookBody) -> bool {
     body.status == JobStatus::Completed
+}
+
+/// Deployment defaults a payload may leave out: chunk size, webhook retry window, original
+/// retention.
+pub fn apply_env_defaults(job: &mut JobInput) -> Result<()> {
+    if job.segments_per_chunk.is_none() {
+        if let Ok(v) = std::env::var("TRANSCODER_SEGMENTS_PER_CHUNK") {
+            job.segments_per_chunk = Some(
+                v.trim()
+                    .parse()
+                    .context("TRANSCODER_SEGMENTS_PER_CHUNK must be a number")?,
+            );
+        }
+    }
+    if job.webhook_retry_hours.is_none() {
+        if let Ok(v) = std::env::var("WEBHOOK_RETRY_HOURS") {
+            job.webhook_retry_hours = Some(
+                v.trim()
+                    .parse()
+                    .context("WEBHOOK_RETRY_HOURS must be a whole number of hours")?,
+            );
+        }
+    }
+    if job.original_retention_seconds.is_none() {
+        if let Ok(v) = std::env::var("TRANSCODER_ORIGINAL_RETENTION_SECONDS") {
+            job.original_retention_seconds = Some(
+                v.trim()
+                    .parse()
+                    .context("TRANSCODER_ORIGINAL_RETENTION_SECONDS must be a number")?,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Seals the payload's webhook secret (and a presigned input URI) so workflow history never
+/// holds them in plaintext.
+pub fn seal_secret(job: &mut JobInput, key: &SecretBox) {
+    if let Some(secret) = job.webhook_secret.as_mut() {
+        *secret = key.seal(secret);
+    }
+    // An input URI with a query string is most likely presigned: its signature is a secret.
+    if let Some(uri) = job.input_uri.as_mut() {
+        if uri.contains('?') {
+            *uri = key.seal(uri);
+        }
+    }
 }

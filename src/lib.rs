@@ -5,6 +5,7 @@ pub mod devserver;
 pub mod doctor;
 pub mod jobs;
 pub mod receiver;
+pub mod runpod;
 pub mod stage;
 pub mod temporal;
 pub mod worker;

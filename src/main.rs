@@ -51,6 +51,12 @@ enum Command {
     /// Start only the embedded Temporal dev server on the saved state, to browse past jobs
     /// in the Web UI; stops on Ctrl-C.
     Server(ServerArgs),
+    /// RunPod serverless worker: take jobs from RunPod's queue (RUNPOD_WEBHOOK_GET_JOB …),
+    /// run each job's workflow on the Temporal server in TEMPORAL_ADDRESS (or an embedded
+    /// one on the network volume) until it ends, and post the result. Without
+    /// RUNPOD_WEBHOOK_GET_JOB: --test-input / ./test_input.json, or --serve-api.
+    /// See docs/runpod.md.
+    Runpod(RunpodArgs),
 }
 
 #[derive(Args, Clone)]
@@ -155,6 +161,46 @@ struct DoctorArgs {
 }
 
 #[derive(Args)]
+struct RunpodArgs {
+    /// Run one job and exit: `{"input": <job payload>, "id"?: "..."}`. Prints the result
+    /// body that would be posted to RunPod. Without this flag, outside RunPod (no
+    /// RUNPOD_WEBHOOK_GET_JOB), ./test_input.json is used.
+    #[arg(
+        long,
+        alias = "test_input",
+        value_name = "JSON",
+        conflicts_with = "serve_api"
+    )]
+    test_input: Option<String>,
+    /// Serve RunPod's job API locally: POST /run, POST /runsync, GET|POST /status/ID, GET /health.
+    #[arg(long, alias = "rp_serve_api")]
+    serve_api: bool,
+    /// Address for --serve-api.
+    #[arg(long, alias = "rp_api_host", default_value = "localhost")]
+    api_host: String,
+    /// Port for --serve-api (0 picks a free one; the log says which).
+    #[arg(long, alias = "rp_api_port", default_value_t = 8000)]
+    api_port: u16,
+    /// The RunPod network volume: holds the embedded Temporal state when TEMPORAL_ADDRESS
+    /// is unset, and the default --out.
+    #[arg(long, env = "TRANSCODER_RUNPOD_VOLUME", default_value = transcoder::runpod::state::DEFAULT_VOLUME)]
+    volume: PathBuf,
+    /// Folder of the embedded object store; default: `transcoder/out` on the volume when
+    /// one is mounted, else `out`.
+    #[arg(long, env = "TRANSCODER_OUT")]
+    out: Option<PathBuf>,
+    /// Task queue that workflows and activities run on.
+    #[arg(long, env = "TRANSCODER_TASK_QUEUE", default_value = DEFAULT_TASK_QUEUE)]
+    task_queue: String,
+    /// Local state folder: scratch space for encodes.
+    #[arg(long, env = "TRANSCODER_STATE_DIR", default_value = ".transcoder")]
+    state_dir: PathBuf,
+    /// Seconds the current job (and running activities) get after SIGTERM/SIGINT.
+    #[arg(long, env = "TRANSCODER_SHUTDOWN_GRACE", default_value_t = 30)]
+    shutdown_grace: u64,
+}
+
+#[derive(Args)]
 struct ServerArgs {
     /// State folder holding the embedded Temporal database.
     #[arg(long, env = "TRANSCODER_STATE_DIR", default_value = ".transcoder")]
@@ -182,6 +228,7 @@ fn main() -> ExitCode {
             Command::Server(args) => server(args).await,
             Command::Verify(args) => verify(args).await,
             Command::Doctor(args) => doctor(args).await,
+            Command::Runpod(args) => runpod(args).await,
         }
     });
     match result {
@@ -234,52 +281,6 @@ async fn worker_config(common: &CommonArgs, secrets: Option<SecretBox>) -> Resul
         secrets,
         shutdown_grace: Duration::from_secs(common.shutdown_grace),
     })
-}
-
-/// Deployment defaults a payload may leave out: chunk size, webhook retry window, original
-/// retention.
-fn apply_env_defaults(job: &mut JobInput) -> Result<()> {
-    if job.segments_per_chunk.is_none() {
-        if let Ok(v) = std::env::var("TRANSCODER_SEGMENTS_PER_CHUNK") {
-            job.segments_per_chunk = Some(
-                v.trim()
-                    .parse()
-                    .context("TRANSCODER_SEGMENTS_PER_CHUNK must be a number")?,
-            );
-        }
-    }
-    if job.webhook_retry_hours.is_none() {
-        if let Ok(v) = std::env::var("WEBHOOK_RETRY_HOURS") {
-            job.webhook_retry_hours = Some(
-                v.trim()
-                    .parse()
-                    .context("WEBHOOK_RETRY_HOURS must be a whole number of hours")?,
-            );
-        }
-    }
-    if job.original_retention_seconds.is_none() {
-        if let Ok(v) = std::env::var("TRANSCODER_ORIGINAL_RETENTION_SECONDS") {
-            job.original_retention_seconds = Some(
-                v.trim()
-                    .parse()
-                    .context("TRANSCODER_ORIGINAL_RETENTION_SECONDS must be a number")?,
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Seals the payload's webhook secret (and an input URI with a query string, where a
-/// presigned URL keeps its signature) so workflow history never holds them in plaintext.
-fn seal_secret(job: &mut JobInput, key: &SecretBox) {
-    if let Some(secret) = job.webhook_secret.as_mut() {
-        *secret = key.seal(secret);
-    }
-    if let Some(uri) = job.input_uri.as_mut() {
-        if uri.contains('?') && !SecretBox::is_sealed(uri) {
-            *uri = key.seal(uri);
-        }
-    }
 }
 
 /// A media id from arbitrary bytes (a URI) and the creator: the same input gives the same id.
@@ -394,8 +395,8 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     // state folder.
     let secrets = SecretBox::from_env_or_state(&args.common.state_dir)?;
     let mut job = job;
-    apply_env_defaults(&mut job)?;
-    seal_secret(&mut job, &secrets);
+    jobs::apply_env_defaults(&mut job)?;
+    jobs::seal_secret(&mut job, &secrets);
     let mut config = worker_config(&args.common, Some(secrets)).await?;
     // The person at the keyboard chose this URL: its host needs no allowlist entry.
     if let Some(InputUri::Http(url)) = &input_uri {
@@ -607,9 +608,9 @@ async fn run_worker(args: WorkerArgs) -> Result<ExitCode> {
 
 async fn submit(args: SubmitArgs) -> Result<ExitCode> {
     let mut job = read_job(&args.job)?;
-    apply_env_defaults(&mut job)?;
+    jobs::apply_env_defaults(&mut job)?;
     let key = SecretBox::from_env()?.ok_or(transcoder_activities::secrets::SecretError::NoKey)?;
-    seal_secret(&mut job, &key);
+    jobs::seal_secret(&mut job, &key);
     let client = Temporal::connect_remote().await?;
     let (id, _) =
         jobs::start_or_attach(&client, &job, &args.task_queue, jobs::max_job_retries()).await?;
@@ -724,4 +725,72 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
     worker::shutdown_signal().await;
     server.stop().await;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn runpod(args: RunpodArgs) -> Result<ExitCode> {
+    use transcoder::runpod::{self, handler::Pod, local, protocol::Endpoints, state};
+    let volume = state::Volume::detect(&args.volume);
+    let common = CommonArgs {
+        out: args.out.clone().unwrap_or_else(|| {
+            volume
+                .dir()
+                .map(|d| d.join("out"))
+                .unwrap_or_else(|| PathBuf::from("out"))
+        }),
+        task_queue: args.task_queue.clone(),
+        state_dir: args.state_dir.clone(),
+        shutdown_grace: args.shutdown_grace,
+    };
+    // Mode order of the SDK (§1): local API, then a test input (the flag, or the file when
+    // RunPod's job URL is not set), then the production loop. A test input is read before
+    // anything starts, so a bad one fails at once.
+    let endpoints = Endpoints::from_env()?;
+    enum Mode {
+        ServeApi,
+        Test(local::TestJob),
+        Worker(Endpoints),
+    }
+    let mode = if args.serve_api {
+        Mode::ServeApi
+    } else if let Some(text) = args.test_input.clone() {
+        Mode::Test(local::TestJob::read(local::TestInput::Text(text))?)
+    } else if let Some(endpoints) = endpoints {
+        Mode::Worker(endpoints)
+    } else {
+        let file = PathBuf::from("test_input.json");
+        Mode::Test(local::TestJob::read(local::TestInput::File(file))?)
+    };
+    let pod_id = match &mode {
+        Mode::Worker(e) => e.pod_id.clone(),
+        _ => std::env::var("RUNPOD_POD_ID").unwrap_or_else(|_| "local".to_string()),
+    };
+    let connected = state::connect(&volume, &common.state_dir, &pod_id).await?;
+    // The worker is configured exactly as `transcoder worker` configures it.
+    let config = worker_config(&common, Some(connected.secrets.clone())).await?;
+    let pod = Pod {
+        client: connected.temporal.client.clone(),
+        runtime: std::sync::Arc::new(worker::runtime()?),
+        config,
+        secrets: connected.secrets.clone(),
+        max_retries: jobs::max_job_retries(),
+    };
+    let shutdown = runpod::shutdown_watch();
+    let ok = match mode {
+        Mode::ServeApi => {
+            local::serve_api(&pod, &args.api_host, args.api_port, shutdown).await?;
+            true
+        }
+        Mode::Test(job) => local::run_test_input(&pod, job, shutdown).await,
+        Mode::Worker(endpoints) => {
+            let client = runpod::client::RunpodClient::new(endpoints)?;
+            runpod::serve(&pod, client, shutdown).await;
+            true
+        }
+    };
+    connected.temporal.shutdown().await;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -56,6 +56,12 @@ impl Temporal {
     }
 }
 
+/// Connects to the server at `address` (an embedded one), with the rest of the SDK's
+/// environment configuration.
+pub async fn connect_to(address: &str) -> Result<Client> {
+    connect(Some(address)).await
+}
+
 /// Connects using the SDK's environment configuration, overriding the address when given.
 async fn connect(address: Option<&str>) -> Result<Client> {
     let (mut conn_opts, client_opts) = ClientOptions::load_from_config(

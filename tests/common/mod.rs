@@ -201,11 +201,19 @@ impl Harness {
 
     /// Starts `transcoder ARGS` in the background; the returned guard kills it on drop.
     pub fn spawn(&self, args: &[&str]) -> Background {
+        self.spawn_with_env(args, &[])
+    }
+
+    /// [`Harness::spawn`] with extra environment variables.
+    pub fn spawn_with_env(&self, args: &[&str], env: &[(&str, String)]) -> Background {
         let logs = self.logs_dir();
         let name = unique_name("bg");
         let stdout_path = logs.join(format!("{name}.stdout"));
         let stderr_path = logs.join(format!("{name}.stderr"));
         let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         cmd.stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
             .stderr(std::fs::File::create(&stderr_path).expect("stderr file"));
         let child = cmd.spawn().expect("spawn transcoder");
@@ -396,6 +404,23 @@ impl Drop for Background {
             }
         }
     }
+}
+
+/// A media-api job payload (DESIGN §3.1) for an original already staged at
+/// `originals/{creator}/{media}/original.mp4` in the archive bucket.
+pub fn video_job_payload(media: &str, creator: &str, hook: &WebhookReceiver) -> Value {
+    serde_json::json!({
+        "mediaId": media,
+        "creatorId": creator,
+        "mediaType": "video",
+        "inputBucket": ARCHIVE_BUCKET,
+        "inputKey": format!("originals/{creator}/{media}/original.mp4"),
+        "outputBucket": MEDIA_BUCKET,
+        "outputPrefix": format!("{creator}/hls/{media}"),
+        "assetsBucket": ASSETS_BUCKET,
+        "webhookUrl": hook.url(),
+        "webhookSecret": hook.secret,
+    })
 }
 
 // ---------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityCloseTimeouts, ActivityExecutionError, ActivityOptions, ApplicationFailure,
-    ChildWorkflowOptions, ParentClosePolicy, WorkflowContext, WorkflowResult,
+    ChildWorkflowOptions, ParentClosePolicy, WorkflowContext, WorkflowContextView, WorkflowResult,
+    WorkflowTermination,
 };
 
 /// Result of a completed job: the webhook body that was sent, and whether it got through.
@@ -34,18 +35,49 @@ pub struct TranscodeResult {
     pub encoders: Vec<(String, String)>,
 }
 
+/// Where a running job is, for the `progress` query (the RunPod worker turns it into
+/// progress updates). Kept in workflow state, not history: it is rebuilt on replay by the
+/// same code path, so it costs no events and cannot break determinism.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// The step running now (`probe`, `mezzanine`, `ladder`, …, `done`, `failed`).
+    pub step: String,
+    /// A rough 0–100 estimate from the steps done; the ladder fills most of it by chunks.
+    pub percent: u8,
+    pub chunks_done: u32,
+    pub chunks_total: u32,
+}
+
 #[workflow]
 #[derive(Default)]
-pub struct TranscodeWorkflow;
+pub struct TranscodeWorkflow {
+    progress: Progress,
+}
+
+/// Records the current step in workflow state (read by the `progress` query).
+fn step(ctx: &WorkflowContext<TranscodeWorkflow>, name: &str, percent: u8) {
+    ctx.state_mut(|s| {
+        s.progress.step = name.to_string();
+        s.progress.percent = percent;
+    });
+}
 
 #[workflow_methods]
 impl TranscodeWorkflow {
+    /// The job's current step and a rough percentage; answered by any worker.
+    #[query]
+    pub fn progress(&self, _ctx: &WorkflowContextView) -> Progress {
+        self.progress.clone()
+    }
+
     #[run]
     pub async fn run(
         ctx: &mut WorkflowContext<Self>,
         input: JobInput,
     ) -> WorkflowResult<TranscodeResult> {
         let id = ctx.workflow_id().to_string();
+        step(ctx, "validate", 0);
         let job = match input.validate() {
             Ok(job) => job,
             Err(invalid) => {
@@ -59,9 +91,12 @@ impl TranscodeWorkflow {
                         &[secret],
                     );
                     let reason = body.error.clone().unwrap_or(reason);
+                    step(ctx, "webhook", 99);
                     deliver_webhook(ctx, url, secret, body, input.webhook_retry_hours).await;
+                    step(ctx, "failed", 100);
                     return Err(ApplicationFailure::non_retryable(reason).into());
                 }
+                step(ctx, "failed", 100);
                 return Err(ApplicationFailure::non_retryable(reason).into());
             }
         };
@@ -69,6 +104,7 @@ impl TranscodeWorkflow {
         match process(ctx, &job).await {
             Ok((output, encoders)) => {
                 start_original_cleanup(ctx, &job).await;
+                step(ctx, "webhook", 99);
                 let body = WebhookBody::completed(id, output);
                 let receipt = deliver_webhook(
                     ctx,
@@ -78,11 +114,19 @@ impl TranscodeWorkflow {
                     job.webhook_retry_hours,
                 )
                 .await;
+                step(ctx, "done", 100);
                 Ok(TranscodeResult {
                     webhook: body,
                     webhook_receipt: receipt,
                     encoders,
                 })
+            }
+            // Cancelled from outside (a RunPod job-stop, `temporal workflow cancel`): the
+            // activities were cancelled with it; end as cancelled, with no failed webhook,
+            // since whoever cancelled it knows.
+            Err(_) if ctx.cancellation_token().is_cancelled() => {
+                step(ctx, "cancelled", 100);
+                Err(WorkflowTermination::cancelled())
             }
             Err(reason) => {
                 let body = WebhookBody::failed(
@@ -93,6 +137,7 @@ impl TranscodeWorkflow {
                     &[&job.webhook_secret],
                 );
                 let reason = body.error.clone().unwrap_or(reason);
+                step(ctx, "webhook", 99);
                 deliver_webhook(
                     ctx,
                     &job.webhook_url,
@@ -101,6 +146,7 @@ impl TranscodeWorkflow {
                     job.webhook_retry_hours,
                 )
                 .await;
+                step(ctx, "failed", 100);
                 Err(ApplicationFailure::non_retryable(reason).into())
             }
         }
@@ -120,6 +166,7 @@ async fn process(
         config.segments_per_chunk = n;
     }
 
+    step(ctx, "fetch_input", 1);
     if let Some(uri) = &job.input_uri {
         ctx.execute_activity(
             act::FetchInput,
@@ -137,6 +184,7 @@ async fn process(
         .map_err(|e| step_failed("fetching the input", &e))?;
     }
 
+    step(ctx, "probe", 2);
     let probe: ProbeResult = ctx
         .execute_activity(
             act::Probe,
@@ -163,6 +211,7 @@ async fn process(
         MediaType::Audio => None,
     };
 
+    step(ctx, "mezzanine", 5);
     let mezzanine = ctx.execute_activity(
         act::Mezzanine,
         MezzanineInput {
@@ -215,6 +264,7 @@ async fn process(
 
     let hls: HlsOutput = match &video_plan {
         Some(plan) => {
+            step(ctx, "ladder", LADDER_START);
             let ladder = encode_ladder(
                 ctx,
                 job,
@@ -240,6 +290,7 @@ async fn process(
             let (ladder, thumb) = futures::join!(ladder, thumbnail);
             let (chunks, audio) = ladder?;
             let thumb = thumb.map_err(|e| step_failed("thumbnail", &e))?;
+            step(ctx, "assemble", 90);
             let hls = ctx
                 .execute_activity(
                     act::AssembleHls,
@@ -277,6 +328,7 @@ async fn process(
             hls
         }
         None => {
+            step(ctx, "audio HLS", 30);
             let hls = ctx
                 .execute_activity(
                     act::AudioHls,
@@ -292,6 +344,7 @@ async fn process(
                 )
                 .await
                 .map_err(|e| step_failed("audio HLS", &e))?;
+            step(ctx, "waveform", 80);
             let waveform = ctx
                 .execute_activity(
                     act::Waveform,
@@ -314,6 +367,7 @@ async fn process(
     };
 
     verify.master_key = hls.master_key.clone();
+    step(ctx, "verify", 95);
     ctx.execute_activity(act::Verify, verify, long_running(&probe))
         .await
         .map_err(|e| step_failed("verification", &e))?;
@@ -396,6 +450,8 @@ async fn encode_ladder(
                 .map_err(|e| step_failed(&format!("ladder chunk {}", chunk.index), &e))
             })
         };
+        let total = chunks.len() as u32;
+        ctx.state_mut(|s| s.progress.chunks_total = total);
         let mut waiting = chunks.iter();
         let mut running: Vec<_> = waiting
             .by_ref()
@@ -407,6 +463,11 @@ async fn encode_ladder(
             let (result, _, rest) = futures::future::select_all(running).await;
             running = rest;
             done.push(result?);
+            let finished = done.len() as u32;
+            ctx.state_mut(|s| {
+                s.progress.chunks_done = finished;
+                s.progress.percent = ladder_percent(finished, total);
+            });
             running.extend(waiting.next().map(start));
         }
         done.sort_by_key(|c| c.index);
@@ -414,6 +475,16 @@ async fn encode_ladder(
     };
     let (video, audio) = futures::join!(video, audio);
     Ok((video?, audio?))
+}
+
+/// The ladder spans these percentages of a video job's progress.
+const LADDER_START: u8 = 20;
+const LADDER_END: u8 = 88;
+
+fn ladder_percent(done: u32, total: u32) -> u8 {
+    let span = u32::from(LADDER_END - LADDER_START);
+    let share = (done * span).checked_div(total).unwrap_or(span).min(span);
+    LADDER_START + share as u8
 }
 
 /// Name of the audio rendition's folder in a video job's HLS tree.

@@ -1,0 +1,297 @@
+//! One RunPod job: its `input` is a media-api payload (DESIGN §3.1). The pod starts the
+//! workflow `transcode-{mediaId}` or attaches to it, runs a Temporal worker on the job's
+//! task queue until that workflow ends, and turns the final webhook body into the RunPod
+//! result. A job delivered again after its pod died attaches to the same workflow and
+//! resumes it: finished activities are in history and are not run again.
+
+use super::client::RunpodClient;
+use crate::jobs::{self, Submitted};
+use crate::worker::{self, WorkerConfig};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use temporalio_client::{Client, WorkflowCancelOptions, WorkflowQueryOptions};
+use temporalio_sdk::Runtime;
+use tokio::sync::watch;
+use transcoder_activities::secrets::SecretBox;
+use transcoder_workflows::webhook::{clean_error, JobStatus, WebhookBody};
+use transcoder_workflows::workflow::Progress;
+use transcoder_workflows::{JobInput, TranscodeWorkflow};
+
+use super::protocol::JobResult;
+
+/// How often a running job's progress is read (a workflow query) and, when it changed,
+/// posted to RunPod.
+const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+/// A query needs a worker to answer it; ours runs in this process, so this is generous.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a pod needs to run jobs: the Temporal client, the SDK runtime, and the worker
+/// settings built exactly as `transcoder worker` builds them.
+pub struct Pod {
+    pub client: Client,
+    pub runtime: Arc<Runtime>,
+    pub config: WorkerConfig,
+    /// Seals each job's webhook secret before it reaches workflow history.
+    pub secrets: SecretBox,
+    pub max_retries: u64,
+}
+
+/// How a job ended on this pod.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Post this as the job's result.
+    Finished(JobResult),
+    /// RunPod asked to stop it: its workflow was cancelled, nothing is posted (§10).
+    Stopped,
+    /// This pod is shutting down before the workflow ended: nothing is posted, so RunPod
+    /// delivers the job again and the next pod resumes the workflow where it is.
+    Interrupted,
+}
+
+/// Signals that reach a running job.
+pub struct Signals {
+    /// Turns `true` when RunPod sends a job-stop for this job.
+    pub stop: watch::Receiver<bool>,
+    /// Turns `true` on SIGTERM/SIGINT.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Where progress updates go: RunPod's job-done endpoint, or only the log (local modes).
+pub struct ProgressSink<'a> {
+    pub client: Option<&'a RunpodClient>,
+    pub job_id: &'a str,
+}
+
+/// Runs one job to its end on this pod and hands the outcome to `report` (which posts the
+/// result). The job's worker keeps running while `report` runs, so the result never waits
+/// for the worker to wind down, and is stopped after it.
+pub async fn run_job<F, Fut, T>(
+    pod: &Pod,
+    input: Value,
+    signals: Signals,
+    progress: ProgressSink<'_>,
+    report: F,
+) -> T
+where
+    F: FnOnce(Outcome) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    // Taken before parsing, so even a parse error's text cannot carry it out.
+    let raw_secret = input
+        .get("webhookSecret")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mut job: JobInput = match serde_json::from_value(input) {
+        Ok(job) => job,
+        Err(e) => {
+            let text = format!(
+                "the job input is not a media-api payload (a JSON object of job fields): {e}"
+            );
+            return report(Outcome::Finished(JobResult::error(clean_error(
+                &text,
+                &[&raw_secret],
+            ))))
+            .await;
+        }
+    };
+    let secret = job.webhook_secret.clone().unwrap_or_default();
+    let media = json!({ "mediaId": job.media_id, "mediaType": job.media_type });
+    let fail = |text: String| {
+        Outcome::Finished(JobResult::Error {
+            error: clean_error(&text, &[&secret]),
+            output: Some(media.clone()),
+        })
+    };
+    if let Err(e) = jobs::apply_env_defaults(&mut job) {
+        return report(fail(format!("{e:#}"))).await;
+    }
+    jobs::seal_secret(&mut job, &pod.secrets);
+
+    let task_queue = pod.config.task_queue.clone();
+    let (id, submitted) =
+        match jobs::start_or_attach(&pod.client, &job, &task_queue, pod.max_retries).await {
+            Ok(started) => started,
+            Err(e) => return report(fail(format!("{e:#}"))).await,
+        };
+    if submitted == Submitted::AlreadyCompleted {
+        // Delivered again after its result was made: the stored result, nothing re-encoded.
+        let outcome = match jobs::wait_for_body(&pod.client, &id, &job).await {
+            Ok(body) => Outcome::Finished(result_from_body(&body)),
+            Err(e) => fail(format!("{e:#}")),
+        };
+        return report(outcome).await;
+    }
+
+    let mut worker = match worker::build(&pod.runtime, pod.client.clone(), &pod.config) {
+        Ok(w) => w,
+        Err(e) => return report(fail(format!("this pod cannot run a worker: {e:#}"))).await,
+    };
+    worker::log_start(&pod.config);
+    let stop_worker = worker.shutdown_handle();
+    // The SDK's worker future is not `Send`: it is driven here, beside the job, not spawned.
+    let worker_run = async {
+        if let Err(e) = worker.run().await {
+            tracing::warn!(error = %e, "worker stopped with an error");
+        }
+    };
+    tokio::pin!(worker_run);
+    let mut worker_done = false;
+
+    let (progress_stop, progress_task) = spawn_progress(
+        pod.client.clone(),
+        id.clone(),
+        progress.client.cloned(),
+        progress.job_id.to_string(),
+    );
+    let outcome = {
+        let waiting = wait(pod, &id, &job, signals, &fail);
+        tokio::pin!(waiting);
+        tokio::select! {
+            outcome = &mut waiting => outcome,
+            _ = &mut worker_run => {
+                worker_done = true;
+                fail("this pod's Temporal worker stopped before the job ended; the job's workflow is saved and resumes when it is submitted again".to_string())
+            }
+        }
+    };
+    // Progress ends before the result is posted: an update can never land after it
+    // (pitfall 5). The update being sent is finished, not cut off halfway.
+    let _ = progress_stop.send(true);
+    let _ = progress_task.await;
+
+    let reported = report(outcome);
+    tokio::pin!(reported);
+    let value = loop {
+        tokio::select! {
+            value = &mut reported => break value,
+            _ = &mut worker_run, if !worker_done => worker_done = true,
+        }
+    };
+    // Now stop polling and let running activities finish (they may be another job's
+    // chunks: any pod on the task queue runs them), up to the grace period; after it they
+    // are cancelled and Temporal retries them elsewhere.
+    if !worker_done {
+        stop_worker();
+        let limit = pod.config.shutdown_grace + Duration::from_secs(10);
+        if tokio::time::timeout(limit, &mut worker_run).await.is_err() {
+            tracing::warn!("the worker did not stop within {limit:?}");
+        }
+    }
+    value
+}
+
+/// Waits for the workflow to end, for a job-stop, or for shutdown.
+async fn wait(
+    pod: &Pod,
+    id: &str,
+    job: &JobInput,
+    mut signals: Signals,
+    fail: &impl Fn(String) -> Outcome,
+) -> Outcome {
+    let body = jobs::wait_for_body(&pod.client, id, job);
+    tokio::pin!(body);
+    let finished = |body: anyhow::Result<WebhookBody>| match body {
+        Ok(body) => Outcome::Finished(result_from_body(&body)),
+        Err(e) => fail(format!("{e:#}")),
+    };
+    tokio::select! {
+        body = &mut body => finished(body),
+        _ = super::flipped(&mut signals.stop) => {
+            let handle = pod.client.get_workflow_handle::<TranscodeWorkflow>(id);
+            let options = WorkflowCancelOptions::builder()
+                .reason("RunPod job stopped (cancelled, expired or timed out)".to_string())
+                .build();
+            match handle.cancel(options).await {
+                Ok(()) => {
+                    // The cancellation is carried out by a workflow task: keep this pod's
+                    // worker (polled beside this future) running until the workflow ends.
+                    let ended = tokio::time::timeout(pod.config.shutdown_grace, &mut body).await;
+                    tracing::info!(workflow_id = %id, ended = ended.is_ok(), "job stopped by RunPod: workflow cancelled");
+                }
+                Err(e) => tracing::warn!(workflow_id = %id, error = %e, "job stopped by RunPod; cancelling its workflow failed"),
+            }
+            Outcome::Stopped
+        }
+        _ = super::flipped(&mut signals.shutdown) => {
+            // Finish if the workflow ends within the grace period; otherwise leave it to
+            // the next pod: every finished activity is already in history.
+            let grace = pod.config.shutdown_grace;
+            tracing::info!(workflow_id = %id, ?grace, "shutting down: waiting for the job to finish within the grace period");
+            match tokio::time::timeout(grace, &mut body).await {
+                Ok(body) => finished(body),
+                Err(_) => {
+                    tracing::info!(workflow_id = %id, "job not finished: no result posted, RunPod delivers it again and the next pod resumes it");
+                    Outcome::Interrupted
+                }
+            }
+        }
+    }
+}
+
+/// The RunPod result for a final webhook body: its `output` (pitfall 1: not wrapped in
+/// another `output`), or the failure text as a string `error` with the media id and type.
+pub fn result_from_body(body: &WebhookBody) -> JobResult {
+    let output = serde_json::to_value(&body.output).unwrap_or(Value::Null);
+    match body.status {
+        JobStatus::Completed => JobResult::Output(output),
+        JobStatus::Failed => JobResult::Error {
+            error: body
+                .error
+                .clone()
+                .unwrap_or_else(|| "the job failed".to_string()),
+            output: Some(output),
+        },
+    }
+}
+
+/// Reads the workflow's progress every few seconds and posts it when it changed, one post
+/// at a time, until told to stop.
+fn spawn_progress(
+    temporal: Client,
+    workflow_id: String,
+    runpod: Option<RunpodClient>,
+    job_id: String,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let handle = temporal.get_workflow_handle::<TranscodeWorkflow>(&workflow_id);
+        let mut last: Option<Progress> = None;
+        loop {
+            let read = tokio::time::timeout(
+                QUERY_TIMEOUT,
+                handle.query(
+                    TranscodeWorkflow::progress,
+                    (),
+                    WorkflowQueryOptions::default(),
+                ),
+            );
+            let current = tokio::select! {
+                r = read => r,
+                _ = super::flipped(&mut rx) => return,
+            };
+            if let Ok(Ok(p)) = current {
+                if last.as_ref() != Some(&p) && !*rx.borrow() {
+                    tracing::info!(job_id, step = %p.step, percent = p.percent, chunks_done = p.chunks_done, chunks_total = p.chunks_total, "progress");
+                    if let Some(client) = &runpod {
+                        let value = json!({
+                            "workflowId": workflow_id,
+                            "step": p.step,
+                            "percent": p.percent,
+                            "chunksDone": p.chunks_done,
+                            "chunksTotal": p.chunks_total,
+                        });
+                        client.post_progress(&job_id, &value).await;
+                    }
+                    last = Some(p);
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(PROGRESS_EVERY) => {}
+                _ = super::flipped(&mut rx) => return,
+            }
+        }
+    });
+    (tx, task)
+}
