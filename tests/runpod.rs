@@ -63,6 +63,7 @@ async fn stop_pods(pods: Vec<Background>) {
     }
 }
 
+/// The pods' logs, for failure messages.
 fn dumps(pods: &[&Background]) -> String {
     pods.iter().map(|p| p.dump()).collect::<Vec<_>>().join("\n")
 }
@@ -219,7 +220,11 @@ async fn killed_pod_job_resumes_on_the_other() {
                 .map(|(_, p)| p.clone())
         })
         .await
-        .expect("the job was never taken");
+        .unwrap_or_else(|| {
+            let context = dumps(&[&pods[0], &pods[1]]);
+            h.assert_server_alive(&context);
+            panic!("the job was never taken\n{context}")
+        });
     let (mut victim, survivor) = match first.as_str() {
         "pod-a" => {
             let [a, b] = pods;
