@@ -288,11 +288,7 @@ fn media_id_from(bytes: &[u8], creator_id: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     hasher.update(bytes);
-    hasher.update(creator_id.as_bytes());
-    let digest = hasher.finalize();
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_sha1_bytes(id).into_uuid().to_string()
+    media_id_of(hasher, creator_id)
 }
 
 /// Same file, same creator: same media id. Running the same command again therefore
@@ -304,13 +300,17 @@ fn default_media_id(input: &Path, creator_id: &str) -> Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher)
         .with_context(|| format!("reading {}", input.display()))?;
+    Ok(media_id_of(hasher, creator_id))
+}
+
+/// Finishes a content hash with the creator and turns its first 16 bytes into a UUID.
+fn media_id_of(mut hasher: sha2::Sha256, creator_id: &str) -> String {
+    use sha2::Digest;
     hasher.update(creator_id.as_bytes());
     let digest = hasher.finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    Ok(uuid::Builder::from_sha1_bytes(bytes)
-        .into_uuid()
-        .to_string())
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_sha1_bytes(id).into_uuid().to_string()
 }
 
 async fn detect_media_type(input: &Path) -> MediaType {
