@@ -8,6 +8,7 @@ use temporalio_client::{
 };
 use transcoder_activities::secrets::SecretBox;
 use transcoder_workflows::webhook::{clean_error, JobStatus, MediaTypeText, WebhookBody};
+use transcoder_workflows::receipt::Receipt;
 use transcoder_workflows::workflow::TranscodeResult;
 use transcoder_workflows::{workflow_id, JobInput, TranscodeWorkflow};
 
@@ -104,20 +105,33 @@ pub async fn start_or_attach(
 
 /// The final webhook body of a finished workflow, exactly as it was sent.
 pub async fn wait_for_body(client: &Client, id: &str, job: &JobInput) -> Result<WebhookBody> {
+    Ok(wait_for_outcome(client, id, job).await?.body)
+}
+
+/// A finished job: the webhook body, and the receipt of a job that completed.
+pub struct JobOutcome {
+    pub body: WebhookBody,
+    pub receipt: Option<Receipt>,
+}
+
+/// As [`wait_for_body`], keeping the receipt too.
+pub async fn wait_for_outcome(client: &Client, id: &str, job: &JobInput) -> Result<JobOutcome> {
     let handle = client.get_workflow_handle::<TranscodeWorkflow>(id);
-    match handle.get_result(WorkflowGetResultOptions::default()).await {
-        Ok(TranscodeResult { webhook, .. }) => Ok(webhook),
+    let (body, receipt) = match handle.get_result(WorkflowGetResultOptions::default()).await {
+        Ok(TranscodeResult {
+            webhook, receipt, ..
+        }) => (webhook, Some(receipt)),
         Err(WorkflowGetResultError::Failed(failure)) => {
             // The workflow fails with the same text its failed webhook carried.
             let message = failure.failure().message.clone();
-            Ok(failed_body(id, job, &message))
+            (failed_body(id, job, &message), None)
         }
-        Err(other) => Ok(failed_body(
-            id,
-            job,
-            &format!("the job did not finish: {other}"),
-        )),
-    }
+        Err(other) => (
+            failed_body(id, job, &format!("the job did not finish: {other}")),
+            None,
+        ),
+    };
+    Ok(JobOutcome { body, receipt })
 }
 
 fn failed_body(id: &str, job: &JobInput, message: &str) -> WebhookBody {

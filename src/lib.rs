@@ -4,8 +4,11 @@
 pub mod devserver;
 pub mod doctor;
 pub mod jobs;
+pub mod progress;
 pub mod receiver;
 pub mod runpod;
 pub mod stage;
+pub mod status;
+pub mod telemetry;
 pub mod temporal;
 pub mod worker;

@@ -6,13 +6,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
+use tracing::Instrument as _;
 use transcoder::jobs;
 use transcoder::receiver::LocalReceiver;
 use transcoder::stage::{self, LocalJob};
+use transcoder::telemetry::{self, LogFormat};
 use transcoder::temporal::Temporal;
 use transcoder::worker::{self, WorkerConfig};
 use transcoder_activities::fetch::{FetchPolicy, InputUri};
 use transcoder_activities::secrets::SecretBox;
+use transcoder_activities::metrics::Metrics;
 use transcoder_activities::{EncoderSettings, Storage};
 use transcoder_workflows::webhook::{WebhookBody, WebhookOutput};
 use transcoder_workflows::{JobInput, MediaType, DEFAULT_TASK_QUEUE};
@@ -26,6 +29,9 @@ use transcoder_workflows::{JobInput, MediaType, DEFAULT_TASK_QUEUE};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as readable text, or one JSON object per line for log collectors.
+    #[arg(long, global = true, value_enum, env = "TRANSCODER_LOG_FORMAT", default_value = "human")]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -57,6 +63,22 @@ enum Command {
     /// RUNPOD_WEBHOOK_GET_JOB: --test-input / ./test_input.json, or --serve-api.
     /// See docs/runpod.md.
     Runpod(RunpodArgs),
+    /// Where a job is: state, current step, percent, the activities running now and what
+    /// each finished step cost. Asks the server in TEMPORAL_ADDRESS, or the embedded one of
+    /// a `transcoder run` that is running on the same --state-dir.
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// The job's media id (its workflow is `transcode-MEDIA_ID`).
+    media_id: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// State folder of a running `transcoder run` (used when TEMPORAL_ADDRESS is unset).
+    #[arg(long, env = "TRANSCODER_STATE_DIR", default_value = ".transcoder")]
+    state_dir: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -74,6 +96,9 @@ struct CommonArgs {
     /// cancelled and left to Temporal to retry.
     #[arg(long, env = "TRANSCODER_SHUTDOWN_GRACE", default_value_t = 30)]
     shutdown_grace: u64,
+    /// Serve Prometheus metrics (ours and the Temporal SDK's) on this address, at /metrics.
+    #[arg(long, env = "TRANSCODER_METRICS_ADDR", value_name = "HOST:PORT")]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -198,6 +223,9 @@ struct RunpodArgs {
     /// Seconds the current job (and running activities) get after SIGTERM/SIGINT.
     #[arg(long, env = "TRANSCODER_SHUTDOWN_GRACE", default_value_t = 30)]
     shutdown_grace: u64,
+    /// Serve Prometheus metrics (ours and the Temporal SDK's) on this address, at /metrics.
+    #[arg(long, env = "TRANSCODER_METRICS_ADDR", value_name = "HOST:PORT")]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args)]
@@ -209,7 +237,14 @@ struct ServerArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // Before the async runtime: the trace exporter's HTTP client must not be built inside it.
+    let telemetry = match telemetry::init(cli.log_format) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -229,8 +264,12 @@ fn main() -> ExitCode {
             Command::Verify(args) => verify(args).await,
             Command::Doctor(args) => doctor(args).await,
             Command::Runpod(args) => runpod(args).await,
+            Command::Status(args) => status(args).await,
         }
     });
+    drop(runtime);
+    // Spans still buffered go out before the process ends.
+    telemetry.shutdown();
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -238,21 +277,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TRANSCODER_LOG").unwrap_or_else(|_| {
-        EnvFilter::new("info,temporalio_sdk_core=warn,temporalio_sdk=warn,temporalio_client=warn")
-    });
-    // Colours only on a terminal: logs in files and CI output stay plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_target(false)
-        .init();
 }
 
 /// Default size of the per-worker cache of downloaded remote objects.
@@ -269,6 +293,14 @@ async fn worker_config(common: &CommonArgs, secrets: Option<SecretBox>) -> Resul
     let storage = Storage::from_env(&common.out)
         .context("storage configuration")?
         .with_download_cache(common.state_dir.join("cache"), cache_bytes);
+    let meter = match common.metrics_addr {
+        Some(addr) => Some(telemetry::start_metrics(addr)?.meter),
+        None => None,
+    };
+    let metrics = meter
+        .clone()
+        .map(Metrics::new)
+        .unwrap_or_else(Metrics::disabled);
     Ok(WorkerConfig {
         task_queue: common.task_queue.clone(),
         out_dir: common.out.clone(),
@@ -280,6 +312,8 @@ async fn worker_config(common: &CommonArgs, secrets: Option<SecretBox>) -> Resul
             .map_err(anyhow::Error::msg)?,
         secrets,
         shutdown_grace: Duration::from_secs(common.shutdown_grace),
+        meter,
+        metrics,
     })
 }
 
@@ -406,7 +440,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     }
 
     let temporal = Temporal::connect_or_embed(&args.common.state_dir).await?;
-    let sdk_runtime = worker::runtime()?;
+    let sdk_runtime = worker::runtime(config.meter.clone())?;
     let mut worker = worker::build(&sdk_runtime, temporal.client.clone(), &config)?;
     worker::log_start(&config);
     let stop_worker = worker.shutdown_handle();
@@ -417,12 +451,20 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     tokio::pin!(worker_task);
 
+    // The root of the job's trace: the workflow and its activities hang under it.
+    let job_span = tracing::info_span!(
+        "transcoder run",
+        media.id = job.media_id.as_deref().unwrap_or_default(),
+        media.type = job.media_type.as_deref().unwrap_or_default(),
+        job.status = tracing::field::Empty,
+    );
     let (id, submitted) = jobs::start_or_attach(
         &temporal.client,
         &job,
         &config.task_queue,
         jobs::max_job_retries(),
     )
+    .instrument(job_span.clone())
     .await?;
     match (&job.media_id, submitted) {
         (_, jobs::Submitted::AlreadyCompleted) => eprintln!(
@@ -434,13 +476,25 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         (None, jobs::Submitted::Running) => {}
     }
     let state_dir = args.common.state_dir.display().to_string();
-    let body = tokio::select! {
-        body = jobs::wait_for_body(&temporal.client, &id, &job) => body,
+    let (stop_bars, bars_stopped) = tokio::sync::watch::channel(false);
+    let bars = transcoder::progress::spawn(temporal.client.clone(), id.clone(), bars_stopped);
+    let outcome = tokio::select! {
+        outcome = jobs::wait_for_outcome(&temporal.client, &id, &job).instrument(job_span.clone()) => outcome,
         _ = worker::shutdown_signal() => Err(anyhow::anyhow!(
             "interrupted; the job is saved in {state_dir} and resumes when run again with the same --media-id"
         )),
         _ = &mut worker_task => Err(anyhow::anyhow!("the in-process worker stopped before the job finished")),
     };
+    let _ = stop_bars.send(true);
+    let _ = bars.await;
+    let (body, receipt) = match outcome {
+        Ok(o) => (Ok(o.body), o.receipt),
+        Err(e) => (Err(e), None),
+    };
+    if let Ok(body) = &body {
+        job_span.record("job.status", if jobs::succeeded(body) { "completed" } else { "failed" });
+    }
+    drop(job_span);
     // Stop polling. After an interrupt, give running activities a moment to wind down but do
     // not hold the terminal for a long encode: Temporal retries it on the next run.
     stop_worker();
@@ -460,6 +514,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string(&body)?);
     } else {
         print_summary(&body, &args.common.out, &storage, ui.as_deref());
+        if let (Some(receipt), jobs::Submitted::Running) = (&receipt, submitted) {
+            println!("\nReceipt:\n{}", transcoder::status::render_receipt(receipt));
+        }
     }
     Ok(if jobs::succeeded(&body) {
         ExitCode::SUCCESS
@@ -582,6 +639,17 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
+async fn status(args: StatusArgs) -> Result<ExitCode> {
+    let client = Temporal::connect_existing(&args.state_dir).await?;
+    let report = transcoder::status::job_status(&client, &args.media_id).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", transcoder::status::render(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn run_worker(args: WorkerArgs) -> Result<ExitCode> {
     let secrets = SecretBox::from_env()?;
     if secrets.is_none() {
@@ -592,7 +660,7 @@ async fn run_worker(args: WorkerArgs) -> Result<ExitCode> {
     }
     let config = worker_config(&args.common, secrets).await?;
     let client = Temporal::connect_remote().await?;
-    let sdk_runtime = worker::runtime()?;
+    let sdk_runtime = worker::runtime(config.meter.clone())?;
     let mut worker = worker::build(&sdk_runtime, client, &config)?;
     worker::log_start(&config);
     let stop = worker.shutdown_handle();
@@ -740,6 +808,7 @@ async fn runpod(args: RunpodArgs) -> Result<ExitCode> {
         task_queue: args.task_queue.clone(),
         state_dir: args.state_dir.clone(),
         shutdown_grace: args.shutdown_grace,
+        metrics_addr: args.metrics_addr,
     };
     // Mode order of the SDK (§1): local API, then a test input (the flag, or the file when
     // RunPod's job URL is not set), then the production loop. A test input is read before
@@ -769,7 +838,7 @@ async fn runpod(args: RunpodArgs) -> Result<ExitCode> {
     let config = worker_config(&common, Some(connected.secrets.clone())).await?;
     let pod = Pod {
         client: connected.temporal.client.clone(),
-        runtime: std::sync::Arc::new(worker::runtime()?),
+        runtime: std::sync::Arc::new(worker::runtime(config.meter.clone())?),
         config,
         secrets: connected.secrets.clone(),
         max_retries: jobs::max_job_retries(),

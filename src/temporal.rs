@@ -34,6 +34,8 @@ impl Temporal {
             state_dir.display()
         );
         eprintln!("Temporal Web UI: {}", server.ui_url());
+        // `transcoder status` reads this to find the server while the job runs.
+        let _ = std::fs::write(address_file(state_dir), server.address());
         let client = connect(Some(&server.address())).await?;
         Ok(Temporal {
             client,
@@ -51,9 +53,37 @@ impl Temporal {
 
     pub async fn shutdown(self) {
         if let Some(server) = self.server {
+            if let Some(dir) = server.log_path().parent() {
+                let _ = std::fs::remove_file(address_file(dir));
+            }
             server.stop().await;
         }
     }
+
+    /// For reading jobs: `TEMPORAL_ADDRESS`, else the embedded server a running
+    /// `transcoder run` started on `state_dir`.
+    pub async fn connect_existing(state_dir: &Path) -> Result<Client> {
+        if std::env::var_os("TEMPORAL_ADDRESS").is_some() {
+            return connect(None).await;
+        }
+        match std::fs::read_to_string(address_file(state_dir)) {
+            Ok(address) => connect(Some(address.trim())).await.with_context(|| {
+                format!(
+                    "the embedded server recorded in {} is not answering (has its `transcoder run` ended?)",
+                    address_file(state_dir).display()
+                )
+            }),
+            Err(_) => anyhow::bail!(
+                "no Temporal server to ask: set TEMPORAL_ADDRESS, or run this while `transcoder run` is running with state in {}",
+                state_dir.display()
+            ),
+        }
+    }
+}
+
+/// Where the embedded server's address is kept while it runs.
+fn address_file(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join("server.address")
 }
 
 /// Connects to the server at `address` (an embedded one), with the rest of the SDK's
@@ -78,5 +108,16 @@ async fn connect(address: Option<&str>) -> Result<Client> {
     let connection = Connection::connect(conn_opts)
         .await
         .with_context(|| format!("connecting to Temporal at {target}"))?;
+    // With traces on, the client and every worker built from it carry the OpenTelemetry
+    // plugin: spans for starts, queries, workflows and activities, and the trace context in
+    // Temporal headers.
+    let client_opts = match crate::telemetry::temporal_plugin() {
+        Some(plugin) => ClientOptions::new(client_opts.namespace.clone())
+            .data_converter(client_opts.data_converter.clone())
+            .client_interceptors(client_opts.client_interceptors.clone())
+            .plugin(plugin)
+            .build(),
+        None => client_opts,
+    };
     Client::new(connection, client_opts).context("creating the Temporal client")
 }

@@ -4,7 +4,12 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::time::Duration;
 use temporalio_client::Client;
+use std::sync::Arc;
+use temporalio_common::telemetry::metrics::CoreMeter;
+use temporalio_common::telemetry::TelemetryOptions;
+use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use transcoder_activities::metrics::Metrics;
 use transcoder_activities::fetch::FetchPolicy;
 use transcoder_activities::secrets::SecretBox;
 use transcoder_activities::{EncoderSettings, MediaActivities, Storage};
@@ -28,6 +33,11 @@ pub struct WorkerConfig {
     /// On shutdown, how long running activities may take to finish before they are
     /// cancelled (Temporal then retries them elsewhere).
     pub shutdown_grace: Duration,
+    /// The Prometheus meter behind `--metrics-addr`, shared by the SDK's worker metrics and
+    /// ours; `None` when metrics are off.
+    pub meter: Option<Arc<dyn CoreMeter>>,
+    /// Our metrics, registered on `meter` (a no-op without one).
+    pub metrics: Metrics,
 }
 
 pub fn build(runtime: &Runtime, client: Client, config: &WorkerConfig) -> Result<Worker> {
@@ -37,7 +47,8 @@ pub fn build(runtime: &Runtime, client: Client, config: &WorkerConfig) -> Result
         config.encoder.clone(),
         config.secrets.clone(),
     )
-    .with_fetch_policy(config.fetch.clone());
+    .with_fetch_policy(config.fetch.clone())
+    .with_metrics(config.metrics.clone());
     let options = WorkerOptions::new(config.task_queue.as_str())
         .register_workflow::<TranscodeWorkflow>()
         .context("registering TranscodeWorkflow")?
@@ -49,9 +60,17 @@ pub fn build(runtime: &Runtime, client: Client, config: &WorkerConfig) -> Result
     Worker::new(runtime, client, options).context("creating the worker")
 }
 
-/// The process-wide SDK runtime on the current tokio runtime.
-pub fn runtime() -> Result<Runtime> {
-    Runtime::from_current_tokio(Default::default()).context("starting the Temporal SDK runtime")
+/// The process-wide SDK runtime on the current tokio runtime, exporting the SDK's worker
+/// metrics to `meter` when there is one.
+pub fn runtime(meter: Option<Arc<dyn CoreMeter>>) -> Result<Runtime> {
+    let options = match meter {
+        Some(meter) => RuntimeOptions::builder()
+            .telemetry_options(TelemetryOptions::builder().metrics(meter).build())
+            .build()
+            .map_err(|e| anyhow::anyhow!("SDK runtime options: {e}"))?,
+        None => RuntimeOptions::default(),
+    };
+    Runtime::from_current_tokio(options).context("starting the Temporal SDK runtime")
 }
 
 /// Logs the worker's configuration once at start.
@@ -63,6 +82,9 @@ pub fn log_start(config: &WorkerConfig) {
         encoder = ?config.encoder.video,
         "worker starting"
     );
+    config.metrics.worker_encoder(transcoder_activities::metrics::encoder_label(
+        config.encoder.video_encoder_name(),
+    ));
     for route in config.storage.describe() {
         tracing::info!(%route, "storage");
     }

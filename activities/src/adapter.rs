@@ -4,6 +4,8 @@
 use crate::encoder::EncoderSettings;
 use crate::error::MediaError;
 use crate::ffmpeg::ProgressSink;
+use crate::live;
+use crate::metrics::{encoder_label, Metrics};
 use crate::secrets::{SecretBox, SecretError};
 use crate::storage::Storage;
 use crate::{
@@ -13,12 +15,15 @@ use transcoder_workflows::cleanup::{may_delete, CleanupInput, CleanupOutcome};
 
 use sha2::Digest as _;
 use std::path::PathBuf;
+use opentelemetry::trace::get_active_span;
+use opentelemetry::KeyValue;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::ApplicationFailure;
-use transcoder_workflows::activities::{defs, WebhookReceipt, WebhookRequest};
+use transcoder_workflows::activities::{defs, JobEvent, WebhookReceipt, WebhookRequest};
 use transcoder_workflows::media::{
     AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, FetchInput, HlsOutput,
     LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement, MezzanineInput,
@@ -37,6 +42,60 @@ pub struct MediaActivities {
     http: reqwest::Client,
     webhook_policy: webhook::WebhookPolicy,
     fetch_policy: fetch::FetchPolicy,
+    metrics: Metrics,
+}
+
+/// What one activity did, for its span, the worker's metrics and the logs.
+#[derive(Default)]
+struct StepFacts {
+    /// Seconds of media processed.
+    media_seconds: f64,
+    /// The ffmpeg encoder that did the work (`libx264`, `h264_nvenc`, `aac`).
+    encoder: Option<String>,
+    bytes_out: u64,
+}
+
+impl StepFacts {
+    fn media(seconds: f64) -> Self {
+        StepFacts {
+            media_seconds: seconds,
+            ..Default::default()
+        }
+    }
+
+    fn bytes(bytes: u64) -> Self {
+        StepFacts {
+            bytes_out: bytes,
+            ..Default::default()
+        }
+    }
+
+    fn encoder(mut self, encoder: &str) -> Self {
+        self.encoder = Some(encoder.to_string());
+        self
+    }
+
+    fn with_bytes(mut self, bytes: u64) -> Self {
+        self.bytes_out = bytes;
+        self
+    }
+}
+
+/// Sets attributes on the span of the activity running now (the SDK's `RunActivity:…`
+/// span); a no-op when traces are not exported.
+fn annotate(attributes: Vec<KeyValue>) {
+    get_active_span(|span| span.set_attributes(attributes));
+}
+
+/// The media id of a job from its workflow id (`transcode-{mediaId}`).
+fn media_id_of(ctx: &ActivityContext) -> String {
+    let info = ctx.info();
+    let workflow_id = info.workflow_id.as_deref().unwrap_or_default();
+    workflow_id
+        .strip_prefix("transcode-")
+        .or_else(|| workflow_id.strip_prefix("cleanup-"))
+        .unwrap_or(workflow_id)
+        .to_string()
 }
 
 impl MediaActivities {
@@ -54,6 +113,61 @@ impl MediaActivities {
             http: webhook::http_client(),
             webhook_policy: webhook::WebhookPolicy::from_env(),
             fetch_policy: fetch::FetchPolicy::from_env(),
+            metrics: Metrics::disabled(),
+        }
+    }
+
+    /// Records metrics on `metrics` (the worker's Prometheus meter) instead of nowhere.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Runs one activity body with everything around it that is the same for all steps:
+    /// the in-flight gauge, the duration histogram, span attributes (media id, step,
+    /// attempt, bytes, media seconds, realtime factor, encoder), the realtime-factor and
+    /// bytes metrics, and the mapping of errors to retryable or not.
+    async fn observed<T>(
+        &self,
+        ctx: &ActivityContext,
+        body: impl Future<Output = Result<(T, StepFacts), MediaError>>,
+    ) -> Result<T, ActivityError> {
+        let info = ctx.info();
+        let step = info.activity_type.clone();
+        let attempt = info.attempt;
+        annotate(vec![
+            KeyValue::new("media.id", media_id_of(ctx)),
+            KeyValue::new("step", step.clone()),
+            KeyValue::new("attempt", i64::from(attempt)),
+        ]);
+        if step == "ladder_chunk" && attempt > 1 {
+            self.metrics.chunk_retry();
+        }
+        let _running = self.metrics.step_running(&step);
+        let started = Instant::now();
+        let result = body.await;
+        let wall = started.elapsed();
+        self.metrics.step_finished(&step, result.is_ok(), wall);
+        match result {
+            Ok((value, facts)) => {
+                let mut attributes = vec![KeyValue::new("bytes.out", facts.bytes_out as i64)];
+                if facts.media_seconds > 0.0 {
+                    attributes.push(KeyValue::new("media.seconds", facts.media_seconds));
+                    if let Some(factor) = crate::metrics::realtime_factor(facts.media_seconds, wall) {
+                        attributes.push(KeyValue::new("realtime.factor", factor));
+                    }
+                }
+                let encoder = facts.encoder.as_deref().map_or("none", encoder_label);
+                if facts.encoder.is_some() {
+                    attributes.push(KeyValue::new("encoder", encoder.to_string()));
+                }
+                annotate(attributes);
+                self.metrics
+                    .media_processed(&step, encoder, facts.media_seconds, wall);
+                self.metrics.uploaded(&step, facts.bytes_out);
+                Ok(value)
+            }
+            Err(e) => Err(to_activity_error(&step, e)),
         }
     }
 
@@ -117,12 +231,21 @@ fn to_activity_error(step: &str, err: MediaError) -> ActivityError {
 }
 
 /// Heartbeats with the latest progress every few seconds until dropped, so the server
-/// notices a dead worker within the heartbeat timeout.
-struct Heartbeat(tokio::task::JoinHandle<()>);
+/// notices a dead worker within the heartbeat timeout. The same progress is shown live to
+/// `transcoder run` in this process (`crate::live`).
+struct Heartbeat(tokio::task::JoinHandle<()>, #[allow(dead_code)] live::Registration);
 
 impl Heartbeat {
     fn start(ctx: &ActivityContext) -> (ProgressSink, Heartbeat) {
         let (sink, rx) = ProgressSink::channel();
+        let info = ctx.info();
+        let registration = live::register(
+            info.workflow_id.as_deref().unwrap_or_default(),
+            &info.activity_type,
+            &info.activity_id,
+            info.attempt,
+            rx.clone(),
+        );
         let ctx = ctx.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -131,7 +254,7 @@ impl Heartbeat {
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         });
-        (sink, Heartbeat(task))
+        (sink, Heartbeat(task, registration))
     }
 }
 
@@ -161,10 +284,11 @@ impl MediaActivities {
             if let Some(meta) = self.storage.head(&input.dest).await? {
                 if meta.size > 0 {
                     tracing::info!(dest = %input.dest, "input already archived; not downloading again");
-                    return Ok(StoredObject {
+                    let stored = StoredObject {
                         object: input.dest.clone(),
                         size_bytes: meta.size,
-                    });
+                    };
+                    return Ok((stored, StepFacts::default()));
                 }
             }
             // A name derived from the URI, outside the per-attempt work folder, so a retry on
@@ -177,12 +301,13 @@ impl MediaActivities {
             let stored = self.storage.put_file(&partial, &input.dest).await?;
             let _ = tokio::fs::remove_file(&partial).await;
             tracing::info!(input = %uri.redacted(), dest = %input.dest, bytes, "input fetched and archived");
-            Ok::<_, MediaError>(StoredObject {
+            let object = StoredObject {
                 object: input.dest.clone(),
                 size_bytes: stored,
-            })
+            };
+            Ok::<_, MediaError>((object, StepFacts::bytes(stored)))
         };
-        run.await.map_err(|e| to_activity_error("fetch_input", e))
+        self.observed(&ctx, run).await
     }
 
     #[activity(definition = defs::Probe)]
@@ -200,9 +325,9 @@ impl MediaActivities {
                 .await?;
             let result = probe::probe_file(&path).await?;
             tracing::info!(source = %input.source, duration = result.duration_seconds, video = ?result.video, audio = ?result.audio, "probed");
-            Ok::<_, MediaError>(result)
+            Ok::<_, MediaError>((result, StepFacts::default()))
         };
-        run.await.map_err(|e| to_activity_error("probe", e))
+        self.observed(&ctx, run).await
     }
 
     #[activity(definition = defs::Mezzanine)]
@@ -224,10 +349,11 @@ impl MediaActivities {
                             .map(|m| m.len())
                             .unwrap_or(made.size_bytes);
                         tracing::info!(dest = %input.dest, "verified mezzanine already stored; not encoding again");
-                        return Ok(StoredObject {
+                        let stored = StoredObject {
                             object: input.dest.clone(),
                             size_bytes,
-                        });
+                        };
+                        return Ok((stored, StepFacts::default()));
                     }
                 }
             }
@@ -248,12 +374,17 @@ impl MediaActivities {
             mezzanine::check_mezzanine(&input, &made, duration)?;
             let size_bytes = self.storage.put_file(&out, &input.dest).await?;
             tracing::info!(dest = %input.dest, size_bytes, "mezzanine stored");
-            Ok(StoredObject {
+            let stored = StoredObject {
                 object: input.dest.clone(),
                 size_bytes,
-            })
+            };
+            let mut facts = StepFacts::media(duration).with_bytes(size_bytes);
+            if input.video.is_some() {
+                facts = facts.encoder("libx264");
+            }
+            Ok((stored, facts))
         };
-        run.await.map_err(|e| to_activity_error("mezzanine", e))
+        self.observed(&ctx, run).await
     }
 
     #[activity(definition = defs::Loudness)]
@@ -267,9 +398,9 @@ impl MediaActivities {
             let (_work, source, duration) = self.open_source(&ctx, &input.source).await?;
             let m = loudness::measure(&source, duration, &progress.scaled(0.0, 1.0)).await?;
             tracing::info!(source = %input.source, measurement = ?m, "loudness measured (pass 1)");
-            Ok::<_, MediaError>(m)
+            Ok::<_, MediaError>((m, StepFacts::media(duration)))
         };
-        run.await.map_err(|e| to_activity_error("loudness", e))
+        self.observed(&ctx, run).await
     }
 
     #[activity(definition = defs::LadderChunk)]
@@ -279,6 +410,11 @@ impl MediaActivities {
         input: LadderChunkInput,
     ) -> Result<LadderChunkOutput, ActivityError> {
         let (progress, _hb) = Heartbeat::start(&ctx);
+        let renditions: Vec<String> = input.renditions.iter().map(|r| r.name.clone()).collect();
+        annotate(vec![
+            KeyValue::new("chunk", i64::from(input.chunk.index)),
+            KeyValue::new("rendition", renditions.join(",")),
+        ]);
         let run = async {
             let work = self.work_dir(&ctx)?;
             let source = self
@@ -303,9 +439,18 @@ impl MediaActivities {
                 attempt = ctx.info().attempt,
                 "ladder chunk encoded"
             );
-            Ok::<_, MediaError>(result)
+            let bytes = result
+                .variants
+                .iter()
+                .flat_map(|v| &v.segments)
+                .map(|s| s.bytes)
+                .sum();
+            let facts = StepFacts::media(input.chunk.duration_seconds)
+                .encoder(&result.encoder)
+                .with_bytes(bytes);
+            Ok::<_, MediaError>((result, facts))
         };
-        run.await.map_err(|e| to_activity_error("ladder_chunk", e))
+        self.observed(&ctx, run).await
     }
 
     #[activity(definition = defs::AudioRendition)]
@@ -315,9 +460,10 @@ impl MediaActivities {
         input: AudioRenditionInput,
     ) -> Result<AudioRenditionOutput, ActivityError> {
         let (progress, _hb) = Heartbeat::start(&ctx);
+        annotate(vec![KeyValue::new("rendition", input.name.clone())]);
         let run = async {
             let (work, source, duration) = self.open_source(&ctx, &input.source).await?;
-            assemble::encode_audio_rendition(
+            let made = assemble::encode_audio_rendition(
                 &self.storage,
                 &input,
                 &source,
@@ -325,10 +471,12 @@ impl MediaActivities {
                 duration,
                 &progress.scaled(0.0, 1.0),
             )
-            .await
+            .await?;
+            let bytes = made.segments.iter().map(|s| s.bytes).sum();
+            let facts = StepFacts::media(duration).encoder("aac").with_bytes(bytes);
+            Ok((made, facts))
         };
-        run.await
-            .map_err(|e| to_activity_error("audio_rendition", e))
+        self.observed(&ctx, run).await
     }
 
     #[activity(definition = defs::AssembleHls)]
@@ -340,15 +488,17 @@ impl MediaActivities {
         let (progress, _hb) = Heartbeat::start(&ctx);
         let run = async {
             let work = self.work_dir(&ctx)?;
-            assemble::assemble(
+            let hls = assemble::assemble(
                 &self.storage,
                 &input,
                 work.path(),
                 &progress.scaled(0.0, 1.0),
             )
-            .await
+            .await?;
+            let facts = StepFacts::bytes(hls.bytes_out);
+            Ok((hls, facts))
         };
-        run.await.map_err(|e| to_activity_error("assemble_hls", e))
+        self.observed(&ctx, run).await
     }
 
     #[activity(definition = defs::AudioHls)]
@@ -380,9 +530,12 @@ impl MediaActivities {
                 hls::publish_hls(&self.storage, &input.bucket, &input.prefix, &out, &variants)
                     .await?;
             result.delivered_loudness = delivered;
-            Ok(result)
+            let facts = StepFacts::media(duration)
+                .encoder("aac")
+                .with_bytes(result.bytes_out);
+            Ok((result, facts))
         };
-        run.await.map_err(|e| to_activity_error("audio_hls", e))
+        self.observed(&ctx, run).await
     }
 
     #[activity(definition = defs::Waveform)]
@@ -406,15 +559,16 @@ impl MediaActivities {
             )
             .await?;
             tracing::info!(generator = %files.generator, length = files.length, "waveform drawn");
-            self.storage.put_file(&files.json, &input.json_dest).await?;
-            self.storage.put_file(&files.png, &input.png_dest).await?;
-            Ok(WaveformOutput {
+            let json_bytes = self.storage.put_file(&files.json, &input.json_dest).await?;
+            let png_bytes = self.storage.put_file(&files.png, &input.png_dest).await?;
+            let made = WaveformOutput {
                 json: input.json_dest.clone(),
                 png: input.png_dest.clone(),
                 length: files.length,
-            })
+            };
+            Ok((made, StepFacts::media(duration).with_bytes(json_bytes + png_bytes)))
         };
-        run.await.map_err(|e| to_activity_error("waveform", e))
+        self.observed(&ctx, run).await
     }
 
     #[activity(definition = defs::Verify)]
@@ -432,9 +586,9 @@ impl MediaActivities {
                 segments = report.segments,
                 "verification gate passed"
             );
-            Ok::<_, MediaError>(report)
+            Ok::<_, MediaError>((report, StepFacts::default()))
         };
-        run.await.map_err(|e| to_activity_error("verify", e))
+        self.observed(&ctx, run).await
     }
 
     #[activity(definition = defs::Thumbnail)]
@@ -462,43 +616,46 @@ impl MediaActivities {
             )
             .await?;
             let size_bytes = self.storage.put_file(&out, &input.dest).await?;
-            Ok(StoredObject {
+            let stored = StoredObject {
                 object: input.dest.clone(),
                 size_bytes,
-            })
+            };
+            Ok((stored, StepFacts::bytes(size_bytes)))
         };
-        run.await.map_err(|e| to_activity_error("thumbnail", e))
+        self.observed(&ctx, run).await
     }
 
     #[activity(definition = defs::DeleteOriginal)]
     pub async fn delete_original(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         input: CleanupInput,
     ) -> Result<CleanupOutcome, ActivityError> {
         let run = async {
             if !may_delete(&input.original.key) {
-                return Ok(CleanupOutcome {
+                let kept = CleanupOutcome {
                     deleted: false,
                     kept_because: Some(format!("{} is not under originals/", input.original.key)),
-                });
+                };
+                return Ok((kept, StepFacts::default()));
             }
             if !self.storage.exists(&input.mezzanine).await? {
                 tracing::warn!(mezzanine = %input.mezzanine, "mezzanine missing: keeping the original");
-                return Ok(CleanupOutcome {
+                let kept = CleanupOutcome {
                     deleted: false,
                     kept_because: Some(format!("mezzanine {} does not exist", input.mezzanine)),
-                });
+                };
+                return Ok((kept, StepFacts::default()));
             }
             self.storage.delete(&input.original).await?;
             tracing::info!(original = %input.original, "original deleted after its retention period");
-            Ok::<_, MediaError>(CleanupOutcome {
+            let deleted = CleanupOutcome {
                 deleted: true,
                 kept_because: None,
-            })
+            };
+            Ok::<_, MediaError>((deleted, StepFacts::default()))
         };
-        run.await
-            .map_err(|e| to_activity_error("delete_original", e))
+        self.observed(&ctx, run).await
     }
 
     #[activity(definition = defs::Webhook)]
@@ -520,10 +677,78 @@ impl MediaActivities {
             // may hold the right one: keep it retryable.
             input.secret = opened.map_err(|e| to_activity_error("webhook", e))?;
         }
-        let receipt = webhook::deliver(&self.http, &input, &self.webhook_policy)
-            .await
-            .map_err(|e| to_activity_error("webhook", e))?;
-        tracing::info!(url = %input.url, attempt, status = ?receipt.status_code, delivered = receipt.delivered, "webhook sent");
-        Ok(receipt)
+        let status = match input.body.status {
+            transcoder_workflows::webhook::JobStatus::Completed => "completed",
+            transcoder_workflows::webhook::JobStatus::Failed => "failed",
+        };
+        let run = async {
+            let delivered = webhook::deliver(&self.http, &input, &self.webhook_policy).await;
+            self.metrics.webhook_attempt(match &delivered {
+                Ok(r) if r.delivered => "delivered",
+                Ok(_) => "rejected",
+                Err(_) => "retrying",
+            });
+            let receipt = delivered?;
+            annotate(vec![
+                KeyValue::new("webhook.status", status),
+                KeyValue::new(
+                    "http.response.status_code",
+                    receipt.status_code.map_or(0, i64::from),
+                ),
+            ]);
+            tracing::info!(url = %input.url, attempt, status = ?receipt.status_code, delivered = receipt.delivered, "webhook sent");
+            Ok((receipt, StepFacts::default()))
+        };
+        self.observed(&ctx, run).await
+    }
+
+    /// A job started or ended (a local activity, so it runs once per job, not per replay):
+    /// counts it and, at the end, logs the receipt.
+    #[activity(definition = defs::JobEvent)]
+    pub async fn job_event(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        event: JobEvent,
+    ) -> Result<(), ActivityError> {
+        match &event.finished {
+            None => {
+                self.metrics.job_started(&event.media_type);
+                tracing::info!(media_id = %event.media_id, media_type = %event.media_type, "job started");
+            }
+            Some(receipt) => {
+                let completed = receipt.outcome == "completed";
+                self.metrics.job_finished(
+                    &event.media_type,
+                    completed,
+                    Duration::from_secs_f64(receipt.wall_seconds.max(0.0)),
+                );
+                let steps = receipt
+                    .steps
+                    .iter()
+                    .map(|s| {
+                        let factor = s
+                            .realtime_factor
+                            .map(|f| format!(" {f:.2}x"))
+                            .unwrap_or_default();
+                        format!("{} {:.1}s{factor}", s.step, s.wall_seconds)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                tracing::info!(
+                    media_id = %event.media_id,
+                    media_type = %event.media_type,
+                    outcome = %receipt.outcome,
+                    wall_seconds = receipt.wall_seconds,
+                    media_seconds = receipt.media_seconds,
+                    realtime_factor = receipt.realtime_factor.unwrap_or(0.0),
+                    encoders = %receipt.encoders.join(","),
+                    bytes_out = receipt.bytes_out,
+                    steps = %steps,
+                    receipt = %serde_json::to_string(receipt).unwrap_or_default(),
+                    "job receipt"
+                );
+            }
+        }
+        Ok(())
     }
 }

@@ -135,7 +135,7 @@ async fn publish_preview(
     variant: &[SegmentInfo],
     work: &Path,
     progress: &ScaledProgress,
-) -> Result<f64> {
+) -> Result<(f64, u64)> {
     let mut take = Vec::new();
     let mut total = 0.0;
     for seg in variant {
@@ -235,7 +235,10 @@ async fn publish_preview(
         &ObjectRef::new(&input.bucket, &plan.playlist_key),
     )
     .await?;
-    Ok(segments.iter().map(|s| s.duration).sum())
+    Ok((
+        segments.iter().map(|s| s.duration).sum(),
+        segments.iter().map(|s| s.bytes).sum(),
+    ))
 }
 
 /// Writes every variant playlist from the chunk results, measures bandwidth (video plus the
@@ -269,6 +272,7 @@ pub async fn assemble(
     }
     let mut results = Vec::new();
     let mut preview = None;
+    let mut preview_bytes = 0u64;
     for r in &input.renditions {
         let mut segments: Vec<SegmentInfo> = Vec::new();
         for chunk in &chunks {
@@ -355,8 +359,10 @@ pub async fn assemble(
             .as_ref()
             .filter(|p| p.from_rendition == r.name)
         {
-            let seconds = publish_preview(storage, input, plan, &segments, work, progress).await?;
+            let (seconds, bytes) =
+                publish_preview(storage, input, plan, &segments, work, progress).await?;
             preview = Some((plan.playlist_key.clone(), seconds));
+            preview_bytes = bytes;
         }
     }
 
@@ -376,5 +382,7 @@ pub async fn assemble(
         delivered_loudness: input.audio.as_ref().and_then(|a| a.delivered_loudness),
         preview_key: preview.as_ref().map(|(k, _)| k.clone()),
         preview_seconds: preview.map(|(_, s)| s),
+        // Playlists are a few KB; the preview's remuxed segments are what this step wrote.
+        bytes_out: preview_bytes,
     })
 }

@@ -253,6 +253,7 @@ pub async fn publish_hls(
     variants: &[LocalVariant],
 ) -> Result<HlsOutput> {
     let mut results = Vec::new();
+    let mut bytes_out = 0u64;
     let mut master = MasterPlaylist {
         version: Some(3),
         independent_segments: true,
@@ -288,6 +289,7 @@ pub async fn publish_hls(
             files.push(path);
         }
         let measured = measure(&durations, &sizes);
+        bytes_out += sizes.iter().sum::<u64>();
         let mut codecs = Vec::new();
         if v.has_video {
             codecs.push(video_codec_of(&files[0]).await?);
@@ -350,6 +352,7 @@ pub async fn publish_hls(
         delivered_loudness: None,
         preview_key: None,
         preview_seconds: None,
+        bytes_out,
     })
 }
 

@@ -10,6 +10,7 @@ use crate::media::{
     ProbeInput, ProbeResult, StoredObject, ThumbnailInput, VerifyInput, VerifyReport,
     WaveformInput, WaveformOutput,
 };
+use crate::receipt::Receipt;
 use crate::webhook::WebhookBody;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -46,6 +47,18 @@ pub struct WebhookReceipt {
 
 /// The activities of a transcode job, by name. Workflows call them as
 /// `TranscodeActivities::probe`; implementations name the markers in [`defs`].
+/// A job started or finished, for the worker's job metrics and the receipt log line. Run as
+/// a local activity: recorded once in history, so a replay neither counts nor logs again.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobEvent {
+    pub media_id: String,
+    /// `video`, `audio`, or `unknown` for a payload that failed validation.
+    pub media_type: String,
+    /// `None` when the job starts; the closed receipt when it ends.
+    pub finished: Option<Receipt>,
+}
+
 pub struct TranscodeActivities;
 
 /// Marker types of the activities, for `#[activity(definition = defs::Probe)]`.
@@ -134,6 +147,11 @@ impl TranscodeActivities {
     }
 
     /// POST a signed webhook.
+    #[activity(name = "job_event")]
+    pub fn job_event(input: JobEvent) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+
     #[activity(name = "webhook")]
     pub fn webhook(input: WebhookRequest) -> Result<WebhookReceipt, ActivityError> {
         unimplemented!()

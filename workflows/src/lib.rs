@@ -10,6 +10,7 @@ pub mod job;
 pub mod keys;
 pub mod ladder;
 pub mod media;
+pub mod receipt;
 pub mod webhook;
 pub mod workflow;
 

@@ -482,6 +482,9 @@ pub struct HlsOutput {
     pub preview_key: Option<String>,
     #[serde(default)]
     pub preview_seconds: Option<f64>,
+    /// Bytes this step wrote to the store (segments and playlists), for the receipt.
+    #[serde(default)]
+    pub bytes_out: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 //! Replay-safe: all decisions come from the job and from activity results recorded in
 //! history; anything that touches the outside world is an activity.
 
-use crate::activities::{defs as act, WebhookReceipt, WebhookRequest};
+use crate::activities::{defs as act, JobEvent, WebhookReceipt, WebhookRequest};
 use crate::cleanup::{cleanup_workflow_id, CleanupInput, OriginalCleanupWorkflow};
 use crate::job::{Job, JobInput, MediaType};
 use crate::keys::JobKeys;
@@ -14,6 +14,7 @@ use crate::media::{
     MezzanineInput, MezzanineVideo, ObjectRef, PreviewPlan, ProbeInput, ProbeResult,
     ThumbnailInput, VerifyInput, WaveformInput,
 };
+use crate::receipt::{Receipt, StepTiming};
 use crate::webhook::{CompletedOutput, MediaTypeText, WebhookBody};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -21,7 +22,7 @@ use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityCloseTimeouts, ActivityExecutionError, ActivityOptions, ApplicationFailure,
-    ChildWorkflowOptions, ParentClosePolicy, WorkflowContext, WorkflowContextView, WorkflowResult,
+    ChildWorkflowOptions, LocalActivityOptions, ParentClosePolicy, WorkflowContext, WorkflowContextView, WorkflowResult,
     WorkflowTermination,
 };
 
@@ -33,6 +34,10 @@ pub struct TranscodeResult {
     pub webhook_receipt: Option<WebhookReceipt>,
     /// Encoder used per rendition, e.g. `("720p", "libx264")`.
     pub encoders: Vec<(String, String)>,
+    /// What each step cost: wall time, realtime factor, encoder, bytes out. Not part of
+    /// the webhook contract.
+    #[serde(default)]
+    pub receipt: Receipt,
 }
 
 /// Where a running job is, for the `progress` query (the RunPod worker turns it into
@@ -53,6 +58,19 @@ pub struct Progress {
 #[derive(Default)]
 pub struct TranscodeWorkflow {
     progress: Progress,
+    receipt: Receipt,
+}
+
+/// Workflow time in seconds since the epoch: replay-safe, it comes from history.
+fn clock(ctx: &WorkflowContext<TranscodeWorkflow>) -> f64 {
+    ctx.workflow_time()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Adds a finished step to the job's receipt.
+fn record(ctx: &WorkflowContext<TranscodeWorkflow>, step: StepTiming) {
+    ctx.state_mut(|s| s.receipt.add(step));
 }
 
 /// Records the current step in workflow state (read by the `progress` query).
@@ -71,12 +89,27 @@ impl TranscodeWorkflow {
         self.progress.clone()
     }
 
+    /// The receipt so far (`outcome: running` until the job ends).
+    #[query]
+    pub fn receipt(&self, _ctx: &WorkflowContextView) -> Receipt {
+        self.receipt.clone()
+    }
+
     #[run]
     pub async fn run(
         ctx: &mut WorkflowContext<Self>,
         input: JobInput,
     ) -> WorkflowResult<TranscodeResult> {
         let id = ctx.workflow_id().to_string();
+        let started_at = clock(ctx);
+        let media_id = input.media_id.clone().unwrap_or_default();
+        let media_type = input
+            .media_type
+            .as_deref()
+            .and_then(MediaType::parse)
+            .map_or("unknown", MediaType::as_str);
+        ctx.state_mut(|s| s.receipt = Receipt::new(&media_id, media_type));
+        job_event(ctx, None).await;
         step(ctx, "validate", 0);
         let job = match input.validate() {
             Ok(job) => job,
@@ -93,9 +126,11 @@ impl TranscodeWorkflow {
                     let reason = body.error.clone().unwrap_or(reason);
                     step(ctx, "webhook", 99);
                     deliver_webhook(ctx, url, secret, body, input.webhook_retry_hours).await;
+                    finish_receipt(ctx, false, started_at, 0.0).await;
                     step(ctx, "failed", 100);
                     return Err(ApplicationFailure::non_retryable(reason).into());
                 }
+                finish_receipt(ctx, false, started_at, 0.0).await;
                 step(ctx, "failed", 100);
                 return Err(ApplicationFailure::non_retryable(reason).into());
             }
@@ -103,6 +138,7 @@ impl TranscodeWorkflow {
 
         match process(ctx, &job).await {
             Ok((output, encoders)) => {
+                let duration = output.duration_seconds;
                 start_original_cleanup(ctx, &job).await;
                 step(ctx, "webhook", 99);
                 let body = WebhookBody::completed(id, output);
@@ -114,11 +150,13 @@ impl TranscodeWorkflow {
                     job.webhook_retry_hours,
                 )
                 .await;
+                let cost = finish_receipt(ctx, true, started_at, duration).await;
                 step(ctx, "done", 100);
                 Ok(TranscodeResult {
                     webhook: body,
                     webhook_receipt: receipt,
                     encoders,
+                    receipt: cost,
                 })
             }
             // Cancelled from outside (a RunPod job-stop, `temporal workflow cancel`): the
@@ -146,11 +184,47 @@ impl TranscodeWorkflow {
                     job.webhook_retry_hours,
                 )
                 .await;
+                let media_seconds = ctx.state(|s| s.receipt.media_seconds);
+                finish_receipt(ctx, false, started_at, media_seconds).await;
                 step(ctx, "failed", 100);
                 Err(ApplicationFailure::non_retryable(reason).into())
             }
         }
     }
+}
+
+/// Closes the receipt and reports the end of the job (metrics, the receipt log line).
+async fn finish_receipt(
+    ctx: &mut WorkflowContext<TranscodeWorkflow>,
+    completed: bool,
+    started_at: f64,
+    media_seconds: f64,
+) -> Receipt {
+    let wall = clock(ctx) - started_at;
+    ctx.state_mut(|s| s.receipt.finish(completed, wall, media_seconds));
+    let receipt = ctx.state(|s| s.receipt.clone());
+    job_event(ctx, Some(receipt.clone())).await;
+    receipt
+}
+
+/// Tells the worker a job started (`None`) or ended. Best effort: metrics and a log line
+/// must never fail a job, so the outcome is ignored.
+async fn job_event(ctx: &WorkflowContext<TranscodeWorkflow>, finished: Option<Receipt>) {
+    let (media_id, media_type) = ctx.state(|s| (s.receipt.media_id.clone(), s.receipt.media_type.clone()));
+    let _ = ctx
+        .execute_local_activity(
+            act::JobEvent,
+            JobEvent {
+                media_id,
+                media_type,
+                finished,
+            },
+            LocalActivityOptions::builder()
+                .start_to_close_timeout(Duration::from_secs(10))
+                .schedule_to_close_timeout(Duration::from_secs(30))
+                .build(),
+        )
+        .await;
 }
 
 type Encoders = Vec<(String, String)>;
@@ -168,7 +242,8 @@ async fn process(
 
     step(ctx, "fetch_input", 1);
     if let Some(uri) = &job.input_uri {
-        ctx.execute_activity(
+        let t = clock(ctx);
+        let fetched = ctx.execute_activity(
             act::FetchInput,
             FetchInput {
                 uri: uri.clone(),
@@ -182,9 +257,11 @@ async fn process(
         )
         .await
         .map_err(|e| step_failed("fetching the input", &e))?;
+        record(ctx, StepTiming::new("fetch_input", t, clock(ctx)).bytes(fetched.size_bytes));
     }
 
     step(ctx, "probe", 2);
+    let t = clock(ctx);
     let probe: ProbeResult = ctx
         .execute_activity(
             act::Probe,
@@ -195,6 +272,9 @@ async fn process(
         )
         .await
         .map_err(|e| step_failed("probe", &e))?;
+    record(ctx, StepTiming::new("probe", t, clock(ctx)));
+    let duration = probe.duration_seconds;
+    ctx.state_mut(|s| s.receipt.media_seconds = duration);
 
     if probe.audio.is_none() && (job.media_type == MediaType::Audio || probe.video.is_none()) {
         if job.media_type == MediaType::Audio {
@@ -212,6 +292,7 @@ async fn process(
     };
 
     step(ctx, "mezzanine", 5);
+    let t = clock(ctx);
     let mezzanine = ctx.execute_activity(
         act::Mezzanine,
         MezzanineInput {
@@ -226,6 +307,20 @@ async fn process(
         },
         long_running(&probe),
     );
+    let mezzanine = async {
+        let made = mezzanine.await;
+        if let Ok(made) = &made {
+            let mut timing = StepTiming::new("mezzanine", t, clock(ctx))
+                .media(duration)
+                .bytes(made.size_bytes);
+            if video_plan.is_some() {
+                // The archive master is always libx264 (DESIGN §4): quality over speed.
+                timing = timing.encoder("libx264");
+            }
+            record(ctx, timing);
+        }
+        made
+    };
     // Pass 1 of the two-pass loudness normalization runs beside the mezzanine encode: it
     // decodes only the source's audio, downmixed to stereo exactly as the mezzanine is.
     let loudness = async {
@@ -239,6 +334,9 @@ async fn process(
                     long_running(&probe),
                 )
                 .await
+                .inspect(|_| {
+                    record(ctx, StepTiming::new("loudness", t, clock(ctx)).media(duration))
+                })
                 .map_err(|e| step_failed("loudness analysis", &e)),
             None => Ok(None),
         }
@@ -275,6 +373,7 @@ async fn process(
                 plan,
                 loudness,
             );
+            let t = clock(ctx);
             let thumbnail = ctx.execute_activity(
                 act::Thumbnail,
                 ThumbnailInput {
@@ -286,11 +385,19 @@ async fn process(
                 },
                 short_step(Duration::from_secs(300)),
             );
+            let thumbnail = async {
+                let made = thumbnail.await;
+                if let Ok(made) = &made {
+                    record(ctx, StepTiming::new("thumbnail", t, clock(ctx)).bytes(made.size_bytes));
+                }
+                made
+            };
             // The poster frame does not wait for the ladder.
             let (ladder, thumb) = futures::join!(ladder, thumbnail);
             let (chunks, audio) = ladder?;
             let thumb = thumb.map_err(|e| step_failed("thumbnail", &e))?;
             step(ctx, "assemble", 90);
+            let t = clock(ctx);
             let hls = ctx
                 .execute_activity(
                     act::AssembleHls,
@@ -311,6 +418,7 @@ async fn process(
                 )
                 .await
                 .map_err(|e| step_failed("HLS assembly", &e))?;
+            record(ctx, StepTiming::new("assemble_hls", t, clock(ctx)).bytes(hls.bytes_out));
             output.thumbnail_key = Some(thumb.object.key.clone());
             output.width = Some(plan.display_width);
             output.height = Some(plan.display_height);
@@ -329,6 +437,7 @@ async fn process(
         }
         None => {
             step(ctx, "audio HLS", 30);
+            let t = clock(ctx);
             let hls = ctx
                 .execute_activity(
                     act::AudioHls,
@@ -344,7 +453,15 @@ async fn process(
                 )
                 .await
                 .map_err(|e| step_failed("audio HLS", &e))?;
+            record(
+                ctx,
+                StepTiming::new("audio_hls", t, clock(ctx))
+                    .media(duration)
+                    .encoder("aac")
+                    .bytes(hls.bytes_out),
+            );
             step(ctx, "waveform", 80);
+            let t = clock(ctx);
             let waveform = ctx
                 .execute_activity(
                     act::Waveform,
@@ -358,6 +475,7 @@ async fn process(
                 )
                 .await
                 .map_err(|e| step_failed("waveform", &e))?;
+            record(ctx, StepTiming::new("waveform", t, clock(ctx)).media(duration));
             output.waveform_key = Some(waveform.json.key.clone());
             output.waveform_image_key = Some(waveform.png.key.clone());
             verify.waveform_json_key = Some(waveform.json.key);
@@ -368,9 +486,11 @@ async fn process(
 
     verify.master_key = hls.master_key.clone();
     step(ctx, "verify", 95);
+    let t = clock(ctx);
     ctx.execute_activity(act::Verify, verify, long_running(&probe))
         .await
         .map_err(|e| step_failed("verification", &e))?;
+    record(ctx, StepTiming::new("verify", t, clock(ctx)));
 
     output.hls_master_playlist_key = Some(hls.master_key.clone());
     output.ready_variants = hls.variants.iter().map(|v| v.name.clone()).collect();
@@ -400,6 +520,7 @@ async fn encode_ladder(
     loudness: Option<LoudnessMeasurement>,
 ) -> Result<(Vec<LadderChunkOutput>, Option<AudioRenditionOutput>), String> {
     let audio = async {
+        let t = clock(ctx);
         match probe.audio {
             Some(_) => ctx
                 .execute_activity(
@@ -416,6 +537,16 @@ async fn encode_ladder(
                     long_running(probe),
                 )
                 .await
+                .inspect(|made| {
+                    let bytes = made.segments.iter().map(|s| s.bytes).sum();
+                    record(
+                        ctx,
+                        StepTiming::new("audio_rendition", t, clock(ctx))
+                            .media(probe.duration_seconds)
+                            .encoder("aac")
+                            .bytes(bytes),
+                    )
+                })
                 .map(Some)
                 .map_err(|e| step_failed("audio encode", &e)),
             None => Ok(None),
@@ -432,6 +563,7 @@ async fn encode_ladder(
         let start = |chunk: &ChunkPlan| {
             let chunk = *chunk;
             Box::pin(async move {
+                let t = clock(ctx);
                 ctx.execute_activity(
                     act::LadderChunk,
                     LadderChunkInput {
@@ -447,6 +579,21 @@ async fn encode_ladder(
                     chunk_options(&chunk),
                 )
                 .await
+                .inspect(|made| {
+                    let bytes = made
+                        .variants
+                        .iter()
+                        .flat_map(|v| &v.segments)
+                        .map(|s| s.bytes)
+                        .sum();
+                    record(
+                        ctx,
+                        StepTiming::new("ladder", t, clock(ctx))
+                            .media(chunk.duration_seconds)
+                            .encoder(&made.encoder)
+                            .bytes(bytes),
+                    )
+                })
                 .map_err(|e| step_failed(&format!("ladder chunk {}", chunk.index), &e))
             })
         };
@@ -531,7 +678,8 @@ async fn deliver_webhook(
     retry_hours: Option<u32>,
 ) -> Option<WebhookReceipt> {
     let retry_for = Duration::from_secs(u64::from(retry_hours.unwrap_or(24).max(1)) * 3600);
-    ctx.execute_activity(
+    let t = clock(ctx);
+    let receipt = ctx.execute_activity(
         act::Webhook,
         WebhookRequest {
             url: url.to_string(),
@@ -553,7 +701,9 @@ async fn deliver_webhook(
         .build(),
     )
     .await
-    .ok()
+    .ok();
+    record(ctx, StepTiming::new("webhook", t, clock(ctx)));
+    receipt
 }
 
 /// Bounded retries with backoff for failures that may heal (a killed process, I/O, network).

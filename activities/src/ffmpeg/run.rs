@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 /// Where a long step reports how far it got (0.0..=1.0). Heartbeats read it.
 #[derive(Clone, Debug)]
@@ -160,6 +161,47 @@ pub async fn ffmpeg_with_stderr(
     progress: &ScaledProgress,
 ) -> Result<String> {
     tracing::debug!(args = ?args, "ffmpeg");
+    // One span per ffmpeg run, under the activity's span when traces are exported.
+    let span = tracing::info_span!(
+        "ffmpeg",
+        encoder = %video_encoder_of(args).unwrap_or("none"),
+        media.seconds = duration,
+        realtime.factor = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_message = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let result = run_ffmpeg(args, duration, progress)
+        .instrument(span.clone())
+        .await;
+    match &result {
+        Ok(_) => {
+            if let Some(factor) =
+                crate::metrics::realtime_factor(duration, started.elapsed())
+            {
+                span.record("realtime.factor", factor);
+            }
+        }
+        Err(e) => {
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_message", e.to_string().as_str());
+        }
+    }
+    result
+}
+
+/// The video encoder named by `-c:v`/`-c:v:N` in an ffmpeg command line, if any.
+fn video_encoder_of(args: &[OsString]) -> Option<&str> {
+    args.windows(2).find_map(|pair| {
+        let flag = pair[0].to_str()?;
+        (flag == "-c:v" || flag.starts_with("-c:v:"))
+            .then(|| pair[1].to_str())
+            .flatten()
+            .map(crate::metrics::encoder_label)
+    })
+}
+
+async fn run_ffmpeg(args: &[OsString], duration: f64, progress: &ScaledProgress) -> Result<String> {
     let mut child = spawn_ffmpeg(args)?;
 
     let stderr = child.stderr.take();
@@ -240,6 +282,17 @@ mod tests {
             stderr_tail(b"[mov,mp4,m4a @ 0x5637] moov atom not found\n"),
             "moov atom not found"
         );
+    }
+
+    #[test]
+    fn video_encoder_is_read_from_the_arguments() {
+        let args: Vec<OsString> = ["-i", "in.mp4", "-c:v:0", "libx264", "-c:a", "aac"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(video_encoder_of(&args), Some("x264"));
+        let audio: Vec<OsString> = ["-i", "in.mp4", "-c:a", "aac"].iter().map(OsString::from).collect();
+        assert_eq!(video_encoder_of(&audio), None);
     }
 
     #[test]
