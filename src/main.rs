@@ -680,13 +680,23 @@ async fn submit(args: SubmitArgs) -> Result<ExitCode> {
     let key = SecretBox::from_env()?.ok_or(transcoder_activities::secrets::SecretError::NoKey)?;
     jobs::seal_secret(&mut job, &key);
     let client = Temporal::connect_remote().await?;
+    // The root of the job's trace when traces are exported.
+    let job_span = tracing::info_span!(
+        "transcoder submit",
+        media.id = job.media_id.as_deref().unwrap_or_default(),
+        media.type = job.media_type.as_deref().unwrap_or_default(),
+    );
     let (id, _) =
-        jobs::start_or_attach(&client, &job, &args.task_queue, jobs::max_job_retries()).await?;
+        jobs::start_or_attach(&client, &job, &args.task_queue, jobs::max_job_retries())
+            .instrument(job_span.clone())
+            .await?;
     if !args.wait {
         println!("{id}");
         return Ok(ExitCode::SUCCESS);
     }
-    let body = jobs::wait_for_body(&client, &id, &job).await?;
+    let body = jobs::wait_for_body(&client, &id, &job)
+        .instrument(job_span)
+        .await?;
     println!("{}", serde_json::to_string(&body)?);
     Ok(if jobs::succeeded(&body) {
         ExitCode::SUCCESS

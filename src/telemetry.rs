@@ -229,3 +229,23 @@ pub fn start_metrics(addr: SocketAddr) -> Result<MetricsEndpoint> {
         bound: started.bound_addr,
     })
 }
+
+/// Makes `span` continue the W3C trace context in `traceparent` (and `tracestate`), as
+/// given by whoever queued the job; a malformed value is ignored and the span starts a new
+/// trace.
+pub fn continue_trace(span: &tracing::Span, traceparent: &str, tracestate: Option<&str>) {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let mut carrier = std::collections::HashMap::new();
+    carrier.insert("traceparent".to_string(), traceparent.to_string());
+    if let Some(state) = tracestate {
+        carrier.insert("tracestate".to_string(), state.to_string());
+    }
+    let context = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
+    if context.span().span_context().is_valid() {
+        let _ = span.set_parent(context);
+    } else {
+        tracing::warn!(traceparent, "ignoring a malformed traceparent");
+    }
+}

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use temporalio_client::{Client, WorkflowCancelOptions, WorkflowQueryOptions};
 use temporalio_sdk::Runtime;
+use tracing::Instrument as _;
 use tokio::sync::watch;
 use transcoder_activities::secrets::SecretBox;
 use transcoder_workflows::webhook::{clean_error, JobStatus, WebhookBody};
@@ -83,6 +84,17 @@ where
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
+    // The job's trace: a child of the `traceparent` the job was queued with, if any.
+    let job_span = tracing::info_span!(
+        "runpod job",
+        runpod.job_id = progress.job_id,
+        media.id = input.get("mediaId").and_then(serde_json::Value::as_str).unwrap_or_default(),
+        media.type = input.get("mediaType").and_then(serde_json::Value::as_str).unwrap_or_default(),
+    );
+    if let Some(parent) = input.get("traceparent").and_then(Value::as_str) {
+        let state = input.get("tracestate").and_then(Value::as_str);
+        crate::telemetry::continue_trace(&job_span, parent, state);
+    }
     let mut job: JobInput = match serde_json::from_value(input) {
         Ok(job) => job,
         Err(e) => {
@@ -110,8 +122,10 @@ where
     jobs::seal_secret(&mut job, &pod.secrets);
 
     let task_queue = pod.config.task_queue.clone();
-    let (id, submitted) =
-        match jobs::start_or_attach(&pod.client, &job, &task_queue, pod.max_retries).await {
+    let (id, submitted) = match jobs::start_or_attach(&pod.client, &job, &task_queue, pod.max_retries)
+        .instrument(job_span.clone())
+        .await
+    {
             Ok(started) => started,
             Err(e) => return report(fail(format!("{e:#}"))).await,
         };
@@ -146,7 +160,7 @@ where
         progress.job_id.to_string(),
     );
     let outcome = {
-        let waiting = wait(pod, &id, &job, signals, &fail);
+        let waiting = wait(pod, &id, &job, signals, &fail).instrument(job_span.clone());
         tokio::pin!(waiting);
         tokio::select! {
             outcome = &mut waiting => outcome,

@@ -6,6 +6,9 @@
 
 #![allow(dead_code)]
 
+pub mod dashboard;
+pub mod otlp;
+pub mod prometheus;
 pub mod s3;
 
 use hmac::{Hmac, Mac};
@@ -35,6 +38,13 @@ pub const TEST_SECRETS_KEY: &str =
     "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 const FOREIGN_ENV: &[&str] = &[
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_SERVICE_NAME",
+    "TRANSCODER_METRICS_ADDR",
+    "TRANSCODER_LOG_FORMAT",
     "TEMPORAL_ADDRESS",
     "TEMPORAL_NAMESPACE",
     "TEMPORAL_API_KEY",

@@ -1,0 +1,439 @@
+//! Observability, checked the way an operator's tools see it: a real OTLP/HTTP receiver
+//! decodes the spans a worker and a client export (one trace per job, across processes);
+//! a real Prometheus server scrapes a worker during a job and answers PromQL about jobs and
+//! steps; every query of the Grafana dashboard names a metric the worker exposes and is
+//! valid PromQL; `transcoder status` reports a running job and then its receipt; JSON logs
+//! parse and carry no secret.
+
+mod common;
+
+use common::dashboard::{dashboard_exprs, dashboard_metric_names, exposed_metric_names};
+use common::otlp::{children_of, trace_ids, OtlpReceiver, SpanRecord};
+use common::prometheus::PrometheusServer;
+use common::*;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn write_job(h: &Harness, name: &str, job: &Value) -> PathBuf {
+    let path = h.path(name);
+    std::fs::write(&path, serde_json::to_vec_pretty(job).expect("json")).expect("write job");
+    path
+}
+
+/// A free loopback port for a worker's metrics endpoint.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The OTLP variables that point a process at `receiver`, exporting every 200 ms.
+fn otlp_env(receiver: &OtlpReceiver, service: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_string()),
+        ("OTEL_SERVICE_NAME", service.to_string()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200".to_string()),
+    ]
+}
+
+fn span<'a>(spans: &'a [&'a SpanRecord], name: &str) -> &'a SpanRecord {
+    spans
+        .iter()
+        .copied()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| {
+            let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+            panic!("no span {name:?}; spans: {names:?}")
+        })
+}
+
+fn parent_of<'a>(spans: &'a [&'a SpanRecord], child: &SpanRecord) -> Option<&'a SpanRecord> {
+    let parent = child.parent_span_id.as_deref()?;
+    spans.iter().copied().find(|s| s.span_id == parent)
+}
+
+/// GET http://127.0.0.1:PORT/metrics as text.
+async fn scrape(port: u16) -> String {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    reqwest::get(&url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// A worker (its own process) and `submit --wait` (another) export spans to one receiver:
+/// the job is one trace from the client's root span through the workflow, every activity
+/// and every ffmpeg run, with the media attributes on the spans; a failing job is a second
+/// trace whose failed activity span carries the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_per_job_across_processes() {
+    let h = Harness::start().await;
+    let receiver = OtlpReceiver::start();
+    let hook = WebhookReceiver::start("whsec-traces");
+    let out = h.path("out");
+    let queue = "obs-traces";
+    let original = object_path(&out, ARCHIVE_BUCKET, "originals/c1/tr1/original.mp4");
+    make_video(&original, 640, 360, 4, 25).await;
+    let job_file = write_job(&h, "job.json", &video_job_payload("tr1", "c1", &hook));
+
+    let mut worker = h.spawn_with_env(
+        &["worker", "--out", s(&out), "--task-queue", queue],
+        &otlp_env(&receiver, "transcoder-worker"),
+    );
+    let mut submit = h.command(&["submit", "--job", s(&job_file), "--wait", "--task-queue", queue]);
+    for (k, v) in otlp_env(&receiver, "transcoder-client") {
+        submit.env(k, v);
+    }
+    let submitted = run_to_end(submit, &h.path("logs"), CMD_TIMEOUT).await;
+    if !submitted.status.success() {
+        panic!("submit failed\n{}\n{}", submitted.dump(), worker.dump());
+    }
+    assert_eq!(submitted.json()["status"], "completed", "{}", submitted.dump());
+
+    // The worker exports in batches; the client flushed when it exited.
+    let spans = receiver
+        .wait_for_async(Duration::from_secs(30), |spans| {
+            spans.iter().any(|s| s.name == "RunActivity:webhook")
+                && spans.iter().any(|s| s.name == "transcoder submit")
+                && spans.iter().any(|s| s.name == "RunWorkflow:TranscodeWorkflow")
+        })
+        .await;
+    // One trace holds the whole job. The only spans outside it are the worker's start-up
+    // NVENC test encode: an `ffmpeg` span of its own, before any job.
+    let root_trace = spans
+        .iter()
+        .find(|s| s.name == "transcoder submit")
+        .map(|s| s.trace_id.clone())
+        .expect("root span");
+    let strays: Vec<&SpanRecord> = spans.iter().filter(|s| s.trace_id != root_trace).collect();
+    assert!(
+        strays.iter().all(|s| s.name == "ffmpeg" && s.parent_span_id.is_none()),
+        "spans outside the job's trace: {:#?}\n{}",
+        strays.iter().map(|s| (&s.name, &s.attributes)).collect::<Vec<_>>(),
+        worker.dump()
+    );
+    let spans: Vec<SpanRecord> = spans.into_iter().filter(|s| s.trace_id == root_trace).collect();
+    assert_eq!(trace_ids(&spans).len(), 1);
+    let all: Vec<&SpanRecord> = spans.iter().collect();
+
+    // The client's root span, the start it made, the workflow, its activities.
+    let root = span(&all, "transcoder submit");
+    assert_eq!(root.parent_span_id, None, "the client span is the root");
+    assert_eq!(root.service_name.as_deref(), Some("transcoder-client"));
+    assert_eq!(root.attr_str("media.id"), Some("tr1"));
+    let start = span(&all, "StartWorkflow:TranscodeWorkflow");
+    assert_eq!(start.parent_span_id.as_deref(), Some(root.span_id.as_str()));
+    let workflow = span(&all, "RunWorkflow:TranscodeWorkflow");
+    assert_eq!(workflow.parent_span_id.as_deref(), Some(start.span_id.as_str()));
+    assert_eq!(workflow.service_name.as_deref(), Some("transcoder-worker"));
+
+    for step in ["probe", "mezzanine", "loudness", "ladder_chunk", "audio_rendition", "thumbnail", "assemble_hls", "verify", "webhook"] {
+        let run = span(&all, &format!("RunActivity:{step}"));
+        let scheduled = parent_of(&all, run)
+            .unwrap_or_else(|| panic!("RunActivity:{step} has no exported parent"));
+        assert_eq!(scheduled.name, format!("StartActivity:{step}"));
+        assert_eq!(
+            scheduled.parent_span_id.as_deref(),
+            Some(workflow.span_id.as_str()),
+            "StartActivity:{step} hangs under the workflow"
+        );
+        assert_eq!(run.attr_str("media.id"), Some("tr1"), "{step}: {:?}", run.attributes);
+        assert_eq!(run.attr_str("step"), Some(step));
+        assert!(run.attr("bytes.out").is_some(), "{step}: {:?}", run.attributes);
+        assert!(!run.is_error(), "{step} failed: {}", run.status_message);
+    }
+
+    // The ladder chunk: chunk, renditions, encoder, media seconds, realtime factor, bytes.
+    let chunk = span(&all, "RunActivity:ladder_chunk");
+    assert_eq!(chunk.attr("chunk").and_then(|v| v.as_i64()), Some(0));
+    let renditions = chunk.attr_str("rendition").unwrap_or_default();
+    assert!(renditions.contains("360p"), "renditions: {renditions}");
+    assert_eq!(chunk.attr_str("encoder"), Some("x264"));
+    let media = chunk.attr("media.seconds").and_then(|v| v.as_f64()).unwrap_or(0.0);
+    assert!((media - 4.0).abs() < 0.5, "media.seconds {media}");
+    assert!(chunk.attr("realtime.factor").and_then(|v| v.as_f64()).unwrap_or(0.0) > 0.0);
+    assert!(chunk.attr("bytes.out").and_then(|v| v.as_i64()).unwrap_or(0) > 10_000);
+
+    // Every ffmpeg run is a span under the activity that ran it.
+    let ffmpeg: Vec<&SpanRecord> = all.iter().copied().filter(|s| s.name == "ffmpeg").collect();
+    assert!(ffmpeg.len() >= 5, "ffmpeg spans: {}", ffmpeg.len());
+    for run in &ffmpeg {
+        let parent = parent_of(&all, run).expect("ffmpeg span's parent was exported");
+        assert!(parent.name.starts_with("RunActivity:"), "ffmpeg under {}", parent.name);
+        assert!(run.attr("media.seconds").is_some());
+    }
+    let chunk_ffmpeg = children_of(&spans, chunk);
+    assert!(
+        chunk_ffmpeg
+            .iter()
+            .any(|s| s.name == "ffmpeg" && s.attr_str("encoder") == Some("x264")),
+        "the chunk's encode is an ffmpeg span with encoder x264"
+    );
+
+    // A job that fails is its own trace, and the failed step says why on its span.
+    let bad = object_path(&out, ARCHIVE_BUCKET, "originals/c1/tr2/original.mp4");
+    make_corrupt(&bad, 4096);
+    let bad_file = write_job(&h, "bad.json", &video_job_payload("tr2", "c1", &hook));
+    let mut submit = h.command(&["submit", "--job", s(&bad_file), "--wait", "--task-queue", queue]);
+    for (k, v) in otlp_env(&receiver, "transcoder-client") {
+        submit.env(k, v);
+    }
+    let failed = run_to_end(submit, &h.path("logs"), CMD_TIMEOUT).await;
+    assert_eq!(failed.json()["status"], "failed", "{}", failed.dump());
+    let spans = receiver
+        .wait_for_async(Duration::from_secs(30), |spans| {
+            spans.iter().any(|s| s.name == "RunActivity:probe" && s.is_error())
+        })
+        .await;
+    let probe_failed = spans
+        .iter()
+        .find(|s| s.name == "RunActivity:probe" && s.is_error())
+        .unwrap_or_else(|| panic!("no failed probe span\n{}", worker.dump()));
+    assert_ne!(probe_failed.trace_id, root.trace_id, "a second job is a second trace");
+    assert!(!probe_failed.status_message.is_empty());
+    worker.signal(libc::SIGTERM);
+    let _ = worker.wait_for_exit(Duration::from_secs(30)).await;
+}
+
+/// A worker with `--metrics-addr` is scraped by a real Prometheus during a job: the job,
+/// step, encoder, bytes and webhook metrics answer PromQL, the SDK's worker metrics are on
+/// the same endpoint, the dashboard's every query names an exposed metric and is accepted
+/// by Prometheus, and the worker's JSON log lines parse and hold no secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_a_worker_during_a_job() {
+    let h = Harness::start().await;
+    let hook = WebhookReceiver::start("whsec-metrics-secret-value");
+    let out = h.path("out");
+    let queue = "obs-metrics";
+    let port = free_port();
+    let mut worker = h.spawn(&[
+        "worker",
+        "--out",
+        s(&out),
+        "--task-queue",
+        queue,
+        "--metrics-addr",
+        &format!("127.0.0.1:{port}"),
+        "--log-format",
+        "json",
+    ]);
+    let prometheus = PrometheusServer::start(&[format!("127.0.0.1:{port}")], Duration::from_secs(1));
+    prometheus.wait_for_target_up_async(Duration::from_secs(60)).await;
+
+    let original = object_path(&out, ARCHIVE_BUCKET, "originals/c1/pm1/original.mp4");
+    make_video(&original, 1280, 720, 12, 25).await;
+    let mut job = video_job_payload("pm1", "c1", &hook);
+    job["segmentsPerChunk"] = json!(1);
+    let job_file = write_job(&h, "job.json", &job);
+    let submitted = h
+        .run(&["submit", "--job", s(&job_file), "--wait", "--task-queue", queue])
+        .await;
+    if !submitted.status.success() {
+        panic!("submit failed\n{}\n{}", submitted.dump(), worker.dump());
+    }
+    assert_eq!(submitted.json()["status"], "completed");
+
+    // Job metrics, by media type.
+    let done = prometheus
+        .wait_for_query_async(
+            "sum by (media_type) (transcoder_jobs_completed_total)",
+            Duration::from_secs(30),
+            |s| s.iter().any(|x| x.label("media_type") == Some("video") && x.value == 1.0),
+        )
+        .await;
+    assert!(!done.is_empty(), "no completed job in Prometheus\n{}", worker.dump());
+    let started = prometheus.query("sum(transcoder_jobs_started_total)");
+    assert_eq!(started.first().map(|s| s.value), Some(1.0), "{started:?}");
+    let failed = prometheus.query("sum(transcoder_jobs_failed_total)");
+    assert_eq!(failed.first().map(|s| s.value), Some(0.0), "failed starts at zero: {failed:?}");
+
+    // Scraped while the job ran: some scrape saw a ladder chunk in flight.
+    let in_flight = prometheus.query(
+        "max_over_time(transcoder_steps_in_flight{step=\"ladder_chunk\"}[10m])",
+    );
+    assert!(
+        in_flight.iter().any(|s| s.value >= 1.0),
+        "no scrape saw a chunk running: {in_flight:?}"
+    );
+
+    // Step latency, by step.
+    let executions = prometheus.query("sum by (step) (transcoder_step_duration_seconds_count)");
+    for step in ["probe", "mezzanine", "loudness", "ladder_chunk", "audio_rendition", "thumbnail", "assemble_hls", "verify", "webhook"] {
+        assert!(
+            executions.iter().any(|s| s.label("step") == Some(step) && s.value >= 1.0),
+            "no duration recorded for {step}: {executions:?}"
+        );
+    }
+    // A quantile per step over everything recorded (the dashboard takes it over a rate
+    // window, which needs traffic across several scrapes; one short job is not that).
+    let latency = prometheus.query(
+        "histogram_quantile(0.5, sum by (le, step) (transcoder_step_duration_seconds_bucket))",
+    );
+    let chunk_p50 = latency.iter().find(|s| s.label("step") == Some("ladder_chunk"));
+    assert!(chunk_p50.is_some_and(|s| s.value > 0.0), "{latency:?}");
+    let chunks = prometheus.query("sum(transcoder_step_duration_seconds_count{step=\"ladder_chunk\",outcome=\"ok\"})");
+    assert_eq!(chunks.first().map(|s| s.value), Some(2.0), "12 s in 6 s chunks: {chunks:?}");
+    // Encoder share, realtime factor, bytes, webhook health.
+    let encoded = prometheus.query("sum by (encoder) (transcoder_encoded_media_milliseconds_total)");
+    let x264 = encoded.iter().find(|s| s.label("encoder") == Some("x264")).map(|s| s.value);
+    // The ladder (12 s) and the mezzanine (12 s) were encoded with x264.
+    assert!(x264.is_some_and(|ms| (ms - 24_000.0).abs() < 1_000.0), "{encoded:?}");
+    let factor = prometheus.query("sum by (step) (transcoder_realtime_factor_count)");
+    assert!(factor.iter().any(|s| s.label("step") == Some("ladder_chunk")), "{factor:?}");
+    let bytes = prometheus.query("sum(transcoder_bytes_uploaded_total)");
+    assert!(bytes.first().is_some_and(|s| s.value > 100_000.0), "{bytes:?}");
+    let webhooks = prometheus.query("sum by (outcome) (transcoder_webhook_attempts_total)");
+    let delivered = webhooks.iter().find(|s| s.label("outcome") == Some("delivered"));
+    assert_eq!(delivered.map(|s| s.value), Some(1.0), "{webhooks:?}");
+    let encoder = prometheus.query("transcoder_worker_encoder == 1");
+    assert_eq!(encoder.first().and_then(|s| s.label("encoder")), Some("x264"));
+    // The Temporal SDK's own worker metrics come from the same endpoint.
+    let slots = prometheus.query("temporal_worker_task_slots_available");
+    assert!(!slots.is_empty(), "no SDK worker metrics");
+
+    // The dashboard: every metric it names is exposed, and Prometheus accepts every query.
+    let text = scrape(port).await;
+    let exposed = exposed_metric_names(&text);
+    let dashboard: Value = serde_json::from_slice(
+        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/transcoder.json"))
+            .expect("dashboards/transcoder.json"),
+    )
+    .expect("the dashboard is JSON");
+    let used = dashboard_metric_names(&dashboard);
+    assert!(used.len() >= 10, "the dashboard uses {used:?}");
+    let missing: Vec<&String> = used.iter().filter(|m| !exposed.contains(*m)).collect();
+    assert!(missing.is_empty(), "dashboard metrics the worker does not expose: {missing:?}");
+    for expr in dashboard_exprs(&dashboard) {
+        let concrete = expr
+            .replace("$__rate_interval", "1m")
+            .replace("$__interval", "1m")
+            .replace("$__range", "1h")
+            .replace("${__range}", "1h");
+        prometheus
+            .try_query(&concrete)
+            .unwrap_or_else(|e| panic!("Prometheus rejects the dashboard query {concrete:?}: {e}"));
+    }
+
+    // JSON logs: every line parses, the receipt is one of them, no secret anywhere.
+    worker.signal(libc::SIGTERM);
+    let _ = worker.wait_for_exit(Duration::from_secs(30)).await;
+    let stderr = worker.stderr();
+    assert!(!stderr.contains(&hook.secret), "the webhook secret reached the logs");
+    let mut receipt = None;
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let event: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {line}"));
+        if event["fields"]["message"] == "job receipt" {
+            receipt = Some(event);
+        }
+    }
+    let receipt = receipt.unwrap_or_else(|| panic!("no job receipt line\n{stderr}"));
+    assert_eq!(receipt["fields"]["media_id"], "pm1");
+    assert_eq!(receipt["fields"]["outcome"], "completed");
+    assert_eq!(receipt["fields"]["encoders"], "x264");
+}
+
+/// `status` on a job a worker is running names the state, the step and the running
+/// activities; once it is done, the receipt: per-step wall time, realtime factor, encoder
+/// and bytes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_follows_a_running_job_to_its_receipt() {
+    let h = Harness::start().await;
+    let hook = WebhookReceiver::start("whsec-status");
+    let out = h.path("out");
+    let queue = "obs-status";
+    let original = object_path(&out, ARCHIVE_BUCKET, "originals/c1/st1/original.mp4");
+    make_video(&original, 1280, 720, 18, 25).await;
+    let mut job = video_job_payload("st1", "c1", &hook);
+    job["segmentsPerChunk"] = json!(1);
+    let job_file = write_job(&h, "job.json", &job);
+    let mut worker = h.spawn(&["worker", "--out", s(&out), "--task-queue", queue]);
+    let submitted = h
+        .run(&["submit", "--job", s(&job_file), "--task-queue", queue])
+        .await;
+    assert!(submitted.status.success(), "{}", submitted.dump());
+
+    // While it runs.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen_running = None;
+    while Instant::now() < deadline {
+        let status = h.run(&["status", "st1", "--json"]).await;
+        assert!(status.status.success(), "{}", status.dump());
+        let report = status.json();
+        if report["state"] == "running"
+            && report["step"].is_string()
+            && report["running"].as_array().is_some_and(|a| !a.is_empty())
+        {
+            seen_running = Some(report);
+            break;
+        }
+        if report["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let report = seen_running.unwrap_or_else(|| panic!("status never showed the job running\n{}", worker.dump()));
+    assert_eq!(report["workflowId"], "transcode-st1");
+    assert!(report["percent"].as_u64().is_some_and(|p| p <= 100), "{report:#}");
+    let step = report["running"][0]["step"].as_str().unwrap_or_default();
+    assert!(!step.is_empty(), "{report:#}");
+    assert_eq!(report["receipt"]["outcome"], "running", "{report:#}");
+    let human = h.run(&["status", "st1"]).await;
+    assert!(human.stdout.contains("st1 (transcode-st1): "), "{}", human.dump());
+
+    // When it is done.
+    hook.expect_one_valid().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        let status = h.run(&["status", "st1", "--json"]).await;
+        let report = status.json();
+        if report["state"] == "completed" || Instant::now() > deadline {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(report["state"], "completed", "{report:#}");
+    assert_eq!(report["webhookStatus"], "ready");
+    assert_eq!(report["percent"], 100);
+    let receipt = &report["receipt"];
+    assert_eq!(receipt["outcome"], "completed");
+    assert!(approx(&receipt["mediaSeconds"], 18.0, 0.5), "{receipt:#}");
+    assert_eq!(receipt["encoders"], json!(["x264"]));
+    let steps = receipt["steps"].as_array().expect("steps");
+    let find = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s["step"] == name)
+            .unwrap_or_else(|| panic!("no {name} step in {receipt:#}"))
+    };
+    let ladder = find("ladder");
+    assert_eq!(ladder["activities"], 3, "18 s in 6 s chunks");
+    assert!(ladder["bytesOut"].as_u64().unwrap_or(0) > 100_000);
+    assert_eq!(ladder["encoder"], "x264");
+    assert!(ladder["realtimeFactor"].as_f64().unwrap_or(0.0) > 0.0);
+    assert!(approx(&ladder["mediaSeconds"], 18.0, 0.5));
+    for name in ["probe", "mezzanine", "loudness", "audio_rendition", "thumbnail", "assemble_hls", "verify", "webhook"] {
+        let step = find(name);
+        assert!(step["wallSeconds"].as_f64().is_some_and(|w| w >= 0.0), "{step}");
+    }
+    let sum: u64 = steps.iter().map(|s| s["bytesOut"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(receipt["bytesOut"].as_u64(), Some(sum));
+    let total = receipt["wallSeconds"].as_f64().unwrap_or(0.0);
+    assert!(total >= ladder["wallSeconds"].as_f64().unwrap_or(0.0), "{receipt:#}");
+
+    // A job that does not exist is an error that names it.
+    let missing = h.run(&["status", "no-such-media"]).await;
+    missing.assert_failure();
+    assert!(missing.stderr.contains("no-such-media"), "{}", missing.dump());
+    worker.signal(libc::SIGTERM);
+    let _ = worker.wait_for_exit(Duration::from_secs(30)).await;
+}
