@@ -66,7 +66,7 @@ pub fn spawn(client: Client, workflow_id: String, mut stop: watch::Receiver<bool
         let mut tick = 0u32;
         loop {
             // The query costs a round trip; chunk counts change slowly.
-            if tick % 5 == 0 {
+            if tick.is_multiple_of(5) {
                 if let Ok(Ok(p)) = tokio::time::timeout(
                     Duration::from_secs(2),
                     handle.query(TranscodeWorkflow::progress, (), WorkflowQueryOptions::default()),

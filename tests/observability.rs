@@ -162,6 +162,9 @@ async fn one_trace_per_job_across_processes() {
     assert!((media - 4.0).abs() < 0.5, "media.seconds {media}");
     assert!(chunk.attr("realtime.factor").and_then(|v| v.as_f64()).unwrap_or(0.0) > 0.0);
     assert!(chunk.attr("bytes.out").and_then(|v| v.as_i64()).unwrap_or(0) > 10_000);
+    let mezzanine = span(&all, "RunActivity:mezzanine");
+    assert!(mezzanine.attr("bytes.in").and_then(|v| v.as_i64()).unwrap_or(0) > 10_000);
+    assert_eq!(mezzanine.attr_str("encoder"), Some("x264"));
 
     // Every ffmpeg run is a span under the activity that ran it.
     let ffmpeg: Vec<&SpanRecord> = all.iter().copied().filter(|s| s.name == "ffmpeg").collect();

@@ -87,6 +87,13 @@ fn annotate(attributes: Vec<KeyValue>) {
     get_active_span(|span| span.set_attributes(attributes));
 }
 
+/// Records the size of the file a step reads whole as `bytes.in` on its span.
+fn annotate_bytes_in(path: &std::path::Path) {
+    if let Ok(meta) = std::fs::metadata(path) {
+        annotate(vec![KeyValue::new("bytes.in", meta.len() as i64)]);
+    }
+}
+
 /// The media id of a job from its workflow id (`transcode-{mediaId}`).
 fn media_id_of(ctx: &ActivityContext) -> String {
     let info = ctx.info();
@@ -185,6 +192,7 @@ impl MediaActivities {
     ) -> Result<(tempfile::TempDir, PathBuf, f64), MediaError> {
         let work = self.work_dir(ctx)?;
         let path = self.storage.readable_path(source, work.path()).await?;
+        annotate_bytes_in(&path);
         let duration = probe::probe_file(&path).await?.duration_seconds;
         Ok((work, path, duration))
     }
@@ -298,6 +306,7 @@ impl MediaActivities {
             let digest = hex::encode(&sha2::Sha256::digest(uri_text.as_bytes())[..12]);
             let partial = self.scratch.join(format!("input-{digest}.partial"));
             let bytes = fetch::fetch(&uri, &partial, &self.fetch_policy, &self.storage).await?;
+            annotate(vec![KeyValue::new("bytes.in", bytes as i64)]);
             let stored = self.storage.put_file(&partial, &input.dest).await?;
             let _ = tokio::fs::remove_file(&partial).await;
             tracing::info!(input = %uri.redacted(), dest = %input.dest, bytes, "input fetched and archived");
@@ -323,6 +332,7 @@ impl MediaActivities {
                 .storage
                 .readable_path(&input.source, work.path())
                 .await?;
+            annotate_bytes_in(&path);
             let result = probe::probe_file(&path).await?;
             tracing::info!(source = %input.source, duration = result.duration_seconds, video = ?result.video, audio = ?result.audio, "probed");
             Ok::<_, MediaError>((result, StepFacts::default()))
