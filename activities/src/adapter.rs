@@ -532,7 +532,7 @@ impl MediaActivities {
             let delivered = match variants.first() {
                 Some(first) => {
                     let playlist = out.join(&first.name).join("playlist.m3u8");
-                    loudness::measure(&playlist, duration, &progress.scaled(0.85, 0.95)).await?
+                    loudness::measure_delivered(&playlist, duration, &progress.scaled(0.85, 0.95)).await?
                 }
                 None => None,
             };

@@ -65,6 +65,61 @@ pub async fn measure(
     Ok((m.integrated.is_finite() && m.integrated > SILENCE_LUFS).then_some(m))
 }
 
+/// Measures what listeners get, for the webhook's `loudness`: integrated loudness, loudness
+/// range and true peak of `input`'s first audio stream, by ffmpeg's `ebur128` meter. It
+/// is the same EBU R128 measurement as pass 1, but a pure meter: about six times cheaper
+/// than a `loudnorm` pass (which also resamples to 192 kHz), and it runs beside the ladder
+/// encode. `None` for silence. `input` may be an HLS playlist of our own.
+pub async fn measure_delivered(
+    input: &Path,
+    duration: f64,
+    progress: &ScaledProgress,
+) -> Result<Option<LoudnessMeasurement>> {
+    let mut a = FfmpegArgs::with_loglevel("info");
+    if input.extension().is_some_and(|e| e == "m3u8") {
+        a.opt("-allowed_extensions", "ALL");
+    }
+    // Per-frame lines go to the verbose level, below `info`: only the summary is printed.
+    a.input(input)
+        .opt("-filter_complex", "[0:a:0]ebur128=peak=true:framelog=verbose[meter]")
+        .opt("-map", "[meter]")
+        .opt("-f", "null");
+    a.output(Path::new("-"));
+    let stderr = ffmpeg_with_stderr(a.as_slice(), duration, progress).await?;
+    let m = parse_ebur128_summary(&stderr)?;
+    Ok((m.integrated.is_finite() && m.integrated > SILENCE_LUFS).then_some(m))
+}
+
+/// Reads the `Summary:` block `ebur128` prints at the end (I, its threshold, LRA, true peak).
+pub fn parse_ebur128_summary(stderr: &str) -> Result<LoudnessMeasurement> {
+    let missing = |what: &str| MediaError::Tool {
+        tool: "ffmpeg",
+        status: "ok".into(),
+        detail: format!("the ebur128 summary has no {what}"),
+    };
+    let summary = stderr
+        .rfind("Summary:")
+        .map(|at| &stderr[at..])
+        .ok_or_else(|| missing("summary"))?;
+    let value = |label: &str| -> Option<f64> {
+        summary.lines().find_map(|line| {
+            let rest = line.trim().strip_prefix(label)?;
+            let number = rest.split_whitespace().next()?;
+            match number {
+                "-inf" => Some(f64::NEG_INFINITY),
+                n => n.parse().ok(),
+            }
+        })
+    };
+    Ok(LoudnessMeasurement {
+        integrated: value("I:").ok_or_else(|| missing("integrated loudness"))?,
+        true_peak: value("Peak:").ok_or_else(|| missing("true peak"))?,
+        range: value("LRA:").ok_or_else(|| missing("loudness range"))?,
+        threshold: value("Threshold:").ok_or_else(|| missing("threshold"))?,
+        target_offset: 0.0,
+    })
+}
+
 /// Extracts loudnorm's JSON report (the last `{…}` block on stderr).
 pub fn parse_loudnorm_json(stderr: &str) -> Result<LoudnessMeasurement> {
     let start = stderr.rfind('{');
@@ -158,5 +213,15 @@ mod tests {
         let m = parse_loudnorm_json(r#"{"input_i":"-inf","input_tp":"-inf","input_lra":"0.00","input_thresh":"-70.00","target_offset":"inf"}"#).unwrap();
         assert!(m.integrated.is_infinite());
         assert!(parse_loudnorm_json("no report").is_err());
+    }
+    #[test]
+    fn reads_the_ebur128_summary() {
+        let stderr = "[Parsed_ebur128_0 @ 0x5] Summary:\n\n  Integrated loudness:\n    I:         -16.1 LUFS\n    Threshold: -26.3 LUFS\n\n  Loudness range:\n    LRA:         4.2 LU\n    Threshold: -36.2 LUFS\n    LRA low:   -18.3 LUFS\n    LRA high:  -14.1 LUFS\n\n  True peak:\n    Peak:       -1.6 dBFS\n";
+        let m = parse_ebur128_summary(stderr).expect("summary");
+        assert_eq!(m.integrated, -16.1);
+        assert_eq!(m.threshold, -26.3);
+        assert_eq!(m.range, 4.2);
+        assert_eq!(m.true_peak, -1.6);
+        assert!(parse_ebur128_summary("no summary here").is_err());
     }
 }
