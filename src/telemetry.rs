@@ -162,6 +162,9 @@ fn tracer_provider() -> Result<SdkTracerProvider> {
             );
         }
     }
+    // rustls needs a process-wide crypto provider for https:// collectors: ring (already
+    // built for the other HTTP clients). An error only means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .build()

@@ -440,3 +440,74 @@ async fn status_follows_a_running_job_to_its_receipt() {
     worker.signal(libc::SIGTERM);
     let _ = worker.wait_for_exit(Duration::from_secs(30)).await;
 }
+
+/// A RunPod job queued with a W3C `traceparent` in its input continues the caller's trace:
+/// the pod's `runpod job` span is a child of the caller's span, and the workflow and its
+/// activities are in the same trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runpod_job_continues_the_callers_trace() {
+    let h = Harness::start().await;
+    let receiver = OtlpReceiver::start();
+    let hook = WebhookReceiver::start("whsec-runpod-trace");
+    let out = h.path("out");
+    let original = object_path(&out, ARCHIVE_BUCKET, "originals/c1/rpt1/original.mp4");
+    make_video(&original, 320, 180, 3, 25).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller = "00f067aa0ba902b7";
+    let mut input = video_job_payload("rpt1", "c1", &hook);
+    input["traceparent"] = json!(format!("00-{trace}-{caller}-01"));
+    let test_input = json!({ "id": "job-trace-1", "input": input }).to_string();
+    let mut pod = h.command(&[
+        "runpod",
+        "--test-input",
+        &test_input,
+        "--volume",
+        s(&h.path("volume")),
+        "--out",
+        s(&out),
+        "--task-queue",
+        "obs-runpod",
+    ]);
+    for (k, v) in otlp_env(&receiver, "transcoder-runpod") {
+        pod.env(k, v);
+    }
+    let ran = run_to_end(pod, &h.path("logs"), CMD_TIMEOUT).await;
+    ran.assert_success();
+    hook.expect_one_valid().await;
+
+    let spans = receiver
+        .wait_for_async(Duration::from_secs(30), |spans| {
+            spans.iter().any(|s| s.name == "runpod job")
+                && spans.iter().any(|s| s.name == "RunActivity:webhook")
+        })
+        .await;
+    let job = spans
+        .iter()
+        .find(|s| s.name == "runpod job")
+        .unwrap_or_else(|| panic!("no runpod job span\n{}", ran.dump()));
+    assert_eq!(job.trace_id, trace, "the job continues the caller's trace");
+    assert_eq!(job.parent_span_id.as_deref(), Some(caller));
+    assert_eq!(job.attr_str("media.id"), Some("rpt1"));
+    for name in ["RunWorkflow:TranscodeWorkflow", "RunActivity:ladder_chunk", "RunActivity:webhook"] {
+        let span = spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} span"));
+        assert_eq!(span.trace_id, trace, "{name} is in the caller's trace");
+    }
+}
+
+/// An `https://` collector that is down costs the spans, never the process: the exporter's
+/// TLS client is set up (no missing crypto provider) and a failed export does not panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_https_collector_does_not_stop_the_process() {
+    let h = Harness::without_server();
+    let port = free_port();
+    let mut doctor = h.command(&["doctor", "--out", s(&h.path("out"))]);
+    doctor
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("https://127.0.0.1:{port}"))
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+    let out = run_to_end(doctor, &h.path("logs"), CMD_TIMEOUT).await;
+    assert!(!out.stderr.contains("panicked"), "{}", out.dump());
+    assert!(out.stdout.contains("ffmpeg"), "{}", out.dump());
+}
