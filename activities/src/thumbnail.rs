@@ -27,36 +27,32 @@ pub fn thumbnail_args(source: &Path, at: f64, width: u32, height: u32, dest: &Pa
     a
 }
 
-/// The sampling of the search window, shared by the candidates and the final extraction so
-/// that candidate `n` and the published picture are exactly the same decoded frame.
-fn window_sampling(a: &mut FfmpegArgs, source: &Path, start: f64) {
-    a.input_at(start, source)
-        .opt("-map", "0:v:0")
-        .opt("-t", format!("{:.3}", SEARCH_BEFORE + SEARCH_AFTER));
-}
-
-/// Candidate `index` of the window starting at `start`, at full size.
-pub fn candidate_args(
-    source: &Path,
-    start: f64,
-    index: u32,
-    width: u32,
-    height: u32,
-    dest: &Path,
-) -> FfmpegArgs {
+/// The candidates of the search window starting at `start`, all from one decode: each
+/// sampled frame is written small and grey (to score it) and at full size (to publish it),
+/// so the published picture is exactly the frame that was scored and the window is not
+/// decoded a second time.
+pub fn candidates_args(source: &Path, start: f64, width: u32, height: u32, dir: &Path) -> FfmpegArgs {
     let mut a = FfmpegArgs::new();
-    window_sampling(&mut a, source, start);
-    a.opt(
-        "-vf",
-        format!(
-            "fps={CANDIDATE_FPS}:round=down,select=eq(n\\,{index}),{}",
-            fit_filter(width, height)
-        ),
-    )
-    .opt("-frames:v", "1")
-    .opt("-q:v", "2")
-    .opt("-f", "image2")
-    .output(dest);
+    // Both limits on the input, so they bind both outputs.
+    a.opt("-ss", format!("{start:.3}"))
+        .opt("-t", format!("{:.3}", SEARCH_BEFORE + SEARCH_AFTER))
+        .input(source)
+        .opt(
+            "-filter_complex",
+            format!(
+                "[0:v:0]fps={CANDIDATE_FPS}:round=down,split=2[score][full];\
+                 [score]scale=160:90:force_original_aspect_ratio=decrease,format=gray[small];\
+                 [full]{}[big]",
+                fit_filter(width, height)
+            ),
+        )
+        .opt("-map", "[small]")
+        .opt("-f", "image2")
+        .output(&dir.join("%03d.png"))
+        .opt("-map", "[big]")
+        .opt("-q:v", "2")
+        .opt("-f", "image2")
+        .output(&dir.join("full-%03d.jpg"));
     a
 }
 
@@ -124,19 +120,13 @@ pub fn choose(at: f64, candidates: &[Candidate]) -> Option<Candidate> {
 async fn candidates(
     source: &Path,
     start: f64,
-    work: &Path,
+    width: u32,
+    height: u32,
+    dir: &Path,
     progress: &ScaledProgress,
 ) -> Result<Vec<Candidate>> {
-    let dir = work.join("candidates");
-    std::fs::create_dir_all(&dir).map_err(MediaError::io("creating", &dir))?;
-    let mut a = FfmpegArgs::new();
-    window_sampling(&mut a, source, start);
-    a.opt(
-        "-vf",
-        format!("fps={CANDIDATE_FPS}:round=down,scale=160:90:force_original_aspect_ratio=decrease,format=gray"),
-    )
-    .opt("-f", "image2")
-    .output(&dir.join("%03d.png"));
+    std::fs::create_dir_all(dir).map_err(MediaError::io("creating", dir))?;
+    let a = candidates_args(source, start, width, height, dir);
     ffmpeg(a.as_slice(), 0.0, progress).await?;
     let mut out = Vec::new();
     for index in 0..((SEARCH_BEFORE + SEARCH_AFTER) as u32 * CANDIDATE_FPS + 1) {
@@ -165,17 +155,15 @@ pub async fn extract_thumbnail(
     progress: &ScaledProgress,
 ) -> Result<()> {
     let start = (at - SEARCH_BEFORE).max(0.0);
-    let found = candidates(source, start, work, progress).await?;
+    let dir = work.join("candidates");
+    let found = candidates(source, start, width, height, &dir, progress).await?;
     if let Some(chosen) = choose(at, &found) {
         if !chosen.stats.is_presentable() || (chosen.time - at).abs() > 0.5 {
             tracing::info!(requested = at, chosen = chosen.time, stats = ?chosen.stats, "thumbnail moved off a black or flat frame");
         }
-        ffmpeg(
-            candidate_args(source, start, chosen.index, width, height, dest).as_slice(),
-            0.0,
-            progress,
-        )
-        .await?;
+        // image2 numbers files from 1.
+        let picture = dir.join(format!("full-{:03}.jpg", chosen.index + 1));
+        std::fs::rename(&picture, dest).map_err(MediaError::io("moving", &picture))?;
     }
     if !dest.exists() {
         // No candidate decoded (a clip shorter than a frame step): take the frame at the mark,
