@@ -40,6 +40,17 @@ pub fn output_audio_filter(m: Option<&LoudnessMeasurement>) -> String {
         .unwrap_or_else(|| "aresample=48000".to_string())
 }
 
+/// An ffmpeg reading `input` at the `info` log level (where meters print their reports).
+/// `input` may be an HLS playlist of our own: its segments are plain files next to it.
+fn measuring(input: &Path) -> FfmpegArgs {
+    let mut a = FfmpegArgs::with_loglevel("info");
+    if input.extension().is_some_and(|e| e == "m3u8") {
+        a.opt("-allowed_extensions", "ALL");
+    }
+    a.input(input);
+    a
+}
+
 /// Measures the first audio stream of `input` (audio decode only, video skipped).
 /// `None` for silence. `input` may also be an HLS playlist of our own.
 pub async fn measure(
@@ -47,13 +58,8 @@ pub async fn measure(
     duration: f64,
     progress: &ScaledProgress,
 ) -> Result<Option<LoudnessMeasurement>> {
-    let mut a = FfmpegArgs::with_loglevel("info");
-    if input.extension().is_some_and(|e| e == "m3u8") {
-        // Our own playlist: segments are plain files next to it.
-        a.opt("-allowed_extensions", "ALL");
-    }
-    a.input(input)
-        .opt("-map", "0:a:0")
+    let mut a = measuring(input);
+    a.opt("-map", "0:a:0")
         .flag("-vn")
         .flag("-sn")
         .flag("-dn")
@@ -75,13 +81,9 @@ pub async fn measure_delivered(
     duration: f64,
     progress: &ScaledProgress,
 ) -> Result<Option<LoudnessMeasurement>> {
-    let mut a = FfmpegArgs::with_loglevel("info");
-    if input.extension().is_some_and(|e| e == "m3u8") {
-        a.opt("-allowed_extensions", "ALL");
-    }
+    let mut a = measuring(input);
     // Per-frame lines go to the verbose level, below `info`: only the summary is printed.
-    a.input(input)
-        .opt("-filter_complex", "[0:a:0]ebur128=peak=true:framelog=verbose[meter]")
+    a.opt("-filter_complex", "[0:a:0]ebur128=peak=true:framelog=verbose[meter]")
         .opt("-map", "[meter]")
         .opt("-f", "null");
     a.output(Path::new("-"));

@@ -260,15 +260,7 @@ pub fn realtime_factor(media_seconds: f64, wall: Duration) -> Option<f64> {
 }
 
 /// The short encoder label used in metrics and traces: `nvenc`, `x264`, or the codec name.
-pub fn encoder_label(ffmpeg_encoder: &str) -> &str {
-    if ffmpeg_encoder.contains("nvenc") {
-        "nvenc"
-    } else if ffmpeg_encoder.contains("x264") {
-        "x264"
-    } else {
-        ffmpeg_encoder
-    }
-}
+pub use transcoder_workflows::receipt::encoder_label;
 
 /// Decrements the in-flight gauge when the activity ends, however it ends.
 pub struct InFlight {
