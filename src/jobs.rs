@@ -7,8 +7,8 @@ use temporalio_client::{
     WorkflowIdReusePolicy, WorkflowStartOptions,
 };
 use transcoder_activities::secrets::SecretBox;
-use transcoder_workflows::webhook::{clean_error, JobStatus, MediaTypeText, WebhookBody};
 use transcoder_workflows::receipt::Receipt;
+use transcoder_workflows::webhook::{clean_error, JobStatus, MediaTypeText, WebhookBody};
 use transcoder_workflows::workflow::TranscodeResult;
 use transcoder_workflows::{workflow_id, JobInput, TranscodeWorkflow};
 

@@ -14,8 +14,8 @@ use transcoder::telemetry::{self, LogFormat};
 use transcoder::temporal::Temporal;
 use transcoder::worker::{self, WorkerConfig};
 use transcoder_activities::fetch::{FetchPolicy, InputUri};
-use transcoder_activities::secrets::SecretBox;
 use transcoder_activities::metrics::Metrics;
+use transcoder_activities::secrets::SecretBox;
 use transcoder_activities::{EncoderSettings, Storage};
 use transcoder_workflows::webhook::{WebhookBody, WebhookOutput};
 use transcoder_workflows::{JobInput, MediaType, DEFAULT_TASK_QUEUE};
@@ -30,7 +30,13 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log lines as readable text, or one JSON object per line for log collectors.
-    #[arg(long, global = true, value_enum, env = "TRANSCODER_LOG_FORMAT", default_value = "human")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "TRANSCODER_LOG_FORMAT",
+        default_value = "human"
+    )]
     log_format: LogFormat,
 }
 
@@ -492,7 +498,14 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         Err(e) => (Err(e), None),
     };
     if let Ok(body) = &body {
-        job_span.record("job.status", if jobs::succeeded(body) { "completed" } else { "failed" });
+        job_span.record(
+            "job.status",
+            if jobs::succeeded(body) {
+                "completed"
+            } else {
+                "failed"
+            },
+        );
     }
     drop(job_span);
     // Stop polling. After an interrupt, give running activities a moment to wind down but do
@@ -515,7 +528,10 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     } else {
         print_summary(&body, &args.common.out, &storage, ui.as_deref());
         if let (Some(receipt), jobs::Submitted::Running) = (&receipt, submitted) {
-            println!("\nReceipt:\n{}", transcoder::status::render_receipt(receipt));
+            println!(
+                "\nReceipt:\n{}",
+                transcoder::status::render_receipt(receipt)
+            );
         }
     }
     Ok(if jobs::succeeded(&body) {
@@ -686,10 +702,9 @@ async fn submit(args: SubmitArgs) -> Result<ExitCode> {
         media.id = job.media_id.as_deref().unwrap_or_default(),
         media.type = job.media_type.as_deref().unwrap_or_default(),
     );
-    let (id, _) =
-        jobs::start_or_attach(&client, &job, &args.task_queue, jobs::max_job_retries())
-            .instrument(job_span.clone())
-            .await?;
+    let (id, _) = jobs::start_or_attach(&client, &job, &args.task_queue, jobs::max_job_retries())
+        .instrument(job_span.clone())
+        .await?;
     if !args.wait {
         println!("{id}");
         return Ok(ExitCode::SUCCESS);

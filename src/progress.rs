@@ -52,7 +52,11 @@ fn step_fractions(running: &[live::LiveActivity], progress: &Progress) -> BTreeM
 }
 
 /// Draws bars for `workflow_id` until `stop` flips; a no-op when stderr is not a terminal.
-pub fn spawn(client: Client, workflow_id: String, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    client: Client,
+    workflow_id: String,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             return;
@@ -69,7 +73,11 @@ pub fn spawn(client: Client, workflow_id: String, mut stop: watch::Receiver<bool
             if tick.is_multiple_of(5) {
                 if let Ok(Ok(p)) = tokio::time::timeout(
                     Duration::from_secs(2),
-                    handle.query(TranscodeWorkflow::progress, (), WorkflowQueryOptions::default()),
+                    handle.query(
+                        TranscodeWorkflow::progress,
+                        (),
+                        WorkflowQueryOptions::default(),
+                    ),
                 )
                 .await
                 {
@@ -88,7 +96,10 @@ pub fn spawn(client: Client, workflow_id: String, mut stop: watch::Receiver<bool
                 });
                 bar.set_position((fraction * 1000.0) as u64);
                 if step == "ladder" && progress.chunks_total > 0 {
-                    bar.set_message(format!("chunks {}/{}", progress.chunks_done, progress.chunks_total));
+                    bar.set_message(format!(
+                        "chunks {}/{}",
+                        progress.chunks_done, progress.chunks_total
+                    ));
                 }
             }
             // A step no longer running is finished (or failed; the summary says which).

@@ -141,7 +141,11 @@ pub async fn job_status(client: &Client, media_id: &str) -> Result<JobStatusRepo
         WorkflowExecutionStatus::Running => {
             let progress = tokio::time::timeout(
                 QUERY_TIMEOUT,
-                handle.query(TranscodeWorkflow::progress, (), WorkflowQueryOptions::default()),
+                handle.query(
+                    TranscodeWorkflow::progress,
+                    (),
+                    WorkflowQueryOptions::default(),
+                ),
             )
             .await;
             match progress {
@@ -157,7 +161,11 @@ pub async fn job_status(client: &Client, media_id: &str) -> Result<JobStatusRepo
             if report.note.is_none() {
                 if let Ok(Ok(receipt)) = tokio::time::timeout(
                     QUERY_TIMEOUT,
-                    handle.query(TranscodeWorkflow::receipt, (), WorkflowQueryOptions::default()),
+                    handle.query(
+                        TranscodeWorkflow::receipt,
+                        (),
+                        WorkflowQueryOptions::default(),
+                    ),
                 )
                 .await
                 {
@@ -213,7 +221,10 @@ fn apply_progress(report: &mut JobStatusReport, p: Progress) {
 /// The human form: a headline, the running activities, and the receipt's steps.
 pub fn render(report: &JobStatusReport) -> String {
     let mut out = String::new();
-    let mut headline = format!("{} ({}): {}", report.media_id, report.workflow_id, report.state);
+    let mut headline = format!(
+        "{} ({}): {}",
+        report.media_id, report.workflow_id, report.state
+    );
     if let Some(step) = &report.step {
         headline.push_str(&format!(", step {step}"));
     }
@@ -229,11 +240,11 @@ pub fn render(report: &JobStatusReport) -> String {
     out.push_str(&headline);
     out.push('\n');
     for a in &report.running {
-        let percent = a
-            .percent
-            .map(|p| format!(" {p:.0}%"))
-            .unwrap_or_default();
-        out.push_str(&format!("  running: {} (attempt {}){percent}", a.step, a.attempt));
+        let percent = a.percent.map(|p| format!(" {p:.0}%")).unwrap_or_default();
+        out.push_str(&format!(
+            "  running: {} (attempt {}){percent}",
+            a.step, a.attempt
+        ));
         if let Some(failure) = &a.last_failure {
             out.push_str(&format!(", last failure: {failure}"));
         }

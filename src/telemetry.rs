@@ -85,13 +85,20 @@ pub struct Telemetry {
 
 /// The crates whose `tracing` spans become OpenTelemetry spans. The SDK's own internal
 /// spans stay out of traces: the plugin already gives one span per workflow and activity.
-const TRACED_CRATES: [&str; 3] = ["transcoder", "transcoder_activities", "transcoder_workflows"];
+const TRACED_CRATES: [&str; 3] = [
+    "transcoder",
+    "transcoder_activities",
+    "transcoder_workflows",
+];
 
 /// Whether the standard OTLP variables ask for trace export.
 pub fn otlp_configured() -> bool {
-    ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-        .iter()
-        .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()))
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()))
 }
 
 /// Sets up logging and, when configured, trace export. Call once, outside any async
@@ -128,9 +135,9 @@ pub fn init(format: LogFormat) -> Result<Telemetry> {
         (None, None)
     };
     let otel = tracer_provider.as_ref().map(|provider| {
-        let targets = TRACED_CRATES
-            .iter()
-            .fold(Targets::new(), |t, name| t.with_target(*name, LevelFilter::INFO));
+        let targets = TRACED_CRATES.iter().fold(Targets::new(), |t, name| {
+            t.with_target(*name, LevelFilter::INFO)
+        });
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("transcoder"))
             .with_filter(targets)

@@ -2,15 +2,15 @@
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use temporalio_client::Client;
-use std::sync::Arc;
 use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::TelemetryOptions;
 use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
-use transcoder_activities::metrics::Metrics;
 use transcoder_activities::fetch::FetchPolicy;
+use transcoder_activities::metrics::Metrics;
 use transcoder_activities::secrets::SecretBox;
 use transcoder_activities::{EncoderSettings, MediaActivities, Storage};
 use transcoder_workflows::{OriginalCleanupWorkflow, TranscodeWorkflow};
@@ -82,9 +82,11 @@ pub fn log_start(config: &WorkerConfig) {
         encoder = ?config.encoder.video,
         "worker starting"
     );
-    config.metrics.worker_encoder(transcoder_activities::metrics::encoder_label(
-        config.encoder.video_encoder_name(),
-    ));
+    config
+        .metrics
+        .worker_encoder(transcoder_activities::metrics::encoder_label(
+            config.encoder.video_encoder_name(),
+        ));
     for route in config.storage.describe() {
         tracing::info!(%route, "storage");
     }

@@ -89,7 +89,14 @@ async fn one_trace_per_job_across_processes() {
         &["worker", "--out", s(&out), "--task-queue", queue],
         &otlp_env(&receiver, "transcoder-worker"),
     );
-    let mut submit = h.command(&["submit", "--job", s(&job_file), "--wait", "--task-queue", queue]);
+    let mut submit = h.command(&[
+        "submit",
+        "--job",
+        s(&job_file),
+        "--wait",
+        "--task-queue",
+        queue,
+    ]);
     for (k, v) in otlp_env(&receiver, "transcoder-client") {
         submit.env(k, v);
     }
@@ -97,14 +104,21 @@ async fn one_trace_per_job_across_processes() {
     if !submitted.status.success() {
         panic!("submit failed\n{}\n{}", submitted.dump(), worker.dump());
     }
-    assert_eq!(submitted.json()["status"], "completed", "{}", submitted.dump());
+    assert_eq!(
+        submitted.json()["status"],
+        "completed",
+        "{}",
+        submitted.dump()
+    );
 
     // The worker exports in batches; the client flushed when it exited.
     let spans = receiver
         .wait_for_async(Duration::from_secs(30), |spans| {
             spans.iter().any(|s| s.name == "RunActivity:webhook")
                 && spans.iter().any(|s| s.name == "transcoder submit")
-                && spans.iter().any(|s| s.name == "RunWorkflow:TranscodeWorkflow")
+                && spans
+                    .iter()
+                    .any(|s| s.name == "RunWorkflow:TranscodeWorkflow")
         })
         .await;
     // One trace holds the whole job. The only spans outside it are the worker's start-up
@@ -116,12 +130,20 @@ async fn one_trace_per_job_across_processes() {
         .expect("root span");
     let strays: Vec<&SpanRecord> = spans.iter().filter(|s| s.trace_id != root_trace).collect();
     assert!(
-        strays.iter().all(|s| s.name == "ffmpeg" && s.parent_span_id.is_none()),
+        strays
+            .iter()
+            .all(|s| s.name == "ffmpeg" && s.parent_span_id.is_none()),
         "spans outside the job's trace: {:#?}\n{}",
-        strays.iter().map(|s| (&s.name, &s.attributes)).collect::<Vec<_>>(),
+        strays
+            .iter()
+            .map(|s| (&s.name, &s.attributes))
+            .collect::<Vec<_>>(),
         worker.dump()
     );
-    let spans: Vec<SpanRecord> = spans.into_iter().filter(|s| s.trace_id == root_trace).collect();
+    let spans: Vec<SpanRecord> = spans
+        .into_iter()
+        .filter(|s| s.trace_id == root_trace)
+        .collect();
     assert_eq!(trace_ids(&spans).len(), 1);
     let all: Vec<&SpanRecord> = spans.iter().collect();
 
@@ -133,10 +155,23 @@ async fn one_trace_per_job_across_processes() {
     let start = span(&all, "StartWorkflow:TranscodeWorkflow");
     assert_eq!(start.parent_span_id.as_deref(), Some(root.span_id.as_str()));
     let workflow = span(&all, "RunWorkflow:TranscodeWorkflow");
-    assert_eq!(workflow.parent_span_id.as_deref(), Some(start.span_id.as_str()));
+    assert_eq!(
+        workflow.parent_span_id.as_deref(),
+        Some(start.span_id.as_str())
+    );
     assert_eq!(workflow.service_name.as_deref(), Some("transcoder-worker"));
 
-    for step in ["probe", "mezzanine", "loudness", "ladder_chunk", "audio_rendition", "thumbnail", "assemble_hls", "verify", "webhook"] {
+    for step in [
+        "probe",
+        "mezzanine",
+        "loudness",
+        "ladder_chunk",
+        "audio_rendition",
+        "thumbnail",
+        "assemble_hls",
+        "verify",
+        "webhook",
+    ] {
         let run = span(&all, &format!("RunActivity:{step}"));
         let scheduled = parent_of(&all, run)
             .unwrap_or_else(|| panic!("RunActivity:{step} has no exported parent"));
@@ -146,9 +181,18 @@ async fn one_trace_per_job_across_processes() {
             Some(workflow.span_id.as_str()),
             "StartActivity:{step} hangs under the workflow"
         );
-        assert_eq!(run.attr_str("media.id"), Some("tr1"), "{step}: {:?}", run.attributes);
+        assert_eq!(
+            run.attr_str("media.id"),
+            Some("tr1"),
+            "{step}: {:?}",
+            run.attributes
+        );
         assert_eq!(run.attr_str("step"), Some(step));
-        assert!(run.attr("bytes.out").is_some(), "{step}: {:?}", run.attributes);
+        assert!(
+            run.attr("bytes.out").is_some(),
+            "{step}: {:?}",
+            run.attributes
+        );
         assert!(!run.is_error(), "{step} failed: {}", run.status_message);
     }
 
@@ -158,12 +202,33 @@ async fn one_trace_per_job_across_processes() {
     let renditions = chunk.attr_str("rendition").unwrap_or_default();
     assert!(renditions.contains("360p"), "renditions: {renditions}");
     assert_eq!(chunk.attr_str("encoder"), Some("x264"));
-    let media = chunk.attr("media.seconds").and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let media = chunk
+        .attr("media.seconds")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0);
     assert!((media - 4.0).abs() < 0.5, "media.seconds {media}");
-    assert!(chunk.attr("realtime.factor").and_then(|v| v.as_f64()).unwrap_or(0.0) > 0.0);
-    assert!(chunk.attr("bytes.out").and_then(|v| v.as_i64()).unwrap_or(0) > 10_000);
+    assert!(
+        chunk
+            .attr("realtime.factor")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0)
+            > 0.0
+    );
+    assert!(
+        chunk
+            .attr("bytes.out")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0)
+            > 10_000
+    );
     let mezzanine = span(&all, "RunActivity:mezzanine");
-    assert!(mezzanine.attr("bytes.in").and_then(|v| v.as_i64()).unwrap_or(0) > 10_000);
+    assert!(
+        mezzanine
+            .attr("bytes.in")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0)
+            > 10_000
+    );
     assert_eq!(mezzanine.attr_str("encoder"), Some("x264"));
 
     // Every ffmpeg run is a span under the activity that ran it.
@@ -171,7 +236,11 @@ async fn one_trace_per_job_across_processes() {
     assert!(ffmpeg.len() >= 5, "ffmpeg spans: {}", ffmpeg.len());
     for run in &ffmpeg {
         let parent = parent_of(&all, run).expect("ffmpeg span's parent was exported");
-        assert!(parent.name.starts_with("RunActivity:"), "ffmpeg under {}", parent.name);
+        assert!(
+            parent.name.starts_with("RunActivity:"),
+            "ffmpeg under {}",
+            parent.name
+        );
         assert!(run.attr("media.seconds").is_some());
     }
     let chunk_ffmpeg = children_of(&spans, chunk);
@@ -186,7 +255,14 @@ async fn one_trace_per_job_across_processes() {
     let bad = object_path(&out, ARCHIVE_BUCKET, "originals/c1/tr2/original.mp4");
     make_corrupt(&bad, 4096);
     let bad_file = write_job(&h, "bad.json", &video_job_payload("tr2", "c1", &hook));
-    let mut submit = h.command(&["submit", "--job", s(&bad_file), "--wait", "--task-queue", queue]);
+    let mut submit = h.command(&[
+        "submit",
+        "--job",
+        s(&bad_file),
+        "--wait",
+        "--task-queue",
+        queue,
+    ]);
     for (k, v) in otlp_env(&receiver, "transcoder-client") {
         submit.env(k, v);
     }
@@ -194,14 +270,19 @@ async fn one_trace_per_job_across_processes() {
     assert_eq!(failed.json()["status"], "failed", "{}", failed.dump());
     let spans = receiver
         .wait_for_async(Duration::from_secs(30), |spans| {
-            spans.iter().any(|s| s.name == "RunActivity:probe" && s.is_error())
+            spans
+                .iter()
+                .any(|s| s.name == "RunActivity:probe" && s.is_error())
         })
         .await;
     let probe_failed = spans
         .iter()
         .find(|s| s.name == "RunActivity:probe" && s.is_error())
         .unwrap_or_else(|| panic!("no failed probe span\n{}", worker.dump()));
-    assert_ne!(probe_failed.trace_id, root.trace_id, "a second job is a second trace");
+    assert_ne!(
+        probe_failed.trace_id, root.trace_id,
+        "a second job is a second trace"
+    );
     assert!(!probe_failed.status_message.is_empty());
     worker.signal(libc::SIGTERM);
     let _ = worker.wait_for_exit(Duration::from_secs(30)).await;
@@ -229,8 +310,11 @@ async fn prometheus_scrapes_a_worker_during_a_job() {
         "--log-format",
         "json",
     ]);
-    let prometheus = PrometheusServer::start(&[format!("127.0.0.1:{port}")], Duration::from_secs(1));
-    prometheus.wait_for_target_up_async(Duration::from_secs(60)).await;
+    let prometheus =
+        PrometheusServer::start(&[format!("127.0.0.1:{port}")], Duration::from_secs(1));
+    prometheus
+        .wait_for_target_up_async(Duration::from_secs(60))
+        .await;
 
     let original = object_path(&out, ARCHIVE_BUCKET, "originals/c1/pm1/original.mp4");
     make_video(&original, 1280, 720, 12, 25).await;
@@ -238,7 +322,14 @@ async fn prometheus_scrapes_a_worker_during_a_job() {
     job["segmentsPerChunk"] = json!(1);
     let job_file = write_job(&h, "job.json", &job);
     let submitted = h
-        .run(&["submit", "--job", s(&job_file), "--wait", "--task-queue", queue])
+        .run(&[
+            "submit",
+            "--job",
+            s(&job_file),
+            "--wait",
+            "--task-queue",
+            queue,
+        ])
         .await;
     if !submitted.status.success() {
         panic!("submit failed\n{}\n{}", submitted.dump(), worker.dump());
@@ -250,19 +341,29 @@ async fn prometheus_scrapes_a_worker_during_a_job() {
         .wait_for_query_async(
             "sum by (media_type) (transcoder_jobs_completed_total)",
             Duration::from_secs(30),
-            |s| s.iter().any(|x| x.label("media_type") == Some("video") && x.value == 1.0),
+            |s| {
+                s.iter()
+                    .any(|x| x.label("media_type") == Some("video") && x.value == 1.0)
+            },
         )
         .await;
-    assert!(!done.is_empty(), "no completed job in Prometheus\n{}", worker.dump());
+    assert!(
+        !done.is_empty(),
+        "no completed job in Prometheus\n{}",
+        worker.dump()
+    );
     let started = prometheus.query("sum(transcoder_jobs_started_total)");
     assert_eq!(started.first().map(|s| s.value), Some(1.0), "{started:?}");
     let failed = prometheus.query("sum(transcoder_jobs_failed_total)");
-    assert_eq!(failed.first().map(|s| s.value), Some(0.0), "failed starts at zero: {failed:?}");
+    assert_eq!(
+        failed.first().map(|s| s.value),
+        Some(0.0),
+        "failed starts at zero: {failed:?}"
+    );
 
     // Scraped while the job ran: some scrape saw a ladder chunk in flight.
-    let in_flight = prometheus.query(
-        "max_over_time(transcoder_steps_in_flight{step=\"ladder_chunk\"}[10m])",
-    );
+    let in_flight =
+        prometheus.query("max_over_time(transcoder_steps_in_flight{step=\"ladder_chunk\"}[10m])");
     assert!(
         in_flight.iter().any(|s| s.value >= 1.0),
         "no scrape saw a chunk running: {in_flight:?}"
@@ -270,9 +371,21 @@ async fn prometheus_scrapes_a_worker_during_a_job() {
 
     // Step latency, by step.
     let executions = prometheus.query("sum by (step) (transcoder_step_duration_seconds_count)");
-    for step in ["probe", "mezzanine", "loudness", "ladder_chunk", "audio_rendition", "thumbnail", "assemble_hls", "verify", "webhook"] {
+    for step in [
+        "probe",
+        "mezzanine",
+        "loudness",
+        "ladder_chunk",
+        "audio_rendition",
+        "thumbnail",
+        "assemble_hls",
+        "verify",
+        "webhook",
+    ] {
         assert!(
-            executions.iter().any(|s| s.label("step") == Some(step) && s.value >= 1.0),
+            executions
+                .iter()
+                .any(|s| s.label("step") == Some(step) && s.value >= 1.0),
             "no duration recorded for {step}: {executions:?}"
         );
     }
@@ -281,24 +394,51 @@ async fn prometheus_scrapes_a_worker_during_a_job() {
     let latency = prometheus.query(
         "histogram_quantile(0.5, sum by (le, step) (transcoder_step_duration_seconds_bucket))",
     );
-    let chunk_p50 = latency.iter().find(|s| s.label("step") == Some("ladder_chunk"));
+    let chunk_p50 = latency
+        .iter()
+        .find(|s| s.label("step") == Some("ladder_chunk"));
     assert!(chunk_p50.is_some_and(|s| s.value > 0.0), "{latency:?}");
-    let chunks = prometheus.query("sum(transcoder_step_duration_seconds_count{step=\"ladder_chunk\",outcome=\"ok\"})");
-    assert_eq!(chunks.first().map(|s| s.value), Some(2.0), "12 s in 6 s chunks: {chunks:?}");
+    let chunks = prometheus
+        .query("sum(transcoder_step_duration_seconds_count{step=\"ladder_chunk\",outcome=\"ok\"})");
+    assert_eq!(
+        chunks.first().map(|s| s.value),
+        Some(2.0),
+        "12 s in 6 s chunks: {chunks:?}"
+    );
     // Encoder share, realtime factor, bytes, webhook health.
-    let encoded = prometheus.query("sum by (encoder) (transcoder_encoded_media_milliseconds_total)");
-    let x264 = encoded.iter().find(|s| s.label("encoder") == Some("x264")).map(|s| s.value);
+    let encoded =
+        prometheus.query("sum by (encoder) (transcoder_encoded_media_milliseconds_total)");
+    let x264 = encoded
+        .iter()
+        .find(|s| s.label("encoder") == Some("x264"))
+        .map(|s| s.value);
     // The ladder (12 s) and the mezzanine (12 s) were encoded with x264.
-    assert!(x264.is_some_and(|ms| (ms - 24_000.0).abs() < 1_000.0), "{encoded:?}");
+    assert!(
+        x264.is_some_and(|ms| (ms - 24_000.0).abs() < 1_000.0),
+        "{encoded:?}"
+    );
     let factor = prometheus.query("sum by (step) (transcoder_realtime_factor_count)");
-    assert!(factor.iter().any(|s| s.label("step") == Some("ladder_chunk")), "{factor:?}");
+    assert!(
+        factor
+            .iter()
+            .any(|s| s.label("step") == Some("ladder_chunk")),
+        "{factor:?}"
+    );
     let bytes = prometheus.query("sum(transcoder_bytes_uploaded_total)");
-    assert!(bytes.first().is_some_and(|s| s.value > 100_000.0), "{bytes:?}");
+    assert!(
+        bytes.first().is_some_and(|s| s.value > 100_000.0),
+        "{bytes:?}"
+    );
     let webhooks = prometheus.query("sum by (outcome) (transcoder_webhook_attempts_total)");
-    let delivered = webhooks.iter().find(|s| s.label("outcome") == Some("delivered"));
+    let delivered = webhooks
+        .iter()
+        .find(|s| s.label("outcome") == Some("delivered"));
     assert_eq!(delivered.map(|s| s.value), Some(1.0), "{webhooks:?}");
     let encoder = prometheus.query("transcoder_worker_encoder == 1");
-    assert_eq!(encoder.first().and_then(|s| s.label("encoder")), Some("x264"));
+    assert_eq!(
+        encoder.first().and_then(|s| s.label("encoder")),
+        Some("x264")
+    );
     // The Temporal SDK's own worker metrics come from the same endpoint.
     let slots = prometheus.query("temporal_worker_task_slots_available");
     assert!(!slots.is_empty(), "no SDK worker metrics");
@@ -314,7 +454,10 @@ async fn prometheus_scrapes_a_worker_during_a_job() {
     let used = dashboard_metric_names(&dashboard);
     assert!(used.len() >= 10, "the dashboard uses {used:?}");
     let missing: Vec<&String> = used.iter().filter(|m| !exposed.contains(*m)).collect();
-    assert!(missing.is_empty(), "dashboard metrics the worker does not expose: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "dashboard metrics the worker does not expose: {missing:?}"
+    );
     for expr in dashboard_exprs(&dashboard) {
         let concrete = expr
             .replace("$__rate_interval", "1m")
@@ -330,7 +473,10 @@ async fn prometheus_scrapes_a_worker_during_a_job() {
     worker.signal(libc::SIGTERM);
     let _ = worker.wait_for_exit(Duration::from_secs(30)).await;
     let stderr = worker.stderr();
-    assert!(!stderr.contains(&hook.secret), "the webhook secret reached the logs");
+    assert!(
+        !stderr.contains(&hook.secret),
+        "the webhook secret reached the logs"
+    );
     let mut receipt = None;
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
         let event: Value = serde_json::from_str(line)
@@ -384,14 +530,22 @@ async fn status_follows_a_running_job_to_its_receipt() {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let report = seen_running.unwrap_or_else(|| panic!("status never showed the job running\n{}", worker.dump()));
+    let report = seen_running
+        .unwrap_or_else(|| panic!("status never showed the job running\n{}", worker.dump()));
     assert_eq!(report["workflowId"], "transcode-st1");
-    assert!(report["percent"].as_u64().is_some_and(|p| p <= 100), "{report:#}");
+    assert!(
+        report["percent"].as_u64().is_some_and(|p| p <= 100),
+        "{report:#}"
+    );
     let step = report["running"][0]["step"].as_str().unwrap_or_default();
     assert!(!step.is_empty(), "{report:#}");
     assert_eq!(report["receipt"]["outcome"], "running", "{report:#}");
     let human = h.run(&["status", "st1"]).await;
-    assert!(human.stdout.contains("st1 (transcode-st1): "), "{}", human.dump());
+    assert!(
+        human.stdout.contains("st1 (transcode-st1): "),
+        "{}",
+        human.dump()
+    );
 
     // When it is done.
     hook.expect_one_valid().await;
@@ -424,19 +578,41 @@ async fn status_follows_a_running_job_to_its_receipt() {
     assert_eq!(ladder["encoder"], "x264");
     assert!(ladder["realtimeFactor"].as_f64().unwrap_or(0.0) > 0.0);
     assert!(approx(&ladder["mediaSeconds"], 18.0, 0.5));
-    for name in ["probe", "mezzanine", "loudness", "audio_rendition", "thumbnail", "assemble_hls", "verify", "webhook"] {
+    for name in [
+        "probe",
+        "mezzanine",
+        "loudness",
+        "audio_rendition",
+        "thumbnail",
+        "assemble_hls",
+        "verify",
+        "webhook",
+    ] {
         let step = find(name);
-        assert!(step["wallSeconds"].as_f64().is_some_and(|w| w >= 0.0), "{step}");
+        assert!(
+            step["wallSeconds"].as_f64().is_some_and(|w| w >= 0.0),
+            "{step}"
+        );
     }
-    let sum: u64 = steps.iter().map(|s| s["bytesOut"].as_u64().unwrap_or(0)).sum();
+    let sum: u64 = steps
+        .iter()
+        .map(|s| s["bytesOut"].as_u64().unwrap_or(0))
+        .sum();
     assert_eq!(receipt["bytesOut"].as_u64(), Some(sum));
     let total = receipt["wallSeconds"].as_f64().unwrap_or(0.0);
-    assert!(total >= ladder["wallSeconds"].as_f64().unwrap_or(0.0), "{receipt:#}");
+    assert!(
+        total >= ladder["wallSeconds"].as_f64().unwrap_or(0.0),
+        "{receipt:#}"
+    );
 
     // A job that does not exist is an error that names it.
     let missing = h.run(&["status", "no-such-media"]).await;
     missing.assert_failure();
-    assert!(missing.stderr.contains("no-such-media"), "{}", missing.dump());
+    assert!(
+        missing.stderr.contains("no-such-media"),
+        "{}",
+        missing.dump()
+    );
     worker.signal(libc::SIGTERM);
     let _ = worker.wait_for_exit(Duration::from_secs(30)).await;
 }
@@ -488,7 +664,11 @@ async fn runpod_job_continues_the_callers_trace() {
     assert_eq!(job.trace_id, trace, "the job continues the caller's trace");
     assert_eq!(job.parent_span_id.as_deref(), Some(caller));
     assert_eq!(job.attr_str("media.id"), Some("rpt1"));
-    for name in ["RunWorkflow:TranscodeWorkflow", "RunActivity:ladder_chunk", "RunActivity:webhook"] {
+    for name in [
+        "RunWorkflow:TranscodeWorkflow",
+        "RunActivity:ladder_chunk",
+        "RunActivity:webhook",
+    ] {
         let span = spans
             .iter()
             .find(|s| s.name == name)
@@ -505,7 +685,10 @@ async fn an_unreachable_https_collector_does_not_stop_the_process() {
     let port = free_port();
     let mut doctor = h.command(&["doctor", "--out", s(&h.path("out"))]);
     doctor
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("https://127.0.0.1:{port}"))
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("https://127.0.0.1:{port}"),
+        )
         .env("OTEL_BSP_SCHEDULE_DELAY", "100");
     let out = run_to_end(doctor, &h.path("logs"), CMD_TIMEOUT).await;
     assert!(!out.stderr.contains("panicked"), "{}", out.dump());

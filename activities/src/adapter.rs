@@ -13,11 +13,11 @@ use crate::{
 };
 use transcoder_workflows::cleanup::{may_delete, CleanupInput, CleanupOutcome};
 
-use sha2::Digest as _;
-use std::path::PathBuf;
 use opentelemetry::trace::get_active_span;
 use opentelemetry::KeyValue;
+use sha2::Digest as _;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use temporalio_macros::activities;
@@ -160,7 +160,8 @@ impl MediaActivities {
                 let mut attributes = vec![KeyValue::new("bytes.out", facts.bytes_out as i64)];
                 if facts.media_seconds > 0.0 {
                     attributes.push(KeyValue::new("media.seconds", facts.media_seconds));
-                    if let Some(factor) = crate::metrics::realtime_factor(facts.media_seconds, wall) {
+                    if let Some(factor) = crate::metrics::realtime_factor(facts.media_seconds, wall)
+                    {
                         attributes.push(KeyValue::new("realtime.factor", factor));
                     }
                 }
@@ -241,7 +242,10 @@ fn to_activity_error(step: &str, err: MediaError) -> ActivityError {
 /// Heartbeats with the latest progress every few seconds until dropped, so the server
 /// notices a dead worker within the heartbeat timeout. The same progress is shown live to
 /// `transcoder run` in this process (`crate::live`).
-struct Heartbeat(tokio::task::JoinHandle<()>, #[allow(dead_code)] live::Registration);
+struct Heartbeat(
+    tokio::task::JoinHandle<()>,
+    #[allow(dead_code)] live::Registration,
+);
 
 impl Heartbeat {
     fn start(ctx: &ActivityContext) -> (ProgressSink, Heartbeat) {
@@ -532,7 +536,8 @@ impl MediaActivities {
             let delivered = match variants.first() {
                 Some(first) => {
                     let playlist = out.join(&first.name).join("playlist.m3u8");
-                    loudness::measure_delivered(&playlist, duration, &progress.scaled(0.85, 0.95)).await?
+                    loudness::measure_delivered(&playlist, duration, &progress.scaled(0.85, 0.95))
+                        .await?
                 }
                 None => None,
             };
@@ -576,7 +581,10 @@ impl MediaActivities {
                 png: input.png_dest.clone(),
                 length: files.length,
             };
-            Ok((made, StepFacts::media(duration).with_bytes(json_bytes + png_bytes)))
+            Ok((
+                made,
+                StepFacts::media(duration).with_bytes(json_bytes + png_bytes),
+            ))
         };
         self.observed(&ctx, run).await
     }

@@ -62,7 +62,8 @@ pub async fn encode_audio_rendition(
     )
     .await?;
     let playlist_path = dir.join("playlist.m3u8");
-    let delivered = loudness::measure_delivered(&playlist_path, duration, &progress.sub(0.8, 0.95)).await?;
+    let delivered =
+        loudness::measure_delivered(&playlist_path, duration, &progress.sub(0.8, 0.95)).await?;
     let playlist = read_media_playlist(&playlist_path)?;
     let mut segments = Vec::new();
     for seg in &playlist.segments {

@@ -83,9 +83,12 @@ pub async fn measure_delivered(
 ) -> Result<Option<LoudnessMeasurement>> {
     let mut a = measuring(input);
     // Per-frame lines go to the verbose level, below `info`: only the summary is printed.
-    a.opt("-filter_complex", "[0:a:0]ebur128=peak=true:framelog=verbose[meter]")
-        .opt("-map", "[meter]")
-        .opt("-f", "null");
+    a.opt(
+        "-filter_complex",
+        "[0:a:0]ebur128=peak=true:framelog=verbose[meter]",
+    )
+    .opt("-map", "[meter]")
+    .opt("-f", "null");
     a.output(Path::new("-"));
     let stderr = ffmpeg_with_stderr(a.as_slice(), duration, progress).await?;
     let m = parse_ebur128_summary(&stderr)?;

@@ -33,11 +33,15 @@ pub fn histogram_buckets() -> Vec<(&'static str, Vec<f64>)> {
     vec![
         (
             JOB_DURATION,
-            vec![5., 15., 30., 60., 120., 300., 600., 1200., 1800., 3600., 7200., 14400.],
+            vec![
+                5., 15., 30., 60., 120., 300., 600., 1200., 1800., 3600., 7200., 14400.,
+            ],
         ),
         (
             STEP_DURATION,
-            vec![0.1, 0.5, 1., 2.5, 5., 10., 30., 60., 120., 300., 600., 1800., 3600.],
+            vec![
+                0.1, 0.5, 1., 2.5, 5., 10., 30., 60., 120., 300., 600., 1800., 3600.,
+            ],
         ),
         (
             REALTIME_FACTOR,
@@ -166,7 +170,8 @@ impl Metrics {
             i.jobs_failed.add(0, &a);
         }
         for outcome in WEBHOOK_OUTCOMES {
-            i.webhook_attempts.add(0, &self.attrs(&[("outcome", outcome)]));
+            i.webhook_attempts
+                .add(0, &self.attrs(&[("outcome", outcome)]));
         }
         i.chunk_retries.add(0, &self.attrs(&[]));
     }
@@ -221,13 +226,17 @@ impl Metrics {
             self.0.realtime_factor.record(factor, &a);
         }
         if encoder == "nvenc" || encoder == "x264" {
-            self.0.encoded_ms.add((media_seconds * 1000.0).round() as u64, &a);
+            self.0
+                .encoded_ms
+                .add((media_seconds * 1000.0).round() as u64, &a);
         }
     }
 
     pub fn uploaded(&self, step: &str, bytes: u64) {
         if bytes > 0 {
-            self.0.bytes_uploaded.add(bytes, &self.attrs(&[("step", step)]));
+            self.0
+                .bytes_uploaded
+                .add(bytes, &self.attrs(&[("step", step)]));
         }
     }
 

@@ -31,7 +31,13 @@ pub fn thumbnail_args(source: &Path, at: f64, width: u32, height: u32, dest: &Pa
 /// sampled frame is written small and grey (to score it) and at full size (to publish it),
 /// so the published picture is exactly the frame that was scored and the window is not
 /// decoded a second time.
-pub fn candidates_args(source: &Path, start: f64, width: u32, height: u32, dir: &Path) -> FfmpegArgs {
+pub fn candidates_args(
+    source: &Path,
+    start: f64,
+    width: u32,
+    height: u32,
+    dir: &Path,
+) -> FfmpegArgs {
     let mut a = FfmpegArgs::new();
     // Both limits on the input, so they bind both outputs.
     a.opt("-ss", format!("{start:.3}"))

@@ -505,8 +505,24 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let status = tokio::process::Command::new(crate::ffmpeg::run::ffmpeg_bin())
             .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-            .args(["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-t", "8"])
-            .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "100", "-sc_threshold", "0"])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x180:rate=25",
+                "-t",
+                "8",
+            ])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "100",
+                "-sc_threshold",
+                "0",
+            ])
             .args(["-f", "hls", "-hls_time", "2", "-hls_flags", "split_by_time"])
             .args(["-hls_segment_filename"])
             .arg(dir.path().join("%03d.ts"))
@@ -531,7 +547,11 @@ mod tests {
             // A segment that starts mid-GOP decodes to nothing on its own; where there is a
             // keyframe, both see the same start time.
             if slow.keyframe {
-                assert!((slow.pts - fast.pts).abs() < 1e-3, "{} {slow:?} {fast:?}", path.display());
+                assert!(
+                    (slow.pts - fast.pts).abs() < 1e-3,
+                    "{} {slow:?} {fast:?}",
+                    path.display()
+                );
             }
         }
     }

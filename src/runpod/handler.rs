@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use temporalio_client::{Client, WorkflowCancelOptions, WorkflowQueryOptions};
 use temporalio_sdk::Runtime;
-use tracing::Instrument as _;
 use tokio::sync::watch;
+use tracing::Instrument as _;
 use transcoder_activities::secrets::SecretBox;
 use transcoder_workflows::webhook::{clean_error, JobStatus, WebhookBody};
 use transcoder_workflows::workflow::Progress;
@@ -122,10 +122,11 @@ where
     jobs::seal_secret(&mut job, &pod.secrets);
 
     let task_queue = pod.config.task_queue.clone();
-    let (id, submitted) = match jobs::start_or_attach(&pod.client, &job, &task_queue, pod.max_retries)
-        .instrument(job_span.clone())
-        .await
-    {
+    let (id, submitted) =
+        match jobs::start_or_attach(&pod.client, &job, &task_queue, pod.max_retries)
+            .instrument(job_span.clone())
+            .await
+        {
             Ok(started) => started,
             Err(e) => return report(fail(format!("{e:#}"))).await,
         };

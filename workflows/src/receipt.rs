@@ -75,7 +75,12 @@ impl Receipt {
             }
         }
         self.bytes_out += step.bytes_out;
-        match self.steps.iter_mut().zip(self.spans.iter_mut()).find(|(s, _)| s.step == step.name) {
+        match self
+            .steps
+            .iter_mut()
+            .zip(self.spans.iter_mut())
+            .find(|(s, _)| s.step == step.name)
+        {
             Some((existing, span)) => {
                 span.0 = span.0.min(step.started_at);
                 span.1 = span.1.max(step.ended_at);

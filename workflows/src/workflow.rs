@@ -22,8 +22,8 @@ use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityCloseTimeouts, ActivityExecutionError, ActivityOptions, ApplicationFailure,
-    ChildWorkflowOptions, LocalActivityOptions, ParentClosePolicy, WorkflowContext, WorkflowContextView, WorkflowResult,
-    WorkflowTermination,
+    ChildWorkflowOptions, LocalActivityOptions, ParentClosePolicy, WorkflowContext,
+    WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 /// Result of a completed job: the webhook body that was sent, and whether it got through.
@@ -210,7 +210,8 @@ async fn finish_receipt(
 /// Tells the worker a job started (`None`) or ended. Best effort: metrics and a log line
 /// must never fail a job, so the outcome is ignored.
 async fn job_event(ctx: &WorkflowContext<TranscodeWorkflow>, finished: Option<Receipt>) {
-    let (media_id, media_type) = ctx.state(|s| (s.receipt.media_id.clone(), s.receipt.media_type.clone()));
+    let (media_id, media_type) =
+        ctx.state(|s| (s.receipt.media_id.clone(), s.receipt.media_type.clone()));
     let _ = ctx
         .execute_local_activity(
             act::JobEvent,
@@ -243,21 +244,25 @@ async fn process(
     step(ctx, "fetch_input", 1);
     if let Some(uri) = &job.input_uri {
         let t = clock(ctx);
-        let fetched = ctx.execute_activity(
-            act::FetchInput,
-            FetchInput {
-                uri: uri.clone(),
-                dest: keys.input(),
-            },
-            // Large downloads take a while; it heartbeats its progress and resumes by range.
-            ActivityOptions::with_start_to_close_timeout(Duration::from_secs(6 * 3600))
-                .heartbeat_timeout(Duration::from_secs(60))
-                .retry_policy(transient_retries(5))
-                .build(),
-        )
-        .await
-        .map_err(|e| step_failed("fetching the input", &e))?;
-        record(ctx, StepTiming::new("fetch_input", t, clock(ctx)).bytes(fetched.size_bytes));
+        let fetched = ctx
+            .execute_activity(
+                act::FetchInput,
+                FetchInput {
+                    uri: uri.clone(),
+                    dest: keys.input(),
+                },
+                // Large downloads take a while; it heartbeats its progress and resumes by range.
+                ActivityOptions::with_start_to_close_timeout(Duration::from_secs(6 * 3600))
+                    .heartbeat_timeout(Duration::from_secs(60))
+                    .retry_policy(transient_retries(5))
+                    .build(),
+            )
+            .await
+            .map_err(|e| step_failed("fetching the input", &e))?;
+        record(
+            ctx,
+            StepTiming::new("fetch_input", t, clock(ctx)).bytes(fetched.size_bytes),
+        );
     }
 
     step(ctx, "probe", 2);
@@ -335,7 +340,10 @@ async fn process(
                 )
                 .await
                 .inspect(|_| {
-                    record(ctx, StepTiming::new("loudness", t, clock(ctx)).media(duration))
+                    record(
+                        ctx,
+                        StepTiming::new("loudness", t, clock(ctx)).media(duration),
+                    )
                 })
                 .map_err(|e| step_failed("loudness analysis", &e)),
             None => Ok(None),
@@ -388,7 +396,10 @@ async fn process(
             let thumbnail = async {
                 let made = thumbnail.await;
                 if let Ok(made) = &made {
-                    record(ctx, StepTiming::new("thumbnail", t, clock(ctx)).bytes(made.size_bytes));
+                    record(
+                        ctx,
+                        StepTiming::new("thumbnail", t, clock(ctx)).bytes(made.size_bytes),
+                    );
                 }
                 made
             };
@@ -418,7 +429,10 @@ async fn process(
                 )
                 .await
                 .map_err(|e| step_failed("HLS assembly", &e))?;
-            record(ctx, StepTiming::new("assemble_hls", t, clock(ctx)).bytes(hls.bytes_out));
+            record(
+                ctx,
+                StepTiming::new("assemble_hls", t, clock(ctx)).bytes(hls.bytes_out),
+            );
             output.thumbnail_key = Some(thumb.object.key.clone());
             output.width = Some(plan.display_width);
             output.height = Some(plan.display_height);
@@ -475,7 +489,10 @@ async fn process(
                 )
                 .await
                 .map_err(|e| step_failed("waveform", &e))?;
-            record(ctx, StepTiming::new("waveform", t, clock(ctx)).media(duration));
+            record(
+                ctx,
+                StepTiming::new("waveform", t, clock(ctx)).media(duration),
+            );
             output.waveform_key = Some(waveform.json.key.clone());
             output.waveform_image_key = Some(waveform.png.key.clone());
             verify.waveform_json_key = Some(waveform.json.key);
@@ -679,29 +696,30 @@ async fn deliver_webhook(
 ) -> Option<WebhookReceipt> {
     let retry_for = Duration::from_secs(u64::from(retry_hours.unwrap_or(24).max(1)) * 3600);
     let t = clock(ctx);
-    let receipt = ctx.execute_activity(
-        act::Webhook,
-        WebhookRequest {
-            url: url.to_string(),
-            secret: secret.to_string(),
-            body,
-        },
-        // Receivers go down for deploys: keep trying with backoff for hours (24 by default).
-        ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
-            schedule_to_close: retry_for,
-            start_to_close: Duration::from_secs(60),
-        })
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_secs(2))
-                .backoff_coefficient(2.0)
-                .maximum_interval(Duration::from_secs(30 * 60))
-                .build(),
+    let receipt = ctx
+        .execute_activity(
+            act::Webhook,
+            WebhookRequest {
+                url: url.to_string(),
+                secret: secret.to_string(),
+                body,
+            },
+            // Receivers go down for deploys: keep trying with backoff for hours (24 by default).
+            ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
+                schedule_to_close: retry_for,
+                start_to_close: Duration::from_secs(60),
+            })
+            .retry_policy(
+                RetryPolicy::builder()
+                    .initial_interval(Duration::from_secs(2))
+                    .backoff_coefficient(2.0)
+                    .maximum_interval(Duration::from_secs(30 * 60))
+                    .build(),
+            )
+            .build(),
         )
-        .build(),
-    )
-    .await
-    .ok();
+        .await
+        .ok();
     record(ctx, StepTiming::new("webhook", t, clock(ctx)));
     receipt
 }

@@ -176,9 +176,7 @@ pub async fn ffmpeg_with_stderr(
         .await;
     match &result {
         Ok(_) => {
-            if let Some(factor) =
-                crate::metrics::realtime_factor(duration, started.elapsed())
-            {
+            if let Some(factor) = crate::metrics::realtime_factor(duration, started.elapsed()) {
                 span.record("realtime.factor", factor);
             }
         }
@@ -291,7 +289,10 @@ mod tests {
             .map(OsString::from)
             .collect();
         assert_eq!(video_encoder_of(&args), Some("x264"));
-        let audio: Vec<OsString> = ["-i", "in.mp4", "-c:a", "aac"].iter().map(OsString::from).collect();
+        let audio: Vec<OsString> = ["-i", "in.mp4", "-c:a", "aac"]
+            .iter()
+            .map(OsString::from)
+            .collect();
         assert_eq!(video_encoder_of(&audio), None);
     }
 
