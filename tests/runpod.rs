@@ -321,10 +321,14 @@ async fn sigterm_checkpoints_and_the_job_resumes() {
     let h = Harness::start().await;
     let out = h.path("out");
     let hook = WebhookReceiver::start("whsec-runpod-term");
-    stage(&out, "rpt2", 320, 180, 36).await;
+    stage(&out, "rpt2", 320, 180, 60).await;
     let api = StandIn::start(API_KEY);
     let mut env = api.env("pod-t");
-    env.push(("TRANSCODER_SHUTDOWN_GRACE", "2".to_string()));
+    // The job must still have seconds of work left when SIGTERM comes, or it finishes
+    // within the grace period and its result is (rightly) posted: ten chunks at a slow
+    // preset on this pod, and a 1 s grace.
+    env.push(("TRANSCODER_SHUTDOWN_GRACE", "1".to_string()));
+    env.push(("TRANSCODER_X264_PRESET", "slower".to_string()));
     let mut first = h.spawn_with_env(
         &["runpod", "--out", s(&out), "--task-queue", "rp-term"],
         &env,
