@@ -618,13 +618,16 @@ fn print_tree(out: &Path, media_id: &str) {
             e.0 += 1;
             e.1 += size;
         } else {
-            rows.push(format!("  {rel}  ({})", human_size(size)));
+            rows.push(format!(
+                "  {rel}  ({})",
+                transcoder::status::human_size(size)
+            ));
         }
     }
     for (dir, (count, bytes)) in segments {
         rows.push(format!(
             "  {dir}/*.ts  ({count} segments, {})",
-            human_size(bytes)
+            transcoder::status::human_size(bytes)
         ));
     }
     rows.sort();
@@ -644,14 +647,6 @@ fn collect_files(dir: &Path, files: &mut Vec<(PathBuf, u64)>) {
             Ok(m) if m.is_file() => files.push((path, m.len())),
             _ => {}
         }
-    }
-}
-
-fn human_size(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20)),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{b} B"),
     }
 }
 

@@ -278,7 +278,7 @@ pub fn render_receipt(receipt: &Receipt) -> String {
             receipt.outcome,
             receipt.wall_seconds,
             receipt.media_seconds,
-            human_bytes(receipt.bytes_out),
+            human_size(receipt.bytes_out),
             if receipt.encoders.is_empty() {
                 "none".to_string()
             } else {
@@ -301,24 +301,19 @@ pub fn render_receipt(receipt: &Receipt) -> String {
             "    {:<16}{:>8.1}s {factor} {:>10} {encoder}{count}\n",
             s.step,
             s.wall_seconds,
-            human_bytes(s.bytes_out),
+            human_size(s.bytes_out),
         ));
     }
     out
 }
 
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
+/// A size as people read it, in the binary units the rest of the CLI prints (`run`'s
+/// summary of stored files and the receipt share this).
+pub fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
     }
 }
 
@@ -328,8 +323,8 @@ mod tests {
 
     #[test]
     fn bytes_read_as_people_write_them() {
-        assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(1_500), "1.5 KB");
-        assert_eq!(human_bytes(41_300_000), "41.3 MB");
+        assert_eq!(human_size(999), "999 B");
+        assert_eq!(human_size(1_536), "1.5 KiB");
+        assert_eq!(human_size(41_300_000), "39.4 MiB");
     }
 }
