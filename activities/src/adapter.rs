@@ -94,15 +94,10 @@ fn annotate_bytes_in(path: &std::path::Path) {
     }
 }
 
-/// The media id of a job from its workflow id (`transcode-{mediaId}`).
+/// The media id of the job an activity works for, from its workflow id.
 fn media_id_of(ctx: &ActivityContext) -> String {
-    let info = ctx.info();
-    let workflow_id = info.workflow_id.as_deref().unwrap_or_default();
-    workflow_id
-        .strip_prefix("transcode-")
-        .or_else(|| workflow_id.strip_prefix("cleanup-"))
-        .unwrap_or(workflow_id)
-        .to_string()
+    let workflow_id = ctx.info().workflow_id.as_deref().unwrap_or_default();
+    transcoder_workflows::media_id_of_workflow(workflow_id).to_string()
 }
 
 impl MediaActivities {

@@ -13,9 +13,12 @@ use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 /// Default time an original is kept after its job succeeded.
 pub const DEFAULT_RETENTION_SECONDS: u64 = 24 * 3600;
 
+/// Prefix of every clean-up workflow id.
+pub(crate) const CLEANUP_PREFIX: &str = "cleanup-original-";
+
 /// Workflow id of the clean-up of one media item.
 pub fn cleanup_workflow_id(media_id: &str) -> String {
-    format!("cleanup-original-{media_id}")
+    format!("{CLEANUP_PREFIX}{media_id}")
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
