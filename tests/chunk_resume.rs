@@ -14,10 +14,6 @@ const QUEUE: &str = "q-chunks";
 const SECONDS: u32 = 48;
 const CHUNK_SECONDS: f64 = 6.0;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 fn job(media: &str, hook: &WebhookReceiver) -> Value {
     json!({
         "mediaId": media,

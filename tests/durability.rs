@@ -15,10 +15,6 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// The path of this test's temp folder as text: every process of this test (ffmpeg, the
 /// embedded server) carries it on its command line, other tests' processes do not.
 fn tmp_text(h: &Harness) -> String {
@@ -57,12 +53,6 @@ fn video_job(media: &str, creator: &str, hook: &WebhookReceiver) -> Value {
         "webhookUrl": hook.url(),
         "webhookSecret": hook.secret,
     })
-}
-
-fn write_job(h: &Harness, name: &str, job: &Value) -> PathBuf {
-    let path = h.path(name);
-    std::fs::write(&path, serde_json::to_vec_pretty(job).unwrap()).unwrap();
-    path
 }
 
 /// Runs `transcoder verify --body BODY --out OUT` on a completed body.

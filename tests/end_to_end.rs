@@ -38,10 +38,6 @@ const KEY_BUCKETS: [(&str, &str); 6] = [
     ("mezzanineKey", ARCHIVE_BUCKET),
 ];
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// Checks the shape every completed body shares and that every non-null key in it names an
 /// object that exists in its bucket under `out`.
 fn check_completed_body(body: &Value, out: &Path, media_id: &str, media_type: &str) {

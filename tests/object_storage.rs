@@ -10,16 +10,11 @@ use common::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use transcoder_activities::storage::config::{BackendKind, S3Settings};
 use transcoder_activities::storage::{MultipartPolicy, S3Backend};
 use transcoder_workflows::media::ObjectRef;
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 const MEDIA: &str = "codex-media-test";
 const ASSETS: &str = "codex-assets-test";
@@ -61,25 +56,26 @@ async fn job_on_r2_and_b2_style_storage() {
     let hook = WebhookReceiver::start("whsec-cloud");
     let out = h.path("out");
     let url = hook.url();
-    let mut cmd = h.command(&[
-        "run",
-        s(&input),
-        "--json",
-        "--media-id",
-        "cloud1",
-        "--creator-id",
-        "c1",
-        "--out",
-        s(&out),
-        "--webhook-url",
-        &url,
-        "--webhook-secret",
-        &hook.secret,
-    ]);
-    for (k, v) in cloud_env(&server) {
-        cmd.env(k, v);
-    }
-    let run = run_to_end(cmd, &h.path("logs"), CMD_TIMEOUT).await;
+    let run = h
+        .run_with_env(
+            &[
+                "run",
+                s(&input),
+                "--json",
+                "--media-id",
+                "cloud1",
+                "--creator-id",
+                "c1",
+                "--out",
+                s(&out),
+                "--webhook-url",
+                &url,
+                "--webhook-secret",
+                &hook.secret,
+            ],
+            cloud_env(&server),
+        )
+        .await;
     run.assert_success();
     let body = run.json();
     assert_eq!(body["status"], "completed", "{}", run.dump());
@@ -167,30 +163,27 @@ async fn job_on_r2_and_b2_style_storage() {
     // The verification gate passes on the remote outputs too.
     let body_file = h.path("body.json");
     std::fs::write(&body_file, serde_json::to_vec(&body).unwrap()).unwrap();
-    let mut verify = h.command(&[
-        "verify",
-        "--body",
-        s(&body_file),
-        "--out",
-        s(&out),
-        "--media-bucket",
-        MEDIA,
-        "--assets-bucket",
-        ASSETS,
-    ]);
-    for (k, v) in cloud_env(&server) {
-        verify.env(k, v);
-    }
-    run_to_end(verify, &h.path("logs"), CMD_TIMEOUT)
-        .await
-        .assert_success();
+    h.run_with_env(
+        &[
+            "verify",
+            "--body",
+            s(&body_file),
+            "--out",
+            s(&out),
+            "--media-bucket",
+            MEDIA,
+            "--assets-bucket",
+            ASSETS,
+        ],
+        cloud_env(&server),
+    )
+    .await
+    .assert_success();
 
     // `doctor` reaches every routed bucket with the configured credentials.
-    let mut doctor = h.command(&["doctor", "--json", "--out", s(&out)]);
-    for (k, v) in cloud_env(&server) {
-        doctor.env(k, v);
-    }
-    let report = run_to_end(doctor, &h.path("logs"), CMD_TIMEOUT).await;
+    let report = h
+        .run_with_env(&["doctor", "--json", "--out", s(&out)], cloud_env(&server))
+        .await;
     let checks = report.json()["checks"].clone();
     for (bucket, kind) in [(MEDIA, "r2"), (ASSETS, "r2"), (ARCHIVE, "b2")] {
         let name = format!("bucket {bucket} ({kind})");
@@ -488,9 +481,12 @@ async fn http_input_from_a_host_not_allowed_is_refused() {
     let job_file = h.path("job.json");
     std::fs::write(&job_file, serde_json::to_vec(&job).unwrap()).unwrap();
     let out = h.path("out");
-    let mut cmd = h.command(&["run", "--job", s(&job_file), "--json", "--out", s(&out)]);
-    cmd.env("INPUT_ALLOWED_HOSTS", "media.example.com");
-    let run = run_to_end(cmd, &h.path("logs"), CMD_TIMEOUT).await;
+    let run = h
+        .run_with_env(
+            &["run", "--job", s(&job_file), "--json", "--out", s(&out)],
+            [("INPUT_ALLOWED_HOSTS", "media.example.com")],
+        )
+        .await;
     run.assert_failure();
     let body: Value = run.json();
     assert_eq!(body["status"], "failed");

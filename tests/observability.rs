@@ -12,26 +12,8 @@ use common::otlp::{children_of, trace_ids, OtlpReceiver, SpanRecord};
 use common::prometheus::PrometheusServer;
 use common::*;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn write_job(h: &Harness, name: &str, job: &Value) -> PathBuf {
-    let path = h.path(name);
-    std::fs::write(&path, serde_json::to_vec_pretty(job).expect("json")).expect("write job");
-    path
-}
-
-/// A free loopback port for a worker's metrics endpoint.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// The OTLP variables that point a process at `receiver`, exporting every 200 ms.
 fn otlp_env(receiver: &OtlpReceiver, service: &str) -> Vec<(&'static str, String)> {
@@ -89,18 +71,19 @@ async fn one_trace_per_job_across_processes() {
         &["worker", "--out", s(&out), "--task-queue", queue],
         &otlp_env(&receiver, "transcoder-worker"),
     );
-    let mut submit = h.command(&[
-        "submit",
-        "--job",
-        s(&job_file),
-        "--wait",
-        "--task-queue",
-        queue,
-    ]);
-    for (k, v) in otlp_env(&receiver, "transcoder-client") {
-        submit.env(k, v);
-    }
-    let submitted = run_to_end(submit, &h.path("logs"), CMD_TIMEOUT).await;
+    let submitted = h
+        .run_with_env(
+            &[
+                "submit",
+                "--job",
+                s(&job_file),
+                "--wait",
+                "--task-queue",
+                queue,
+            ],
+            otlp_env(&receiver, "transcoder-client"),
+        )
+        .await;
     if !submitted.status.success() {
         panic!("submit failed\n{}\n{}", submitted.dump(), worker.dump());
     }
@@ -255,18 +238,19 @@ async fn one_trace_per_job_across_processes() {
     let bad = object_path(&out, ARCHIVE_BUCKET, "originals/c1/tr2/original.mp4");
     make_corrupt(&bad, 4096);
     let bad_file = write_job(&h, "bad.json", &video_job_payload("tr2", "c1", &hook));
-    let mut submit = h.command(&[
-        "submit",
-        "--job",
-        s(&bad_file),
-        "--wait",
-        "--task-queue",
-        queue,
-    ]);
-    for (k, v) in otlp_env(&receiver, "transcoder-client") {
-        submit.env(k, v);
-    }
-    let failed = run_to_end(submit, &h.path("logs"), CMD_TIMEOUT).await;
+    let failed = h
+        .run_with_env(
+            &[
+                "submit",
+                "--job",
+                s(&bad_file),
+                "--wait",
+                "--task-queue",
+                queue,
+            ],
+            otlp_env(&receiver, "transcoder-client"),
+        )
+        .await;
     assert_eq!(failed.json()["status"], "failed", "{}", failed.dump());
     let spans = receiver
         .wait_for_async(Duration::from_secs(30), |spans| {
@@ -633,21 +617,22 @@ async fn runpod_job_continues_the_callers_trace() {
     let mut input = video_job_payload("rpt1", "c1", &hook);
     input["traceparent"] = json!(format!("00-{trace}-{caller}-01"));
     let test_input = json!({ "id": "job-trace-1", "input": input }).to_string();
-    let mut pod = h.command(&[
-        "runpod",
-        "--test-input",
-        &test_input,
-        "--volume",
-        s(&h.path("volume")),
-        "--out",
-        s(&out),
-        "--task-queue",
-        "obs-runpod",
-    ]);
-    for (k, v) in otlp_env(&receiver, "transcoder-runpod") {
-        pod.env(k, v);
-    }
-    let ran = run_to_end(pod, &h.path("logs"), CMD_TIMEOUT).await;
+    let ran = h
+        .run_with_env(
+            &[
+                "runpod",
+                "--test-input",
+                &test_input,
+                "--volume",
+                s(&h.path("volume")),
+                "--out",
+                s(&out),
+                "--task-queue",
+                "obs-runpod",
+            ],
+            otlp_env(&receiver, "transcoder-runpod"),
+        )
+        .await;
     ran.assert_success();
     hook.expect_one_valid().await;
 
@@ -683,14 +668,18 @@ async fn runpod_job_continues_the_callers_trace() {
 async fn an_unreachable_https_collector_does_not_stop_the_process() {
     let h = Harness::without_server();
     let port = free_port();
-    let mut doctor = h.command(&["doctor", "--out", s(&h.path("out"))]);
-    doctor
-        .env(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("https://127.0.0.1:{port}"),
+    let out = h
+        .run_with_env(
+            &["doctor", "--out", s(&h.path("out"))],
+            [
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    format!("https://127.0.0.1:{port}"),
+                ),
+                ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+            ],
         )
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100");
-    let out = run_to_end(doctor, &h.path("logs"), CMD_TIMEOUT).await;
+        .await;
     assert!(!out.stderr.contains("panicked"), "{}", out.dump());
     assert!(out.stdout.contains("ffmpeg"), "{}", out.dump());
 }

@@ -19,10 +19,6 @@ use std::time::{Duration, Instant};
 const API_KEY: &str = "rpa_TESTKEY0123456789";
 const LIMIT: Duration = Duration::from_secs(240);
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// Stages a `seconds` long `w`x`h` clip as the original of `media` (creator `c1`).
 async fn stage(out: &Path, media: &str, w: u32, h: u32, seconds: u32) {
     let original = object_path(

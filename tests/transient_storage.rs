@@ -5,12 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_outage_is_retried() {

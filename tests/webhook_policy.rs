@@ -7,10 +7,6 @@ use common::*;
 use std::path::Path;
 use std::time::Duration;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 async fn run_with_env(
     h: &Harness,
     env: &[(&str, &str)],

@@ -209,6 +209,25 @@ impl Harness {
         }
     }
 
+    /// [`Harness::run`] with extra environment variables.
+    pub async fn run_with_env<K, V>(
+        &self,
+        args: &[&str],
+        env: impl IntoIterator<Item = (K, V)>,
+    ) -> CmdOutput
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = self.command(args);
+        cmd.envs(env);
+        let out = run_to_end(cmd, &self.logs_dir(), CMD_TIMEOUT).await;
+        if !out.status.success() {
+            self.assert_server_alive(&out.dump());
+        }
+        out
+    }
+
     /// Starts `transcoder ARGS` in the background; the returned guard kills it on drop.
     pub fn spawn(&self, args: &[&str]) -> Background {
         self.spawn_with_env(args, &[])
@@ -414,6 +433,26 @@ impl Drop for Background {
             }
         }
     }
+}
+
+/// A path as the `&str` a command line takes (test folders are always UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Writes `job` as pretty JSON to `name` in the test's folder and returns its path.
+pub fn write_job(h: &Harness, name: &str, job: &Value) -> PathBuf {
+    let path = h.path(name);
+    std::fs::write(&path, serde_json::to_vec_pretty(job).expect("json")).expect("write job");
+    path
+}
+
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("probe a free loopback port")
+        .port()
 }
 
 /// A media-api job payload (DESIGN §3.1) for an original already staged at

@@ -21,7 +21,7 @@
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -86,7 +86,7 @@ impl PrometheusServer {
         // try a few times.
         let mut last_log = String::new();
         for _attempt in 0..3 {
-            let port = free_port();
+            let port = super::free_port();
             let log_path = dir.path().join("prometheus.log");
             let log = std::fs::File::create(&log_path).expect("create prometheus.log");
             let mut cmd = Command::new(prometheus_bin());
@@ -321,13 +321,6 @@ fn read_log_tail(path: &std::path::Path, lines: usize) -> String {
     let log = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = log.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("probe a free loopback port")
-        .port()
 }
 
 fn sample(v: &Value) -> Sample {
