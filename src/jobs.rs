@@ -162,30 +162,35 @@ pub fn succeeded(body: &WebhookBody) -> bool {
 /// Deployment defaults a payload may leave out: chunk size, webhook retry window, original
 /// retention.
 pub fn apply_env_defaults(job: &mut JobInput) -> Result<()> {
-    if job.segments_per_chunk.is_none() {
-        if let Ok(v) = std::env::var("TRANSCODER_SEGMENTS_PER_CHUNK") {
-            job.segments_per_chunk = Some(
+    default_from_env(
+        &mut job.segments_per_chunk,
+        "TRANSCODER_SEGMENTS_PER_CHUNK",
+        "a number",
+    )?;
+    default_from_env(
+        &mut job.webhook_retry_hours,
+        "WEBHOOK_RETRY_HOURS",
+        "a whole number of hours",
+    )?;
+    default_from_env(
+        &mut job.original_retention_seconds,
+        "TRANSCODER_ORIGINAL_RETENTION_SECONDS",
+        "a number",
+    )
+}
+
+/// Fills `field`, when the payload left it out, from the variable `var` if it is set.
+fn default_from_env<T>(field: &mut Option<T>, var: &str, what: &str) -> Result<()>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    if field.is_none() {
+        if let Ok(v) = std::env::var(var) {
+            *field = Some(
                 v.trim()
                     .parse()
-                    .context("TRANSCODER_SEGMENTS_PER_CHUNK must be a number")?,
-            );
-        }
-    }
-    if job.webhook_retry_hours.is_none() {
-        if let Ok(v) = std::env::var("WEBHOOK_RETRY_HOURS") {
-            job.webhook_retry_hours = Some(
-                v.trim()
-                    .parse()
-                    .context("WEBHOOK_RETRY_HOURS must be a whole number of hours")?,
-            );
-        }
-    }
-    if job.original_retention_seconds.is_none() {
-        if let Ok(v) = std::env::var("TRANSCODER_ORIGINAL_RETENTION_SECONDS") {
-            job.original_retention_seconds = Some(
-                v.trim()
-                    .parse()
-                    .context("TRANSCODER_ORIGINAL_RETENTION_SECONDS must be a number")?,
+                    .with_context(|| format!("{var} must be {what}"))?,
             );
         }
     }

@@ -272,11 +272,8 @@ impl S3Backend {
         let headers = headers_for(&obj.key);
         let body = ByteStream::from_path(src)
             .await
-            .map_err(|e| MediaError::Io {
-                context: "reading",
-                path: src.to_path_buf(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+            .map_err(std::io::Error::other)
+            .map_err(MediaError::io("reading", src))?;
         let out = self
             .client
             .put_object()
@@ -488,11 +485,8 @@ impl S3Backend {
             .length(Length::Exact(len))
             .build()
             .await
-            .map_err(|e| MediaError::Io {
-                context: "reading",
-                path: src.to_path_buf(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+            .map_err(std::io::Error::other)
+            .map_err(MediaError::io("reading", src))?;
         let out = self
             .client
             .upload_part()
