@@ -264,8 +264,7 @@ impl Metrics {
 
 /// Media seconds per wall second, when both are meaningful.
 pub fn realtime_factor(media_seconds: f64, wall: Duration) -> Option<f64> {
-    let secs = wall.as_secs_f64();
-    (media_seconds > 0.0 && secs > 0.0).then(|| media_seconds / secs)
+    transcoder_workflows::receipt::realtime_factor(media_seconds, wall.as_secs_f64())
 }
 
 /// The short encoder label used in metrics and traces: `nvenc`, `x264`, or the codec name.

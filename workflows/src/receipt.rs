@@ -47,8 +47,14 @@ pub struct Receipt {
     spans: Vec<(f64, f64)>,
 }
 
+/// Media seconds processed per wall second, when both are known (the receipt's, the
+/// metrics' and the spans' realtime factor).
+pub fn realtime_factor(media_seconds: f64, wall_seconds: f64) -> Option<f64> {
+    (media_seconds > 0.0 && wall_seconds > 0.0).then(|| media_seconds / wall_seconds)
+}
+
 fn ratio(media: f64, wall: f64) -> Option<f64> {
-    (media > 0.0 && wall > 0.0).then(|| round3(media / wall))
+    realtime_factor(media, wall).map(round3)
 }
 
 fn round3(x: f64) -> f64 {
