@@ -448,15 +448,9 @@ impl MediaActivities {
                 attempt = ctx.info().attempt,
                 "ladder chunk encoded"
             );
-            let bytes = result
-                .variants
-                .iter()
-                .flat_map(|v| &v.segments)
-                .map(|s| s.bytes)
-                .sum();
             let facts = StepFacts::media(input.chunk.duration_seconds)
                 .encoder(&result.encoder)
-                .with_bytes(bytes);
+                .with_bytes(result.bytes());
             Ok::<_, MediaError>((result, facts))
         };
         self.observed(&ctx, run).await
@@ -481,8 +475,9 @@ impl MediaActivities {
                 &progress.scaled(0.0, 1.0),
             )
             .await?;
-            let bytes = made.segments.iter().map(|s| s.bytes).sum();
-            let facts = StepFacts::media(duration).encoder("aac").with_bytes(bytes);
+            let facts = StepFacts::media(duration)
+                .encoder("aac")
+                .with_bytes(made.bytes());
             Ok((made, facts))
         };
         self.observed(&ctx, run).await

@@ -415,6 +415,17 @@ pub struct LadderChunkOutput {
     pub encoder: String,
 }
 
+impl LadderChunkOutput {
+    /// Bytes of every segment the chunk published, all renditions.
+    pub fn bytes(&self) -> u64 {
+        self.variants
+            .iter()
+            .flat_map(|v| &v.segments)
+            .map(|s| s.bytes)
+            .sum()
+    }
+}
+
 /// Input of the audio rendition of a video job: normalized AAC, encoded once.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AudioRenditionInput {
@@ -434,6 +445,13 @@ pub struct AudioRenditionOutput {
     pub playlist_key: String,
     pub segments: Vec<SegmentInfo>,
     pub delivered_loudness: Option<LoudnessMeasurement>,
+}
+
+impl AudioRenditionOutput {
+    /// Bytes of every segment of the rendition.
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes).sum()
+    }
 }
 
 /// Input of the assembly: playlists from the chunk results, the master, the preview.

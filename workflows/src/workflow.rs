@@ -555,13 +555,12 @@ async fn encode_ladder(
                 )
                 .await
                 .inspect(|made| {
-                    let bytes = made.segments.iter().map(|s| s.bytes).sum();
                     record(
                         ctx,
                         StepTiming::new("audio_rendition", t, clock(ctx))
                             .media(probe.duration_seconds)
                             .encoder("aac")
-                            .bytes(bytes),
+                            .bytes(made.bytes()),
                     )
                 })
                 .map(Some)
@@ -597,18 +596,12 @@ async fn encode_ladder(
                 )
                 .await
                 .inspect(|made| {
-                    let bytes = made
-                        .variants
-                        .iter()
-                        .flat_map(|v| &v.segments)
-                        .map(|s| s.bytes)
-                        .sum();
                     record(
                         ctx,
                         StepTiming::new("ladder", t, clock(ctx))
                             .media(chunk.duration_seconds)
                             .encoder(&made.encoder)
-                            .bytes(bytes),
+                            .bytes(made.bytes()),
                     )
                 })
                 .map_err(|e| step_failed(&format!("ladder chunk {}", chunk.index), &e))
