@@ -6,7 +6,8 @@ use crate::error::{MediaError, Result};
 use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
 use crate::hls::{
-    measure, media_playlist, put_playlist, read_media_playlist, video_codec_of, Measured, AAC_LC,
+    measure, media_playlist, put_master_playlist, put_playlist, read_media_playlist,
+    video_codec_of, Measured, AAC_LC,
 };
 use crate::loudness::{self, output_audio_filter};
 use crate::storage::Storage;
@@ -367,16 +368,14 @@ pub async fn assemble(
         }
     }
 
-    let master_path = work.join("master.m3u8");
-    let mut text = Vec::new();
-    master
-        .write_to(&mut text)
-        .map_err(MediaError::io("writing", &master_path))?;
-    std::fs::write(&master_path, &text).map_err(MediaError::io("writing", &master_path))?;
     let master_key = format!("{}/master.m3u8", input.prefix);
-    storage
-        .put_file(&master_path, &ObjectRef::new(&input.bucket, &master_key))
-        .await?;
+    put_master_playlist(
+        storage,
+        &master,
+        &work.join("master.m3u8"),
+        &ObjectRef::new(&input.bucket, &master_key),
+    )
+    .await?;
     Ok(HlsOutput {
         master_key,
         variants: results,

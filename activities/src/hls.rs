@@ -79,10 +79,28 @@ pub async fn put_playlist(
     path: &Path,
     obj: &ObjectRef,
 ) -> Result<()> {
+    put_written(storage, path, obj, |text| playlist.write_to(text)).await
+}
+
+/// Writes the master playlist to `path` and stores it as `obj`.
+pub async fn put_master_playlist(
+    storage: &Storage,
+    master: &MasterPlaylist,
+    path: &Path,
+    obj: &ObjectRef,
+) -> Result<()> {
+    put_written(storage, path, obj, |text| master.write_to(text)).await
+}
+
+/// What `write` produces, written to `path` and then stored as `obj`.
+async fn put_written(
+    storage: &Storage,
+    path: &Path,
+    obj: &ObjectRef,
+    write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+) -> Result<()> {
     let mut text = Vec::new();
-    playlist
-        .write_to(&mut text)
-        .map_err(MediaError::io("writing", path))?;
+    write(&mut text).map_err(MediaError::io("writing", path))?;
     std::fs::write(path, &text).map_err(MediaError::io("writing", path))?;
     storage.put_file(path, obj).await?;
     Ok(())
@@ -336,16 +354,14 @@ pub async fn publish_hls(
         });
     }
 
-    let master_path = work.join("master.m3u8");
-    let mut text = Vec::new();
-    master
-        .write_to(&mut text)
-        .map_err(MediaError::io("writing", &master_path))?;
-    std::fs::write(&master_path, &text).map_err(MediaError::io("writing", &master_path))?;
     let master_key = format!("{prefix}/master.m3u8");
-    storage
-        .put_file(&master_path, &ObjectRef::new(bucket, &master_key))
-        .await?;
+    put_master_playlist(
+        storage,
+        &master,
+        &work.join("master.m3u8"),
+        &ObjectRef::new(bucket, &master_key),
+    )
+    .await?;
     Ok(HlsOutput {
         master_key,
         variants: results,
