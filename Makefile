@@ -10,7 +10,7 @@ MOTO_VERSION := 5.1.22
 MOTO := $(VENV)/.moto-$(MOTO_VERSION)
 # Debian package that provides each command we need.
 # chromium: the hls.js playback test plays our HLS output in headless Chromium.
-# nix-bin: tests/nix_flake.rs checks the flake offline (every .nix parses, `nix flake metadata`).
+# nix-bin: tests/integration/nix_flake.rs checks the flake offline (every .nix parses, `nix flake metadata`).
 NEEDS := ffmpeg:ffmpeg ffprobe:ffmpeg protoc:protobuf-compiler chromium:chromium npm:npm nix-instantiate:nix-bin prometheus:prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR := .transcoder/demo

@@ -41,12 +41,12 @@ mkShell {
     nodejs # node + npm: hls.js playback and waveform-data tests
     chromium
     prometheus
-    nix # tests/nix_flake.rs runs nix-instantiate and `nix flake metadata`
+    nix # tests/integration/nix_flake.rs runs nix-instantiate and `nix flake metadata`
   ];
 
   env = {
     PROTOC = lib.getExe' protobuf "protoc";
-    # tests/playback.rs looks for Debian's /usr/bin/chromium unless this is set.
+    # tests/integration/playback.rs looks for Debian's /usr/bin/chromium unless this is set.
     CHROMIUM_PATH = lib.getExe chromium;
     # `transcoder run` outside the tests uses the same temporal CLI as the image.
     TEMPORAL_CLI = lib.getExe' temporal-cli "temporal";

@@ -13,7 +13,7 @@ rustPlatform.buildRustPackage {
   inherit (cargoToml.workspace.package) version;
 
   # Only the Rust workspace: edits to docs, tests, benches or nix/ do not rebuild the binary.
-  # A new workspace member must be added here (tests/nix_flake.rs checks that).
+  # A new workspace member must be added here (tests/integration/nix_flake.rs checks that).
   src = lib.fileset.toSource {
     root = ../.;
     fileset = lib.fileset.unions [

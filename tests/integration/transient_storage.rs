@@ -1,7 +1,7 @@
 //! Storage briefly unreachable, the way production shows it: uploads fail with an I/O error
 //! for a moment. The failing activities retry with backoff and the job completes.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

@@ -7,7 +7,7 @@
 //! History is read with the real `temporal` CLI (`workflow show/list --output json`), whose
 //! payloads are base64: they are decoded before any search (see `searchable_text`).
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! Webhook delivery policy set on the worker: an allowlist against SSRF, and the optional
 //! timestamped signature (DESIGN §3.2) for replay protection.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::Path;

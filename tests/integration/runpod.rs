@@ -6,8 +6,7 @@
 //! flight; and the local modes (`--test-input`,
 //! `test_input.json`, `--serve-api`).
 
-mod common;
-#[path = "runpod/standin.rs"]
+use crate::common;
 mod standin;
 
 use common::*;

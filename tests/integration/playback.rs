@@ -11,7 +11,7 @@
 //! When they are missing the test fails if `TRANSCODER_REQUIRE_PLAYBACK=1` (as `make test`
 //! sets it); otherwise it says so loudly and passes without playing anything.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

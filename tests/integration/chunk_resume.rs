@@ -1,7 +1,7 @@
 //! The durability promise for the ladder: `kill -9` a worker in the middle of the ladder,
 //! start another, and the job completes, redoing only the chunks that were in flight.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

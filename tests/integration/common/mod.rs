@@ -1022,7 +1022,7 @@ pub fn looks_like_stack_dump(text: &str) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------
-// Helpers for hostile inputs (tests/hard_inputs.rs).
+// Helpers for hostile inputs (tests/integration/hard_inputs.rs).
 // ---------------------------------------------------------------------------------------
 
 /// Runs `ffmpeg ARGS` (quiet, overwrite) and fails the test with its message if it fails.
@@ -1242,7 +1242,7 @@ pub fn concat_files(parts: &[PathBuf], dest: &Path) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Helpers for the durability tests (tests/durability.rs): workflow history read with the
+// Helpers for the durability tests (tests/integration/durability.rs): workflow history read with the
 // real `temporal` CLI, payloads decoded for searching, processes found through /proc.
 // ---------------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@
 //! valid PromQL; `transcoder status` reports a running job and then its receipt; JSON logs
 //! parse and carry no secret.
 
-mod common;
+use crate::common;
 
 use common::dashboard::{dashboard_exprs, dashboard_metric_names, exposed_metric_names};
 use common::otlp::{children_of, trace_ids, OtlpReceiver, SpanRecord};

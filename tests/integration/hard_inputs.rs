@@ -7,7 +7,7 @@
 //! them; while they are null only their absence is checked. A value, once reported, must be
 //! right.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

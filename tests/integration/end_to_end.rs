@@ -3,7 +3,7 @@
 //! webhook signature the way media-api does. They check what a consumer of the outputs would
 //! check: keys in the webhook point at real objects, playlists parse and play, segments decode.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

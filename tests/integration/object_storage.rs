@@ -3,7 +3,7 @@
 //! http(s) inputs (resumed by range, hosts allowlisted), and webhook delivery that outlasts
 //! a receiver answering 500.
 
-mod common;
+use crate::common;
 
 use common::s3::{self, S3Server};
 use common::*;

@@ -1,7 +1,7 @@
 //! `transcoder doctor` reports what the machine really has and fails when the configured
 //! mode cannot work.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

@@ -1,0 +1,19 @@
+//! Every integration test in one binary. Each test links the whole workspace (aws-sdk-s3,
+//! the Temporal SDK, OpenTelemetry); twelve separate test binaries cost twelve links and
+//! several gigabytes of disk on CI, one costs one. Run a group with a filter, e.g.
+//! `cargo test --test integration runpod::`.
+
+mod common;
+
+mod chunk_resume;
+mod doctor;
+mod durability;
+mod end_to_end;
+mod hard_inputs;
+mod nix_flake;
+mod object_storage;
+mod observability;
+mod playback;
+mod runpod;
+mod transient_storage;
+mod webhook_policy;
