@@ -92,14 +92,21 @@ struct CommonArgs {
     /// Folder of the embedded object store: one sub-folder per bucket.
     #[arg(long, env = "TRANSCODER_OUT", default_value = "out")]
     out: PathBuf,
-    /// Task queue that workflows and activities run on.
-    #[arg(long, env = "TRANSCODER_TASK_QUEUE", default_value = DEFAULT_TASK_QUEUE)]
-    task_queue: String,
     /// State folder: embedded Temporal database, logs and scratch space.
     #[arg(long, env = "TRANSCODER_STATE_DIR", default_value = ".transcoder")]
     state_dir: PathBuf,
-    /// Seconds running activities get to finish after SIGTERM/SIGINT before they are
-    /// cancelled and left to Temporal to retry.
+    #[command(flatten)]
+    worker: WorkerSettings,
+}
+
+/// How a worker runs, the same for `run`, `worker` and `runpod`.
+#[derive(Args, Clone)]
+struct WorkerSettings {
+    /// Task queue that workflows and activities run on.
+    #[arg(long, env = "TRANSCODER_TASK_QUEUE", default_value = DEFAULT_TASK_QUEUE)]
+    task_queue: String,
+    /// Seconds running activities (and under `runpod`, the current job) get to finish after
+    /// SIGTERM/SIGINT before they are cancelled and left to Temporal to retry.
     #[arg(long, env = "TRANSCODER_SHUTDOWN_GRACE", default_value_t = 30)]
     shutdown_grace: u64,
     /// Serve Prometheus metrics (ours and the Temporal SDK's) on this address, at /metrics.
@@ -220,18 +227,11 @@ struct RunpodArgs {
     /// one is mounted, else `out`.
     #[arg(long, env = "TRANSCODER_OUT")]
     out: Option<PathBuf>,
-    /// Task queue that workflows and activities run on.
-    #[arg(long, env = "TRANSCODER_TASK_QUEUE", default_value = DEFAULT_TASK_QUEUE)]
-    task_queue: String,
     /// Local state folder: scratch space for encodes.
     #[arg(long, env = "TRANSCODER_STATE_DIR", default_value = ".transcoder")]
     state_dir: PathBuf,
-    /// Seconds the current job (and running activities) get after SIGTERM/SIGINT.
-    #[arg(long, env = "TRANSCODER_SHUTDOWN_GRACE", default_value_t = 30)]
-    shutdown_grace: u64,
-    /// Serve Prometheus metrics (ours and the Temporal SDK's) on this address, at /metrics.
-    #[arg(long, env = "TRANSCODER_METRICS_ADDR", value_name = "HOST:PORT")]
-    metrics_addr: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    worker: WorkerSettings,
 }
 
 #[derive(Args)]
@@ -299,7 +299,7 @@ async fn worker_config(common: &CommonArgs, secrets: Option<SecretBox>) -> Resul
     let storage = Storage::from_env(&common.out)
         .context("storage configuration")?
         .with_download_cache(common.state_dir.join("cache"), cache_bytes);
-    let meter = match common.metrics_addr {
+    let meter = match common.worker.metrics_addr {
         Some(addr) => Some(telemetry::start_metrics(addr)?.meter),
         None => None,
     };
@@ -308,7 +308,7 @@ async fn worker_config(common: &CommonArgs, secrets: Option<SecretBox>) -> Resul
         .map(Metrics::new)
         .unwrap_or_else(Metrics::disabled);
     Ok(WorkerConfig {
-        task_queue: common.task_queue.clone(),
+        task_queue: common.worker.task_queue.clone(),
         out_dir: common.out.clone(),
         storage,
         fetch: FetchPolicy::from_env(),
@@ -317,7 +317,7 @@ async fn worker_config(common: &CommonArgs, secrets: Option<SecretBox>) -> Resul
             .await
             .map_err(anyhow::Error::msg)?,
         secrets,
-        shutdown_grace: Duration::from_secs(common.shutdown_grace),
+        shutdown_grace: Duration::from_secs(common.worker.shutdown_grace),
         meter,
         metrics,
     })
@@ -825,10 +825,8 @@ async fn runpod(args: RunpodArgs) -> Result<ExitCode> {
                 .map(|d| d.join("out"))
                 .unwrap_or_else(|| PathBuf::from("out"))
         }),
-        task_queue: args.task_queue.clone(),
         state_dir: args.state_dir.clone(),
-        shutdown_grace: args.shutdown_grace,
-        metrics_addr: args.metrics_addr,
+        worker: args.worker.clone(),
     };
     // Mode order of the SDK (§1): local API, then a test input (the flag, or the file when
     // RunPod's job URL is not set), then the production loop. A test input is read before

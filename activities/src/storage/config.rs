@@ -263,12 +263,6 @@ impl StorageConfig {
             })
         }
     }
-
-    /// Whether every bucket stays in the local folder.
-    pub fn is_local_only(&self) -> bool {
-        self.default.unwrap_or(BackendKind::Local) == BackendKind::Local
-            && self.routes.values().all(|b| *b == BackendKind::Local)
-    }
 }
 
 fn check_url(var: &'static str, value: String) -> Result<String, ConfigError> {
@@ -307,7 +301,8 @@ mod tests {
     #[test]
     fn nothing_set_is_local() {
         let c = cfg(&[]).unwrap();
-        assert!(c.is_local_only());
+        assert_eq!(c.default, None);
+        assert!(c.routes.is_empty());
     }
 
     #[test]
