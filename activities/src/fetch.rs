@@ -176,16 +176,11 @@ async fn fetch_object(
         .ok_or_else(|| MediaError::NotFound(shown.to_string()))?;
     check_size(shown, meta.size, policy)?;
     check_disk(dest, meta.size)?;
-    let mut attempt = 1;
+    let mut resume = Resume::new(shown);
     loop {
         match remote.download(obj, dest, &meta).await {
             Ok(n) => return Ok(n),
-            Err(e) if !e.is_permanent() && attempt < ATTEMPTS => {
-                tracing::warn!(input = shown, attempt, error = %e, "input download interrupted; resuming");
-                backoff(attempt).await;
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
+            Err(e) => resume.after(e).await?,
         }
     }
 }
@@ -215,7 +210,7 @@ async fn fetch_http(url: &url::Url, shown: &str, dest: &Path, policy: &FetchPoli
 
     let mut total: Option<u64> = None;
     let mut checked_disk = false;
-    let mut attempt = 1;
+    let mut resume = Resume::new(shown);
     loop {
         let have = tokio::fs::metadata(dest)
             .await
@@ -234,12 +229,7 @@ async fn fetch_http(url: &url::Url, shown: &str, dest: &Path, policy: &FetchPoli
         .await
         {
             Ok(n) => return Ok(n),
-            Err(e) if !e.is_permanent() && attempt < ATTEMPTS => {
-                tracing::warn!(input = shown, attempt, error = %e, "input download interrupted; resuming");
-                backoff(attempt).await;
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
+            Err(e) => resume.after(e).await?,
         }
     }
 }
@@ -407,8 +397,28 @@ fn free_bytes(dir: &Path) -> Option<u64> {
     }
 }
 
-async fn backoff(attempt: u32) {
-    tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt.min(5)))).await;
+/// The attempts of one resumable download: each retry continues from what is on disk.
+struct Resume<'a> {
+    shown: &'a str,
+    attempt: u32,
+}
+
+impl<'a> Resume<'a> {
+    fn new(shown: &'a str) -> Self {
+        Self { shown, attempt: 1 }
+    }
+
+    /// After a failed attempt: waits (exponential backoff) and returns `Ok` when the download
+    /// should go on, or gives `error` back when it is permanent or the attempts are spent.
+    async fn after(&mut self, error: MediaError) -> Result<()> {
+        if error.is_permanent() || self.attempt >= ATTEMPTS {
+            return Err(error);
+        }
+        tracing::warn!(input = self.shown, attempt = self.attempt, error = %error, "input download interrupted; resuming");
+        tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(self.attempt.min(5)))).await;
+        self.attempt += 1;
+        Ok(())
+    }
 }
 
 /// reqwest errors print the URL, query string (a presigned signature) included.
