@@ -21,6 +21,7 @@
   nodejs,
   chromium,
   prometheus,
+  util-linux,
   nix,
 }:
 mkShell {
@@ -41,6 +42,7 @@ mkShell {
     nodejs # node + npm: hls.js playback and waveform-data tests
     chromium
     prometheus
+    util-linux # script: the progress-bar test runs `transcoder run` on a pseudo-terminal
     nix # tests/integration/nix_flake.rs runs nix-instantiate and `nix flake metadata`
   ];
 

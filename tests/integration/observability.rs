@@ -3,7 +3,7 @@
 //! a real Prometheus server scrapes a worker during a job and answers PromQL about jobs and
 //! steps; every query of the Grafana dashboard names a metric the worker exposes and is
 //! valid PromQL; `transcoder status` reports a running job and then its receipt; JSON logs
-//! parse and carry no secret.
+//! parse and carry no secret; `transcoder run` on a terminal draws a bar per step.
 
 use crate::common;
 
@@ -682,4 +682,85 @@ async fn an_unreachable_https_collector_does_not_stop_the_process() {
         .await;
     assert!(!out.stderr.contains("panicked"), "{}", out.dump());
     assert!(out.stdout.contains("ffmpeg"), "{}", out.dump());
+}
+
+/// One frame of a progress bar as the terminal showed it: `{step} [{bar}] {percent}% {msg}`.
+#[derive(Debug)]
+struct BarFrame {
+    step: String,
+    percent: u32,
+    message: String,
+}
+
+/// Every bar frame in what a terminal received, escape sequences and all.
+fn bar_frames(terminal: &str) -> Vec<BarFrame> {
+    let escapes = regex::Regex::new(r"\x1b\[[0-9;?]*[A-Za-z]").expect("escape pattern");
+    let bar = regex::Regex::new(r"(\S+) \[[=> ]{32}\] +(\d+)%(?: ((?:done|chunks \d+/\d+)))?")
+        .expect("bar pattern");
+    let text = escapes.replace_all(terminal, "\n");
+    bar.captures_iter(&text)
+        .map(|c| BarFrame {
+            step: c[1].to_string(),
+            percent: c[2].parse().unwrap_or(0),
+            message: c.get(3).map(|m| m.as_str().to_string()).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// `transcoder run` on a terminal draws a bar per step: ffmpeg's `-progress` moves it, the
+/// workflow's chunk count labels the ladder's, and each finished step's ends at 100 % "done".
+/// Without a terminal nothing is drawn, so piped output and logs stay clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_draws_a_bar_per_step_on_a_terminal() {
+    let h = Harness::start().await;
+    let hook = WebhookReceiver::start("whsec-bars");
+    let out = h.path("out");
+    let original = object_path(&out, ARCHIVE_BUCKET, "originals/c1/bar1/original.mp4");
+    make_video(&original, 1280, 720, 12, 25).await;
+    let mut job = video_job_payload("bar1", "c1", &hook);
+    job["segmentsPerChunk"] = json!(1);
+    let job_file = write_job(&h, "job.json", &job);
+    let args = ["run", "--job", s(&job_file), "--out", s(&out)];
+
+    let run = h.run_in_terminal(&args).await;
+    assert!(run.status.success(), "{}", run.dump());
+    let frames = bar_frames(&run.stdout);
+    let steps: std::collections::BTreeSet<&str> = frames.iter().map(|f| f.step.as_str()).collect();
+    for step in ["mezzanine", "loudness", "thumbnail", "ladder"] {
+        assert!(
+            steps.contains(step),
+            "no {step} bar among {steps:?}\n{}",
+            run.dump()
+        );
+        assert!(
+            frames
+                .iter()
+                .any(|f| f.step == step && f.percent == 100 && f.message == "done"),
+            "the {step} bar never ended at 100% done\n{}",
+            run.dump()
+        );
+    }
+    assert!(
+        frames.iter().any(|f| f.percent > 0 && f.percent < 100),
+        "no bar ever showed progress between 0 and 100 %\n{}",
+        run.dump()
+    );
+    // 12 s in 6 s segments, one segment per chunk: the ladder bar counts 2 chunks.
+    assert!(
+        frames.iter().any(|f| f.step == "ladder"
+            && f.message.starts_with("chunks ")
+            && f.message.ends_with("/2")),
+        "the ladder bar never showed the chunk count\n{}",
+        run.dump()
+    );
+    assert_eq!(hook.wait_for(1, Duration::from_secs(30)).await.len(), 1);
+
+    // The same job again, piped: no bars (it answers from the saved result).
+    let piped = h.run(&args).await;
+    assert!(piped.status.success(), "{}", piped.dump());
+    assert!(
+        bar_frames(&piped.stderr).is_empty() && bar_frames(&piped.stdout).is_empty(),
+        "bars drawn without a terminal\n{}",
+        piped.dump()
+    );
 }

@@ -156,6 +156,35 @@ impl Harness {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_transcoder"));
         cmd.args(args);
+        self.with_test_env(cmd)
+    }
+
+    /// Runs `transcoder ARGS` on a pseudo-terminal (util-linux `script`), for what is drawn
+    /// only on a terminal, like `run`'s progress bars. The output's `stdout` is everything
+    /// the terminal received, stdout and stderr together, escape sequences included.
+    pub async fn run_in_terminal(&self, args: &[&str]) -> CmdOutput {
+        let line = std::iter::once(env!("CARGO_BIN_EXE_transcoder"))
+            .chain(args.iter().copied())
+            .map(shell_quote)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut cmd = Command::new("script");
+        cmd.args([
+            "--quiet",
+            "--return",
+            "--flush",
+            "--command",
+            &line,
+            "/dev/null",
+        ]);
+        let out = run_to_end(self.with_test_env(cmd), &self.logs_dir(), CMD_TIMEOUT).await;
+        if !out.status.success() {
+            self.assert_server_alive(&out.dump());
+        }
+        out
+    }
+
+    fn with_test_env(&self, mut cmd: Command) -> Command {
         for var in FOREIGN_ENV {
             cmd.env_remove(var);
         }
@@ -354,6 +383,11 @@ pub async fn run_to_end(mut cmd: Command, logs: &Path, limit: Duration) -> CmdOu
         stdout: read_lossy(&stdout_path),
         stderr: read_lossy(&stderr_path),
     }
+}
+
+/// `arg` as one word for `sh -c`.
+fn shell_quote(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', "'\\''"))
 }
 
 fn read_lossy(path: &Path) -> String {
