@@ -104,6 +104,14 @@ async fn one_trace_per_job_across_processes() {
                     .any(|s| s.name == "RunWorkflow:TranscodeWorkflow")
         })
         .await;
+    // No span carries the webhook secret: not an attribute, an event or a status message.
+    for span in &spans {
+        assert!(
+            !format!("{span:?}").contains(&hook.secret),
+            "the {} span carries the webhook secret",
+            span.name
+        );
+    }
     // One trace holds the whole job. The only spans outside it are the worker's start-up
     // NVENC test encode: an `ffmpeg` span of its own, before any job.
     let root_trace = spans
