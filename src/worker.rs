@@ -56,6 +56,10 @@ pub fn build(runtime: &Runtime, client: Client, config: &WorkerConfig) -> Result
         .context("registering OriginalCleanupWorkflow")?
         .register_activities(activities)
         .graceful_shutdown_period(config.shutdown_grace)
+        // Activities heartbeat their progress every 5 s. The SDK would otherwise send at most
+        // one per 24 s (0.8 x the 30 s heartbeat timeout), and `transcoder status` reads the
+        // running activities' progress from those heartbeats.
+        .max_heartbeat_throttle_interval(transcoder_activities::HEARTBEAT_EVERY)
         .build();
     Worker::new(runtime, client, options).context("creating the worker")
 }

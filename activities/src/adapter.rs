@@ -234,6 +234,11 @@ fn to_activity_error(step: &str, err: MediaError) -> ActivityError {
     }
 }
 
+/// How often a running activity heartbeats its progress. Workers raise the SDK's heartbeat
+/// throttle to match (`WorkerOptions::max_heartbeat_throttle_interval`), so the server, and
+/// `transcoder status` through it, sees progress this fresh.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
 /// Heartbeats with the latest progress every few seconds until dropped, so the server
 /// notices a dead worker within the heartbeat timeout. The same progress is shown live to
 /// `transcoder run` in this process (`crate::live`).
@@ -258,7 +263,7 @@ impl Heartbeat {
             loop {
                 let fraction = *rx.borrow();
                 let _ = ctx.record_heartbeat(fraction).await;
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
             }
         });
         (sink, Heartbeat(task, registration))

@@ -25,7 +25,7 @@ pub mod webhook;
 
 mod adapter;
 
-pub use adapter::MediaActivities;
+pub use adapter::{MediaActivities, HEARTBEAT_EVERY};
 pub use encoder::EncoderSettings;
 pub use error::MediaError;
 pub use storage::Storage;
