@@ -299,6 +299,10 @@ async fn worker_config(common: &CommonArgs, secrets: Option<SecretBox>) -> Resul
     let storage = Storage::from_env(&common.out)
         .context("storage configuration")?
         .with_download_cache(common.state_dir.join("cache"), cache_bytes);
+    let swept = storage.sweep_abandoned_uploads();
+    if swept > 0 {
+        tracing::info!(files = swept, out = %common.out.display(), "removed uploads that crashed workers left unfinished");
+    }
     let meter = match common.worker.metrics_addr {
         Some(addr) => Some(telemetry::start_metrics(addr)?.meter),
         None => None,

@@ -2,11 +2,19 @@
 //! `ROOT/<bucket>/<key>`, so the layout on disk is exactly the bucket layout.
 //!
 //! Writes are atomic (temporary file, then rename) so a reader never sees half an object and
-//! a retried upload simply replaces the previous attempt.
+//! a retried upload simply replaces the previous attempt. The temporary files live in
+//! `ROOT/.incoming`, outside every bucket (bucket names cannot start with a dot): a worker
+//! killed in the middle of an upload leaves nothing among the keys, and
+//! [`LocalStorage::sweep_abandoned`] clears what it did leave.
 
 use crate::error::{MediaError, Result};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 use transcoder_workflows::media::ObjectRef;
+
+/// Where objects are written before they are renamed into place.
+const INCOMING: &str = ".incoming";
 
 #[derive(Clone, Debug)]
 pub struct LocalStorage {
@@ -52,11 +60,7 @@ impl LocalStorage {
             .await
             .map_err(MediaError::io("reading", src))?
             .len();
-        let file_name = dest
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("object");
-        let tmp = parent.join(format!(".{file_name}.partial-{}", std::process::id()));
+        let tmp = self.incoming_path(&dest).await?;
         tokio::fs::copy(src, &tmp)
             .await
             .map_err(MediaError::io("writing", &tmp))?;
@@ -72,10 +76,67 @@ impl LocalStorage {
                 source: std::io::Error::other(format!("{written} of {expected} bytes")),
             });
         }
-        tokio::fs::rename(&tmp, &dest)
-            .await
-            .map_err(MediaError::io("publishing", &dest))?;
+        if let Err(e) = tokio::fs::rename(&tmp, &dest).await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(MediaError::io("publishing", &dest)(e));
+        }
         Ok(written)
+    }
+
+    /// A fresh temporary path for an upload to `dest`: in `ROOT/.incoming`, or beside `dest`
+    /// when the bucket folder is on another file system than the root (a rename cannot cross
+    /// file systems).
+    async fn incoming_path(&self, dest: &Path) -> Result<PathBuf> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let unique = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let incoming = self.root.join(INCOMING);
+        tokio::fs::create_dir_all(&incoming)
+            .await
+            .map_err(MediaError::io("creating", &incoming))?;
+        let parent = dest.parent().unwrap_or(&self.root);
+        let same_device = match (
+            tokio::fs::metadata(&incoming).await,
+            tokio::fs::metadata(parent).await,
+        ) {
+            (Ok(a), Ok(b)) => {
+                std::os::unix::fs::MetadataExt::dev(&a) == std::os::unix::fs::MetadataExt::dev(&b)
+            }
+            _ => true,
+        };
+        Ok(if same_device {
+            incoming.join(unique)
+        } else {
+            let name = dest
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("object");
+            parent.join(format!(".{name}.partial-{unique}"))
+        })
+    }
+
+    /// Deletes uploads in `ROOT/.incoming` untouched for `max_age`: what workers that died
+    /// mid-upload left behind. Younger files may belong to a live upload (also of another
+    /// process sharing this folder) and stay. Returns how many files were removed.
+    pub fn sweep_abandoned(&self, max_age: Duration) -> usize {
+        let Ok(entries) = std::fs::read_dir(self.root.join(INCOMING)) else {
+            return 0;
+        };
+        let now = SystemTime::now();
+        entries
+            .flatten()
+            .filter(|e| {
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age >= max_age)
+            })
+            .filter(|e| std::fs::remove_file(e.path()).is_ok())
+            .count()
     }
 }
 
@@ -119,5 +180,36 @@ mod tests {
             .unwrap()
             .collect();
         assert_eq!(leftovers.len(), 1, "no partial files left behind");
+        let incoming = std::fs::read_dir(dir.path().join(INCOMING))
+            .unwrap()
+            .count();
+        assert_eq!(incoming, 0, "the temporary file was renamed into place");
+    }
+
+    #[test]
+    fn abandoned_uploads_are_swept_once_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalStorage::new(dir.path());
+        let incoming = dir.path().join(INCOMING);
+        std::fs::create_dir_all(&incoming).unwrap();
+        let old = incoming.join("111-0");
+        let fresh = incoming.join("222-0");
+        std::fs::write(&old, b"cut short").unwrap();
+        std::fs::write(&fresh, b"in progress").unwrap();
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        assert_eq!(local.sweep_abandoned(Duration::from_secs(3600)), 1);
+        assert!(!old.exists());
+        assert!(fresh.exists(), "a recent upload may still be running");
+        // No folder yet: nothing to do.
+        assert_eq!(
+            LocalStorage::new(dir.path().join("none")).sweep_abandoned(Duration::ZERO),
+            0
+        );
     }
 }

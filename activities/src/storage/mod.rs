@@ -83,6 +83,13 @@ impl Storage {
         }
     }
 
+    /// Removes uploads to the local folder that workers killed mid-upload left behind, once
+    /// they are an hour old (no live copy takes that long). Returns how many were removed.
+    pub fn sweep_abandoned_uploads(&self) -> usize {
+        self.local
+            .sweep_abandoned(std::time::Duration::from_secs(3600))
+    }
+
     /// Remote objects read by ffmpeg are kept in `dir` (shared by the worker's activities)
     /// up to about `max_bytes`.
     pub fn with_download_cache(mut self, dir: impl Into<PathBuf>, max_bytes: u64) -> Self {
