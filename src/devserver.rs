@@ -163,7 +163,7 @@ impl DevServer {
         .stderr(log_err)
         .kill_on_drop(true);
         // A `kill -9` of transcoder or a crashed test must not leave a server behind.
-        transcoder_activities::process::die_with_parent(&mut cmd);
+        transcoder_activities::process::die_with_parent(cmd.as_std_mut());
         let child = cmd.spawn().map_err(|source| DevServerError::Spawn {
             cli: cli.clone(),
             source,

@@ -34,7 +34,7 @@ fn check(name: &str, ok: bool, required: bool, detail: impl Into<String>) -> Che
 
 async fn output_of(program: &std::ffi::OsStr, args: &[&str]) -> Result<String, String> {
     let mut cmd = Command::new(program);
-    transcoder_activities::process::die_with_parent(&mut cmd);
+    transcoder_activities::process::die_with_parent(cmd.as_std_mut());
     match cmd
         .args(args)
         .stdin(std::process::Stdio::null())

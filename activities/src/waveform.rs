@@ -309,7 +309,7 @@ pub fn audiowaveform_png_args(wav: &Path, png: &Path) -> Vec<OsString> {
 async fn run_audiowaveform(bin: &Path, args: &[OsString]) -> Result<()> {
     tracing::debug!(bin = %bin.display(), args = ?args, "audiowaveform");
     let mut cmd = Command::new(bin);
-    crate::process::die_with_parent(&mut cmd);
+    crate::process::die_with_parent(cmd.as_std_mut());
     let output = cmd
         .args(args)
         .stdin(Stdio::null())

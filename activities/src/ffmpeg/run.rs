@@ -87,7 +87,7 @@ pub(crate) async fn read_stderr_tail(stderr: Option<tokio::process::ChildStderr>
 /// it: a cancelled or timed-out activity drops the child, and the encode must stop with it.
 pub(crate) fn spawn_ffmpeg(args: &[OsString]) -> Result<tokio::process::Child> {
     let mut cmd = Command::new(ffmpeg_bin());
-    crate::process::die_with_parent(&mut cmd);
+    crate::process::die_with_parent(cmd.as_std_mut());
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -242,7 +242,7 @@ async fn run_ffmpeg(args: &[OsString], duration: f64, progress: &ScaledProgress)
 /// parse is [`MediaError::Unreadable`]: no retry will change that.
 pub async fn ffprobe_json(args: &[OsString]) -> Result<serde_json::Value> {
     let mut cmd = Command::new(ffprobe_bin());
-    crate::process::die_with_parent(&mut cmd);
+    crate::process::die_with_parent(cmd.as_std_mut());
     let output = cmd
         .args(["-v", "error", "-of", "json"])
         .args(args)

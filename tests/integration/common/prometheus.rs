@@ -111,17 +111,8 @@ impl PrometheusServer {
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("dup log"))
                 .stderr(log);
-            #[cfg(target_os = "linux")]
-            unsafe {
-                use std::os::unix::process::CommandExt;
-                // Killed with us even if the test process aborts before Drop runs.
-                cmd.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            // Killed with us even if the test process aborts before Drop runs.
+            transcoder_activities::process::die_with_parent(&mut cmd);
             let mut child = cmd.spawn().unwrap_or_else(|e| {
                 panic!(
                     "could not run {} ({e}); install the Debian package `prometheus`",
