@@ -10,7 +10,7 @@
 
 use crate::error::{MediaError, Result};
 use crate::storage::config::{BackendKind, S3Settings};
-use crate::storage::{MultipartPolicy, ObjectMeta, S3Backend, Storage};
+use crate::storage::{open_download, MultipartPolicy, ObjectMeta, S3Backend, Storage};
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -274,20 +274,12 @@ async fn http_attempt(
             if let Some(size) = size {
                 *total = Some(size);
             }
-            let f = tokio::fs::OpenOptions::new()
-                .append(true)
-                .open(dest)
-                .await
-                .map_err(MediaError::io("opening", dest))?;
-            (f, have)
+            open_download(dest, have).await?
         }
         200 => {
             // No range support (or a first attempt): start over.
             *total = resp.content_length();
-            let f = tokio::fs::File::create(dest)
-                .await
-                .map_err(MediaError::io("creating", dest))?;
-            (f, 0)
+            open_download(dest, 0).await?
         }
         416 if have > 0 && *total == Some(have) => return Ok(have),
         s @ (408 | 429 | 500..=599) => return Err(transient(shown, format!("HTTP {s}"))),

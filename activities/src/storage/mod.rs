@@ -376,3 +376,22 @@ fn touch(path: &Path) {
         let _ = f.set_modified(SystemTime::now());
     }
 }
+
+/// Opens `dest` for a download: appending after its first `from` bytes to resume one, or,
+/// when `from` is 0, created empty to start over. Returns the file and the bytes already
+/// in it.
+pub(crate) async fn open_download(dest: &Path, from: u64) -> Result<(tokio::fs::File, u64)> {
+    if from > 0 {
+        let f = tokio::fs::OpenOptions::new()
+            .append(true)
+            .open(dest)
+            .await
+            .map_err(MediaError::io("opening", dest))?;
+        Ok((f, from))
+    } else {
+        let f = tokio::fs::File::create(dest)
+            .await
+            .map_err(MediaError::io("creating", dest))?;
+        Ok((f, 0))
+    }
+}

@@ -191,19 +191,9 @@ impl S3Backend {
             .await
             .map(|m| m.len())
             .unwrap_or(0);
-        let (mut file, mut written) = if have > 0 && have < expected.size {
-            let f = tokio::fs::OpenOptions::new()
-                .append(true)
-                .open(dest)
-                .await
-                .map_err(MediaError::io("opening", dest))?;
-            (f, have)
-        } else {
-            let f = tokio::fs::File::create(dest)
-                .await
-                .map_err(MediaError::io("creating", dest))?;
-            (f, 0)
-        };
+        // A file as long as the object or longer is not a prefix of it: start over.
+        let resume_from = if have < expected.size { have } else { 0 };
+        let (mut file, mut written) = super::open_download(dest, resume_from).await?;
         if written < expected.size || expected.size == 0 {
             let mut req = self.client.get_object().bucket(&obj.bucket).key(&obj.key);
             if written > 0 {
