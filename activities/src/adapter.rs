@@ -5,7 +5,7 @@ use crate::encoder::EncoderSettings;
 use crate::error::MediaError;
 use crate::ffmpeg::ProgressSink;
 use crate::live;
-use crate::metrics::{encoder_label, Metrics};
+use crate::metrics::{encoder_label, Metrics, StepOutcome};
 use crate::secrets::{SecretBox, SecretError};
 use crate::storage::Storage;
 use crate::{
@@ -147,9 +147,25 @@ impl MediaActivities {
         }
         let _running = self.metrics.step_running(&step);
         let started = Instant::now();
-        let result = body.await;
+        // The SDK only flips the token on cancellation (a cancelled workflow, a heartbeat
+        // answered "not found", a worker shutdown past its grace); the body must be dropped
+        // here, which kills its ffmpeg (`kill_on_drop`), or a stopped job keeps encoding.
+        let result = tokio::select! {
+            result = body => result,
+            _ = ctx.cancelled() => {
+                let wall = started.elapsed();
+                self.metrics.step_finished(&step, StepOutcome::Cancelled, wall);
+                tracing::info!(step, attempt, elapsed = ?wall, "activity cancelled; its work is stopped");
+                return Err(ActivityError::cancelled());
+            }
+        };
         let wall = started.elapsed();
-        self.metrics.step_finished(&step, result.is_ok(), wall);
+        let outcome = if result.is_ok() {
+            StepOutcome::Ok
+        } else {
+            StepOutcome::Error
+        };
+        self.metrics.step_finished(&step, outcome, wall);
         match result {
             Ok((value, facts)) => {
                 let mut attributes = vec![KeyValue::new("bytes.out", facts.bytes_out as i64)];

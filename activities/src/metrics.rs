@@ -55,6 +55,25 @@ const STEP_DURATION: &str = "transcoder_step_duration_seconds";
 const REALTIME_FACTOR: &str = "transcoder_realtime_factor";
 
 /// Cheap to clone; every method is a no-op on [`Metrics::disabled`].
+/// How an activity ended, the `outcome` label of `transcoder_step_duration_seconds`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepOutcome {
+    Ok,
+    Error,
+    /// Cancelled: its job was stopped, or its worker shut down past the grace period.
+    Cancelled,
+}
+
+impl StepOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            StepOutcome::Ok => "ok",
+            StepOutcome::Error => "error",
+            StepOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Metrics(Arc<Instruments>);
 
@@ -208,11 +227,10 @@ impl Metrics {
     }
 
     /// One activity execution ended after `wall`.
-    pub fn step_finished(&self, step: &str, ok: bool, wall: Duration) {
-        let outcome = if ok { "ok" } else { "error" };
+    pub fn step_finished(&self, step: &str, outcome: StepOutcome, wall: Duration) {
         self.0.step_duration.record(
             wall.as_secs_f64(),
-            &self.attrs(&[("step", step), ("outcome", outcome)]),
+            &self.attrs(&[("step", step), ("outcome", outcome.label())]),
         );
     }
 
@@ -306,7 +324,7 @@ mod tests {
         m.job_started("video");
         m.job_finished("video", true, Duration::from_secs(3));
         let guard = m.step_running("probe");
-        m.step_finished("probe", true, Duration::from_millis(40));
+        m.step_finished("probe", StepOutcome::Ok, Duration::from_millis(40));
         drop(guard);
         m.media_processed("ladder_chunk", "x264", 6.0, Duration::from_secs(2));
         m.uploaded("ladder_chunk", 1000);

@@ -138,17 +138,24 @@ pub async fn serve(pod: &Pod, client: RunpodClient, mut shutdown: watch::Receive
         };
         let job_id = job.id.clone();
         let client_ref = &client;
+        let in_flight_ref = &in_flight;
         handler::run_job(pod, job.input, signals, progress, |outcome| async move {
             match outcome {
                 Outcome::Finished(result) => report(client_ref, &job_id, &result).await,
                 Outcome::Stopped => tracing::info!(%job_id, "job stopped; nothing posted"),
                 Outcome::Interrupted => {
-                    tracing::info!(%job_id, "job left for RunPod to deliver again")
+                    // Still ours while the worker checkpoints what it can in the grace
+                    // period: it leaves the ping below, once the worker has stopped.
+                    tracing::info!(%job_id, "job left for RunPod to deliver again");
+                    return;
                 }
             }
+            // Out of the ping only now that the result is delivered (or given up on), and
+            // already now: the pod's worker may take seconds more to wind down its
+            // activities, and pings must not go on claiming a job that is over.
+            in_flight_ref.remove(&job_id);
         })
         .await;
-        // Out of the ping only now: the result is delivered (or given up on).
         in_flight.remove(&job.id);
     }
     // Jobs taken in a batch and not started: nothing posted, RunPod delivers them again.

@@ -378,26 +378,34 @@ async fn sigterm_checkpoints_and_the_job_resumes() {
     stop_pods(vec![second]).await;
 }
 
-/// A job-stop cancels the job's workflow and nothing is posted for it; the pod stays up
-/// and its pings stop listing the job.
+/// A job-stop cancels the job's workflow and nothing is posted for it; the encode that was
+/// running is killed instead of finishing for nobody; the pod stays up and its pings stop
+/// listing the job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_stop_cancels_and_posts_nothing() {
     let h = Harness::start().await;
     let out = h.path("out");
+    let tmp = h.tmp.path().to_str().expect("utf-8 path").to_string();
     let hook = WebhookReceiver::start("whsec-runpod-stop");
-    stage(&out, "rps", 320, 180, 30).await;
+    // Long enough that the mezzanine encode is still running when the stop comes.
+    stage(&out, "rps", 320, 180, 120).await;
     let api = StandIn::start(API_KEY);
     let mut pod = spawn_pod(&h, &api, "pod-s", &out, "rp-stop");
     let mut input = video_job_payload("rps", "c1", &hook);
     input["segmentsPerChunk"] = json!(1);
     api.enqueue("job-s-u1", input);
 
-    // Running: its pings list it.
+    // Running: its pings list it, and the mezzanine is being encoded.
     api.wait_for(LIMIT, |s| {
         s.pings.iter().any(|p| p.jobs == ["job-s-u1"]).then_some(())
     })
     .await
     .unwrap_or_else(|| panic!("the job never showed in a ping\n{}", pod.dump()));
+    poll_until(LIMIT, || {
+        find_ffmpeg(&[&tmp, "mezzanine"]).into_iter().next()
+    })
+    .await
+    .unwrap_or_else(|| panic!("the mezzanine encode never started\n{}", pod.dump()));
     api.stop("job-s-u1");
 
     let address = h.address();
@@ -416,7 +424,26 @@ async fn job_stop_cancels_and_posts_nothing() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let stopped_at = Instant::now();
+    // The cancellation reaches the running activities with their next heartbeat (every
+    // 5 s); dropping them kills their ffmpeg.
+    let leftover = poll_until(Duration::from_secs(15), || {
+        find_ffmpeg(&[&tmp]).is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        leftover.is_some(),
+        "ffmpeg still runs {:.1} s after the job was cancelled: {:?}\n{}",
+        stopped_at.elapsed().as_secs_f64(),
+        find_ffmpeg(&[&tmp]),
+        pod.dump()
+    );
     tokio::time::sleep(Duration::from_secs(4)).await;
+    let mezzanine = object_path(&out, ARCHIVE_BUCKET, "mezzanine/c1/rps/mezzanine.mp4");
+    assert!(
+        !mezzanine.exists(),
+        "the cancelled job's mezzanine was finished and stored anyway\n{}",
+        pod.dump()
+    );
     {
         let state = api.lock();
         assert!(
