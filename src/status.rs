@@ -13,7 +13,7 @@ use temporalio_client::{
     WorkflowQueryOptions,
 };
 use transcoder_workflows::receipt::Receipt;
-use transcoder_workflows::workflow::{Progress, TranscodeResult};
+use transcoder_workflows::workflow::{ladder_percent, Progress, TranscodeResult};
 use transcoder_workflows::{workflow_id, TranscodeWorkflow};
 
 /// Queries need a worker to answer; one that does not answer in this time is reported as
@@ -209,12 +209,26 @@ pub async fn job_status(client: &Client, media_id: &str) -> Result<JobStatusRepo
     Ok(report)
 }
 
+/// Fills step, percent and chunks from the workflow's `progress` query. The workflow only
+/// counts finished chunks, so during the ladder the running chunks' heartbeat progress is
+/// added here: a job with few long chunks moves instead of sitting on one number.
 fn apply_progress(report: &mut JobStatusReport, p: Progress) {
-    report.step = Some(p.step);
+    report.step = Some(p.step.clone());
     report.percent = Some(p.percent);
     if p.chunks_total > 0 {
         report.chunks_done = Some(p.chunks_done);
         report.chunks_total = Some(p.chunks_total);
+    }
+    if p.step == "ladder" && p.chunks_total > 0 {
+        let running: f64 = report
+            .running
+            .iter()
+            .filter(|a| a.step == "ladder_chunk")
+            .filter_map(|a| a.percent)
+            .map(|percent| (percent / 100.0).clamp(0.0, 1.0))
+            .sum();
+        let done = f64::from(p.chunks_done) + running;
+        report.percent = Some(ladder_percent(done, p.chunks_total).max(p.percent));
     }
 }
 
@@ -320,6 +334,77 @@ pub fn human_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn running_chunk(percent: Option<f64>) -> RunningActivity {
+        RunningActivity {
+            step: "ladder_chunk".into(),
+            attempt: 1,
+            percent,
+            last_failure: None,
+        }
+    }
+
+    fn report_with(running: Vec<RunningActivity>) -> JobStatusReport {
+        JobStatusReport {
+            media_id: "m".into(),
+            workflow_id: "transcode-m".into(),
+            state: "running".into(),
+            step: None,
+            percent: None,
+            chunks_done: None,
+            chunks_total: None,
+            running,
+            started_at: None,
+            elapsed_seconds: None,
+            receipt: None,
+            webhook_status: None,
+            error: None,
+            note: None,
+        }
+    }
+
+    fn ladder(done: u32, total: u32) -> Progress {
+        Progress {
+            step: "ladder".into(),
+            percent: ladder_percent(f64::from(done), total),
+            chunks_done: done,
+            chunks_total: total,
+        }
+    }
+
+    #[test]
+    fn running_chunks_move_the_ladder_percent() {
+        // One chunk of one, half done: halfway through the ladder's share, not its start.
+        let mut report = report_with(vec![running_chunk(Some(50.0))]);
+        apply_progress(&mut report, ladder(0, 1));
+        assert_eq!(report.percent, Some(ladder_percent(0.5, 1)));
+        assert!(report.percent > Some(ladder_percent(0.0, 1)));
+        assert_eq!(
+            (report.chunks_done, report.chunks_total),
+            (Some(0), Some(1))
+        );
+
+        // Chunks without a heartbeat yet, and other steps, add nothing.
+        let mut report = report_with(vec![
+            running_chunk(None),
+            RunningActivity {
+                step: "loudness".into(),
+                ..running_chunk(Some(90.0))
+            },
+        ]);
+        apply_progress(&mut report, ladder(1, 4));
+        assert_eq!(report.percent, Some(ladder_percent(1.0, 4)));
+
+        // Outside the ladder the workflow's percent stands as it is.
+        let mut report = report_with(vec![running_chunk(Some(50.0))]);
+        let mezzanine = Progress {
+            step: "mezzanine".into(),
+            percent: 5,
+            ..Progress::default()
+        };
+        apply_progress(&mut report, mezzanine);
+        assert_eq!(report.percent, Some(5));
+    }
 
     #[test]
     fn bytes_read_as_people_write_them() {

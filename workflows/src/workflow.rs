@@ -623,7 +623,7 @@ async fn encode_ladder(
             let finished = done.len() as u32;
             ctx.state_mut(|s| {
                 s.progress.chunks_done = finished;
-                s.progress.percent = ladder_percent(finished, total);
+                s.progress.percent = ladder_percent(f64::from(finished), total);
             });
             running.extend(waiting.next().map(start));
         }
@@ -638,9 +638,17 @@ async fn encode_ladder(
 const LADDER_START: u8 = 20;
 const LADDER_END: u8 = 88;
 
-fn ladder_percent(done: u32, total: u32) -> u8 {
-    let span = u32::from(LADDER_END - LADDER_START);
-    let share = (done * span).checked_div(total).unwrap_or(span).min(span);
+/// A video job's overall percent while its ladder runs, with `done` of `total` chunks
+/// finished. `done` may count fractions: `transcoder status` adds the running chunks'
+/// heartbeat progress, which the workflow itself never sees.
+pub fn ladder_percent(done: f64, total: u32) -> u8 {
+    let span = f64::from(LADDER_END - LADDER_START);
+    let share = if total == 0 {
+        span
+    } else {
+        // Multiplied first: for whole chunks this is exact, as integer division was.
+        (done * span / f64::from(total)).clamp(0.0, span).floor()
+    };
     LADDER_START + share as u8
 }
 
@@ -768,4 +776,28 @@ fn step_failed(step: &str, err: &ActivityExecutionError) -> String {
         message = err.to_string();
     }
     format!("{step} failed: {message}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ladder_percent_spans_the_ladder_share() {
+        assert_eq!(ladder_percent(0.0, 4), LADDER_START);
+        assert_eq!(ladder_percent(4.0, 4), LADDER_END);
+        assert_eq!(ladder_percent(2.0, 4), 54);
+        // Whole chunks land exactly where integer division put them.
+        for total in 1..=40u32 {
+            for done in 0..=total {
+                let integer =
+                    u32::from(LADDER_START) + done * u32::from(LADDER_END - LADDER_START) / total;
+                assert_eq!(u32::from(ladder_percent(f64::from(done), total)), integer);
+            }
+        }
+        // A running chunk's fraction moves it; nothing goes past the ladder's share.
+        assert!(ladder_percent(2.5, 4) > ladder_percent(2.0, 4));
+        assert_eq!(ladder_percent(9.0, 4), LADDER_END);
+        assert_eq!(ladder_percent(1.0, 0), LADDER_END);
+    }
 }
