@@ -128,6 +128,21 @@ async fn concat_segments(
     Ok(())
 }
 
+/// The first whole segments that together last at least `seconds` (all of them if they are
+/// shorter), and how long they last.
+fn leading_segments(segments: &[SegmentInfo], seconds: f64) -> (&[SegmentInfo], f64) {
+    let mut covered = 0.0;
+    let mut count = 0;
+    for seg in segments {
+        if covered >= seconds {
+            break;
+        }
+        covered += seg.duration;
+        count += 1;
+    }
+    (&segments[..count], covered)
+}
+
 /// The preview: the first whole segments (≈`plan.seconds`) of one rendition's video, with
 /// the normalized audio, remuxed (no encode) into its own muxed VOD playlist.
 async fn publish_preview(
@@ -138,15 +153,7 @@ async fn publish_preview(
     work: &Path,
     progress: &ScaledProgress,
 ) -> Result<(f64, u64)> {
-    let mut take = Vec::new();
-    let mut total = 0.0;
-    for seg in variant {
-        if total >= plan.seconds - 0.5 {
-            break;
-        }
-        total += seg.duration;
-        take.push(seg.clone());
-    }
+    let (take, total) = leading_segments(variant, plan.seconds - 0.5);
     if take.is_empty() {
         return Err(MediaError::Verification(format!(
             "rendition {} has no segments for a preview",
@@ -158,7 +165,7 @@ async fn publish_preview(
         storage,
         &input.bucket,
         &format!("{}/{}", input.prefix, plan.from_rendition),
-        &take,
+        take,
         &video,
         work,
     )
@@ -167,21 +174,14 @@ async fn publish_preview(
     a.input(&video);
     let mut audio_file: Option<PathBuf> = None;
     if let Some(audio) = &input.audio {
-        let mut covered = 0.0;
-        let mut audio_take = Vec::new();
-        for seg in &audio.segments {
-            if covered >= total + 1.0 {
-                break;
-            }
-            covered += seg.duration;
-            audio_take.push(seg.clone());
-        }
+        // A second more than the video, so the audio never ends before the picture.
+        let (audio_take, _) = leading_segments(&audio.segments, total + 1.0);
         let path = work.join("preview-audio.ts");
         concat_segments(
             storage,
             &input.bucket,
             &format!("{}/{}", input.prefix, audio.name),
-            &audio_take,
+            audio_take,
             &path,
             work,
         )
@@ -385,4 +385,35 @@ pub async fn assemble(
         // Playlists are a few KB; the preview's remuxed segments are what this step wrote.
         bytes_out: preview_bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segments(durations: &[f64]) -> Vec<SegmentInfo> {
+        durations
+            .iter()
+            .enumerate()
+            .map(|(i, &duration)| SegmentInfo {
+                uri: format!("{i:05}.ts"),
+                duration,
+                bytes: 1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn leading_segments_cover_the_asked_length_in_whole_segments() {
+        let all = segments(&[4.0, 4.0, 4.0, 2.5]);
+        let (take, covered) = leading_segments(&all, 7.5);
+        assert_eq!((take.len(), covered), (2, 8.0));
+        // A length reached exactly takes no extra segment.
+        let (take, covered) = leading_segments(&all, 8.0);
+        assert_eq!((take.len(), covered), (2, 8.0));
+        // Longer than everything: all of it.
+        let (take, covered) = leading_segments(&all, 60.0);
+        assert_eq!((take.len(), covered), (4, 14.5));
+        assert!(leading_segments(&[], 5.0).0.is_empty());
+    }
 }
