@@ -9,8 +9,8 @@ use serde::Serialize;
 use std::time::{Duration, SystemTime};
 use temporalio_client::errors::WorkflowGetResultError;
 use temporalio_client::{
-    Client, WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowGetResultOptions,
-    WorkflowQueryOptions,
+    Client, WorkflowDescribeOptions, WorkflowExecutionDescription, WorkflowExecutionStatus,
+    WorkflowGetResultOptions, WorkflowQueryOptions,
 };
 use transcoder_workflows::receipt::Receipt;
 use transcoder_workflows::workflow::{ladder_percent, Progress, TranscodeResult};
@@ -78,25 +78,9 @@ fn unix(t: SystemTime) -> Option<f64> {
         .map(|d| d.as_secs_f64())
 }
 
-/// Reads the status of `transcode-{media_id}`.
-pub async fn job_status(client: &Client, media_id: &str) -> Result<JobStatusReport> {
-    let id = workflow_id(media_id);
-    let handle = client.get_workflow_handle::<TranscodeWorkflow>(&id);
-    let description = handle
-        .describe(WorkflowDescribeOptions::default())
-        .await
-        .with_context(|| format!("no job {id} on this Temporal server (media id {media_id})"))?;
-    let state = description.status();
-    let started = description.start_time();
-    let ended = description.close_time();
-    let elapsed = started.and_then(|s| {
-        ended
-            .unwrap_or_else(SystemTime::now)
-            .duration_since(s)
-            .ok()
-            .map(|d| (d.as_secs_f64() * 10.0).round() / 10.0)
-    });
-    let running = description
+/// The activities running now, each with the progress of its last heartbeat.
+fn running_activities(description: &WorkflowExecutionDescription) -> Vec<RunningActivity> {
+    description
         .raw_description
         .pending_activities
         .iter()
@@ -119,7 +103,66 @@ pub async fn job_status(client: &Client, media_id: &str) -> Result<JobStatusRepo
                 .map(|f| f.message.clone())
                 .filter(|m| !m.is_empty()),
         })
-        .collect();
+        .collect()
+}
+
+/// The job's overall percent. The workflow only counts finished chunks, so during the
+/// ladder the running chunks' heartbeat progress is added: a job in few long chunks moves
+/// instead of sitting on one number.
+fn overall_percent(p: &Progress, running: &[RunningActivity]) -> u8 {
+    if p.step != "ladder" || p.chunks_total == 0 {
+        return p.percent;
+    }
+    let partial: f64 = running
+        .iter()
+        .filter(|a| a.step == "ladder_chunk")
+        .filter_map(|a| a.percent)
+        .map(|percent| (percent / 100.0).clamp(0.0, 1.0))
+        .sum();
+    ladder_percent(f64::from(p.chunks_done) + partial, p.chunks_total).max(p.percent)
+}
+
+/// The `progress` query's answer with `percent` made live as in `status` (running chunks
+/// counted). For progress reports that poll a running job, e.g. the RunPod worker's.
+pub async fn live_progress(client: &Client, workflow_id: &str) -> Result<Progress> {
+    let handle = client.get_workflow_handle::<TranscodeWorkflow>(workflow_id);
+    let mut progress = tokio::time::timeout(
+        QUERY_TIMEOUT,
+        handle.query(
+            TranscodeWorkflow::progress,
+            (),
+            WorkflowQueryOptions::default(),
+        ),
+    )
+    .await
+    .context("no worker answered the progress query")??;
+    if progress.step == "ladder" {
+        if let Ok(description) = handle.describe(WorkflowDescribeOptions::default()).await {
+            progress.percent = overall_percent(&progress, &running_activities(&description));
+        }
+    }
+    Ok(progress)
+}
+
+/// Reads the status of `transcode-{media_id}`.
+pub async fn job_status(client: &Client, media_id: &str) -> Result<JobStatusReport> {
+    let id = workflow_id(media_id);
+    let handle = client.get_workflow_handle::<TranscodeWorkflow>(&id);
+    let description = handle
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .with_context(|| format!("no job {id} on this Temporal server (media id {media_id})"))?;
+    let state = description.status();
+    let started = description.start_time();
+    let ended = description.close_time();
+    let elapsed = started.and_then(|s| {
+        ended
+            .unwrap_or_else(SystemTime::now)
+            .duration_since(s)
+            .ok()
+            .map(|d| (d.as_secs_f64() * 10.0).round() / 10.0)
+    });
+    let running = running_activities(&description);
     let mut report = JobStatusReport {
         media_id: media_id.to_string(),
         workflow_id: id.clone(),
@@ -209,27 +252,14 @@ pub async fn job_status(client: &Client, media_id: &str) -> Result<JobStatusRepo
     Ok(report)
 }
 
-/// Fills step, percent and chunks from the workflow's `progress` query. The workflow only
-/// counts finished chunks, so during the ladder the running chunks' heartbeat progress is
-/// added here: a job with few long chunks moves instead of sitting on one number.
+/// Fills step, percent and chunks from the workflow's `progress` query.
 fn apply_progress(report: &mut JobStatusReport, p: Progress) {
-    report.step = Some(p.step.clone());
-    report.percent = Some(p.percent);
+    report.percent = Some(overall_percent(&p, &report.running));
     if p.chunks_total > 0 {
         report.chunks_done = Some(p.chunks_done);
         report.chunks_total = Some(p.chunks_total);
     }
-    if p.step == "ladder" && p.chunks_total > 0 {
-        let running: f64 = report
-            .running
-            .iter()
-            .filter(|a| a.step == "ladder_chunk")
-            .filter_map(|a| a.percent)
-            .map(|percent| (percent / 100.0).clamp(0.0, 1.0))
-            .sum();
-        let done = f64::from(p.chunks_done) + running;
-        report.percent = Some(ladder_percent(done, p.chunks_total).max(p.percent));
-    }
+    report.step = Some(p.step);
 }
 
 /// The human form: a headline, the running activities, and the receipt's steps.

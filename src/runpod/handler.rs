@@ -10,7 +10,7 @@ use crate::worker::{self, WorkerConfig};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use temporalio_client::{Client, WorkflowCancelOptions, WorkflowQueryOptions};
+use temporalio_client::{Client, WorkflowCancelOptions};
 use temporalio_sdk::Runtime;
 use tokio::sync::watch;
 use tracing::Instrument as _;
@@ -21,11 +21,10 @@ use transcoder_workflows::{JobInput, TranscodeWorkflow};
 
 use super::protocol::JobResult;
 
-/// How often a running job's progress is read (a workflow query) and, when it changed,
-/// posted to RunPod.
+/// How often a running job's progress is read (the workflow's `progress` query, with the
+/// running chunks' heartbeats as `status` counts them) and, when it changed, posted to
+/// RunPod.
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
-/// A query needs a worker to answer it; ours runs in this process, so this is generous.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a pod needs to run jobs: the Temporal client, the SDK runtime, and the worker
 /// settings built exactly as `transcoder worker` builds them.
@@ -271,22 +270,19 @@ fn spawn_progress(
 ) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = watch::channel(false);
     let task = tokio::spawn(async move {
-        let handle = temporal.get_workflow_handle::<TranscodeWorkflow>(&workflow_id);
         let mut last: Option<Progress> = None;
         loop {
-            let read = tokio::time::timeout(
-                QUERY_TIMEOUT,
-                handle.query(
-                    TranscodeWorkflow::progress,
-                    (),
-                    WorkflowQueryOptions::default(),
-                ),
-            );
+            let read = crate::status::live_progress(&temporal, &workflow_id);
             let current = tokio::select! {
                 r = read => r,
                 _ = super::flipped(&mut rx) => return,
             };
-            if let Ok(Ok(p)) = current {
+            if let Ok(mut p) = current {
+                // Running chunks' heartbeats can lag a chunk's finish by a beat; what RunPod
+                // shows must never go backwards.
+                if let Some(previous) = &last {
+                    p.percent = p.percent.max(previous.percent);
+                }
                 if last.as_ref() != Some(&p) && !*rx.borrow() {
                     tracing::info!(job_id, step = %p.step, percent = p.percent, chunks_done = p.chunks_done, chunks_total = p.chunks_total, "progress");
                     if let Some(client) = &runpod {

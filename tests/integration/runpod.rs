@@ -148,6 +148,14 @@ async fn job_runs_to_its_result() {
             .filter(|p| p.job == "job-1-u1")
             .collect();
         assert!(!progress.is_empty(), "no progress update was posted");
+        let percents: Vec<u64> = progress
+            .iter()
+            .filter_map(|p| p.body["output"]["percent"].as_u64())
+            .collect();
+        assert!(
+            percents.windows(2).all(|w| w[0] <= w[1]) && percents.iter().all(|&p| p <= 100),
+            "progress went backwards or past 100: {percents:?}"
+        );
         assert!(
             progress.iter().all(|p| p.seq < delivered.seq
                 && p.body["output"]["workflowId"] == "transcode-rp1"
