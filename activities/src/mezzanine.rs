@@ -1,5 +1,6 @@
-//! The mezzanine: the source normalized once (upright, constant frame rate, 8-bit 4:2:0,
-//! stereo AAC, IDR every GOP, faststart), so every later step reads a predictable file.
+//! The mezzanine: the source normalized once (upright, progressive, constant frame rate,
+//! 8-bit 4:2:0, stereo AAC, IDR every GOP, faststart), so every later step reads a
+//! predictable file.
 
 use crate::encoder::EncoderSettings;
 use crate::error::{MediaError, Result};
@@ -25,13 +26,19 @@ pub fn mezzanine_args(
             let gop_frames = (video.frame_rate.as_f64() * f64::from(video.gop_seconds))
                 .round()
                 .max(1.0) as u32;
-            // ffmpeg rotates upright on decode (autorotate); fps makes the rate constant;
+            // ffmpeg rotates upright on decode (autorotate); an interlaced source is
+            // deinterlaced before anything scales it; fps makes the rate constant;
             // HDR is tone mapped to SDR BT.709 and everything ends 8-bit 4:2:0.
             // Square pixels and even dimensions (4:2:0 H.264 cannot carry odd sizes).
-            let mut vf = format!(
+            let mut vf = String::new();
+            if video.deinterlace {
+                vf.push_str(DEINTERLACE_FILTER);
+                vf.push(',');
+            }
+            vf.push_str(&format!(
                 "scale=trunc(iw*sar/2)*2:trunc(ih/2)*2,setsar=1,fps={}",
                 video.frame_rate.to_ffmpeg()
-            );
+            ));
             if let Some(transfer) = video.tone_map_from {
                 vf.push(',');
                 vf.push_str(&tone_map_filter(transfer));
@@ -71,6 +78,12 @@ pub fn mezzanine_args(
         .output(dest);
     a
 }
+
+/// Deinterlacing for sources that say they are interlaced: `bwdif` (motion adaptive, sharper
+/// than `yadif` on still areas), one frame out per frame in so the planned rate holds, the
+/// field order read from each frame, and only frames flagged interlaced touched, so the
+/// progressive parts of a mixed stream pass through as they are.
+pub const DEINTERLACE_FILTER: &str = "bwdif=mode=send_frame:parity=auto:deint=interlaced";
 
 /// HDR (PQ or HLG, BT.2020) to SDR BT.709: linearize, map with Hable (keeps highlight detail
 /// without clipping), convert primaries, and re-apply the BT.709 transfer. The input's
@@ -127,4 +140,49 @@ pub async fn encode_mezzanine(
 ) -> Result<()> {
     let args = mezzanine_args(input, source, dest, enc);
     ffmpeg(args.as_slice(), duration, progress).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use transcoder_workflows::media::{FrameRate, MezzanineVideo, ObjectRef};
+
+    fn input(deinterlace: bool) -> MezzanineInput {
+        MezzanineInput {
+            source: ObjectRef::new("b", "in.mp4"),
+            dest: ObjectRef::new("b", "mezzanine.mp4"),
+            video: Some(MezzanineVideo {
+                frame_rate: FrameRate { num: 25, den: 1 },
+                gop_seconds: 2,
+                tone_map_from: None,
+                deinterlace,
+            }),
+            has_audio: true,
+        }
+    }
+
+    fn video_filter(args: &FfmpegArgs) -> String {
+        let list: Vec<String> = args
+            .as_slice()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let at = list.iter().position(|a| a == "-vf").expect("a -vf");
+        list[at + 1].clone()
+    }
+
+    #[test]
+    fn interlaced_sources_are_deinterlaced_before_scaling() {
+        let enc = EncoderSettings::default();
+        let args = mezzanine_args(&input(true), Path::new("in"), Path::new("out"), &enc);
+        let vf = video_filter(&args);
+        assert!(
+            vf.starts_with(&format!("{DEINTERLACE_FILTER},scale=")),
+            "{vf}"
+        );
+
+        let args = mezzanine_args(&input(false), Path::new("in"), Path::new("out"), &enc);
+        let vf = video_filter(&args);
+        assert!(vf.starts_with("scale=") && !vf.contains("bwdif"), "{vf}");
+    }
 }

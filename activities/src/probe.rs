@@ -77,6 +77,7 @@ pub fn parse_probe(doc: &Value) -> Result<ProbeResult> {
         color_transfer: s["color_transfer"].as_str().map(str::to_string),
         color_primaries: s["color_primaries"].as_str().map(str::to_string),
         color_space: s["color_space"].as_str().map(str::to_string),
+        field_order: s["field_order"].as_str().map(str::to_string),
     });
     let audio = audio_stream.map(|s| AudioInfo {
         codec: s["codec_name"].as_str().unwrap_or("unknown").to_string(),
@@ -139,6 +140,21 @@ mod tests {
         );
         assert_eq!(p.audio.unwrap().channels, 6);
         assert_eq!(p.duration_seconds, 12.5);
+    }
+
+    #[test]
+    fn field_order_says_whether_to_deinterlace() {
+        let with = |order: Option<&str>| {
+            let mut stream = json!({"codec_type": "video", "codec_name": "mpeg2video",
+                "width": 720, "height": 576, "r_frame_rate": "25/1", "duration": "4.0"});
+            if let Some(order) = order {
+                stream["field_order"] = json!(order);
+            }
+            let doc = json!({"streams": [stream], "format": {"format_name": "mpegts"}});
+            parse_probe(&doc).unwrap().video.unwrap().is_interlaced()
+        };
+        assert!(with(Some("tt")) && with(Some("bb")) && with(Some("tb")) && with(Some("bt")));
+        assert!(!with(Some("progressive")) && !with(Some("unknown")) && !with(None));
     }
 
     #[test]

@@ -1291,6 +1291,58 @@ async fn loudness_is_normalized() {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Interlaced source.
+// ---------------------------------------------------------------------------------------
+
+/// A 720p25 top-field-first interlaced clip, as a broadcast or camcorder file arrives (each
+/// frame carries two fields 1/50 s apart). The outputs are progressive pictures at 25 fps:
+/// the full-size rendition, which is not scaled and so would keep every comb, reads as
+/// progressive to ffmpeg's `idet`, as the source reads interlaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interlaced_source_is_deinterlaced() {
+    let h = Harness::start().await;
+    let input = h.path("in/interlaced.mp4");
+    let weave = ",tinterlace=mode=interleave_top,setfield=tff";
+    let coding = ["-flags", "+ilme+ildct", "-x264-params", "tff=1"];
+    make_av(&input, "1280x720", 50, 6, weave, &coding).await;
+    let source = stream_of(&input, "video").await;
+    assert_eq!(
+        source["field_order"], "tt",
+        "the source is not flagged interlaced: {source:#}"
+    );
+    let (combed, _) = interlace_detection(&input).await;
+    assert!(
+        combed > 100,
+        "the source does not look interlaced ({combed} frames)"
+    );
+
+    let job = transcode(&h, &input, "video", "intl1").await;
+    let (_, list) = check_video_job(&job, 6.0, true).await;
+    let full = list
+        .iter()
+        .find(|r| r.resolution == Some((1280, 720)))
+        .unwrap_or_else(|| panic!("no 1280x720 rendition: {list:#?}"));
+    assert_eq!(full.frame_rate.map(f64::round), Some(25.0), "{full:#?}");
+    let joined = h.path("full.ts");
+    concat_files(
+        &full
+            .segments
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect::<Vec<_>>(),
+        &joined,
+    );
+    let (combed, progressive) = interlace_detection(&joined).await;
+    assert!(
+        combed * 20 <= combed + progressive,
+        "combing left in the 720p rendition: idet says {combed} interlaced, {progressive} progressive frames"
+    );
+    let mezz = probe_mezzanine(&job).await;
+    let video = first(&mezz, "video").expect("mezzanine video");
+    assert_ne!(video["field_order"], "tt", "{video:#}");
+}
+
 /// A clip that opens on black past the 10 % mark: the thumbnail is taken a little later,
 /// from real picture, not from the black frame at exactly 10 %.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

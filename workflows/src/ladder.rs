@@ -156,6 +156,9 @@ pub struct VideoPlan {
     pub display_height: u32,
     pub thumbnail_at_seconds: f64,
     pub tone_map_from: Option<HdrTransfer>,
+    /// The source is interlaced and is deinterlaced in the mezzanine.
+    #[serde(default)]
+    pub deinterlace: bool,
     /// Rendition the preview is cut from, and its length.
     pub preview_from: Option<String>,
     pub preview_seconds: f64,
@@ -172,6 +175,7 @@ pub fn plan_video(probe: &ProbeResult, config: &PlanConfig) -> Option<VideoPlan>
             .map(|r| r.name.clone()),
         preview_seconds: preview_length(probe.duration_seconds, config.preview_seconds),
         tone_map_from: video.hdr_transfer(),
+        deinterlace: video.is_interlaced(),
         renditions,
         frame_rate,
         display_width: w,
@@ -398,6 +402,7 @@ mod tests {
             color_transfer: None,
             color_primaries: None,
             color_space: None,
+            field_order: None,
         };
         let phone = video(FrameRate {
             num: 8100000,

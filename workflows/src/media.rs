@@ -105,19 +105,31 @@ pub struct VideoInfo {
     /// Average frame rate; differs from the nominal one for variable-frame-rate sources.
     pub avg_frame_rate: Option<FrameRate>,
     pub pix_fmt: Option<String>,
-    /// `color_transfer` as ffprobe names it (`bt709`, `smpte2084`, `arib-std-b67`, …).
     /// Sample (pixel) aspect ratio; `None` or 1:1 for square pixels.
     #[serde(default)]
     pub sample_aspect_ratio: Option<FrameRate>,
+    /// `color_transfer` as ffprobe names it (`bt709`, `smpte2084`, `arib-std-b67`, …).
     #[serde(default)]
     pub color_transfer: Option<String>,
     #[serde(default)]
     pub color_primaries: Option<String>,
     #[serde(default)]
     pub color_space: Option<String>,
+    /// `field_order` as ffprobe names it: `progressive`, or for interlaced video the field
+    /// coded first and shown first (`tt`, `bb`, `tb`, `bt`); `None` or `unknown` when the
+    /// stream does not say.
+    #[serde(default)]
+    pub field_order: Option<String>,
 }
 
 impl VideoInfo {
+    /// Whether the stream says it is interlaced (broadcast, camcorder, DV, DVD sources).
+    /// Every output is progressive, so such a source is deinterlaced once, in the
+    /// mezzanine: scaling interlaced frames smears the two fields into each other.
+    pub fn is_interlaced(&self) -> bool {
+        matches!(self.field_order.as_deref(), Some("tt" | "bb" | "tb" | "bt"))
+    }
+
     /// Size as displayed: width and height swap for 90/270 degree rotations.
     /// Anamorphic sources (non-square pixels) are widened to square pixels first.
     pub fn display_size(&self) -> (u32, u32) {
@@ -220,6 +232,9 @@ pub struct MezzanineVideo {
     /// Tone map from this HDR transfer to SDR BT.709.
     #[serde(default)]
     pub tone_map_from: Option<HdrTransfer>,
+    /// The source is interlaced: deinterlace it (one frame per frame, the rate kept).
+    #[serde(default)]
+    pub deinterlace: bool,
 }
 
 /// Pass-1 `loudnorm` measurement (EBU R128) of a programme's audio.

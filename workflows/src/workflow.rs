@@ -307,6 +307,7 @@ async fn process(
                 frame_rate: p.frame_rate,
                 gop_seconds: config.gop_seconds,
                 tone_map_from: p.tone_map_from,
+                deinterlace: p.deinterlace,
             }),
             has_audio: probe.audio.is_some(),
         },

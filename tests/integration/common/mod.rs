@@ -1225,6 +1225,42 @@ pub fn mean_rows(frame: &(u32, u32, Vec<u8>), y0: u32, y1: u32) -> f64 {
     rows.iter().map(|&p| f64::from(p)).sum::<f64>() / rows.len() as f64
 }
 
+/// What ffmpeg's `idet` filter sees in the video of `path` (its multi-frame verdict, which
+/// looks at the neighbours of each frame): `(interlaced, progressive)` frame counts. Combing
+/// left in a picture reads as interlaced.
+pub async fn interlace_detection(path: &Path) -> (u64, u64) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-nostdin", "-i"])
+        .arg(path)
+        .args(["-map", "0:v:0", "-vf", "idet", "-f", "null", "-"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run ffmpeg");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "idet on {} failed: {stderr}",
+        path.display()
+    );
+    let verdict = stderr
+        .lines()
+        .find_map(|l| {
+            l.split_once("Multi frame detection:")
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap_or_else(|| panic!("no idet verdict for {}: {stderr}", path.display()));
+    // "TFF:    12 BFF:     0 Progressive:    88 Undetermined:     0"
+    let count = |label: &str| -> u64 {
+        verdict
+            .split_once(label)
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {label} in idet verdict {verdict:?}"))
+    };
+    (count("TFF:") + count("BFF:"), count("Progressive:"))
+}
+
 /// EBU R128 measurement of the audio of `path` with ffmpeg's `ebur128=peak=true`:
 /// (integrated loudness in LUFS, true peak in dBTP). `None` for -inf (silence).
 pub async fn measure_loudness(path: &Path) -> (Option<f64>, Option<f64>) {
