@@ -1,6 +1,6 @@
 //! The mezzanine: the source normalized once (upright, progressive, constant frame rate,
-//! 8-bit 4:2:0, stereo AAC, IDR every GOP, faststart), so every later step reads a
-//! predictable file.
+//! 8-bit 4:2:0, stereo AAC, picture and sound spanning the same timeline, IDR every GOP,
+//! faststart), so every later step reads a predictable file.
 
 use crate::encoder::EncoderSettings;
 use crate::error::{MediaError, Result};
@@ -13,10 +13,16 @@ use transcoder_workflows::media::{HdrTransfer, MezzanineInput, ProbeResult};
 /// AAC bitrate of the mezzanine's audio: transparent enough to re-encode from later.
 pub const MEZZANINE_AUDIO_KBPS: u32 = 256;
 
+/// `duration` is the source's timeline (first stream start to last stream end). A video
+/// mezzanine covers exactly that with both streams: a picture that starts late or ends early
+/// holds its first or last frame, audio that starts late or ends early is filled with
+/// silence. Later steps cut chunks and segments on that one timeline, and players get audio
+/// and video of the same length.
 pub fn mezzanine_args(
     input: &MezzanineInput,
     source: &Path,
     dest: &Path,
+    duration: f64,
     enc: &EncoderSettings,
 ) -> FfmpegArgs {
     let mut a = FfmpegArgs::new();
@@ -35,8 +41,12 @@ pub fn mezzanine_args(
                 vf.push_str(DEINTERLACE_FILTER);
                 vf.push(',');
             }
+            // `start_time=0` repeats the first frame back to the timeline's start;
+            // `tpad` holds the last one past the picture's end, and `-t` below cuts both
+            // streams at the timeline's end.
             vf.push_str(&format!(
-                "scale=trunc(iw*sar/2)*2:trunc(ih/2)*2,setsar=1,fps={}",
+                "scale=trunc(iw*sar/2)*2:trunc(ih/2)*2,setsar=1,fps={}:start_time=0,\
+                 tpad=stop_mode=clone:stop_duration={duration:.3}",
                 video.frame_rate.to_ffmpeg()
             ));
             if let Some(transfer) = video.tone_map_from {
@@ -64,11 +74,19 @@ pub fn mezzanine_args(
         }
     }
     if input.has_audio {
-        a.opt("-map", "0:a:0")
-            .opt("-c:a", "aac")
+        a.opt("-map", "0:a:0");
+        if input.video.is_some() {
+            // Silence where the audio has none: before its first sample, in gaps, and after
+            // its end, up to the cut.
+            a.opt("-af", "aresample=async=1:first_pts=0,apad");
+        }
+        a.opt("-c:a", "aac")
             .opt("-b:a", format!("{MEZZANINE_AUDIO_KBPS}k"))
             .opt("-ac", "2")
             .opt("-ar", "48000");
+    }
+    if input.video.is_some() {
+        a.opt("-t", format!("{duration:.6}"));
     }
     a.flag("-sn")
         .flag("-dn")
@@ -138,7 +156,7 @@ pub async fn encode_mezzanine(
     enc: &EncoderSettings,
     progress: &ScaledProgress,
 ) -> Result<()> {
-    let args = mezzanine_args(input, source, dest, enc);
+    let args = mezzanine_args(input, source, dest, duration, enc);
     ffmpeg(args.as_slice(), duration, progress).await
 }
 
@@ -174,14 +192,14 @@ mod tests {
     #[test]
     fn interlaced_sources_are_deinterlaced_before_scaling() {
         let enc = EncoderSettings::default();
-        let args = mezzanine_args(&input(true), Path::new("in"), Path::new("out"), &enc);
+        let args = mezzanine_args(&input(true), Path::new("in"), Path::new("out"), 8.0, &enc);
         let vf = video_filter(&args);
         assert!(
             vf.starts_with(&format!("{DEINTERLACE_FILTER},scale=")),
             "{vf}"
         );
 
-        let args = mezzanine_args(&input(false), Path::new("in"), Path::new("out"), &enc);
+        let args = mezzanine_args(&input(false), Path::new("in"), Path::new("out"), 8.0, &enc);
         let vf = video_filter(&args);
         assert!(vf.starts_with("scale=") && !vf.contains("bwdif"), "{vf}");
     }

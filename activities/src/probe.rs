@@ -85,14 +85,28 @@ pub fn parse_probe(doc: &Value) -> Result<ProbeResult> {
         sample_rate: num(&s["sample_rate"]).unwrap_or(0),
     });
 
-    let stream_duration = [video_stream, audio_stream]
-        .into_iter()
-        .flatten()
-        .filter_map(|s| num::<f64>(&s["duration"]))
-        .filter(|d| d.is_finite() && *d > 0.0)
-        .fold(None, |acc: Option<f64>, d| {
-            Some(acc.map_or(d, |a| a.max(d)))
-        });
+    // The timeline the streams span together: a stream that starts late (audio after a
+    // camera's first frames) or ends late (audio past the last frame) lengthens it.
+    let streams_used: Vec<&Value> = [video_stream, audio_stream].into_iter().flatten().collect();
+    let span = |s: &Value| -> Option<(f64, f64)> {
+        let duration = num::<f64>(&s["duration"]).filter(|d| d.is_finite() && *d > 0.0)?;
+        let start = num::<f64>(&s["start_time"])
+            .filter(|t| t.is_finite())
+            .unwrap_or(0.0);
+        Some((start, start + duration))
+    };
+    let spans: Vec<(f64, f64)> = streams_used.iter().filter_map(|s| span(s)).collect();
+    let stream_duration = (!spans.is_empty()).then(|| {
+        let first = spans
+            .iter()
+            .map(|(start, _)| *start)
+            .fold(f64::INFINITY, f64::min);
+        let last = spans
+            .iter()
+            .map(|(_, end)| *end)
+            .fold(f64::NEG_INFINITY, f64::max);
+        last - first
+    });
     let container_duration =
         num::<f64>(&doc["format"]["duration"]).filter(|d| d.is_finite() && *d > 0.0);
     let duration_seconds = stream_duration
@@ -140,6 +154,28 @@ mod tests {
         );
         assert_eq!(p.audio.unwrap().channels, 6);
         assert_eq!(p.duration_seconds, 12.5);
+    }
+
+    #[test]
+    fn duration_is_the_span_of_the_streams() {
+        let doc = |audio_start: &str, audio_duration: &str| {
+            json!({
+                "streams": [
+                    {"codec_type": "video", "codec_name": "h264", "width": 640, "height": 360,
+                     "r_frame_rate": "25/1", "start_time": "0.000000", "duration": "8.000000"},
+                    {"codec_type": "audio", "codec_name": "aac", "channels": 2,
+                     "sample_rate": "48000", "start_time": audio_start, "duration": audio_duration}
+                ],
+                "format": {"format_name": "mov,mp4", "duration": "8.0"}
+            })
+        };
+        let duration = |d: Value| parse_probe(&d).unwrap().duration_seconds;
+        // Audio inside the picture's span: the picture's length.
+        assert!((duration(doc("1.500000", "6.500000")) - 8.0).abs() < 1e-9);
+        // Audio that starts late and runs past the last frame: to its end.
+        assert!((duration(doc("1.500000", "8.000000")) - 9.5).abs() < 1e-9);
+        // Audio longer than the picture from the start.
+        assert!((duration(doc("0.000000", "10.000000")) - 10.0).abs() < 1e-9);
     }
 
     #[test]

@@ -1343,6 +1343,81 @@ async fn interlaced_source_is_deinterlaced() {
     assert_ne!(video["field_order"], "tt", "{video:#}");
 }
 
+// ---------------------------------------------------------------------------------------
+// Audio and picture of different lengths.
+// ---------------------------------------------------------------------------------------
+
+/// An 8 s picture with a tone and a source whose streams do not span the same time: the
+/// video outputs and the audio rendition all last the whole timeline, so players neither
+/// stall nor cut the end, and the sound stays where it was against the picture.
+async fn uneven_streams(h: &Harness, name: &str, video_s: u32, audio_s: f64, offset: f64) -> Job {
+    let input = h.path(&format!("in/{name}.mp4"));
+    std::fs::create_dir_all(input.parent().unwrap()).unwrap();
+    let video = format!("testsrc2=size=640x360:rate=25:duration={video_s}");
+    let audio = format!("sine=frequency=440:sample_rate=48000:duration={audio_s}");
+    let offset = format!("{offset}");
+    ffmpeg_make(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &video,
+        "-itsoffset",
+        &offset,
+        "-f",
+        "lavfi",
+        "-i",
+        &audio,
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        s(&input),
+    ])
+    .await;
+    transcode(h, &input, "video", name).await
+}
+
+/// The sound of the audio rendition (or the first rendition's muxed audio) as one file.
+fn delivered_audio(h: &Harness, list: &[Rendition], name: &str) -> PathBuf {
+    let dest = h.path(&format!("{name}-audio.ts"));
+    joined_audio(&list[0].audio_playlist, &dest);
+    dest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_starting_late_is_padded_with_silence() {
+    let h = Harness::start().await;
+    // The tone starts 1.5 s after the first frame and ends with the picture.
+    let job = uneven_streams(&h, "lateaud1", 8, 6.5, 1.5).await;
+    let (_, list) = check_video_job(&job, 8.0, true).await;
+    let silent = silences(&delivered_audio(&h, &list, "lateaud1")).await;
+    assert!(
+        matches!(silent.as_slice(), [(start, Some(end))] if *start < 0.1 && (end - 1.5).abs() < 0.15),
+        "expected silence from 0 to ~1.5 s, then the tone to the end: {silent:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_outlasting_the_picture_keeps_its_end() {
+    let h = Harness::start().await;
+    // A 6 s picture with 8 s of tone: the last frame holds while the tone plays out.
+    let job = uneven_streams(&h, "longaud1", 6, 8.0, 0.0).await;
+    let (_, list) = check_video_job(&job, 8.0, true).await;
+    let silent = silences(&delivered_audio(&h, &list, "longaud1")).await;
+    assert!(
+        silent.is_empty(),
+        "the tone has gaps or was cut: {silent:?}"
+    );
+}
+
 /// A clip that opens on black past the 10 % mark: the thumbnail is taken a little later,
 /// from real picture, not from the black frame at exactly 10 %.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1261,6 +1261,49 @@ pub async fn interlace_detection(path: &Path) -> (u64, u64) {
     (count("TFF:") + count("BFF:"), count("Progressive:"))
 }
 
+/// The silent stretches of the audio of `path` (below -50 dBFS for at least 0.3 s), as
+/// `(start, end)` seconds from its first sample; a silence running to the end ends at `None`.
+pub async fn silences(path: &Path) -> Vec<(f64, Option<f64>)> {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-nostdin", "-i"])
+        .arg(path)
+        .args([
+            "-map",
+            "0:a:0",
+            "-af",
+            "silencedetect=n=-50dB:d=0.3",
+            "-f",
+            "null",
+            "-",
+        ])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run ffmpeg");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "silencedetect on {} failed: {stderr}",
+        path.display()
+    );
+    let after = |line: &str, label: &str| -> Option<f64> {
+        line.split_once(label)
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+    };
+    let mut spans: Vec<(f64, Option<f64>)> = Vec::new();
+    for line in stderr.lines() {
+        if let Some(start) = after(line, "silence_start: ") {
+            spans.push((start, None));
+        } else if let Some(end) = after(line, "silence_end: ") {
+            if let Some(last) = spans.last_mut() {
+                last.1 = Some(end);
+            }
+        }
+    }
+    spans
+}
+
 /// EBU R128 measurement of the audio of `path` with ffmpeg's `ebur128=peak=true`:
 /// (integrated loudness in LUFS, true peak in dBTP). `None` for -inf (silence).
 pub async fn measure_loudness(path: &Path) -> (Option<f64>, Option<f64>) {
