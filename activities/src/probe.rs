@@ -48,6 +48,9 @@ fn rotation(stream: &Value) -> u32 {
     (quarter.rem_euclid(4) * 90) as u32
 }
 
+/// The largest gap between the starts of the audio and the video taken as real.
+const MAX_STREAM_OFFSET: f64 = 30.0;
+
 pub fn parse_probe(doc: &Value) -> Result<ProbeResult> {
     let streams = doc["streams"].as_array().cloned().unwrap_or_default();
     let is_attached_pic = |s: &Value| s["disposition"]["attached_pic"].as_i64() == Some(1);
@@ -97,15 +100,21 @@ pub fn parse_probe(doc: &Value) -> Result<ProbeResult> {
     };
     let spans: Vec<(f64, f64)> = streams_used.iter().filter_map(|s| span(s)).collect();
     let stream_duration = (!spans.is_empty()).then(|| {
-        let first = spans
-            .iter()
-            .map(|(start, _)| *start)
-            .fold(f64::INFINITY, f64::min);
+        let starts = spans.iter().map(|(start, _)| *start);
+        let first = starts.clone().fold(f64::INFINITY, f64::min);
+        let latest = starts.fold(f64::NEG_INFINITY, f64::max);
         let last = spans
             .iter()
             .map(|(_, end)| *end)
             .fold(f64::NEG_INFINITY, f64::max);
-        last - first
+        let longest = spans.iter().map(|(s, e)| e - s).fold(0.0, f64::max);
+        // Streams whose starts lie minutes apart are broken timestamps (a wrapped MPEG-TS
+        // clock), not a real offset: their offset would become minutes of padding.
+        if latest - first > MAX_STREAM_OFFSET {
+            longest
+        } else {
+            last - first
+        }
     });
     let container_duration =
         num::<f64>(&doc["format"]["duration"]).filter(|d| d.is_finite() && *d > 0.0);
@@ -176,6 +185,8 @@ mod tests {
         assert!((duration(doc("1.500000", "8.000000")) - 9.5).abs() < 1e-9);
         // Audio longer than the picture from the start.
         assert!((duration(doc("0.000000", "10.000000")) - 10.0).abs() < 1e-9);
+        // A start hours away is a broken clock: the longest stream, not hours of padding.
+        assert!((duration(doc("95000.000000", "7.900000")) - 8.0).abs() < 1e-9);
     }
 
     #[test]
