@@ -179,14 +179,43 @@ mod tests {
         }
     }
 
-    fn video_filter(args: &FfmpegArgs) -> String {
+    fn value(args: &FfmpegArgs, option: &str) -> Option<String> {
         let list: Vec<String> = args
             .as_slice()
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        let at = list.iter().position(|a| a == "-vf").expect("a -vf");
-        list[at + 1].clone()
+        let at = list.iter().position(|a| a == option)?;
+        list.get(at + 1).cloned()
+    }
+
+    fn video_filter(args: &FfmpegArgs) -> String {
+        value(args, "-vf").expect("a -vf")
+    }
+
+    #[test]
+    fn both_streams_span_the_whole_timeline() {
+        let enc = EncoderSettings::default();
+        let args = mezzanine_args(&input(false), Path::new("in"), Path::new("out"), 8.5, &enc);
+        let vf = video_filter(&args);
+        assert!(
+            vf.contains("fps=25/1:start_time=0,tpad=stop_mode=clone:stop_duration=8.500"),
+            "{vf}"
+        );
+        assert_eq!(
+            value(&args, "-af").as_deref(),
+            Some("aresample=async=1:first_pts=0,apad")
+        );
+        assert_eq!(value(&args, "-t").as_deref(), Some("8.500000"));
+
+        // An audio-only mezzanine is the audio as it is: nothing to line up with.
+        let audio_only = MezzanineInput {
+            video: None,
+            ..input(false)
+        };
+        let args = mezzanine_args(&audio_only, Path::new("in"), Path::new("out"), 8.5, &enc);
+        assert_eq!(value(&args, "-af"), None);
+        assert_eq!(value(&args, "-t"), None);
     }
 
     #[test]
