@@ -437,18 +437,29 @@ fn joined_audio(playlist: &Path, dest: &Path) {
 
 /// `testsrc2` video (`vf` appended to the source) with a sine tone, encoded H.264/AAC.
 async fn make_av(path: &Path, size: &str, fps: u32, seconds: u32, vf: &str, extra: &[&str]) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let video = format!("testsrc2=size={size}:rate={fps}:duration={seconds}{vf}");
     let audio = format!("sine=frequency=440:sample_rate=48000:duration={seconds}");
+    let mut options = vec!["-shortest"];
+    options.extend_from_slice(extra);
+    make_sources(path, &video, &audio, 0.0, &options).await;
+}
+
+/// Two lavfi sources, a picture and a sound, muxed as H.264/AAC; the sound starts
+/// `audio_offset` seconds after the picture.
+async fn make_sources(path: &Path, video: &str, audio: &str, audio_offset: f64, extra: &[&str]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let offset = audio_offset.to_string();
     let mut args = vec![
         "-f",
         "lavfi",
         "-i",
-        &video,
+        video,
+        "-itsoffset",
+        &offset,
         "-f",
         "lavfi",
         "-i",
-        &audio,
+        audio,
         "-map",
         "0:v",
         "-map",
@@ -463,7 +474,6 @@ async fn make_av(path: &Path, size: &str, fps: u32, seconds: u32, vf: &str, extr
         "aac",
         "-ac",
         "2",
-        "-shortest",
     ];
     args.extend_from_slice(extra);
     args.push(s(path));
@@ -1352,36 +1362,9 @@ async fn interlaced_source_is_deinterlaced() {
 /// stall nor cut the end, and the sound stays where it was against the picture.
 async fn uneven_streams(h: &Harness, name: &str, video_s: u32, audio_s: f64, offset: f64) -> Job {
     let input = h.path(&format!("in/{name}.mp4"));
-    std::fs::create_dir_all(input.parent().unwrap()).unwrap();
     let video = format!("testsrc2=size=640x360:rate=25:duration={video_s}");
     let audio = format!("sine=frequency=440:sample_rate=48000:duration={audio_s}");
-    let offset = format!("{offset}");
-    ffmpeg_make(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &video,
-        "-itsoffset",
-        &offset,
-        "-f",
-        "lavfi",
-        "-i",
-        &audio,
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        s(&input),
-    ])
-    .await;
+    make_sources(&input, &video, &audio, offset, &[]).await;
     transcode(h, &input, "video", name).await
 }
 

@@ -1225,14 +1225,14 @@ pub fn mean_rows(frame: &(u32, u32, Vec<u8>), y0: u32, y1: u32) -> f64 {
     rows.iter().map(|&p| f64::from(p)).sum::<f64>() / rows.len() as f64
 }
 
-/// What ffmpeg's `idet` filter sees in the video of `path` (its multi-frame verdict, which
-/// looks at the neighbours of each frame): `(interlaced, progressive)` frame counts. Combing
-/// left in a picture reads as interlaced.
-pub async fn interlace_detection(path: &Path) -> (u64, u64) {
+/// Runs `ffmpeg -i PATH -map MAP FLAG FILTER -f null -` for a measuring filter (`idet`,
+/// `silencedetect`, `ebur128`) and returns what it printed on stderr, where such filters
+/// report.
+async fn filter_report(path: &Path, map: &str, flag: &str, filter: &str) -> String {
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-nostats", "-nostdin", "-i"])
         .arg(path)
-        .args(["-map", "0:v:0", "-vf", "idet", "-f", "null", "-"])
+        .args(["-map", map, flag, filter, "-f", "null", "-"])
         .kill_on_drop(true)
         .output()
         .await
@@ -1240,9 +1240,17 @@ pub async fn interlace_detection(path: &Path) -> (u64, u64) {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success(),
-        "idet on {} failed: {stderr}",
+        "{filter} on {} failed: {stderr}",
         path.display()
     );
+    stderr
+}
+
+/// What ffmpeg's `idet` filter sees in the video of `path` (its multi-frame verdict, which
+/// looks at the neighbours of each frame): `(interlaced, progressive)` frame counts. Combing
+/// left in a picture reads as interlaced.
+pub async fn interlace_detection(path: &Path) -> (u64, u64) {
+    let stderr = filter_report(path, "0:v:0", "-vf", "idet").await;
     let verdict = stderr
         .lines()
         .find_map(|l| {
@@ -1264,28 +1272,7 @@ pub async fn interlace_detection(path: &Path) -> (u64, u64) {
 /// The silent stretches of the audio of `path` (below -50 dBFS for at least 0.3 s), as
 /// `(start, end)` seconds from its first sample; a silence running to the end ends at `None`.
 pub async fn silences(path: &Path) -> Vec<(f64, Option<f64>)> {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostats", "-nostdin", "-i"])
-        .arg(path)
-        .args([
-            "-map",
-            "0:a:0",
-            "-af",
-            "silencedetect=n=-50dB:d=0.3",
-            "-f",
-            "null",
-            "-",
-        ])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run ffmpeg");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "silencedetect on {} failed: {stderr}",
-        path.display()
-    );
+    let stderr = filter_report(path, "0:a:0", "-af", "silencedetect=n=-50dB:d=0.3").await;
     let after = |line: &str, label: &str| -> Option<f64> {
         line.split_once(label)
             .and_then(|(_, rest)| rest.split_whitespace().next())
@@ -1307,28 +1294,7 @@ pub async fn silences(path: &Path) -> Vec<(f64, Option<f64>)> {
 /// EBU R128 measurement of the audio of `path` with ffmpeg's `ebur128=peak=true`:
 /// (integrated loudness in LUFS, true peak in dBTP). `None` for -inf (silence).
 pub async fn measure_loudness(path: &Path) -> (Option<f64>, Option<f64>) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostats", "-nostdin", "-i"])
-        .arg(path)
-        .args([
-            "-map",
-            "0:a:0",
-            "-af",
-            "ebur128=peak=true:framelog=verbose",
-            "-f",
-            "null",
-            "-",
-        ])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run ffmpeg");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "ebur128 on {} failed: {stderr}",
-        path.display()
-    );
+    let stderr = filter_report(path, "0:a:0", "-af", "ebur128=peak=true:framelog=verbose").await;
     let summary = stderr
         .rsplit_once("Summary:")
         .unwrap_or_else(|| panic!("no ebur128 summary for {}: {stderr}", path.display()))
