@@ -23,7 +23,56 @@ pub async fn probe_file(path: &Path) -> Result<ProbeResult> {
         }
         other => other,
     })?;
-    parse_probe(&doc)
+    if let Some(result) = parse_probe_with(&doc, None) {
+        return result;
+    }
+    // No duration in the headers (a browser's MediaRecorder WebM, a live capture): read it
+    // from the packets. Demuxing only, no decoding: seconds even for long files.
+    let (video, audio) = chosen_streams(&doc);
+    let indexes: Vec<i64> = [video, audio]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["index"].as_i64())
+        .collect();
+    let measured = duration_from_packets(path, &indexes).await?;
+    parse_probe_with(&doc, measured)
+        .unwrap_or_else(|| Err(MediaError::Unreadable(NO_DURATION.into())))
+}
+
+const NO_DURATION: &str = "its duration cannot be determined";
+
+/// The span of the packets of `streams` (all streams when empty): first timestamp to the
+/// end of the last packet.
+async fn duration_from_packets(path: &Path, streams: &[i64]) -> Result<Option<f64>> {
+    let args: Vec<OsString> = vec![
+        "-protocol_whitelist".into(),
+        INPUT_PROTOCOLS.into(),
+        "-show_entries".into(),
+        "packet=stream_index,pts_time,duration_time".into(),
+        path.as_os_str().to_owned(),
+    ];
+    let doc = ffprobe_json(&args).await?;
+    Ok(packets_span(&doc, streams))
+}
+
+fn packets_span(doc: &Value, streams: &[i64]) -> Option<f64> {
+    let mut first = f64::INFINITY;
+    let mut last = f64::NEG_INFINITY;
+    for packet in doc["packets"].as_array()?.iter() {
+        let index = packet["stream_index"].as_i64().unwrap_or(-1);
+        if !streams.is_empty() && !streams.contains(&index) {
+            continue;
+        }
+        let Some(pts) = num::<f64>(&packet["pts_time"]).filter(|t| t.is_finite()) else {
+            continue;
+        };
+        let length = num::<f64>(&packet["duration_time"])
+            .filter(|d| d.is_finite() && *d >= 0.0)
+            .unwrap_or(0.0);
+        first = first.min(pts);
+        last = last.max(pts + length);
+    }
+    (last > first).then_some(last - first)
 }
 
 fn num<T: std::str::FromStr>(v: &Value) -> Option<T> {
@@ -51,19 +100,33 @@ fn rotation(stream: &Value) -> u32 {
 /// The largest gap between the starts of the audio and the video taken as real.
 const MAX_STREAM_OFFSET: f64 = 30.0;
 
-pub fn parse_probe(doc: &Value) -> Result<ProbeResult> {
-    let streams = doc["streams"].as_array().cloned().unwrap_or_default();
+/// The streams a job uses: the first picture that is not cover art, and the first audio.
+fn chosen_streams(doc: &Value) -> (Option<&Value>, Option<&Value>) {
+    let Some(streams) = doc["streams"].as_array() else {
+        return (None, None);
+    };
     let is_attached_pic = |s: &Value| s["disposition"]["attached_pic"].as_i64() == Some(1);
-    let video_stream = streams.iter().find(|s| {
+    let video = streams.iter().find(|s| {
         s["codec_type"] == "video"
             && !is_attached_pic(s)
             && num::<u32>(&s["width"]).unwrap_or(0) > 0
     });
-    let audio_stream = streams.iter().find(|s| s["codec_type"] == "audio");
+    let audio = streams.iter().find(|s| s["codec_type"] == "audio");
+    (video, audio)
+}
+
+pub fn parse_probe(doc: &Value) -> Result<ProbeResult> {
+    parse_probe_with(doc, None).unwrap_or_else(|| Err(MediaError::Unreadable(NO_DURATION.into())))
+}
+
+/// `None` when neither the streams nor the container say how long the file is and
+/// `measured` (the packets' span) is not given either.
+fn parse_probe_with(doc: &Value, measured: Option<f64>) -> Option<Result<ProbeResult>> {
+    let (video_stream, audio_stream) = chosen_streams(doc);
     if video_stream.is_none() && audio_stream.is_none() {
-        return Err(MediaError::Unreadable(
+        return Some(Err(MediaError::Unreadable(
             "it has no audio or video stream".into(),
-        ));
+        )));
     }
 
     let video = video_stream.map(|s| VideoInfo {
@@ -120,9 +183,9 @@ pub fn parse_probe(doc: &Value) -> Result<ProbeResult> {
         num::<f64>(&doc["format"]["duration"]).filter(|d| d.is_finite() && *d > 0.0);
     let duration_seconds = stream_duration
         .or(container_duration)
-        .ok_or_else(|| MediaError::Unreadable("its duration cannot be determined".into()))?;
+        .or(measured.filter(|d| d.is_finite() && *d > 0.0))?;
 
-    Ok(ProbeResult {
+    Some(Ok(ProbeResult {
         format_name: doc["format"]["format_name"]
             .as_str()
             .unwrap_or("unknown")
@@ -131,7 +194,7 @@ pub fn parse_probe(doc: &Value) -> Result<ProbeResult> {
         size_bytes: num(&doc["format"]["size"]).unwrap_or(0),
         video,
         audio,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -187,6 +250,33 @@ mod tests {
         assert!((duration(doc("0.000000", "10.000000")) - 10.0).abs() < 1e-9);
         // A start hours away is a broken clock: the longest stream, not hours of padding.
         assert!((duration(doc("95000.000000", "7.900000")) - 8.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn packets_give_the_length_when_headers_do_not() {
+        let doc = json!({"packets": [
+            {"stream_index": 0, "pts_time": "0.007000", "duration_time": "0.033000"},
+            {"stream_index": 1, "pts_time": "-0.007000", "duration_time": "0.020000"},
+            {"stream_index": 0, "pts_time": "4.974000", "duration_time": "0.033000"},
+            {"stream_index": 1, "pts_time": "4.993000", "duration_time": "0.020000"},
+            {"stream_index": 2, "pts_time": "9.000000"},
+            {"stream_index": 0, "pts_time": "N/A"}
+        ]});
+        let span = packets_span(&doc, &[0, 1]).unwrap();
+        assert!((span - 5.020).abs() < 1e-9, "{span}");
+        // A stream the job does not use (a data track) is left out; all of them when asked.
+        assert!((packets_span(&doc, &[]).unwrap() - 9.007).abs() < 1e-9);
+        assert_eq!(packets_span(&json!({"packets": []}), &[]), None);
+
+        // Headers without any length: unreadable, unless the packets measured it.
+        let headers = json!({
+            "streams": [{"index": 0, "codec_type": "video", "codec_name": "vp8",
+                         "width": 320, "height": 180, "r_frame_rate": "1000/1"}],
+            "format": {"format_name": "matroska,webm"}
+        });
+        assert!(parse_probe(&headers).unwrap_err().is_permanent());
+        let p = parse_probe_with(&headers, Some(5.02)).unwrap().unwrap();
+        assert_eq!(p.duration_seconds, 5.02);
     }
 
     #[test]

@@ -1401,6 +1401,52 @@ async fn audio_outlasting_the_picture_keeps_its_end() {
     );
 }
 
+// ---------------------------------------------------------------------------------------
+// A recording whose headers carry no length.
+// ---------------------------------------------------------------------------------------
+
+/// A WebM as a browser's MediaRecorder writes it (VP8 + Opus, written live: no duration in
+/// the header, no cues). The length is read from the packets and the job completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webm_without_a_duration_is_measured() {
+    let h = Harness::start().await;
+    let input = h.path("in/recording.webm");
+    std::fs::create_dir_all(input.parent().unwrap()).unwrap();
+    ffmpeg_make(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=30:duration=5",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000:duration=5",
+        "-c:v",
+        "libvpx",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+        "-b:v",
+        "500k",
+        "-c:a",
+        "libopus",
+        "-live",
+        "1",
+        "-f",
+        "webm",
+        s(&input),
+    ])
+    .await;
+    let probe = ffprobe(&input).await.expect("probe the source");
+    assert!(
+        probe["format"]["duration"].is_null() && streams(&probe, "video")[0]["duration"].is_null(),
+        "the source has a duration in its headers: {probe:#}"
+    );
+    let job = transcode(&h, &input, "video", "webm1").await;
+    check_video_job(&job, 5.0, true).await;
+}
+
 /// A clip that opens on black past the 10 % mark: the thumbnail is taken a little later,
 /// from real picture, not from the black frame at exactly 10 %.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
