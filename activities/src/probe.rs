@@ -100,6 +100,15 @@ fn rotation(stream: &Value) -> u32 {
 /// The largest gap between the starts of the audio and the video taken as real.
 const MAX_STREAM_OFFSET: f64 = 30.0;
 
+/// ffmpeg's demuxers for single pictures: `image2` (by file name) and the `*_pipe` ones
+/// (by content: `png_pipe`, `jpeg_pipe`, `webp_pipe`, …). An animated GIF has its own
+/// demuxer and stays a video.
+fn is_still_image_format(format_name: &str) -> bool {
+    format_name
+        .split(',')
+        .any(|f| f == "image2" || f.ends_with("_pipe"))
+}
+
 /// The streams a job uses: the first picture that is not cover art, and the first audio.
 fn chosen_streams(doc: &Value) -> (Option<&Value>, Option<&Value>) {
     let Some(streams) = doc["streams"].as_array() else {
@@ -123,6 +132,15 @@ pub fn parse_probe(doc: &Value) -> Result<ProbeResult> {
 /// `measured` (the packets' span) is not given either.
 fn parse_probe_with(doc: &Value, measured: Option<f64>) -> Option<Result<ProbeResult>> {
     let (video_stream, audio_stream) = chosen_streams(doc);
+    let format_name = doc["format"]["format_name"].as_str().unwrap_or("unknown");
+    if audio_stream.is_none() && is_still_image_format(format_name) {
+        let codec = video_stream
+            .and_then(|s| s["codec_name"].as_str())
+            .unwrap_or(format_name);
+        return Some(Err(MediaError::Unsupported(format!(
+            "it is a still image ({codec}), not a video or audio file"
+        ))));
+    }
     if video_stream.is_none() && audio_stream.is_none() {
         return Some(Err(MediaError::Unreadable(
             "it has no audio or video stream".into(),
@@ -277,6 +295,25 @@ mod tests {
         assert!(parse_probe(&headers).unwrap_err().is_permanent());
         let p = parse_probe_with(&headers, Some(5.02)).unwrap().unwrap();
         assert_eq!(p.duration_seconds, 5.02);
+    }
+
+    #[test]
+    fn still_images_are_refused_by_name() {
+        let picture = |format: &str| {
+            json!({
+                "streams": [{"index": 0, "codec_type": "video", "codec_name": "png",
+                             "width": 300, "height": 300, "r_frame_rate": "25/1"}],
+                "format": {"format_name": format, "duration": "0.040000"}
+            })
+        };
+        for format in ["png_pipe", "jpeg_pipe", "image2", "webp_pipe"] {
+            let err = parse_probe(&picture(format)).unwrap_err();
+            assert!(err.is_permanent(), "{format}");
+            assert!(err.to_string().contains("still image (png)"), "{err}");
+        }
+        // Animated GIFs and real video containers are not still images.
+        assert!(parse_probe(&picture("gif")).is_ok());
+        assert!(parse_probe(&picture("mov,mp4,m4a,3gp,3g2,mj2")).is_ok());
     }
 
     #[test]

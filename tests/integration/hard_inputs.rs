@@ -1447,6 +1447,40 @@ async fn webm_without_a_duration_is_measured() {
     check_video_job(&job, 5.0, true).await;
 }
 
+/// A photo uploaded as a video: refused at the probe with a message that says what it is,
+/// a failed webhook, nothing published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn still_image_is_refused_clearly() {
+    let h = Harness::start().await;
+    let input = h.path("in/photo.png");
+    std::fs::create_dir_all(input.parent().unwrap()).unwrap();
+    ffmpeg_make(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x480",
+        "-frames:v",
+        "1",
+        s(&input),
+    ])
+    .await;
+    let job = transcode(&h, &input, "video", "photo1").await;
+    job.run.assert_failure();
+    let body = &job.body;
+    assert_eq!(body["status"], "failed", "body: {body:#}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("still image (png)"),
+        "the error should say the input is a still image: {error:?}"
+    );
+    assert!(!looks_like_stack_dump(error), "stack dump: {error:?}");
+    let published: Vec<_> = walk(&job.out)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "m3u8" || e == "ts"))
+        .collect();
+    assert!(published.is_empty(), "a failed job published {published:?}");
+}
+
 /// A clip that opens on black past the 10 % mark: the thumbnail is taken a little later,
 /// from real picture, not from the black frame at exactly 10 %.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
