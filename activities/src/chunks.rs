@@ -260,6 +260,7 @@ pub async fn encode_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ffmpeg::args::test_support::{strings, value};
     use transcoder_workflows::media::{FrameRate, VideoRendition};
 
     fn input(chunk: ChunkPlan) -> LadderChunkInput {
@@ -287,22 +288,12 @@ mod tests {
     }
 
     fn args(chunk: ChunkPlan) -> Vec<String> {
-        chunk_args(
+        strings(chunk_args(
             &input(chunk),
             Path::new("/mezz.mp4"),
             Path::new("/w"),
             &EncoderSettings::default(),
-        )
-        .into_vec()
-        .into_iter()
-        .map(|s| s.into_string().unwrap())
-        .collect()
-    }
-
-    fn value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
-        args.iter()
-            .position(|a| a == flag)
-            .map(|i| args[i + 1].as_str())
+        ))
     }
 
     #[test]

@@ -163,6 +163,7 @@ pub async fn encode_mezzanine(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ffmpeg::args::test_support::{strings, value};
     use transcoder_workflows::media::{FrameRate, MezzanineVideo, ObjectRef};
 
     fn input(deinterlace: bool) -> MezzanineInput {
@@ -179,57 +180,53 @@ mod tests {
         }
     }
 
-    fn value(args: &FfmpegArgs, option: &str) -> Option<String> {
-        let list: Vec<String> = args
-            .as_slice()
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let at = list.iter().position(|a| a == option)?;
-        list.get(at + 1).cloned()
+    fn args(input: &MezzanineInput, duration: f64) -> Vec<String> {
+        let enc = EncoderSettings::default();
+        strings(mezzanine_args(
+            input,
+            Path::new("in"),
+            Path::new("out"),
+            duration,
+            &enc,
+        ))
     }
 
-    fn video_filter(args: &FfmpegArgs) -> String {
+    fn video_filter(args: &[String]) -> &str {
         value(args, "-vf").expect("a -vf")
     }
 
     #[test]
     fn both_streams_span_the_whole_timeline() {
-        let enc = EncoderSettings::default();
-        let args = mezzanine_args(&input(false), Path::new("in"), Path::new("out"), 8.5, &enc);
-        let vf = video_filter(&args);
+        let a = args(&input(false), 8.5);
+        let vf = video_filter(&a);
         assert!(
             vf.contains("fps=25/1:start_time=0,tpad=stop_mode=clone:stop_duration=8.500"),
             "{vf}"
         );
-        assert_eq!(
-            value(&args, "-af").as_deref(),
-            Some("aresample=async=1:first_pts=0,apad")
-        );
-        assert_eq!(value(&args, "-t").as_deref(), Some("8.500000"));
+        assert_eq!(value(&a, "-af"), Some("aresample=async=1:first_pts=0,apad"));
+        assert_eq!(value(&a, "-t"), Some("8.500000"));
 
         // An audio-only mezzanine is the audio as it is: nothing to line up with.
         let audio_only = MezzanineInput {
             video: None,
             ..input(false)
         };
-        let args = mezzanine_args(&audio_only, Path::new("in"), Path::new("out"), 8.5, &enc);
-        assert_eq!(value(&args, "-af"), None);
-        assert_eq!(value(&args, "-t"), None);
+        let a = args(&audio_only, 8.5);
+        assert_eq!(value(&a, "-af"), None);
+        assert_eq!(value(&a, "-t"), None);
     }
 
     #[test]
     fn interlaced_sources_are_deinterlaced_before_scaling() {
-        let enc = EncoderSettings::default();
-        let args = mezzanine_args(&input(true), Path::new("in"), Path::new("out"), 8.0, &enc);
-        let vf = video_filter(&args);
+        let a = args(&input(true), 8.0);
+        let vf = video_filter(&a);
         assert!(
             vf.starts_with(&format!("{DEINTERLACE_FILTER},scale=")),
             "{vf}"
         );
 
-        let args = mezzanine_args(&input(false), Path::new("in"), Path::new("out"), 8.0, &enc);
-        let vf = video_filter(&args);
+        let a = args(&input(false), 8.0);
+        let vf = video_filter(&a);
         assert!(vf.starts_with("scale=") && !vf.contains("bwdif"), "{vf}");
     }
 }

@@ -7,22 +7,23 @@ use std::ffi::OsString;
 use std::path::Path;
 use transcoder_workflows::media::{AudioInfo, FrameRate, ProbeResult, VideoInfo};
 
-pub async fn probe_file(path: &Path) -> Result<ProbeResult> {
-    let args: Vec<OsString> = vec![
-        "-protocol_whitelist".into(),
-        INPUT_PROTOCOLS.into(),
-        "-show_format".into(),
-        "-show_streams".into(),
-        path.as_os_str().to_owned(),
-    ];
+/// Runs ffprobe on `path` with `show` (what to print) and returns its JSON.
+async fn ffprobe_file(path: &Path, show: &[&str]) -> Result<Value> {
+    let mut args: Vec<OsString> = vec!["-protocol_whitelist".into(), INPUT_PROTOCOLS.into()];
+    args.extend(show.iter().map(OsString::from));
+    args.push(path.as_os_str().to_owned());
     // ffprobe names the file in its errors; the reader of a webhook knows which file it sent,
     // and our scratch paths mean nothing to them.
-    let doc = ffprobe_json(&args).await.map_err(|e| match e {
+    ffprobe_json(&args).await.map_err(|e| match e {
         MediaError::Unreadable(msg) => {
             MediaError::Unreadable(msg.replace(&format!("{}: ", path.display()), ""))
         }
         other => other,
-    })?;
+    })
+}
+
+pub async fn probe_file(path: &Path) -> Result<ProbeResult> {
+    let doc = ffprobe_file(path, &["-show_format", "-show_streams"]).await?;
     if let Some(result) = parse_probe_with(&doc, None) {
         return result;
     }
@@ -44,14 +45,11 @@ const NO_DURATION: &str = "its duration cannot be determined";
 /// The span of the packets of `streams` (all streams when empty): first timestamp to the
 /// end of the last packet.
 async fn duration_from_packets(path: &Path, streams: &[i64]) -> Result<Option<f64>> {
-    let args: Vec<OsString> = vec![
-        "-protocol_whitelist".into(),
-        INPUT_PROTOCOLS.into(),
-        "-show_entries".into(),
-        "packet=stream_index,pts_time,duration_time".into(),
-        path.as_os_str().to_owned(),
+    let show = [
+        "-show_entries",
+        "packet=stream_index,pts_time,duration_time",
     ];
-    let doc = ffprobe_json(&args).await?;
+    let doc = ffprobe_file(path, &show).await?;
     Ok(packets_span(&doc, streams))
 }
 
@@ -171,7 +169,6 @@ fn parse_probe_with(doc: &Value, measured: Option<f64>) -> Option<Result<ProbeRe
 
     // The timeline the streams span together: a stream that starts late (audio after a
     // camera's first frames) or ends late (audio past the last frame) lengthens it.
-    let streams_used: Vec<&Value> = [video_stream, audio_stream].into_iter().flatten().collect();
     let span = |s: &Value| -> Option<(f64, f64)> {
         let duration = num::<f64>(&s["duration"]).filter(|d| d.is_finite() && *d > 0.0)?;
         let start = num::<f64>(&s["start_time"])
@@ -179,7 +176,11 @@ fn parse_probe_with(doc: &Value, measured: Option<f64>) -> Option<Result<ProbeRe
             .unwrap_or(0.0);
         Some((start, start + duration))
     };
-    let spans: Vec<(f64, f64)> = streams_used.iter().filter_map(|s| span(s)).collect();
+    let spans: Vec<(f64, f64)> = [video_stream, audio_stream]
+        .into_iter()
+        .flatten()
+        .filter_map(span)
+        .collect();
     let stream_duration = (!spans.is_empty()).then(|| {
         let starts = spans.iter().map(|(start, _)| *start);
         let first = starts.clone().fold(f64::INFINITY, f64::min);
@@ -204,10 +205,7 @@ fn parse_probe_with(doc: &Value, measured: Option<f64>) -> Option<Result<ProbeRe
         .or(measured.filter(|d| d.is_finite() && *d > 0.0))?;
 
     Some(Ok(ProbeResult {
-        format_name: doc["format"]["format_name"]
-            .as_str()
-            .unwrap_or("unknown")
-            .to_string(),
+        format_name: format_name.to_string(),
         duration_seconds,
         size_bytes: num(&doc["format"]["size"]).unwrap_or(0),
         video,

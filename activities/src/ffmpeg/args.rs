@@ -85,6 +85,26 @@ pub fn h264_gop(a: &mut FfmpegArgs, stream: &str, gop_frames: u32, gop_seconds: 
         );
 }
 
+/// Reading built command lines back in unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::FfmpegArgs;
+
+    /// The command line as strings.
+    pub fn strings(args: FfmpegArgs) -> Vec<String> {
+        args.into_vec()
+            .into_iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// The argument after the first `flag`.
+    pub fn value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+        let at = args.iter().position(|a| a == flag)?;
+        args.get(at + 1).map(String::as_str)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
