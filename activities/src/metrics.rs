@@ -54,7 +54,6 @@ const JOB_DURATION: &str = "transcoder_job_duration_seconds";
 const STEP_DURATION: &str = "transcoder_step_duration_seconds";
 const REALTIME_FACTOR: &str = "transcoder_realtime_factor";
 
-/// Cheap to clone; every method is a no-op on [`Metrics::disabled`].
 /// How an activity ended, the `outcome` label of `transcoder_step_duration_seconds`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepOutcome {
@@ -74,6 +73,7 @@ impl StepOutcome {
     }
 }
 
+/// Cheap to clone; every method is a no-op on [`Metrics::disabled`].
 #[derive(Clone)]
 pub struct Metrics(Arc<Instruments>);
 

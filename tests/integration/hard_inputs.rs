@@ -444,42 +444,6 @@ async fn make_av(path: &Path, size: &str, fps: u32, seconds: u32, vf: &str, extr
     make_sources(path, &video, &audio, 0.0, &options).await;
 }
 
-/// Two lavfi sources, a picture and a sound, muxed as H.264/AAC; the sound starts
-/// `audio_offset` seconds after the picture.
-async fn make_sources(path: &Path, video: &str, audio: &str, audio_offset: f64, extra: &[&str]) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let offset = audio_offset.to_string();
-    let mut args = vec![
-        "-f",
-        "lavfi",
-        "-i",
-        video,
-        "-itsoffset",
-        &offset,
-        "-f",
-        "lavfi",
-        "-i",
-        audio,
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-ac",
-        "2",
-    ];
-    args.extend_from_slice(extra);
-    args.push(s(path));
-    ffmpeg_make(&args).await;
-}
-
 async fn stream_of(path: &Path, kind: &str) -> Value {
     let probe = ffprobe(path).await.expect("probe the source");
     first(&probe, kind)

@@ -528,16 +528,34 @@ async fn ffmpeg(args: &[String]) {
 
 /// An H.264 + AAC stereo MP4: `testsrc2` picture at `width`x`height`, `fps`, and a sine tone.
 pub async fn make_video(path: &Path, width: u32, height: u32, seconds: u32, fps: u32) {
+    let video = format!("testsrc2=size={width}x{height}:rate={fps}:duration={seconds}");
+    let audio = format!("sine=frequency=440:sample_rate=48000:duration={seconds}");
+    let extra = ["-b:a", "128k", "-movflags", "+faststart", "-shortest"];
+    make_sources(path, &video, &audio, 0.0, &extra).await;
+}
+
+/// Two lavfi sources, a picture and a sound, muxed as H.264/AAC; the sound starts
+/// `audio_offset` seconds after the picture.
+pub async fn make_sources(
+    path: &Path,
+    video: &str,
+    audio: &str,
+    audio_offset: f64,
+    extra: &[&str],
+) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let args: Vec<String> = [
+    let offset = audio_offset.to_string();
+    let mut args = vec![
         "-f",
         "lavfi",
         "-i",
-        &format!("testsrc2=size={width}x{height}:rate={fps}:duration={seconds}"),
+        video,
+        "-itsoffset",
+        &offset,
         "-f",
         "lavfi",
         "-i",
-        &format!("sine=frequency=440:sample_rate=48000:duration={seconds}"),
+        audio,
         "-map",
         "0:v",
         "-map",
@@ -550,19 +568,12 @@ pub async fn make_video(path: &Path, width: u32, height: u32, seconds: u32, fps:
         "yuv420p",
         "-c:a",
         "aac",
-        "-b:a",
-        "128k",
         "-ac",
         "2",
-        "-movflags",
-        "+faststart",
-        "-shortest",
-        path.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    ffmpeg(&args).await;
+    ];
+    args.extend_from_slice(extra);
+    args.push(s(path));
+    ffmpeg_make(&args).await;
 }
 
 /// A stereo MP3 of a sine tone (speech-podcast-like upload).
