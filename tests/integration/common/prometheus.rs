@@ -1,8 +1,8 @@
 //! A real Prometheus server for the metrics tests: its own config, data folder and free
 //! loopback port inside a temp folder, killed when dropped (and when the test process dies).
 //!
-//! Needs the Debian package `prometheus` (`/usr/bin/prometheus`; Makefile NEEDS entry
-//! `prometheus:prometheus`). Nothing here uses the package's system service, its
+//! Needs the Debian package `prometheus` (`/usr/bin/prometheus`; a row of
+//! `scripts/system-deps`). Nothing here uses the package's system service, its
 //! `/etc/prometheus` config or `/usr/share/prometheus` assets: the binary is run directly.
 //! Timing (Prometheus 2.42, Debian 12, measured on a 2-core machine): `/-/ready` answers
 //! about 50 ms after start, but the first scrape only happens about 5-6 s after start whatever
