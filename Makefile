@@ -9,12 +9,12 @@ TEMPORAL := $(VENV)/bin/temporal
 # aws-sdk-s3) do not use; 5.1.22 answers like the real stores.
 MOTO_VERSION := 5.1.22
 MOTO := $(VENV)/.moto-$(MOTO_VERSION)
-DEMO_DIR := .transcoder/demo
-DEMO_INPUT := $(DEMO_DIR)/sample-1080p.mp4
+# 8 s of 1080p30 with stereo sound (fixtures/README.md says how it was made).
+DEMO_INPUT := fixtures/media/video.mp4
 
 .PHONY: demo test bench deps system-deps build clean-demo
 
-demo: deps build $(DEMO_INPUT)
+demo: deps build
 	@echo "==> Transcoding $(DEMO_INPUT) through a real Temporal workflow (embedded dev server)"
 	./target/debug/transcoder run $(DEMO_INPUT) --out out
 
@@ -59,14 +59,6 @@ $(MOTO): $(TEMPORAL)
 	@echo "==> Installing moto (S3-compatible test server) into $(VENV)"
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
 	@touch $@
-
-# A 10 s 1920x1080 test pattern with a tone, made by ffmpeg's lavfi sources.
-$(DEMO_INPUT):
-	@mkdir -p $(DEMO_DIR)
-	ffmpeg -hide_banner -loglevel error -y \
-	  -f lavfi -i testsrc2=size=1920x1080:rate=30:duration=10 \
-	  -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=10" \
-	  -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac -b:a 128k -shortest $@
 
 clean-demo:
 	rm -rf out .transcoder

@@ -283,6 +283,7 @@ fn free_port() -> Result<SocketAddr, DevServerError> {
     listener.local_addr().map_err(DevServerError::NoPort)
 }
 
+#[allow(unsafe_code)] // kill(2)
 fn terminate(child: &Child) {
     if let Some(pid) = child.id() {
         // SAFETY: plain kill(2) on our own child's pid.

@@ -123,12 +123,18 @@ enum MediaTypeArg {
 #[derive(Args)]
 struct RunArgs {
     /// Media file to transcode, or a URI the job downloads: s3://bucket/key, gs://bucket/key,
-    /// http(s)://… (needs --media-type).
-    #[arg(required_unless_present = "job", conflicts_with = "job")]
+    /// http(s)://… (needs --media-type). With --job: a local file, stored first where the
+    /// payload's inputBucket and inputKey say.
+    #[arg(required_unless_present = "job")]
     input: Option<PathBuf>,
-    /// A job payload (JSON, DESIGN §3.1) instead of a file; its input must already be in --out.
+    /// A job payload (JSON, the media-api contract). Its input must be in --out already, or be
+    /// given as INPUT; `fixtures/jobs/` has examples.
     #[arg(long, value_name = "FILE")]
     job: Option<PathBuf>,
+    /// With --job: deliver the webhook to a receiver inside this process, which checks its
+    /// signature, instead of the payload's webhookUrl (to try a payload locally).
+    #[arg(long, requires = "job", conflicts_with = "webhook_url")]
+    local_webhook: bool,
     /// Media type; defaults to what ffprobe finds (video if there is a picture).
     #[arg(long, value_enum)]
     media_type: Option<MediaTypeArg>,
@@ -141,6 +147,7 @@ struct RunArgs {
     #[arg(long, default_value = "local")]
     creator_id: String,
     /// Where to POST the signed webhook; by default a receiver in this process checks it.
+    /// With --job it replaces the payload's webhookUrl (and --webhook-secret its secret).
     #[arg(long, requires = "webhook_secret")]
     webhook_url: Option<String>,
     /// HMAC secret for the webhook signature.
@@ -389,7 +396,22 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     // An INPUT given as s3://, gs:// or http(s):// is downloaded by the job itself.
     let mut input_uri: Option<InputUri> = None;
     let job = match (&args.job, &args.input) {
-        (Some(file), _) => read_job(file)?,
+        (Some(file), input) => {
+            let mut job = read_job(file)?;
+            if args.local_webhook {
+                let receiver = LocalReceiver::start_persistent(&args.common.state_dir)?;
+                job.webhook_url = Some(receiver.url().to_string());
+                job.webhook_secret = Some(receiver.secret().to_string());
+                local_receiver = Some(receiver);
+            } else if let (Some(url), Some(secret)) = (&args.webhook_url, &args.webhook_secret) {
+                job.webhook_url = Some(url.clone());
+                job.webhook_secret = Some(secret.clone());
+            }
+            if let Some(input) = input {
+                stage::stage_for_payload(&storage, input, &job).await?;
+            }
+            job
+        }
         (None, Some(input)) => {
             let text = input.to_string_lossy().into_owned();
             if text.contains("://") {

@@ -59,6 +59,32 @@ pub async fn stage_input(storage: &Storage, input: &Path, job: &LocalJob) -> Res
     Ok(payload(job, &buckets, key, None))
 }
 
+/// `run --job FILE INPUT`: stores `input` where the payload's `inputBucket`/`inputKey` say.
+/// An invalid payload stores nothing (the job's own validation then reports every problem
+/// through the usual failed webhook), and a payload that downloads its input (`inputUri`)
+/// takes no local file.
+pub async fn stage_for_payload(storage: &Storage, input: &Path, job: &JobInput) -> Result<()> {
+    let Ok(valid) = job.validate() else {
+        return Ok(());
+    };
+    if valid.input_uri.is_some() {
+        anyhow::bail!("the payload downloads its input from inputUri; give no INPUT file with it");
+    }
+    if !input.is_file() {
+        anyhow::bail!("input {} is not a readable file", input.display());
+    }
+    let target = ObjectRef::new(&valid.input_bucket, &valid.input_key);
+    storage.put_file(input, &target).await.with_context(|| {
+        format!(
+            "staging {} into {}/{}",
+            input.display(),
+            valid.input_bucket,
+            valid.input_key
+        )
+    })?;
+    Ok(())
+}
+
 /// The payload for an input the job downloads itself: it is archived at the usual
 /// original's key.
 pub fn uri_job(uri: &InputUri, text: &str, job: &LocalJob) -> JobInput {

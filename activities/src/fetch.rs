@@ -376,6 +376,7 @@ fn check_disk(dest: &Path, needed: u64) -> Result<()> {
     Ok(())
 }
 
+#[allow(unsafe_code)] // statvfs(3)
 fn free_bytes(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;

@@ -3,6 +3,7 @@
 
 /// Sets `PR_SET_PDEATHSIG` on the child `cmd` will start (no-op off Linux). A tokio
 /// `Command` passes its `as_std_mut()`.
+#[allow(unsafe_code)] // prctl in the child before exec
 pub fn die_with_parent(cmd: &mut std::process::Command) {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl is async-signal-safe and only touches the child being set up.

@@ -127,6 +127,7 @@ pub async fn connect(
 
 /// Takes an exclusive lock on `dir/lock`: `Ok(None)` when another process holds it. A file
 /// system without `flock` (some network mounts) counts as unlocked, with a warning.
+#[allow(unsafe_code)] // flock(2)
 fn lock_dir(dir: &Path) -> Result<Option<File>, RunpodError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| RunpodError::Setup(format!("creating {}: {e}", dir.display())))?;

@@ -3,12 +3,16 @@
 //! several gigabytes of disk on CI, one costs one. Run a group with a filter, e.g.
 //! `cargo test --test integration runpod::`.
 
+// A panic is how a test fails, in its helpers too (the workspace denies unwrap elsewhere).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 mod chunk_resume;
 mod doctor;
 mod durability;
 mod end_to_end;
+mod fixtures;
 mod hard_inputs;
 mod nix_flake;
 mod object_storage;

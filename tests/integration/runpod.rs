@@ -486,8 +486,19 @@ async fn test_input_and_embedded_state_on_the_volume() {
     let volume = h.path("volume");
     std::fs::create_dir_all(&volume).unwrap();
     let hook = WebhookReceiver::start("whsec-runpod-local");
-    stage(&out, "rpt", 320, 180, 4).await;
-    let test_input = json!({ "input": video_job_payload("rpt", "c1", &hook) }).to_string();
+    // fixtures/runpod/test_input.json as a user would try it, its file staged where the
+    // payload says and its webhook sent to the test's receiver.
+    let mut test_input = fixture_json("runpod/test_input.json");
+    let original = object_path(
+        &out,
+        ARCHIVE_BUCKET,
+        field(&test_input["input"], "inputKey"),
+    );
+    std::fs::create_dir_all(original.parent().unwrap()).unwrap();
+    std::fs::copy(fixture("media/video.mp4"), &original).unwrap();
+    test_input["input"]["webhookUrl"] = json!(hook.url());
+    test_input["input"]["webhookSecret"] = json!(hook.secret);
+    let test_input = test_input.to_string();
 
     let first = h
         .run(&[

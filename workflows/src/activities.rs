@@ -1,7 +1,8 @@
 //! Activity contracts: names and input/output types, no implementations. The
 //! `transcoder-activities` crate implements each one with `#[activity(definition = …)]`, which
 //! checks at compile time that both sides agree on the types.
-#![allow(unused_variables)]
+// The bodies below are never called: `activity_definitions` reads only the signatures.
+#![allow(unused_variables, clippy::unimplemented)]
 
 use crate::cleanup::{CleanupInput, CleanupOutcome};
 use crate::media::{
@@ -45,8 +46,6 @@ pub struct WebhookReceipt {
     pub status_code: Option<u16>,
 }
 
-/// The activities of a transcode job, by name. Workflows call them as
-/// `TranscodeActivities::probe`; implementations name the markers in [`defs`].
 /// A job started or finished, for the worker's job metrics and the receipt log line. Run as
 /// a local activity: recorded once in history, so a replay neither counts nor logs again.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -59,6 +58,8 @@ pub struct JobEvent {
     pub finished: Option<Receipt>,
 }
 
+/// The activities of a transcode job, by name. Workflows call them as
+/// `TranscodeActivities::probe`; implementations name the markers in [`defs`].
 pub struct TranscodeActivities;
 
 /// Marker types of the activities, for `#[activity(definition = defs::Probe)]`.

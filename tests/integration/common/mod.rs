@@ -418,6 +418,7 @@ impl Background {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
+    #[allow(unsafe_code)] // kill(2)
     pub fn signal(&self, signal: libc::c_int) {
         let pid = self.pid() as libc::pid_t;
         // SAFETY: kill(2) on the pid of a child this guard owns and has not reaped.
@@ -504,6 +505,31 @@ pub fn video_job_payload(media: &str, creator: &str, hook: &WebhookReceiver) -> 
         "webhookUrl": hook.url(),
         "webhookSecret": hook.secret,
     })
+}
+
+// ---------------------------------------------------------------------------------------
+// fixtures/ at the top of the repository: the media and payloads the demo uses too.
+// ---------------------------------------------------------------------------------------
+
+/// `fixtures/<rel>`.
+pub fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
+}
+
+/// A JSON fixture, e.g. `fixture_json("jobs/video.json")`.
+pub fn fixture_json(rel: &str) -> Value {
+    let path = fixture(rel);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A string field of a fixture payload.
+pub fn field<'a>(payload: &'a Value, name: &str) -> &'a str {
+    payload[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("the payload has no string {name}: {payload:#}"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1635,6 +1661,7 @@ pub fn find_ffmpeg(needles: &[&str]) -> Vec<(u32, Vec<String>)> {
 }
 
 /// Sends `signal` to `pid`; `false` if it no longer exists.
+#[allow(unsafe_code)] // kill(2)
 pub fn send_signal(pid: u32, signal: libc::c_int) -> bool {
     // SAFETY: kill(2) with a pid this test found and chose to signal.
     unsafe { libc::kill(pid as libc::pid_t, signal) == 0 }
