@@ -10,7 +10,7 @@ use transcoder_activities::secrets::SecretBox;
 use transcoder_workflows::receipt::Receipt;
 use transcoder_workflows::webhook::{clean_error, JobStatus, MediaTypeText, WebhookBody};
 use transcoder_workflows::workflow::TranscodeResult;
-use transcoder_workflows::{workflow_id, JobInput, TranscodeWorkflow};
+use transcoder_workflows::{workflow_id, JobInput, TranscodeWorkflow, ValidationError};
 
 /// Workflow id for a payload; a payload without a usable `mediaId` still runs (so it can be
 /// rejected with a failed webhook) under an id of its own.
@@ -198,8 +198,24 @@ where
 }
 
 /// Seals the payload's webhook secret (and a presigned input URI) so workflow history never
-/// holds them in plaintext.
-pub fn seal_secret(job: &mut JobInput, key: &SecretBox) {
+/// holds them in plaintext. A secret that is blank, too short or already sealed is refused.
+pub fn seal_secret(job: &mut JobInput, key: &SecretBox) -> Result<(), ValidationError> {
+    // Checked in plain text, before anything starts: once sealed, an empty secret looks like
+    // any other, and no webhook can be signed safely with a bad one, so the refusal goes to
+    // the caller (terminal, RunPod result) with every other problem of the payload.
+    let secret_problems = job.secret_problems();
+    if !secret_problems.is_empty() {
+        let mut problems = secret_problems;
+        if let Err(other) = job.validate() {
+            problems.extend(
+                other
+                    .problems
+                    .into_iter()
+                    .filter(|p| !p.starts_with("webhookSecret")),
+            );
+        }
+        return Err(ValidationError { problems });
+    }
     if let Some(secret) = job.webhook_secret.as_mut() {
         *secret = key.seal(secret);
     }
@@ -209,4 +225,5 @@ pub fn seal_secret(job: &mut JobInput, key: &SecretBox) {
             *uri = key.seal(uri);
         }
     }
+    Ok(())
 }

@@ -462,7 +462,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let secrets = SecretBox::from_env_or_state(&args.common.state_dir)?;
     let mut job = job;
     jobs::apply_env_defaults(&mut job)?;
-    jobs::seal_secret(&mut job, &secrets);
+    jobs::seal_secret(&mut job, &secrets).context(
+        "the job was refused before it started (no webhook is signed with a bad secret)",
+    )?;
     let mut config = worker_config(&args.common, Some(secrets)).await?;
     // The person at the keyboard chose this URL: its host needs no allowlist entry.
     if let Some(InputUri::Http(url)) = &input_uri {
@@ -715,7 +717,9 @@ async fn submit(args: SubmitArgs) -> Result<ExitCode> {
     let mut job = read_job(&args.job)?;
     jobs::apply_env_defaults(&mut job)?;
     let key = SecretBox::from_env()?.ok_or(transcoder_activities::secrets::SecretError::NoKey)?;
-    jobs::seal_secret(&mut job, &key);
+    jobs::seal_secret(&mut job, &key).context(
+        "the job was refused before it was submitted (no webhook is signed with a bad secret)",
+    )?;
     let client = Temporal::connect_remote().await?;
     // The root of the job's trace when traces are exported.
     let job_span = tracing::info_span!(

@@ -60,13 +60,16 @@ pub async fn stage_input(storage: &Storage, input: &Path, job: &LocalJob) -> Res
 }
 
 /// `run --job FILE INPUT`: stores `input` where the payload's `inputBucket`/`inputKey` say.
-/// An invalid payload stores nothing (the job's own validation then reports every problem
-/// through the usual failed webhook), and a payload that downloads its input (`inputUri`)
+/// An invalid payload stores nothing (the job's own validation then reports every problem,
+/// through the usual failed webhook where it can be signed), and a payload that downloads its input (`inputUri`)
 /// takes no local file.
 pub async fn stage_for_payload(storage: &Storage, input: &Path, job: &JobInput) -> Result<()> {
     let Ok(valid) = job.validate() else {
         return Ok(());
     };
+    if !job.secret_problems().is_empty() {
+        return Ok(());
+    }
     if valid.input_uri.is_some() {
         anyhow::bail!("the payload downloads its input from inputUri; give no INPUT file with it");
     }

@@ -215,10 +215,9 @@ impl MediaActivities {
             return Ok(text.to_string());
         }
         match &self.secrets {
-            Some(key) => key.open(text).map_err(|e| MediaError::Input {
-                uri: "(sealed input URI)".into(),
+            Some(key) => key.open(text).map_err(|e| MediaError::Sealed {
+                what: "input URI",
                 detail: e.to_string(),
-                permanent: false,
             }),
             None => Err(MediaError::Input {
                 uri: "(sealed input URI)".into(),
@@ -696,14 +695,15 @@ impl MediaActivities {
         let attempt = ctx.info().attempt;
         let mut input = input;
         if SecretBox::is_sealed(&input.secret) {
+            // A value this key cannot open will not open on a retry either (permanent); a worker
+            // started without any key may be alone in that, so that stays retryable.
             let opened = match &self.secrets {
-                Some(key) => key
-                    .open(&input.secret)
-                    .map_err(|e| MediaError::Webhook(e.to_string())),
+                Some(key) => key.open(&input.secret).map_err(|e| MediaError::Sealed {
+                    what: "webhook secret",
+                    detail: e.to_string(),
+                }),
                 None => Err(MediaError::Webhook(SecretError::NoKey.to_string())),
             };
-            // Retrying cannot fix a missing or wrong key on this worker, but another worker
-            // may hold the right one: keep it retryable.
             input.secret = opened.map_err(|e| to_activity_error("webhook", e))?;
         }
         let status = match input.body.status {

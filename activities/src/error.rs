@@ -34,6 +34,11 @@ pub enum MediaError {
     BadKey(String),
     #[error("webhook: {0}")]
     Webhook(String),
+    /// A value sealed for workflow history cannot be opened by this worker: a malformed value,
+    /// or a key other than the one that sealed it. Permanent: the client refuses foreign sealed
+    /// values, so this means the workers' TRANSCODER_SECRETS_KEY differs from the client's.
+    #[error("cannot open the sealed {what}: {detail} (the client and every worker need the same TRANSCODER_SECRETS_KEY)")]
+    Sealed { what: &'static str, detail: String },
     /// A storage request failed; `detail` is the store's status and code, never credentials.
     #[error("storage: {operation} {object}: {detail}")]
     Storage {
@@ -61,6 +66,7 @@ impl MediaError {
                 | MediaError::Unsupported(_)
                 | MediaError::Verification(_)
                 | MediaError::BadKey(_)
+                | MediaError::Sealed { .. }
                 | MediaError::Storage {
                     permanent: true,
                     ..

@@ -118,7 +118,9 @@ where
     if let Err(e) = jobs::apply_env_defaults(&mut job) {
         return report(fail(format!("{e:#}"))).await;
     }
-    jobs::seal_secret(&mut job, &pod.secrets);
+    if let Err(e) = jobs::seal_secret(&mut job, &pod.secrets) {
+        return report(fail(e.to_string())).await;
+    }
 
     let task_queue = pod.config.task_queue.clone();
     let (id, submitted) =

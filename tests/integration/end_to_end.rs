@@ -1064,6 +1064,91 @@ async fn invalid_job_file_is_rejected_with_failed_webhook() {
     );
 }
 
+/// 6b. A webhook secret that is blank, too short, or already in our sealed form (so one we
+/// could never open) is refused before anything starts, naming webhookSecret together with
+/// the payload's other problems: nothing is stored, no workflow runs, and the refusal comes
+/// within seconds instead of a day of webhook retries. The secret never appears in the text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_webhook_secrets_are_refused_before_anything_starts() {
+    let h = Harness::without_server();
+    let out = h.path("out");
+    let hook = WebhookReceiver::start("whsec-bad-secret");
+    let cases = [
+        ("", "webhookSecret is empty or blank"),
+        ("      ", "webhookSecret is empty or blank"),
+        (
+            "short-secret",
+            "webhookSecret must be at least 16 characters, got 12",
+        ),
+        (
+            "sealed:v1:c2VhbGVkIGJ5IHNvbWVib2R5IGVsc2UsIG5vdCB1cw==",
+            "webhookSecret must be the secret itself, not a sealed value",
+        ),
+    ];
+    for (i, (secret, expected)) in cases.iter().enumerate() {
+        let mut job = fixture_json("jobs/video.json");
+        job["webhookUrl"] = json!(hook.url());
+        job["webhookSecret"] = json!(secret);
+        // Every other case has a second problem, reported in the same refusal; in the rest
+        // the payload is otherwise valid, and its file must not be stored either.
+        let second_problem = i % 2 == 0;
+        if second_problem {
+            job["segmentsPerChunk"] = json!(0);
+        }
+        let job_file = h.path(&format!("job-{i}.json"));
+        std::fs::write(&job_file, serde_json::to_vec(&job).unwrap()).unwrap();
+        let started = std::time::Instant::now();
+        let run = h
+            .run(&[
+                "run",
+                "--job",
+                s(&job_file),
+                s(&fixture("media/video.mp4")),
+                "--out",
+                s(&out),
+                "--json",
+                "--task-queue",
+                "e2e-bad-secret",
+            ])
+            .await;
+        run.assert_failure();
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the refusal took {:?}",
+            started.elapsed()
+        );
+        assert!(run.stderr.contains(expected), "{secret:?}: {}", run.dump());
+        assert_eq!(
+            run.stderr.contains("segmentsPerChunk"),
+            second_problem,
+            "{}",
+            run.dump()
+        );
+        assert!(
+            run.stdout.trim().is_empty(),
+            "a body was printed for a job that never ran: {}",
+            run.dump()
+        );
+        if secret.trim().len() > 3 {
+            assert!(
+                !run.stderr.contains(secret),
+                "the secret is in the error: {}",
+                run.dump()
+            );
+        }
+    }
+    assert!(
+        walk(&out).is_empty(),
+        "a refused job stored something: {:?}",
+        walk(&out)
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        hook.received().is_empty(),
+        "a webhook was sent with a bad secret"
+    );
+}
+
 /// 7. `--help` works for the program and each subcommand and names their options.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn help_for_every_command() {

@@ -151,6 +151,12 @@ pub struct ValidationError {
 const MAX_ID_LEN: usize = 128;
 const MAX_KEY_LEN: usize = 1024;
 
+/// The shortest `webhookSecret` accepted: an HMAC key shorter than this can be guessed.
+pub const MIN_WEBHOOK_SECRET_CHARS: usize = 16;
+/// How a value sealed by transcoder begins (`transcoder_activities::secrets` seals with it).
+/// Payloads carry secrets in plain text; only our own client seals them.
+pub const SEALED_PREFIX: &str = "sealed:";
+
 impl JobInput {
     /// Checks every rule of DESIGN §3.1 and reports all violations at once.
     pub fn validate(&self) -> Result<Job, ValidationError> {
@@ -270,6 +276,28 @@ impl JobInput {
         }
     }
 
+    /// Problems with `webhookSecret` as the client received it. They are checked before the
+    /// client seals the secret for workflow history, because afterwards the sealed text says
+    /// nothing about what it holds: an empty secret sealed is a non-empty string. A missing
+    /// secret is left to [`JobInput::validate`].
+    pub fn secret_problems(&self) -> Vec<String> {
+        let Some(secret) = self.webhook_secret.as_deref() else {
+            return Vec::new();
+        };
+        let chars = secret.chars().count();
+        if secret.trim().is_empty() {
+            vec!["webhookSecret is empty or blank: webhooks signed with it could be forged by anyone".to_string()]
+        } else if secret.starts_with(SEALED_PREFIX) {
+            vec!["webhookSecret must be the secret itself, not a sealed value (transcoder seals it; a value sealed elsewhere cannot be opened)".to_string()]
+        } else if chars < MIN_WEBHOOK_SECRET_CHARS {
+            vec![format!(
+                "webhookSecret must be at least {MIN_WEBHOOK_SECRET_CHARS} characters, got {chars}"
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The webhook target of a job, if one can be used even though the job is invalid:
     /// a rejected job still gets a `failed` webhook when this returns `Some`.
     pub fn usable_webhook(&self) -> Option<(&str, &str)> {
@@ -370,7 +398,7 @@ fn webhook_url_is_usable(url: &str) -> bool {
 /// The shape of an input URI; the worker checks the rest (allowlist, size, access).
 fn check_input_uri(uri: &str) -> Result<(), String> {
     // Sealed URIs (see `transcoder_activities::secrets`) are opaque here.
-    if uri.starts_with("sealed:") {
+    if uri.starts_with(SEALED_PREFIX) {
         return Ok(());
     }
     if uri.len() > 8192 {
@@ -398,6 +426,39 @@ fn check_input_uri(uri: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_secret_is_checked_as_received() {
+        let with = |secret: Option<&str>| JobInput {
+            webhook_secret: secret.map(str::to_string),
+            ..JobInput::default()
+        };
+        assert!(
+            with(None).secret_problems().is_empty(),
+            "missing is validate()'s"
+        );
+        assert!(with(Some("a-long-enough-secret"))
+            .secret_problems()
+            .is_empty());
+        for bad in ["", "   ", "\t\n"] {
+            let problems = with(Some(bad)).secret_problems();
+            assert!(
+                problems[0].starts_with("webhookSecret is empty or blank"),
+                "{bad:?}: {problems:?}"
+            );
+        }
+        let short = with(Some("s3cret")).secret_problems();
+        assert_eq!(
+            short,
+            ["webhookSecret must be at least 16 characters, got 6"]
+        );
+        let sealed =
+            with(Some("sealed:v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")).secret_problems();
+        assert!(sealed[0].contains("not a sealed value"), "{sealed:?}");
+        // Characters, not bytes: 16 two-byte characters are enough, 15 are not.
+        assert!(with(Some(&"é".repeat(16))).secret_problems().is_empty());
+        assert_eq!(with(Some(&"é".repeat(15))).secret_problems().len(), 1);
+    }
 
     fn valid() -> JobInput {
         JobInput {

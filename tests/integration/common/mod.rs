@@ -914,7 +914,9 @@ impl WebhookReceiver {
 
     /// A receiver that answers `status` to its first `failures` requests (as a receiver in
     /// the middle of a deploy would), then verifies and accepts as usual.
-    pub fn start_failing_first(secret: &str, failures: usize, status: u16) -> WebhookReceiver {
+    pub fn start_failing_first(label: &str, failures: usize, status: u16) -> WebhookReceiver {
+        // Long enough for the 16-character minimum, and still unique to the test.
+        let secret = &format!("{label}-test-signing-key");
         let server =
             Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind webhook receiver"));
         let port = server.server_addr().to_ip().expect("ip listener").port();
