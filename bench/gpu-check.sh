@@ -49,16 +49,17 @@ say "exit $rc after $((($(date +%s%N) - start) / 1000000)) ms; last lines:"
 tail -4 "$OUT/nvenc-probe.log" | tee -a "$OUT/summary.txt"
 
 say "== 3. NVDEC + scale_cuda, the ladder's four rungs in one decode"
-SRC="$OUT/source-1080p30-30s.mp4"
-"$FFMPEG" -hide_banner -loglevel error -nostdin -y -f lavfi -i testsrc2=size=1920x1080:rate=30:duration=30 \
-  -f lavfi -i sine=frequency=440:sample_rate=48000:duration=30 \
+SECONDS_OF_SOURCE=${GPU_CHECK_SECONDS:-30}
+SRC="$OUT/source-1080p30.mp4"
+"$FFMPEG" -hide_banner -loglevel error -nostdin -y -f lavfi -i testsrc2=size=1920x1080:rate=30:duration=$SECONDS_OF_SOURCE \
+  -f lavfi -i sine=frequency=440:sample_rate=48000:duration=$SECONDS_OF_SOURCE \
   -c:v libx264 -preset veryfast -crf 18 -g 60 -pix_fmt yuv420p -c:a aac "$SRC"
 RUNGS=("1920:1080" "1280:720" "854:480" "640:360")
 graph() { # graph gpu|cpu: the split and per-rung scale of chunks::chunk_args
   local g="[0:v]split=4[s0][s1][s2][s3]" i
   for i in 0 1 2 3; do
     if [ "$1" = gpu ]; then
-      g+=";[s$i]scale_cuda=${RUNGS[$i]},hwdownload,format=nv12[v$i]"
+      g+=";[s$i]scale_cuda=${RUNGS[$i]}:interp_algo=${GPU_CHECK_INTERP:-bilinear},hwdownload,format=nv12[v$i]"
     else
       g+=";[s$i]scale=${RUNGS[$i]}:flags=bicubic,setsar=1[v$i]"
     fi
@@ -85,7 +86,7 @@ for i in 0 1 2 3; do
   say "  rung$i PSNR gpu vs cpu: $("$FFMPEG" -hide_banner -nostdin -i "$OUT/gpu/rung$i.mp4" -i "$OUT/cpu/rung$i.mp4" -lavfi psnr -f null - 2>&1 | grep -o 'average:[0-9.inf]*')"
 done
 
-say "== 4. CPU seconds (user+sys of ffmpeg) and wall time, 30 s of 1080p30 into four rungs"
+say "== 4. CPU seconds (user+sys of ffmpeg) and wall time, $SECONDS_OF_SOURCE s of 1080p30 into four rungs"
 for run in 1 2 3; do
   for mode in gpu cpu; do
     TIMEFORMAT="$mode run $run: wall %R s, cpu %U+%S s"

@@ -30,8 +30,15 @@ pub fn chunk_args(
     }
     for (i, r) in input.renditions.iter().enumerate() {
         if gpu {
-            // Frames stay in GPU memory from NVDEC through the scaler to NVENC.
-            graph.push_str(&format!(";[s{i}]scale_cuda={}:{}[v{i}]", r.width, r.height));
+            // Frames stay in GPU memory from NVDEC through the scaler to NVENC. Bilinear, not
+            // scale_cuda's default bicubic: ffmpeg 5.1's bicubic (and lanczos) sample a fixed
+            // 4x4 footprint whatever the ratio, so a 1080p source scaled to 360p aliases (33.6
+            // dB PSNR against libswscale's bicubic, 45.2 dB with bilinear; BENCHMARKS.md, "GPU
+            // check", measured on an H200).
+            graph.push_str(&format!(
+                ";[s{i}]scale_cuda={}:{}:interp_algo=bilinear[v{i}]",
+                r.width, r.height
+            ));
         } else {
             graph.push_str(&format!(
                 ";[s{i}]scale={}:{}:flags=bicubic,setsar=1[v{i}]",
@@ -331,6 +338,38 @@ mod tests {
             value(&a, "-var_stream_map"),
             Some("v:0,name:720p v:1,name:360p")
         );
+    }
+
+    #[test]
+    fn the_gpu_graph_keeps_frames_on_the_gpu_and_scales_bilinear() {
+        let chunk = ChunkPlan {
+            index: 0,
+            start_seconds: 0.0,
+            duration_seconds: 12.0,
+            first_segment: 0,
+            max_segments: 2,
+            last: false,
+        };
+        let gpu = EncoderSettings {
+            video: VideoEncoder::Nvenc { cq: 23 },
+            ..EncoderSettings::default()
+        };
+        let a = strings(chunk_args(
+            &input(chunk),
+            Path::new("/mezz.mp4"),
+            Path::new("/w"),
+            &gpu,
+        ));
+        assert_eq!(value(&a, "-hwaccel"), Some("cuda"));
+        assert_eq!(value(&a, "-hwaccel_output_format"), Some("cuda"));
+        assert_eq!(
+            value(&a, "-filter_complex"),
+            Some(
+                "[0:v]split=2[s0][s1];[s0]scale_cuda=1280:720:interp_algo=bilinear[v0];\
+                 [s1]scale_cuda=640:360:interp_algo=bilinear[v1]"
+            )
+        );
+        assert_eq!(value(&a, "-c:v"), Some("h264_nvenc"));
     }
 
     #[test]
