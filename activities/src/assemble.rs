@@ -129,12 +129,14 @@ async fn concat_segments(
 }
 
 /// The first whole segments that together last at least `seconds` (all of them if they are
-/// shorter), and how long they last.
+/// shorter; at least one, however short the clip), and how long they last.
 fn leading_segments(segments: &[SegmentInfo], seconds: f64) -> (&[SegmentInfo], f64) {
     let mut covered = 0.0;
     let mut count = 0;
     for seg in segments {
-        if covered >= seconds {
+        // A clip of half a second or less asks for nothing (its preview target is its length
+        // less the 0.5 s tolerance): it still gets its one segment.
+        if count > 0 && covered >= seconds {
             break;
         }
         covered += seg.duration;
@@ -415,5 +417,9 @@ mod tests {
         let (take, covered) = leading_segments(&all, 60.0);
         assert_eq!((take.len(), covered), (4, 14.5));
         assert!(leading_segments(&[], 5.0).0.is_empty());
+        // A tiny clip's target is zero or below: one segment, not none.
+        let tiny = segments(&[0.4]);
+        assert_eq!(leading_segments(&tiny, -0.1), (&tiny[..1], 0.4));
+        assert_eq!(leading_segments(&all, 0.0).0.len(), 1);
     }
 }

@@ -968,6 +968,39 @@ async fn clip_shorter_than_one_segment() {
     }
 }
 
+/// Clips of half a second and of one frame: shorter than a GOP and than the preview's 0.5 s
+/// tolerance. Both used to fail after the whole encode ("rendition 360p has no segments for
+/// a preview"); now each gets one segment per rendition and a one-segment preview.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clips_of_half_a_second_and_of_one_frame() {
+    let h = Harness::start().await;
+    for (name, seconds) in [("half", 0.4), ("oneframe", 0.04)] {
+        let input = h.path(&format!("in/{name}.mp4"));
+        let video = format!("testsrc2=size=640x360:rate=25:duration={seconds}");
+        let audio = format!("sine=frequency=440:sample_rate=48000:duration={seconds}");
+        make_sources(&input, &video, &audio, 0.0, &["-shortest"]).await;
+
+        let job = transcode(&h, &input, "video", name).await;
+        job.assert_completed();
+        assert!(
+            approx(&job.output()["durationSeconds"], seconds, 0.1),
+            "{name}: durationSeconds {}",
+            job.output()["durationSeconds"]
+        );
+        let (master, list) = renditions(&job);
+        assert!(!list.is_empty(), "{name}: no renditions:\n{master}");
+        for r in &list {
+            assert_eq!(r.segments.len(), 1, "{name} {}:\n{master}", r.name);
+            let probe = ffprobe(&r.segments[0].0)
+                .await
+                .expect("the segment decodes");
+            assert_eq!(streams(&probe, "video").len(), 1, "{name} {}", r.name);
+        }
+        let segs = preview(&job).unwrap_or_else(|| panic!("{name}: no preview"));
+        assert_eq!(segs.len(), 1, "{name}: preview {segs:?}");
+    }
+}
+
 /// 8 s, shorter than the 30 s preview: the preview is the whole clip.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clip_shorter_than_preview() {
