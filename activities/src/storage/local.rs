@@ -61,9 +61,12 @@ impl LocalStorage {
             .map_err(MediaError::io("reading", src))?
             .len();
         let tmp = self.incoming_path(&dest).await?;
-        tokio::fs::copy(src, &tmp)
-            .await
-            .map_err(MediaError::io("writing", &tmp))?;
+        if let Err(e) = tokio::fs::copy(src, &tmp).await {
+            // A failed write must not leave its partial behind: on a full disk the partial
+            // would keep the space taken and every retry would fail the same way.
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(MediaError::io("writing", &tmp)(e));
+        }
         let written = tokio::fs::metadata(&tmp)
             .await
             .map_err(MediaError::io("reading", &tmp))?
@@ -184,6 +187,27 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(incoming, 0, "the temporary file was renamed into place");
+    }
+
+    /// A write that fails part-way (a full disk, an I/O error) leaves no partial file.
+    #[tokio::test]
+    async fn a_failed_write_leaves_no_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path());
+        // Opening works, reading fails (EIO at address 0): the temporary file exists by then.
+        let unreadable = Path::new("/proc/self/mem");
+        let err = storage
+            .put_file(unreadable, &ObjectRef::new("bucket", "k.bin"))
+            .await
+            .expect_err("reading /proc/self/mem from 0 fails");
+        assert!(err.to_string().starts_with("writing"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(dir.path().join(INCOMING))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "partial files left: {left:?}");
+        assert!(!dir.path().join("bucket/k.bin").exists());
     }
 
     #[test]
