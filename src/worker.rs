@@ -11,6 +11,7 @@ use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use transcoder_activities::fetch::FetchPolicy;
 use transcoder_activities::metrics::Metrics;
+use transcoder_activities::scratch::ScratchSpace;
 use transcoder_activities::secrets::SecretBox;
 use transcoder_activities::{EncoderSettings, MediaActivities, Storage};
 use transcoder_workflows::{OriginalCleanupWorkflow, TranscodeWorkflow};
@@ -41,9 +42,18 @@ pub struct WorkerConfig {
 }
 
 pub fn build(runtime: &Runtime, client: Client, config: &WorkerConfig) -> Result<Worker> {
+    let (scratch, reclaimed) = ScratchSpace::claim(&config.scratch_dir)
+        .with_context(|| format!("claiming scratch space in {}", config.scratch_dir.display()))?;
+    if reclaimed.folders > 0 {
+        tracing::info!(
+            folders = reclaimed.folders,
+            bytes = reclaimed.bytes,
+            "removed the scratch folders of worker processes that died mid-activity"
+        );
+    }
     let activities = MediaActivities::new(
         config.storage.clone(),
-        config.scratch_dir.clone(),
+        Arc::new(scratch),
         config.encoder.clone(),
         config.secrets.clone(),
     )

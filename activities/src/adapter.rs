@@ -6,6 +6,7 @@ use crate::error::MediaError;
 use crate::ffmpeg::ProgressSink;
 use crate::live;
 use crate::metrics::{encoder_label, Metrics, StepOutcome};
+use crate::scratch::ScratchSpace;
 use crate::secrets::{SecretBox, SecretError};
 use crate::storage::Storage;
 use crate::{
@@ -35,7 +36,8 @@ use transcoder_workflows::media::{
 /// to encode.
 pub struct MediaActivities {
     storage: Storage,
-    scratch: PathBuf,
+    /// This process's scratch folder; dead processes' folders are reclaimed when it is made.
+    scratch: Arc<ScratchSpace>,
     encoder: EncoderSettings,
     /// Opens sealed webhook secrets; `None` on a worker without `TRANSCODER_SECRETS_KEY`.
     secrets: Option<SecretBox>,
@@ -103,7 +105,7 @@ fn media_id_of(ctx: &ActivityContext) -> String {
 impl MediaActivities {
     pub fn new(
         storage: Storage,
-        scratch: PathBuf,
+        scratch: Arc<ScratchSpace>,
         encoder: EncoderSettings,
         secrets: Option<SecretBox>,
     ) -> Self {
@@ -228,13 +230,13 @@ impl MediaActivities {
     }
 
     fn work_dir(&self, ctx: &ActivityContext) -> Result<tempfile::TempDir, MediaError> {
-        std::fs::create_dir_all(&self.scratch)
-            .map_err(MediaError::io("creating", &self.scratch))?;
+        let dir = self.scratch.dir();
+        std::fs::create_dir_all(dir).map_err(MediaError::io("creating", dir))?;
         let prefix = format!("{}-", ctx.info().activity_type);
         tempfile::Builder::new()
             .prefix(&prefix)
-            .tempdir_in(&self.scratch)
-            .map_err(MediaError::io("creating a work folder in", &self.scratch))
+            .tempdir_in(dir)
+            .map_err(MediaError::io("creating a work folder in", dir))
     }
 }
 
@@ -320,10 +322,10 @@ impl MediaActivities {
             }
             // A name derived from the URI, outside the per-attempt work folder, so a retry on
             // this worker continues the partial download by range.
-            std::fs::create_dir_all(&self.scratch)
-                .map_err(MediaError::io("creating", &self.scratch))?;
+            let root = self.scratch.root();
+            std::fs::create_dir_all(root).map_err(MediaError::io("creating", root))?;
             let digest = hex::encode(&sha2::Sha256::digest(uri_text.as_bytes())[..12]);
-            let partial = self.scratch.join(format!("input-{digest}.partial"));
+            let partial = root.join(format!("input-{digest}.partial"));
             let bytes = fetch::fetch(&uri, &partial, &self.fetch_policy, &self.storage).await?;
             annotate(vec![KeyValue::new("bytes.in", bytes as i64)]);
             let stored = self.storage.put_file(&partial, &input.dest).await?;

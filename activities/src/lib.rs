@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod mezzanine;
 pub mod probe;
 pub mod process;
+pub mod scratch;
 pub mod secrets;
 pub mod storage;
 pub mod thumbnail;

@@ -19,3 +19,22 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
     #[cfg(not(target_os = "linux"))]
     let _ = cmd;
 }
+
+/// Takes an exclusive, non-blocking `flock(2)` on `file`: `Ok(true)` when this process now
+/// holds it, `Ok(false)` when another process does. The kernel releases it when the holder
+/// exits, however it exits (`kill -9` included), which is what makes it a liveness test.
+#[allow(unsafe_code)] // flock(2)
+pub fn try_lock_exclusive(file: &std::fs::File) -> std::io::Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock(2) on a file descriptor the caller owns; no memory is shared.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(err)
+    }
+}

@@ -127,7 +127,6 @@ pub async fn connect(
 
 /// Takes an exclusive lock on `dir/lock`: `Ok(None)` when another process holds it. A file
 /// system without `flock` (some network mounts) counts as unlocked, with a warning.
-#[allow(unsafe_code)] // flock(2)
 fn lock_dir(dir: &Path) -> Result<Option<File>, RunpodError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| RunpodError::Setup(format!("creating {}: {e}", dir.display())))?;
@@ -138,16 +137,10 @@ fn lock_dir(dir: &Path) -> Result<Option<File>, RunpodError> {
         .write(true)
         .open(&path)
         .map_err(|e| RunpodError::Setup(format!("opening {}: {e}", path.display())))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: flock(2) on a file descriptor this function owns; no memory is shared.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Ok(None);
-            }
+    match transcoder_activities::process::try_lock_exclusive(&file) {
+        Ok(true) => {}
+        Ok(false) => return Ok(None),
+        Err(err) => {
             tracing::warn!(path = %path.display(), error = %err, "cannot lock the state folder; assuming this pod is alone on it");
         }
     }

@@ -553,6 +553,30 @@ async fn killed_run_resumes_same_workflow() {
     assert_eq!(hook.expect_one_valid().await, body);
     verify_outputs(&h, &body, &out).await;
 
+    // The killed run's work folders (a chunk's segments, tens of MB) are gone: the second run
+    // reclaimed them when it started, and removed its own when it ended.
+    let scratch = state.join("scratch");
+    let left: Vec<_> = std::fs::read_dir(&scratch)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| !name.starts_with("input-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "scratch space of the killed run was left in {}: {left:?}\n{}",
+        scratch.display(),
+        second.dump()
+    );
+    assert!(
+        stderr2.contains("removed the scratch folders of worker processes that died"),
+        "the resumed run did not say it reclaimed the killed run's scratch\n{}",
+        second.dump()
+    );
+
     // One workflow for the media, seen on the saved state.
     let (mut server, address) = spawn_state_server(&h, &state).await;
     let jobs: Vec<_> = list_workflows(&address, "WorkflowType = 'TranscodeWorkflow'")
