@@ -249,10 +249,18 @@ async fn http_attempt(
     if have > 0 {
         req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
     }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| transient(shown, format!("request failed: {}", without_url(&e))))?;
+    let resp = req.send().await.map_err(|e| {
+        if e.is_redirect() {
+            // Our redirect policy said no (a host off the allowlist, too many hops): asking
+            // again gets the same answer, so it is final and says why.
+            let why = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "refused".to_string());
+            permanent(shown, &format!("the redirect was not followed: {why}"))
+        } else {
+            transient(shown, format!("request failed: {}", without_url(&e)))
+        }
+    })?;
     let status = resp.status();
     let (mut file, mut written) = match status.as_u16() {
         206 => {

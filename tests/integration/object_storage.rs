@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use transcoder_activities::storage::config::{BackendKind, S3Settings};
 use transcoder_activities::storage::{MultipartPolicy, S3Backend};
 use transcoder_workflows::media::ObjectRef;
@@ -501,6 +501,71 @@ async fn http_input_from_a_host_not_allowed_is_refused() {
         walk(&out.join(MEDIA_BUCKET)).is_empty(),
         "nothing published"
     );
+}
+
+/// An allowed host that redirects to one off the allowlist: refused at once, naming the
+/// allowlist, after one request (it used to count as transient: 25 requests over 97 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_input_redirected_off_the_allowlist_fails_at_once() {
+    let h = Harness::start().await;
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let port = server.server_addr().to_ip().unwrap().port();
+    let requests = Arc::new(Mutex::new(0usize));
+    {
+        let (server, requests) = (Arc::clone(&server), Arc::clone(&requests));
+        std::thread::spawn(move || {
+            while let Ok(request) = server.recv() {
+                *requests.lock().unwrap() += 1;
+                let to = format!("http://localhost:{port}/elsewhere.mp4");
+                let header = tiny_http::Header::from_bytes("Location", to.as_bytes()).unwrap();
+                let _ = request.respond(tiny_http::Response::empty(302).with_header(header));
+            }
+        });
+    }
+    let hook = WebhookReceiver::start("whsec-redirect");
+    let job = serde_json::json!({
+        "mediaId": "redir-in",
+        "creatorId": "c3",
+        "mediaType": "video",
+        "inputUri": format!("http://127.0.0.1:{port}/clip.mp4"),
+        "inputBucket": ARCHIVE_BUCKET,
+        "inputKey": "originals/c3/redir-in/original.mp4",
+        "outputBucket": MEDIA_BUCKET,
+        "outputPrefix": "c3/hls/redir-in",
+        "assetsBucket": ASSETS_BUCKET,
+        "webhookUrl": hook.url(),
+        "webhookSecret": hook.secret,
+    });
+    let job_file = h.path("job.json");
+    std::fs::write(&job_file, serde_json::to_vec(&job).unwrap()).unwrap();
+    let out = h.path("out");
+    let started = Instant::now();
+    let run = h
+        .run_with_env(
+            &["run", "--job", s(&job_file), "--json", "--out", s(&out)],
+            [("INPUT_ALLOWED_HOSTS", "127.0.0.1")],
+        )
+        .await;
+    run.assert_failure();
+    let body: Value = run.json();
+    assert_eq!(body["status"], "failed", "{}", run.dump());
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("redirect") && error.contains("INPUT_ALLOWED_HOSTS"),
+        "{error}"
+    );
+    assert_eq!(hook.expect_one_valid().await, body);
+    assert_eq!(
+        *requests.lock().unwrap(),
+        1,
+        "the refused redirect was retried"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the refusal took {:?}",
+        started.elapsed()
+    );
+    server.unblock();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
