@@ -376,15 +376,24 @@ async fn detect_media_type(input: &Path) -> MediaType {
     }
 }
 
+/// A job file as the payload it holds. Fields of the wrong type or size become problems that
+/// validation reports (with a failed webhook where one can be sent); only a file that is not
+/// JSON at all, or too large to read, is refused here.
 fn read_job(path: &Path) -> Result<JobInput> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("reading job file {}", path.display()))?
+        .len();
+    if size > transcoder_workflows::job::MAX_PAYLOAD_BYTES as u64 {
+        bail!(
+            "job file {} is {size} bytes, over the limit of {} for a payload",
+            path.display(),
+            transcoder_workflows::job::MAX_PAYLOAD_BYTES
+        );
+    }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading job file {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| {
-        format!(
-            "job file {} is not a JSON object of job fields",
-            path.display()
-        )
-    })
+    JobInput::from_json_text(&text)
+        .map_err(|why| anyhow::anyhow!("job file {}: {why}", path.display()))
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {

@@ -123,5 +123,6 @@ fn payload(
         segments_per_chunk: None,
         webhook_retry_hours: None,
         input_uri,
+        intake_problems: Vec::new(),
     }
 }

@@ -94,19 +94,27 @@ where
         let state = input.get("tracestate").and_then(Value::as_str);
         crate::telemetry::continue_trace(&job_span, parent, state);
     }
-    let mut job: JobInput = match serde_json::from_value(input) {
-        Ok(job) => job,
-        Err(e) => {
-            let text = format!(
-                "the job input is not a media-api payload (a JSON object of job fields): {e}"
-            );
-            return report(Outcome::Finished(JobResult::error(clean_error(
-                &text,
-                &[&raw_secret],
-            ))))
-            .await;
-        }
-    };
+    let too_big = serde_json::to_string(&input)
+        .map(|t| t.len() > transcoder_workflows::job::MAX_PAYLOAD_BYTES)
+        .unwrap_or(true);
+    if !input.is_object() || too_big {
+        let text = if too_big {
+            format!(
+                "the job input is over the limit of {} bytes for a payload",
+                transcoder_workflows::job::MAX_PAYLOAD_BYTES
+            )
+        } else {
+            "the job input is not a media-api payload (a JSON object of job fields)".to_string()
+        };
+        return report(Outcome::Finished(JobResult::error(clean_error(
+            &text,
+            &[&raw_secret],
+        ))))
+        .await;
+    }
+    // Fields of the wrong type or size become problems validation reports, with a failed
+    // webhook where one can be sent.
+    let mut job = JobInput::from_json(&input);
     let secret = job.webhook_secret.clone().unwrap_or_default();
     let media = json!({ "mediaId": job.media_id, "mediaType": job.media_type });
     let fail = |text: String| {

@@ -1149,6 +1149,54 @@ async fn bad_webhook_secrets_are_refused_before_anything_starts() {
     );
 }
 
+/// 6c. Type errors and oversized values go the way of every other payload problem: named by
+/// field in the failed body and webhook, the oversized value left out of workflow history
+/// (a 5 MB field used to fail in gRPC with no webhook) and out of every message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_type_errors_and_oversized_values_are_named() {
+    let h = Harness::start().await;
+    let hook = WebhookReceiver::start("whsec-shape-e2e");
+    let out = h.path("out");
+    let mut job = fixture_json("jobs/video.json");
+    job["webhookUrl"] = json!(hook.url());
+    job["webhookSecret"] = json!(hook.secret);
+    job["creatorId"] = json!(123);
+    job["assetsBucket"] = json!("a".repeat(5 * 1024 * 1024 / 2));
+    job["segmentsPerChunk"] = json!("ten");
+    let job_file = h.path("job.json");
+    std::fs::write(&job_file, serde_json::to_vec(&job).unwrap()).unwrap();
+    let run = h
+        .run(&[
+            "run",
+            "--job",
+            s(&job_file),
+            "--out",
+            s(&out),
+            "--json",
+            "--task-queue",
+            "e2e-shape",
+        ])
+        .await;
+    run.assert_failure();
+    let body = run.json();
+    assert_eq!(body["status"], "failed", "{}", run.dump());
+    let error = body["error"].as_str().expect("error text");
+    for expected in [
+        "creatorId must be a string, got a number",
+        "assetsBucket is 2621440 bytes long, over the limit of 8192",
+        "segmentsPerChunk must be a whole number",
+    ] {
+        assert!(error.contains(expected), "{expected:?} not in {error:?}");
+    }
+    let hooked = hook.expect_one_valid().await;
+    assert_eq!(hooked, body);
+    assert!(
+        run.stderr.len() + run.stdout.len() < 64 * 1024,
+        "the oversized value reached the output ({} bytes of stderr)",
+        run.stderr.len()
+    );
+}
+
 /// 7. `--help` works for the program and each subcommand and names their options.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn help_for_every_command() {

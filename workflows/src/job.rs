@@ -36,6 +36,117 @@ pub struct JobInput {
     /// A URI with a query string (a presigned URL) is sealed like the webhook secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_uri: Option<String>,
+    /// What [`JobInput::from_json`] could not take from the payload as sent (a value of the
+    /// wrong type, one over its size limit), each naming its field. The value itself is left
+    /// out, so a 5 MB string never reaches workflow history; validation reports these first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intake_problems: Vec<String>,
+}
+
+/// The largest payload read at all (a job file, a RunPod job's `input`), a memory guard.
+/// Below it, a field over its own limit is named and left out, so what reaches Temporal
+/// stays far below its 2 MB payload limit.
+pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
+/// The longest value a text field may hold when it has no tighter rule of its own (ids and
+/// keys have theirs); longer ones are refused before they reach workflow history.
+const MAX_TEXT_FIELD: usize = 8192;
+
+/// What a JSON value is, for messages.
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+impl JobInput {
+    /// Reads a payload as sent, whatever it holds: every field of the right type is taken,
+    /// every other one becomes an intake problem naming the field, so that a malformed job
+    /// still reaches validation and its failed webhook. Unknown fields are ignored.
+    pub fn from_json(payload: &serde_json::Value) -> JobInput {
+        let mut problems = Vec::new();
+        let Some(fields) = payload.as_object() else {
+            return JobInput {
+                intake_problems: vec![format!(
+                    "the payload must be a JSON object of job fields, got {}",
+                    json_kind(payload)
+                )],
+                ..JobInput::default()
+            };
+        };
+        let mut text = |name: &str| -> Option<String> {
+            match fields.get(name)? {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) if s.len() > MAX_TEXT_FIELD => {
+                    problems.push(format!(
+                        "{name} is {} bytes long, over the limit of {MAX_TEXT_FIELD}",
+                        s.len()
+                    ));
+                    None
+                }
+                serde_json::Value::String(s) => Some(s.clone()),
+                other => {
+                    problems.push(format!("{name} must be a string, got {}", json_kind(other)));
+                    None
+                }
+            }
+        };
+        let mut job = JobInput {
+            media_id: text("mediaId"),
+            creator_id: text("creatorId"),
+            media_type: text("mediaType"),
+            input_bucket: text("inputBucket"),
+            input_key: text("inputKey"),
+            output_bucket: text("outputBucket"),
+            output_prefix: text("outputPrefix"),
+            assets_bucket: text("assetsBucket"),
+            archive_bucket: text("archiveBucket"),
+            webhook_url: text("webhookUrl"),
+            webhook_secret: text("webhookSecret"),
+            input_uri: text("inputUri"),
+            ..JobInput::default()
+        };
+        let mut whole = |name: &str, max: u64| -> Option<u64> {
+            let value = fields.get(name)?;
+            match value.as_u64() {
+                _ if value.is_null() => None,
+                Some(n) if n <= max => Some(n),
+                _ => {
+                    problems.push(format!(
+                        "{name} must be a whole number from 0 to {max}, got {}",
+                        match value {
+                            serde_json::Value::Number(n) => n.to_string(),
+                            other => json_kind(other).to_string(),
+                        }
+                    ));
+                    None
+                }
+            }
+        };
+        job.original_retention_seconds = whole("originalRetentionSeconds", u64::MAX);
+        job.segments_per_chunk = whole("segmentsPerChunk", u64::from(u32::MAX)).map(|n| n as u32);
+        job.webhook_retry_hours = whole("webhookRetryHours", u64::from(u32::MAX)).map(|n| n as u32);
+        job.intake_problems = problems;
+        job
+    }
+
+    /// [`JobInput::from_json`] of a payload's text; text that is too large or not JSON at
+    /// all is an error (there is no webhook to report it to).
+    pub fn from_json_text(text: &str) -> Result<JobInput, String> {
+        if text.len() > MAX_PAYLOAD_BYTES {
+            return Err(format!(
+                "the payload is {} bytes, over the limit of {MAX_PAYLOAD_BYTES}",
+                text.len()
+            ));
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("the payload is not JSON: {e}"))?;
+        Ok(JobInput::from_json(&value))
+    }
 }
 
 // Hand-written so a job logged with `{:?}` never prints the webhook secret.
@@ -160,12 +271,17 @@ pub const SEALED_PREFIX: &str = "sealed:";
 impl JobInput {
     /// Checks every rule of DESIGN §3.1 and reports all violations at once.
     pub fn validate(&self) -> Result<Job, ValidationError> {
-        let mut problems = Vec::new();
+        let mut problems = self.intake_problems.clone();
+        let intake = &self.intake_problems;
         let mut required = |name: &str, value: &Option<String>| -> String {
             match value.as_deref().map(str::trim) {
                 Some(v) if !v.is_empty() => v.to_string(),
                 _ => {
-                    problems.push(format!("{name} is required"));
+                    // A value that was there but unusable is already named for what it was.
+                    let prefix = format!("{name} ");
+                    if !intake.iter().any(|p| p.starts_with(&prefix)) {
+                        problems.push(format!("{name} is required"));
+                    }
                     String::new()
                 }
             }
@@ -428,6 +544,57 @@ mod tests {
     use super::*;
 
     #[test]
+    fn payloads_of_the_wrong_shape_name_each_field() {
+        let mut payload = serde_json::to_value(valid()).unwrap();
+        payload["mediaId"] = serde_json::json!(123);
+        payload["creatorId"] = serde_json::json!(["c"]);
+        payload["outputPrefix"] = serde_json::json!("x".repeat(5 * 1024 * 1024));
+        payload["segmentsPerChunk"] = serde_json::json!(-3);
+        payload["webhookRetryHours"] = serde_json::json!("12");
+        payload["somethingElse"] = serde_json::json!({"ignored": true});
+        let job = JobInput::from_json(&payload);
+        assert_eq!(job.media_id, None);
+        assert_eq!(job.output_prefix, None, "the 5 MB value is left out");
+        assert_eq!(
+            job.webhook_url.as_deref(),
+            Some("http://127.0.0.1:9000/hook")
+        );
+        let problems = job.validate().expect_err("invalid").problems;
+        for expected in [
+            "mediaId must be a string, got a number",
+            "creatorId must be a string, got an array",
+            "outputPrefix is 5242880 bytes long, over the limit of 8192",
+            "segmentsPerChunk must be a whole number from 0 to 4294967295, got -3",
+            "webhookRetryHours must be a whole number from 0 to 4294967295, got a string",
+        ] {
+            assert!(
+                problems.iter().any(|p| p == expected),
+                "{expected:?} not in {problems:?}"
+            );
+        }
+        assert!(
+            !problems.iter().any(|p| p == "mediaId is required"),
+            "named twice: {problems:?}"
+        );
+        // Bounded everywhere: no problem quotes the oversized value.
+        assert!(problems.iter().all(|p| p.len() < 200), "{problems:?}");
+        assert!(
+            job.usable_webhook().is_some(),
+            "the failure can still be reported"
+        );
+        // A valid payload reads back as the derive would.
+        assert_eq!(
+            JobInput::from_json(&serde_json::to_value(valid()).unwrap()),
+            valid()
+        );
+        assert!(
+            JobInput::from_json(&serde_json::json!("x")).intake_problems[0]
+                .contains("must be a JSON object")
+        );
+        assert!(JobInput::from_json_text(&"x".repeat(MAX_PAYLOAD_BYTES + 1)).is_err());
+    }
+
+    #[test]
     fn webhook_secret_is_checked_as_received() {
         let with = |secret: Option<&str>| JobInput {
             webhook_secret: secret.map(str::to_string),
@@ -477,6 +644,7 @@ mod tests {
             segments_per_chunk: None,
             webhook_retry_hours: None,
             input_uri: None,
+            intake_problems: Vec::new(),
         }
     }
 

@@ -128,6 +128,7 @@ mod tests {
             segments_per_chunk: None,
             webhook_retry_hours: None,
             input_uri: None,
+            intake_problems: Vec::new(),
         }
         .validate()
         .unwrap()
