@@ -354,7 +354,7 @@ impl MediaActivities {
                 .readable_path(&input.source, work.path())
                 .await?;
             annotate_bytes_in(&path);
-            let result = probe::probe_file(&path).await?;
+            let result = probe::probe_input(&path).await?;
             tracing::info!(source = %input.source, duration = result.duration_seconds, video = ?result.video, audio = ?result.audio, "probed");
             Ok::<_, MediaError>((result, StepFacts::default()))
         };

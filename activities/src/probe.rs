@@ -23,9 +23,76 @@ async fn ffprobe_file(path: &Path, show: &[&str]) -> Result<Value> {
 }
 
 pub async fn probe_file(path: &Path) -> Result<ProbeResult> {
+    Ok(probe_with_doc(path).await?.1)
+}
+
+/// The job's input: [`probe_file`], and then a file whose media ends well before its headers
+/// say is refused as truncated (an interrupted upload: an MP4 whose index, written first,
+/// promises frames the cut-off file does not hold). Encoded anyway, it would become a
+/// "ready" video that freezes on its last good frame. Costs one demux-only pass.
+pub async fn probe_input(path: &Path) -> Result<ProbeResult> {
+    let (doc, result) = probe_with_doc(path).await?;
+    let (video, audio) = chosen_streams(&doc);
+    let chosen: Vec<&Value> = [video, audio].into_iter().flatten().collect();
+    let indexes: Vec<i64> = chosen.iter().filter_map(|s| s["index"].as_i64()).collect();
+    let show = [
+        "-show_entries",
+        "packet=stream_index,pts_time,duration_time",
+    ];
+    let packets = ffprobe_file(path, &show).await?;
+    let streams: Vec<(Option<f64>, Option<f64>)> = chosen
+        .iter()
+        .map(|s| {
+            let index = s["index"].as_i64().unwrap_or(-1);
+            (num::<f64>(&s["duration"]), packets_span(&packets, &[index]))
+        })
+        .collect();
+    let whole = (
+        num::<f64>(&doc["format"]["duration"]),
+        packets_span(&packets, &indexes),
+    );
+    match truncation(&streams, whole) {
+        Some((readable, declared)) => Err(MediaError::Unreadable(format!(
+            "the upload is truncated: {readable:.1} s of its {declared:.1} s can be read"
+        ))),
+        None => Ok(result),
+    }
+}
+
+/// How far before its declared length a stream may end without counting as truncated.
+fn truncation_tolerance(declared: f64) -> f64 {
+    (declared * 0.02).max(1.0)
+}
+
+/// `Some((readable, declared))` when media ends well before the headers say. Each stream is
+/// held to its own declared length (`(declared, measured)` pairs), so audio that legitimately
+/// outlasts the picture is fine; when no stream declares one, the streams together are held
+/// to the container's length (`whole`).
+fn truncation(
+    streams: &[(Option<f64>, Option<f64>)],
+    whole: (Option<f64>, Option<f64>),
+) -> Option<(f64, f64)> {
+    let short = |declared: f64, measured: Option<f64>| {
+        let readable = measured.unwrap_or(0.0);
+        (declared.is_finite()
+            && declared > 0.0
+            && readable < declared - truncation_tolerance(declared))
+        .then_some((readable, declared))
+    };
+    if streams.iter().any(|(declared, _)| declared.is_some()) {
+        streams
+            .iter()
+            .filter_map(|(declared, measured)| short((*declared)?, *measured))
+            .next()
+    } else {
+        short(whole.0?, whole.1)
+    }
+}
+
+async fn probe_with_doc(path: &Path) -> Result<(Value, ProbeResult)> {
     let doc = ffprobe_file(path, &["-show_format", "-show_streams"]).await?;
     if let Some(result) = parse_probe_with(&doc, None) {
-        return result;
+        return Ok((doc, result?));
     }
     // No duration in the headers (a browser's MediaRecorder WebM, a live capture): read it
     // from the packets. Demuxing only, no decoding: seconds even for long files.
@@ -36,8 +103,9 @@ pub async fn probe_file(path: &Path) -> Result<ProbeResult> {
         .filter_map(|s| s["index"].as_i64())
         .collect();
     let measured = duration_from_packets(path, &indexes).await?;
-    parse_probe_with(&doc, measured)
-        .unwrap_or_else(|| Err(MediaError::Unreadable(NO_DURATION.into())))
+    let result = parse_probe_with(&doc, measured)
+        .unwrap_or_else(|| Err(MediaError::Unreadable(NO_DURATION.into())))?;
+    Ok((doc, result))
 }
 
 const NO_DURATION: &str = "its duration cannot be determined";
@@ -293,6 +361,55 @@ mod tests {
         assert!(parse_probe(&headers).unwrap_err().is_permanent());
         let p = parse_probe_with(&headers, Some(5.02)).unwrap().unwrap();
         assert_eq!(p.duration_seconds, 5.02);
+    }
+
+    #[test]
+    fn truncation_holds_each_stream_to_its_own_length() {
+        // A faststart MP4 cut at 30 %: the index promises 8 s, 2.4 s of packets remain.
+        assert_eq!(
+            truncation(
+                &[(Some(8.0), Some(2.4)), (Some(8.0), Some(2.5))],
+                (Some(8.0), Some(2.5))
+            ),
+            Some((2.4, 8.0))
+        );
+        // Nothing of a stream can be read at all.
+        assert_eq!(
+            truncation(&[(Some(8.0), None)], (Some(8.0), None)),
+            Some((0.0, 8.0))
+        );
+        // Complete, within the tolerance (1 s, or 2 % of long files).
+        assert_eq!(
+            truncation(&[(Some(8.0), Some(7.2))], (Some(8.0), Some(7.2))),
+            None
+        );
+        assert_eq!(
+            truncation(&[(Some(3600.0), Some(3540.0))], (None, None)),
+            None
+        );
+        assert!(truncation(&[(Some(3600.0), Some(3500.0))], (None, None)).is_some());
+        // Audio outlasting the picture is each stream at its own length: fine.
+        assert_eq!(
+            truncation(
+                &[(Some(6.0), Some(6.0)), (Some(8.0), Some(8.0))],
+                (Some(8.0), Some(8.0))
+            ),
+            None
+        );
+        // No stream declares a length (Matroska): the streams together against the container.
+        assert_eq!(
+            truncation(
+                &[(None, Some(6.0)), (None, Some(8.0))],
+                (Some(8.0), Some(8.0))
+            ),
+            None
+        );
+        assert_eq!(
+            truncation(&[(None, Some(3.0))], (Some(8.0), Some(3.0))),
+            Some((3.0, 8.0))
+        );
+        // Nothing declared anywhere: nothing to hold it to.
+        assert_eq!(truncation(&[(None, Some(3.0))], (None, Some(3.0))), None);
     }
 
     #[test]

@@ -1001,6 +1001,57 @@ async fn clips_of_half_a_second_and_of_one_frame() {
     }
 }
 
+/// An interrupted upload: the fixture cut to 30, 60 and 90 % of its bytes (a faststart MP4,
+/// whose index promises all 8 s), and a non-faststart copy cut in half (no index at all).
+/// Each is refused before any encode, saying it is truncated (or unreadable), and nothing is
+/// published. It used to complete as an 8 s video frozen on its last good frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_uploads_are_refused() {
+    let h = Harness::start().await;
+    let whole = std::fs::read(fixture("media/video.mp4")).unwrap();
+    let moov_last = h.path("in/moov-last.mp4");
+    std::fs::create_dir_all(moov_last.parent().unwrap()).unwrap();
+    ffmpeg_copy_without_faststart(&fixture("media/video.mp4"), &moov_last).await;
+    let moov_last = std::fs::read(&moov_last).unwrap();
+    let cases = [
+        ("cut30", &whole, 30, "the upload is truncated"),
+        ("cut60", &whole, 60, "the upload is truncated"),
+        ("cut90", &whole, 90, "the upload is truncated"),
+        ("moovlast50", &moov_last, 50, "not a readable media file"),
+    ];
+    for (name, bytes, percent, expected) in cases {
+        let input = h.path(&format!("in/{name}.mp4"));
+        std::fs::write(&input, &bytes[..bytes.len() * percent / 100]).unwrap();
+        let job = transcode(&h, &input, "video", name).await;
+        job.run.assert_failure();
+        assert_eq!(job.body["status"], "failed", "{name}: {}", job.body);
+        let error = job.body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(expected), "{name}: {error:?}");
+        let masters: Vec<_> = walk(&job.out)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "m3u8"))
+            .collect();
+        assert!(masters.is_empty(), "{name}: published {masters:?}");
+    }
+}
+
+/// A stream copy of `src` with the index (`moov`) at the end, as a camera writes it.
+async fn ffmpeg_copy_without_faststart(src: &Path, dest: &Path) {
+    let out = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i"])
+        .arg(src)
+        .args(["-c", "copy"])
+        .arg(dest)
+        .output()
+        .await
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// 8 s, shorter than the 30 s preview: the preview is the whole clip.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clip_shorter_than_preview() {
