@@ -126,12 +126,34 @@ pub async fn wait_for_outcome(client: &Client, id: &str, job: &JobInput) -> Resu
             let message = failure.failure().message.clone();
             (failed_body(id, job, &message), None)
         }
-        Err(other) => (
+        // The job ended some other way (cancelled, terminated, timed out): that is its outcome.
+        Err(other) if other.is_workflow_outcome() => (
             failed_body(id, job, &format!("the job did not finish: {other}")),
             None,
         ),
+        // The server went away (an embedded one killed, a network cut): the job did not end,
+        // it is saved on the server, and no webhook was sent. Say so instead of inventing a
+        // failed body.
+        Err(other) => bail!(
+            "lost contact with Temporal while job {id} was running ({}); the job is saved \
+             there and no webhook has been sent: run the same command again to attach to it \
+             and finish it",
+            short_transport_error(&other)
+        ),
     };
     Ok(JobOutcome { body, receipt })
+}
+
+/// A transport error in a line: the gRPC status code and the first line of its message.
+fn short_transport_error(e: &WorkflowGetResultError) -> String {
+    let text = match e {
+        WorkflowGetResultError::Rpc(status) | WorkflowGetResultError::NotFound(status) => {
+            format!("{:?}: {}", status.code(), status.message())
+        }
+        other => other.to_string(),
+    };
+    let line = text.lines().next().unwrap_or_default();
+    line.chars().take(200).collect()
 }
 
 fn failed_body(id: &str, job: &JobInput, message: &str) -> WebhookBody {

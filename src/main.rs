@@ -526,7 +526,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         _ = worker::shutdown_signal() => Err(anyhow::anyhow!(
             "interrupted; the job is saved in {state_dir} and resumes when run again with the same --media-id"
         )),
-        _ = &mut worker_task => Err(anyhow::anyhow!("the in-process worker stopped before the job finished")),
+        _ = &mut worker_task => Err(anyhow::anyhow!(
+            "the in-process worker stopped before the job finished (is the Temporal server gone?); the job is saved in {state_dir} and no webhook has been sent: run the same command again to resume it"
+        )),
     };
     let _ = stop_bars.send(true);
     let _ = bars.await;

@@ -401,6 +401,72 @@ async fn completed_job_is_not_encoded_again() {
     eprintln!("encode {first_secs:.1} s, stored result {second_secs:.1} s");
 }
 
+/// The embedded Temporal server dies mid-job (kill -9): `run` says the job is saved and
+/// resumes when run again, prints no body and sends no webhook (it used to print a `failed`
+/// body that was never sent, with raw transport errors); the same command then finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_embedded_server_is_explained_and_the_job_resumes() {
+    let h = Harness::without_server();
+    let hook = WebhookReceiver::start("whsec-server-dies");
+    let input = h.path("in/clip.mp4");
+    make_video(&input, 1280, 720, 12, 25).await;
+    let out = h.path("out");
+    let state = h.path("state");
+    let url = hook.url();
+    let args = [
+        "run",
+        s(&input),
+        "--out",
+        s(&out),
+        "--webhook-url",
+        &url,
+        "--webhook-secret",
+        &hook.secret,
+        "--json",
+    ];
+    let mut first = h.spawn(&args);
+    poll_until(Duration::from_secs(120), || {
+        printed_workflow_id(&first.stderr())
+    })
+    .await
+    .unwrap_or_else(|| panic!("`run` printed no workflow id\n{}", first.dump()));
+    let state_text = s(&state).to_string();
+    let servers = find_processes(&["start-dev", &state_text]);
+    assert!(
+        !servers.is_empty(),
+        "no embedded server found\n{}",
+        first.dump()
+    );
+    for (pid, _) in &servers {
+        send_signal(*pid, libc::SIGKILL);
+    }
+    let status = first
+        .wait_for_exit(Duration::from_secs(180))
+        .await
+        .unwrap_or_else(|| panic!("`run` did not exit after its server died\n{}", first.dump()));
+    assert!(!status.success(), "{}", first.dump());
+    assert!(
+        first.stdout().trim().is_empty(),
+        "a body was printed for a job that did not end\n{}",
+        first.dump()
+    );
+    assert!(
+        first.stderr().contains("run the same command again"),
+        "no hint that the job resumes\n{}",
+        first.dump()
+    );
+    assert!(
+        hook.received().is_empty(),
+        "a webhook was sent for a job that did not end"
+    );
+
+    let second = h.run(&args).await;
+    second.assert_success();
+    let body = second.json();
+    assert_eq!(body["status"], "completed", "{}", second.dump());
+    assert_eq!(hook.expect_one_valid().await, body);
+}
+
 /// 4. `kill -9` of an embedded `run` in the middle of the ladder: its Temporal server dies
 /// with it, and the same command again resumes the same workflow (content-derived media id)
 /// without redoing the mezzanine, and finishes with outputs that verify.
