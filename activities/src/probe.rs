@@ -32,6 +32,9 @@ pub async fn probe_file(path: &Path) -> Result<ProbeResult> {
 /// "ready" video that freezes on its last good frame. Costs one demux-only pass.
 pub async fn probe_input(path: &Path) -> Result<ProbeResult> {
     let (doc, result) = probe_with_doc(path).await?;
+    if let Some(video) = &result.video {
+        check_picture_size(video.width, video.height)?;
+    }
     let (video, audio) = chosen_streams(&doc);
     let chosen: Vec<&Value> = [video, audio].into_iter().flatten().collect();
     let indexes: Vec<i64> = chosen.iter().filter_map(|s| s["index"].as_i64()).collect();
@@ -57,6 +60,27 @@ pub async fn probe_input(path: &Path) -> Result<ProbeResult> {
         ))),
         None => Ok(result),
     }
+}
+
+/// The smallest and largest picture side the ladder encodes. A side of 1 cannot be 4:2:0
+/// (the mezzanine's format, chroma at half size): the encode fails on every retry. Above
+/// 8192 no H.264 level applies (level 6.2 ends at 8192x4320).
+const MIN_PICTURE_SIDE: u32 = 2;
+const MAX_PICTURE_SIDE: u32 = 8192;
+
+/// Refuses, before any encode, a picture no encoder will take: permanent, saying why.
+fn check_picture_size(width: u32, height: u32) -> Result<()> {
+    if width < MIN_PICTURE_SIDE || height < MIN_PICTURE_SIDE {
+        return Err(MediaError::Unsupported(format!(
+            "the picture is {width}x{height}; the smallest supported is {MIN_PICTURE_SIDE}x{MIN_PICTURE_SIDE}"
+        )));
+    }
+    if width > MAX_PICTURE_SIDE || height > MAX_PICTURE_SIDE {
+        return Err(MediaError::Unsupported(format!(
+            "the picture is {width}x{height}; the largest supported side is {MAX_PICTURE_SIDE}"
+        )));
+    }
+    Ok(())
 }
 
 /// How far before its declared length a stream may end without counting as truncated.
@@ -361,6 +385,22 @@ mod tests {
         assert!(parse_probe(&headers).unwrap_err().is_permanent());
         let p = parse_probe_with(&headers, Some(5.02)).unwrap().unwrap();
         assert_eq!(p.duration_seconds, 5.02);
+    }
+
+    #[test]
+    fn pictures_no_encoder_takes_are_refused() {
+        assert!(check_picture_size(1, 1)
+            .unwrap_err()
+            .to_string()
+            .contains("1x1; the smallest supported is 2x2"));
+        assert!(check_picture_size(640, 1).is_err());
+        assert!(check_picture_size(2, 2).is_ok());
+        assert!(check_picture_size(7680, 4320).is_ok());
+        assert!(check_picture_size(8192, 8192).is_ok());
+        assert!(check_picture_size(16384, 8192)
+            .unwrap_err()
+            .to_string()
+            .contains("largest supported side is 8192"));
     }
 
     #[test]

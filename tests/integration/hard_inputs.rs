@@ -1001,6 +1001,65 @@ async fn clips_of_half_a_second_and_of_one_frame() {
     }
 }
 
+/// A 1x1 picture (an H.264 in 4:4:4, which ffmpeg writes) cannot become the 4:2:0 the ladder
+/// needs: refused at the probe, once, saying why. It used to fail in the encoder, three
+/// times, after the mezzanine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_pixel_picture_is_refused_at_once() {
+    let h = Harness::start().await;
+    let input = h.path("in/pixel.mp4");
+    std::fs::create_dir_all(input.parent().unwrap()).unwrap();
+    ffmpeg_to(
+        &input,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=red:size=1x1:rate=25:duration=2,format=yuv444p",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=2",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv444p",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ],
+    )
+    .await;
+    let job = transcode(&h, &input, "video", "pixel").await;
+    job.run.assert_failure();
+    let error = job.body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("the picture is 1x1; the smallest supported is 2x2"),
+        "{error:?}"
+    );
+    assert!(
+        !job.run.stderr.contains("mezzanine stored"),
+        "it was encoded before it was refused\n{}",
+        job.run.dump()
+    );
+}
+
+/// Runs ffmpeg with `args`, writing `dest`.
+async fn ffmpeg_to(dest: &Path, args: &[&str]) {
+    let out = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(args)
+        .arg(dest)
+        .output()
+        .await
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// An interrupted upload: the fixture cut to 30, 60 and 90 % of its bytes (a faststart MP4,
 /// whose index promises all 8 s), and a non-faststart copy cut in half (no index at all).
 /// Each is refused before any encode, saying it is truncated (or unreadable), and nothing is
@@ -1037,19 +1096,7 @@ async fn truncated_uploads_are_refused() {
 
 /// A stream copy of `src` with the index (`moov`) at the end, as a camera writes it.
 async fn ffmpeg_copy_without_faststart(src: &Path, dest: &Path) {
-    let out = tokio::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i"])
-        .arg(src)
-        .args(["-c", "copy"])
-        .arg(dest)
-        .output()
-        .await
-        .expect("run ffmpeg");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ffmpeg_to(dest, &["-i", &src.to_string_lossy(), "-c", "copy"]).await;
 }
 
 /// 8 s, shorter than the 30 s preview: the preview is the whole clip.
