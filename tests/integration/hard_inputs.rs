@@ -1046,18 +1046,9 @@ async fn a_one_pixel_picture_is_refused_at_once() {
 
 /// Runs ffmpeg with `args`, writing `dest`.
 async fn ffmpeg_to(dest: &Path, args: &[&str]) {
-    let out = tokio::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .args(args)
-        .arg(dest)
-        .output()
-        .await
-        .expect("run ffmpeg");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.push(dest.to_string_lossy().into_owned());
+    ffmpeg(&all).await;
 }
 
 /// An interrupted upload: the fixture cut to 30, 60 and 90 % of its bytes (a faststart MP4,

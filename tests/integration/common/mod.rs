@@ -536,7 +536,8 @@ pub fn field<'a>(payload: &'a Value, name: &str) -> &'a str {
 // Media made with ffmpeg.
 // ---------------------------------------------------------------------------------------
 
-async fn ffmpeg(args: &[String]) {
+/// Runs ffmpeg with `args` (quiet, overwriting), failing the test when it fails.
+pub async fn ffmpeg(args: &[String]) {
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
         .args(args)
