@@ -924,20 +924,8 @@ async fn worker_and_submit() {
         25,
     )
     .await;
-    let job = json!({
-        "mediaId": "m1",
-        "creatorId": "c1",
-        "mediaType": "video",
-        "inputBucket": ARCHIVE_BUCKET,
-        "inputKey": "originals/c1/m1/original.mp4",
-        "outputBucket": MEDIA_BUCKET,
-        "outputPrefix": "c1/hls/m1",
-        "assetsBucket": ASSETS_BUCKET,
-        "webhookUrl": hook.url(),
-        "webhookSecret": hook.secret,
-    });
-    let job_file = h.path("job.json");
-    std::fs::write(&job_file, serde_json::to_vec_pretty(&job).unwrap()).unwrap();
+    let job = video_job_payload("m1", "c1", &hook);
+    let job_file = write_job(&h, "job.json", &job);
 
     let mut worker = h.spawn(&["worker", "--out", s(&out), "--task-queue", queue]);
     let submit = h
@@ -1095,8 +1083,7 @@ async fn bad_webhook_secrets_are_refused_before_anything_starts() {
         if second_problem {
             job["segmentsPerChunk"] = json!(0);
         }
-        let job_file = h.path(&format!("job-{i}.json"));
-        std::fs::write(&job_file, serde_json::to_vec(&job).unwrap()).unwrap();
+        let job_file = write_job(&h, &format!("job-{i}.json"), &job);
         let started = std::time::Instant::now();
         let run = h
             .run(&[
@@ -1163,8 +1150,7 @@ async fn payload_type_errors_and_oversized_values_are_named() {
     job["creatorId"] = json!(123);
     job["assetsBucket"] = json!("a".repeat(5 * 1024 * 1024 / 2));
     job["segmentsPerChunk"] = json!("ten");
-    let job_file = h.path("job.json");
-    std::fs::write(&job_file, serde_json::to_vec(&job).unwrap()).unwrap();
+    let job_file = write_job(&h, "job.json", &job);
     let run = h
         .run(&[
             "run",

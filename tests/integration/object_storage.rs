@@ -465,21 +465,9 @@ async fn http_input_from_a_host_not_allowed_is_refused() {
     let h = Harness::start().await;
     let server = FlakyFileServer::start(vec![0u8; 1024]);
     let hook = WebhookReceiver::start("whsec-deny");
-    let job = serde_json::json!({
-        "mediaId": "deny-in",
-        "creatorId": "c3",
-        "mediaType": "video",
-        "inputUri": server.url("clip.mp4"),
-        "inputBucket": ARCHIVE_BUCKET,
-        "inputKey": "originals/c3/deny-in/original.mp4",
-        "outputBucket": MEDIA_BUCKET,
-        "outputPrefix": "c3/hls/deny-in",
-        "assetsBucket": ASSETS_BUCKET,
-        "webhookUrl": hook.url(),
-        "webhookSecret": hook.secret,
-    });
-    let job_file = h.path("job.json");
-    std::fs::write(&job_file, serde_json::to_vec(&job).unwrap()).unwrap();
+    let mut job = video_job_payload("deny-in", "c3", &hook);
+    job["inputUri"] = serde_json::json!(server.url("clip.mp4"));
+    let job_file = write_job(&h, "job.json", &job);
     let out = h.path("out");
     let run = h
         .run_with_env(
@@ -523,21 +511,9 @@ async fn http_input_redirected_off_the_allowlist_fails_at_once() {
         });
     }
     let hook = WebhookReceiver::start("whsec-redirect");
-    let job = serde_json::json!({
-        "mediaId": "redir-in",
-        "creatorId": "c3",
-        "mediaType": "video",
-        "inputUri": format!("http://127.0.0.1:{port}/clip.mp4"),
-        "inputBucket": ARCHIVE_BUCKET,
-        "inputKey": "originals/c3/redir-in/original.mp4",
-        "outputBucket": MEDIA_BUCKET,
-        "outputPrefix": "c3/hls/redir-in",
-        "assetsBucket": ASSETS_BUCKET,
-        "webhookUrl": hook.url(),
-        "webhookSecret": hook.secret,
-    });
-    let job_file = h.path("job.json");
-    std::fs::write(&job_file, serde_json::to_vec(&job).unwrap()).unwrap();
+    let mut job = video_job_payload("redir-in", "c3", &hook);
+    job["inputUri"] = serde_json::json!(format!("http://127.0.0.1:{port}/clip.mp4"));
+    let job_file = write_job(&h, "job.json", &job);
     let out = h.path("out");
     let started = Instant::now();
     let run = h

@@ -20,14 +20,9 @@ async fn storage_outage_is_retried() {
         25,
     )
     .await;
-    let job = json!({
-        "mediaId": "out1", "creatorId": "c1", "mediaType": "video",
-        "inputBucket": ARCHIVE_BUCKET, "inputKey": "originals/c1/out1/original.mp4",
-        "outputBucket": MEDIA_BUCKET, "outputPrefix": "c1/hls/out1", "assetsBucket": ASSETS_BUCKET,
-        "webhookUrl": hook.url(), "webhookSecret": hook.secret, "segmentsPerChunk": 1,
-    });
-    let job_file = h.path("job.json");
-    std::fs::write(&job_file, serde_json::to_vec(&job).unwrap()).unwrap();
+    let mut job = video_job_payload("out1", "c1", &hook);
+    job["segmentsPerChunk"] = json!(1);
+    let job_file = write_job(&h, "job.json", &job);
 
     // The media bucket is "down": a plain file where its folder should be makes every
     // upload into it fail with an I/O error (root ignores permissions, so not chmod).
