@@ -37,12 +37,14 @@ pub async fn probe_input(path: &Path) -> Result<ProbeResult> {
     }
     let (video, audio) = chosen_streams(&doc);
     let chosen: Vec<&Value> = [video, audio].into_iter().flatten().collect();
+    let declares_a_length = num::<f64>(&doc["format"]["duration"]).is_some()
+        || chosen.iter().any(|s| num::<f64>(&s["duration"]).is_some());
+    if !declares_a_length {
+        // Nothing to hold the packets to (and probe_with_doc measured them already).
+        return Ok(result);
+    }
     let indexes: Vec<i64> = chosen.iter().filter_map(|s| s["index"].as_i64()).collect();
-    let show = [
-        "-show_entries",
-        "packet=stream_index,pts_time,duration_time",
-    ];
-    let packets = ffprobe_file(path, &show).await?;
+    let packets = scan_packets(path).await?;
     let streams: Vec<(Option<f64>, Option<f64>)> = chosen
         .iter()
         .map(|s| {
@@ -137,12 +139,16 @@ const NO_DURATION: &str = "its duration cannot be determined";
 /// The span of the packets of `streams` (all streams when empty): first timestamp to the
 /// end of the last packet.
 async fn duration_from_packets(path: &Path, streams: &[i64]) -> Result<Option<f64>> {
+    Ok(packets_span(&scan_packets(path).await?, streams))
+}
+
+/// Every packet's stream, timestamp and length: one demux-only pass, no decoding.
+async fn scan_packets(path: &Path) -> Result<Value> {
     let show = [
         "-show_entries",
         "packet=stream_index,pts_time,duration_time",
     ];
-    let doc = ffprobe_file(path, &show).await?;
-    Ok(packets_span(&doc, streams))
+    ffprobe_file(path, &show).await
 }
 
 fn packets_span(doc: &Value, streams: &[i64]) -> Option<f64> {
