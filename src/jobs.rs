@@ -4,10 +4,10 @@ use anyhow::{bail, Context, Result};
 use temporalio_client::errors::{WorkflowGetResultError, WorkflowStartError};
 use temporalio_client::{
     Client, WorkflowCountOptions, WorkflowGetResultOptions, WorkflowIdConflictPolicy,
-    WorkflowIdReusePolicy, WorkflowStartOptions,
+    WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
 };
 use transcoder_activities::secrets::SecretBox;
-use transcoder_workflows::receipt::Receipt;
+use transcoder_workflows::receipt::{Receipt, WEBHOOK_NOT_DELIVERED_EXIT};
 use transcoder_workflows::webhook::{clean_error, JobStatus, MediaTypeText, WebhookBody};
 use transcoder_workflows::workflow::TranscodeResult;
 use transcoder_workflows::{workflow_id, JobInput, TranscodeWorkflow, ValidationError};
@@ -108,10 +108,65 @@ pub async fn wait_for_body(client: &Client, id: &str, job: &JobInput) -> Result<
     Ok(wait_for_outcome(client, id, job).await?.body)
 }
 
-/// A finished job: the webhook body, and the receipt of a job that completed.
+/// A finished job: the webhook body, and the job's receipt when it can be read (a completed
+/// job's is in its result; a failed job's is asked of a worker).
 pub struct JobOutcome {
     pub body: WebhookBody,
     pub receipt: Option<Receipt>,
+}
+
+impl JobOutcome {
+    /// Why the webhook did not reach the receiver, when it did not.
+    pub fn webhook_problem(&self) -> Option<&str> {
+        let delivery = self.receipt.as_ref()?.webhook.as_ref()?;
+        (!delivery.delivered).then_some(delivery.detail.as_str())
+    }
+
+    /// 0 when the job completed and its webhook got through, 1 when it failed,
+    /// [`WEBHOOK_NOT_DELIVERED_EXIT`] when its webhook did not get through (whatever the
+    /// job's outcome: media-api was never told).
+    pub fn exit_code(&self) -> std::process::ExitCode {
+        if self.webhook_problem().is_some() {
+            std::process::ExitCode::from(WEBHOOK_NOT_DELIVERED_EXIT)
+        } else if succeeded(&self.body) {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        }
+    }
+
+    /// Says on stderr that the webhook did not get through, and why.
+    pub fn warn_if_webhook_missed(&self) {
+        if let Some(problem) = self.webhook_problem() {
+            let outcome = if succeeded(&self.body) {
+                "completed"
+            } else {
+                "failed"
+            };
+            eprintln!(
+                "error: the job {outcome}, but its webhook was {problem}: the receiver was never told (exit status {WEBHOOK_NOT_DELIVERED_EXIT})."
+            );
+        }
+    }
+}
+
+/// How long a failed job's receipt is waited for: a worker answers the query.
+const RECEIPT_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The receipt of a closed job, asked of a worker; `None` when none answers in time.
+pub async fn closed_job_receipt(client: &Client, id: &str) -> Option<Receipt> {
+    let handle = client.get_workflow_handle::<TranscodeWorkflow>(id);
+    tokio::time::timeout(
+        RECEIPT_QUERY_TIMEOUT,
+        handle.query(
+            TranscodeWorkflow::receipt,
+            (),
+            WorkflowQueryOptions::default(),
+        ),
+    )
+    .await
+    .ok()?
+    .ok()
 }
 
 /// As [`wait_for_body`], keeping the receipt too.
@@ -124,7 +179,10 @@ pub async fn wait_for_outcome(client: &Client, id: &str, job: &JobInput) -> Resu
         Err(WorkflowGetResultError::Failed(failure)) => {
             // The workflow fails with the same text its failed webhook carried.
             let message = failure.failure().message.clone();
-            (failed_body(id, job, &message), None)
+            (
+                failed_body(id, job, &message),
+                closed_job_receipt(client, id).await,
+            )
         }
         // The job ended some other way (cancelled, terminated, timed out): that is its outcome.
         Err(other) if other.is_workflow_outcome() => (

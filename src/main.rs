@@ -532,14 +532,10 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let _ = stop_bars.send(true);
     let _ = bars.await;
-    let (body, receipt) = match outcome {
-        Ok(o) => (Ok(o.body), o.receipt),
-        Err(e) => (Err(e), None),
-    };
-    if let Ok(body) = &body {
+    if let Ok(o) = &outcome {
         job_span.record(
             "job.status",
-            if jobs::succeeded(body) {
+            if jobs::succeeded(&o.body) {
                 "completed"
             } else {
                 "failed"
@@ -550,34 +546,32 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     // Stop polling. After an interrupt, give running activities a moment to wind down but do
     // not hold the terminal for a long encode: Temporal retries it on the next run.
     stop_worker();
-    let grace = std::time::Duration::from_secs(if body.is_ok() { 60 } else { 10 });
+    let grace = std::time::Duration::from_secs(if outcome.is_ok() { 60 } else { 10 });
     if tokio::time::timeout(grace, &mut worker_task).await.is_err() {
         tracing::warn!("the worker did not stop within {grace:?}; exiting anyway");
     }
     let ui = temporal.server.as_ref().map(|s| s.ui_url());
     temporal.shutdown().await;
-    let body = body?;
+    let outcome = outcome?;
+    let body = &outcome.body;
 
     // A stored result was delivered when it was made; nothing is sent again.
     if let (Some(receiver), jobs::Submitted::Running) = (&local_receiver, submitted) {
-        report_local_webhook(receiver, &body);
+        report_local_webhook(receiver, body);
     }
     if args.json {
-        println!("{}", serde_json::to_string(&body)?);
+        println!("{}", serde_json::to_string(body)?);
     } else {
-        print_summary(&body, &args.common.out, &storage, ui.as_deref());
-        if let (Some(receipt), jobs::Submitted::Running) = (&receipt, submitted) {
+        print_summary(body, &args.common.out, &storage, ui.as_deref());
+        if let (Some(receipt), jobs::Submitted::Running) = (&outcome.receipt, submitted) {
             println!(
                 "\nReceipt:\n{}",
                 transcoder::status::render_receipt(receipt)
             );
         }
     }
-    Ok(if jobs::succeeded(&body) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    outcome.warn_if_webhook_missed();
+    Ok(outcome.exit_code())
 }
 
 fn report_local_webhook(receiver: &LocalReceiver, body: &WebhookBody) {
@@ -745,15 +739,12 @@ async fn submit(args: SubmitArgs) -> Result<ExitCode> {
         println!("{id}");
         return Ok(ExitCode::SUCCESS);
     }
-    let body = jobs::wait_for_body(&client, &id, &job)
+    let outcome = jobs::wait_for_outcome(&client, &id, &job)
         .instrument(job_span)
         .await?;
-    println!("{}", serde_json::to_string(&body)?);
-    Ok(if jobs::succeeded(&body) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    println!("{}", serde_json::to_string(&outcome.body)?);
+    outcome.warn_if_webhook_missed();
+    Ok(outcome.exit_code())
 }
 
 async fn verify(args: VerifyArgs) -> Result<ExitCode> {

@@ -43,6 +43,9 @@ pub struct JobStatusReport {
     pub receipt: Option<Receipt>,
     /// `ready` or `failed` for a finished job: the webhook status it sent.
     pub webhook_status: Option<String>,
+    /// Whether that webhook got through: `delivered (HTTP 200)`, `not sent: …` (from the
+    /// receipt; absent when no worker answered for a failed job).
+    pub webhook_delivery: Option<String>,
     pub error: Option<String>,
     /// Why the step/percent fields are missing, when they are (no worker answered).
     pub note: Option<String>,
@@ -176,6 +179,7 @@ pub async fn job_status(client: &Client, media_id: &str) -> Result<JobStatusRepo
         elapsed_seconds: elapsed,
         receipt: None,
         webhook_status: None,
+        webhook_delivery: None,
         error: None,
         note: None,
     };
@@ -243,12 +247,18 @@ pub async fn job_status(client: &Client, media_id: &str) -> Result<JobStatusRepo
                 Err(WorkflowGetResultError::Failed(failure)) => {
                     report.error = Some(failure.failure().message.clone());
                     report.webhook_status = Some("failed".into());
+                    report.receipt = crate::jobs::closed_job_receipt(client, &id).await;
                 }
                 Err(other) => report.error = Some(other.to_string()),
                 Ok(_) => {}
             }
         }
     }
+    report.webhook_delivery = report
+        .receipt
+        .as_ref()
+        .and_then(|r| r.webhook.as_ref())
+        .map(|w| w.detail.clone());
     Ok(report)
 }
 
@@ -294,8 +304,13 @@ pub fn render(report: &JobStatusReport) -> String {
         }
         out.push('\n');
     }
-    if let Some(status) = &report.webhook_status {
-        out.push_str(&format!("  webhook: {status}\n"));
+    match (&report.webhook_status, &report.webhook_delivery) {
+        (Some(status), Some(delivery)) => {
+            out.push_str(&format!("  webhook: {status}, {delivery}\n"))
+        }
+        (Some(status), None) => out.push_str(&format!("  webhook: {status}\n")),
+        (None, Some(delivery)) => out.push_str(&format!("  webhook: {delivery}\n")),
+        (None, None) => {}
     }
     if let Some(error) = &report.error {
         out.push_str(&format!("  error: {error}\n"));
@@ -388,6 +403,7 @@ mod tests {
             elapsed_seconds: None,
             receipt: None,
             webhook_status: None,
+            webhook_delivery: None,
             error: None,
             note: None,
         }

@@ -44,8 +44,12 @@ pub fn mezzanine_args(
             // `start_time=0` repeats the first frame back to the timeline's start;
             // `tpad` holds the last one past the picture's end, and `-t` below cuts both
             // streams at the timeline's end.
+            let scale = match video.size {
+                Some((w, h)) => format!("scale={w}:{h}"),
+                None => "scale=trunc(iw*sar/2)*2:trunc(ih/2)*2".to_owned(),
+            };
             vf.push_str(&format!(
-                "scale=trunc(iw*sar/2)*2:trunc(ih/2)*2,setsar=1,fps={}:start_time=0,\
+                "{scale},setsar=1,fps={}:start_time=0,\
                  tpad=stop_mode=clone:stop_duration={duration:.3}",
                 video.frame_rate.to_ffmpeg()
             ));
@@ -175,6 +179,7 @@ mod tests {
                 gop_seconds: 2,
                 tone_map_from: None,
                 deinterlace,
+                size: Some((1280, 720)),
             }),
             has_audio: true,
         }

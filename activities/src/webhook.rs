@@ -97,6 +97,7 @@ pub async fn deliver(
         return Ok(WebhookReceipt {
             delivered: false,
             status_code: None,
+            refused: Some("its host is not in the worker's WEBHOOK_ALLOWED_HOSTS".to_string()),
         });
     }
     let body = serde_json::to_vec(&request.body)
@@ -129,12 +130,14 @@ pub async fn deliver(
         Outcome::Delivered => Ok(WebhookReceipt {
             delivered: true,
             status_code: Some(status),
+            refused: None,
         }),
         Outcome::Rejected => {
             tracing::warn!(status, url = %request.url, "webhook rejected by the receiver; not retrying");
             Ok(WebhookReceipt {
                 delivered: false,
                 status_code: Some(status),
+                refused: None,
             })
         }
         Outcome::Retry => Err(MediaError::Webhook(format!(

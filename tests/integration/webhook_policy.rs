@@ -51,8 +51,9 @@ async fn disallowed_webhook_host_is_refused() {
         &hook,
     )
     .await;
-    // The job itself is fine; only the delivery is refused, and nothing is sent.
-    run.assert_success();
+    // The job itself is fine; only the delivery is refused, and nothing is sent. That is an
+    // outcome, not a warning: the receiver was never told, so run says so and exits 3.
+    assert_eq!(run.status.code(), Some(3), "{}", run.dump());
     assert_eq!(run.json()["status"], "completed");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
@@ -60,10 +61,52 @@ async fn disallowed_webhook_host_is_refused() {
         "a request reached a host outside the allowlist"
     );
     assert!(
-        run.stderr.contains("WEBHOOK_ALLOWED_HOSTS"),
+        run.stderr.contains(
+            "the job completed, but its webhook was not sent: its host is not in the worker's WEBHOOK_ALLOWED_HOSTS"
+        ),
         "{}",
         run.dump()
     );
+
+    // status shows it too, in JSON and in words.
+    let status = h.run(&["status", "deny1", "--json"]).await;
+    status.assert_success();
+    let report = status.json();
+    assert_eq!(report["webhookStatus"], "ready", "{report:#}");
+    assert!(
+        report["webhookDelivery"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("not sent: its host is not in")),
+        "{report:#}"
+    );
+    assert_eq!(report["receipt"]["webhook"]["delivered"], false, "{report:#}");
+    let human = h.run(&["status", "deny1"]).await;
+    assert!(
+        human.stdout.contains("webhook: ready, not sent: its host"),
+        "{}",
+        human.dump()
+    );
+
+    // A failed job's refused webhook is reported the same way.
+    let broken = h.path("in/broken.mp4");
+    std::fs::write(&broken, b"not a video at all, just bytes").unwrap();
+    let run = run_with_env(
+        &h,
+        &[("WEBHOOK_ALLOWED_HOSTS", "hooks.example.com")],
+        &broken,
+        "deny2",
+        &hook,
+    )
+    .await;
+    assert_eq!(run.status.code(), Some(3), "{}", run.dump());
+    assert_eq!(run.json()["status"], "failed");
+    assert!(
+        run.stderr
+            .contains("the job failed, but its webhook was not sent: its host is not in"),
+        "{}",
+        run.dump()
+    );
+    assert!(hook.received().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,6 +44,9 @@ pub struct WebhookReceipt {
     pub delivered: bool,
     /// The receiver's last HTTP status, if it answered at all.
     pub status_code: Option<u16>,
+    /// Why it was not sent at all: the worker's policy refused the URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// A job started or finished, for the worker's job metrics and the receipt log line. Run as

@@ -431,6 +431,28 @@ mod tests {
     }
 
     #[test]
+    fn display_size_is_even_as_the_outputs_are() {
+        let video = |width, height, rotation| crate::media::VideoInfo {
+            codec: "h264".into(),
+            width,
+            height,
+            rotation,
+            frame_rate: Some(FrameRate { num: 25, den: 1 }),
+            avg_frame_rate: None,
+            pix_fmt: None,
+            sample_aspect_ratio: None,
+            color_transfer: None,
+            color_primaries: None,
+            color_space: None,
+            field_order: None,
+        };
+        assert_eq!(video(1919, 1079, 0).display_size(), (1918, 1078));
+        assert_eq!(video(1919, 1079, 90).display_size(), (1078, 1918));
+        assert_eq!(video(1920, 1080, 0).display_size(), (1920, 1080));
+        assert_eq!(video(3, 3, 0).display_size(), (2, 2));
+    }
+
+    #[test]
     fn frame_rate_parses_ffprobe_rationals() {
         assert_eq!(
             FrameRate::parse("30000/1001"),

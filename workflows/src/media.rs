@@ -139,10 +139,14 @@ impl VideoInfo {
             }
             _ => self.width,
         };
+        // 4:2:0 H.264 cannot carry odd sizes: the mezzanine (and so every output) is cut
+        // to even, and this is the one place that says so (the plan, the mezzanine's scale
+        // and the webhook's width and height all read it).
+        let even = |side: u32| (side / 2 * 2).max(2);
         if self.rotation % 180 == 90 {
-            (self.height, width)
+            (even(self.height), even(width))
         } else {
-            (width, self.height)
+            (even(width), even(self.height))
         }
     }
 
@@ -235,6 +239,11 @@ pub struct MezzanineVideo {
     /// The source is interlaced: deinterlace it (one frame per frame, the rate kept).
     #[serde(default)]
     pub deinterlace: bool,
+    /// The upright picture size the plan chose ([`VideoStream::display_size`]): square
+    /// pixels, even sides. `None` in histories recorded before it was carried; the mezzanine
+    /// then derives the same size from the decoded frame.
+    #[serde(default)]
+    pub size: Option<(u32, u32)>,
 }
 
 /// Pass-1 `loudnorm` measurement (EBU R128) of a programme's audio.

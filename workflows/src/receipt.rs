@@ -42,9 +42,56 @@ pub struct Receipt {
     /// Video encoders that produced the ladder (normally one).
     pub encoders: Vec<String>,
     pub steps: Vec<StepReceipt>,
+    /// What became of the job's webhook; `None` until it has been tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookDelivery>,
     /// Workflow-clock (start, end) of each entry of `steps`, to fold chunks together.
     #[serde(skip)]
     spans: Vec<(f64, f64)>,
+}
+
+/// What became of a job's webhook, in words a person acts on. `run` and `submit --wait` exit
+/// with [`WEBHOOK_NOT_DELIVERED_EXIT`] when it did not get through, and `status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDelivery {
+    pub delivered: bool,
+    /// `delivered (HTTP 200)`, `not sent: …`, `rejected by the receiver (HTTP 403) …`.
+    pub detail: String,
+}
+
+/// Exit status of `run` and `submit --wait` when the job ended (either way) but its webhook
+/// did not reach the receiver: the media may be ready, yet media-api was never told.
+pub const WEBHOOK_NOT_DELIVERED_EXIT: u8 = 3;
+
+impl WebhookDelivery {
+    /// From the webhook activity's result, or `None` when it never succeeded (it ran out
+    /// of its retry window, `retry_hours`).
+    pub fn from_receipt(
+        receipt: Option<&crate::activities::WebhookReceipt>,
+        retry_hours: u64,
+    ) -> Self {
+        let detail = match receipt {
+            Some(r) if r.delivered => match r.status_code {
+                Some(code) => format!("delivered (HTTP {code})"),
+                None => "delivered".to_string(),
+            },
+            Some(r) => match (&r.refused, r.status_code) {
+                (Some(reason), _) => format!("not sent: {reason}"),
+                (None, Some(code)) => {
+                    format!("rejected by the receiver (HTTP {code}); not retried")
+                }
+                (None, None) => "not delivered".to_string(),
+            },
+            None => format!(
+                "not delivered: the receiver could not be reached or kept failing for {retry_hours} h"
+            ),
+        };
+        WebhookDelivery {
+            delivered: receipt.is_some_and(|r| r.delivered),
+            detail,
+        }
+    }
 }
 
 /// Media seconds processed per wall second, when both are known (the receipt's, the

@@ -14,7 +14,7 @@ use crate::media::{
     MezzanineInput, MezzanineVideo, ObjectRef, PreviewPlan, ProbeInput, ProbeResult,
     ThumbnailInput, VerifyInput, WaveformInput,
 };
-use crate::receipt::{Receipt, StepTiming};
+use crate::receipt::{Receipt, StepTiming, WebhookDelivery};
 use crate::webhook::{CompletedOutput, MediaTypeText, WebhookBody};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -308,6 +308,7 @@ async fn process(
                 gop_seconds: config.gop_seconds,
                 tone_map_from: p.tone_map_from,
                 deinterlace: p.deinterlace,
+                size: Some((p.display_width, p.display_height)),
             }),
             has_audio: probe.audio.is_some(),
         },
@@ -723,6 +724,8 @@ async fn deliver_webhook(
         .await
         .ok();
     record(ctx, StepTiming::new("webhook", t, clock(ctx)));
+    let delivery = WebhookDelivery::from_receipt(receipt.as_ref(), retry_for.as_secs() / 3600);
+    ctx.state_mut(|s| s.receipt.webhook = Some(delivery));
     receipt
 }
 
