@@ -1007,6 +1007,53 @@ async fn clips_of_half_a_second_and_of_one_frame() {
     }
 }
 
+/// An 8K clip of two frames (7680x4320, H.264 level 6.x): the largest picture a camera or an
+/// export hands us, and shorter than anything. It failed like the half-second clip did; now
+/// the ladder stops at its top rung, the webhook reports the source size, and every
+/// rendition and the preview have their one segment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_8k_clip_of_two_frames() {
+    let h = Harness::start().await;
+    let input = h.path("in/8k.mp4");
+    make_sources(
+        &input,
+        "testsrc2=size=7680x4320:rate=25:duration=0.08",
+        "sine=frequency=440:sample_rate=48000:duration=0.08",
+        0.0,
+        &["-shortest"],
+    )
+    .await;
+    let src = stream_of(&input, "video").await;
+    assert_eq!(size_of(&src), (7680, 4320), "source: {src:#}");
+
+    let job = transcode(&h, &input, "video", "eightk").await;
+    job.assert_completed();
+    let output = job.output();
+    assert_eq!(
+        (output["width"].as_u64(), output["height"].as_u64()),
+        (Some(7680), Some(4320)),
+        "{output:#}"
+    );
+    let (master, list) = renditions(&job);
+    assert!(!list.is_empty(), "no renditions:\n{master}");
+    for r in &list {
+        assert_eq!(r.segments.len(), 1, "{}:\n{master}", r.name);
+        let probe = ffprobe(&r.segments[0].0).await.expect("the segment decodes");
+        let v = first(&probe, "video").expect("a video stream");
+        let (w, h) = size_of(v);
+        let aspect = w as f64 / h as f64;
+        assert!(
+            (aspect / (16.0 / 9.0) - 1.0).abs() < 0.01 && w <= 7680,
+            "{} is {w}x{h}",
+            r.name
+        );
+    }
+    let segs = preview(&job).expect("a preview");
+    assert_eq!(segs.len(), 1, "preview {segs:?}");
+    let mezz = probe_mezzanine(&job).await;
+    assert_eq!(size_of(first(&mezz, "video").unwrap()), (7680, 4320));
+}
+
 /// A 1x1 picture (an H.264 in 4:4:4, which ffmpeg writes) cannot become the 4:2:0 the ladder
 /// needs: refused at the probe, once, saying why. It used to fail in the encoder, three
 /// times, after the mezzanine.
