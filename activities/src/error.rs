@@ -11,6 +11,10 @@ pub enum MediaError {
     Unreadable(String),
     #[error("the input is not supported: {0}")]
     Unsupported(String),
+    /// More of the input's frames failed to decode than the command allows (a broken or
+    /// partly overwritten file). Permanent: the same bytes fail the same way.
+    #[error("the input is damaged: {0}")]
+    Damaged(String),
     #[error("{tool} failed ({status}): {detail}")]
     Tool {
         tool: &'static str,
@@ -64,6 +68,7 @@ impl MediaError {
             MediaError::NotFound(_)
                 | MediaError::Unreadable(_)
                 | MediaError::Unsupported(_)
+                | MediaError::Damaged(_)
                 | MediaError::Verification(_)
                 | MediaError::BadKey(_)
                 | MediaError::Sealed { .. }

@@ -10,6 +10,12 @@ use crate::ffmpeg::{ffmpeg, FfmpegArgs};
 use std::path::Path;
 use transcoder_workflows::media::{HdrTransfer, MezzanineInput, ProbeResult};
 
+/// The share of the source's audio and video frames that may fail to decode. Below it, a
+/// damaged stretch is concealed (the decoder patches a broken picture from its neighbours,
+/// the constant-rate timeline holds the last good frame over a lost one, lost audio becomes
+/// silence); above it the input is refused as damaged, permanently.
+pub const MAX_UNDECODABLE_FRACTION: f64 = 0.05;
+
 /// AAC bitrate of the mezzanine's audio: transparent enough to re-encode from later.
 pub const MEZZANINE_AUDIO_KBPS: u32 = 256;
 
@@ -26,6 +32,7 @@ pub fn mezzanine_args(
     enc: &EncoderSettings,
 ) -> FfmpegArgs {
     let mut a = FfmpegArgs::new();
+    a.opt("-max_error_rate", MAX_UNDECODABLE_FRACTION.to_string());
     a.input(source);
     match &input.video {
         Some(video) => {
@@ -198,6 +205,21 @@ mod tests {
 
     fn video_filter(args: &[String]) -> &str {
         value(args, "-vf").expect("a -vf")
+    }
+
+    #[test]
+    fn planned_size_and_damage_limit_are_set() {
+        let a = args(&input(false), 8.0);
+        assert!(video_filter(&a).starts_with("scale=1280:720,setsar=1,"));
+        assert_eq!(value(&a, "-max_error_rate"), Some("0.05"));
+        let a = args(
+            &MezzanineInput {
+                video: None,
+                ..input(false)
+            },
+            8.0,
+        );
+        assert_eq!(value(&a, "-max_error_rate"), Some("0.05"));
     }
 
     #[test]

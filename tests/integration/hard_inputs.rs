@@ -1138,6 +1138,70 @@ async fn truncated_uploads_are_refused() {
     }
 }
 
+/// A damaged middle (bytes overwritten inside the media data, the index intact, as a bad
+/// disk sector or a botched copy leaves it): a small stretch is concealed and the job
+/// completes at the true length with every frame slot filled; beyond 5 % of frames that
+/// cannot be decoded, the input is refused as damaged, once, and nothing is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_middles_are_concealed_or_refused() {
+    let h = Harness::start().await;
+    let whole = std::fs::read(fixture("media/video.mp4")).unwrap();
+    // Deterministic noise (xorshift) over `percent` of the file from 45 % on.
+    let damage = |percent: usize| {
+        let mut bytes = whole.clone();
+        let start = bytes.len() * 45 / 100;
+        let len = bytes.len() * percent / 100;
+        let mut x: u32 = 0x9e37_79b9;
+        for b in &mut bytes[start..start + len] {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        bytes
+    };
+
+    let input = h.path("in/scratched.mp4");
+    std::fs::create_dir_all(input.parent().unwrap()).unwrap();
+    std::fs::write(&input, damage(2)).unwrap();
+    let job = transcode(&h, &input, "video", "scratched").await;
+    job.assert_completed();
+    assert!(
+        approx(&job.output()["durationSeconds"], 8.0, 0.05),
+        "{:#}",
+        job.body
+    );
+    let mezz = probe_mezzanine(&job).await;
+    let frames = first(&mezz, "video").unwrap()["nb_frames"]
+        .as_str()
+        .and_then(|n| n.parse::<u32>().ok());
+    assert_eq!(frames, Some(240), "8 s at 30 fps: {mezz:#}");
+
+    let input = h.path("in/shredded.mp4");
+    std::fs::write(&input, damage(10)).unwrap();
+    let job = transcode(&h, &input, "video", "shredded").await;
+    job.run.assert_failure();
+    assert_eq!(job.body["status"], "failed", "{}", job.body);
+    let error = job.body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("the input is damaged: more than 5 % of its audio and video frames cannot be decoded"),
+        "{error:?}"
+    );
+    let masters: Vec<_> = walk(&job.out)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "m3u8"))
+        .filter(|p| p.to_string_lossy().contains("shredded"))
+        .collect();
+    assert!(masters.is_empty(), "published {masters:?}");
+    let attempts = job
+        .run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("activity failed") && l.contains("the input is damaged"))
+        .count();
+    assert_eq!(attempts, 1, "a damaged input is not retried\n{}", job.run.dump());
+}
+
 /// A stream copy of `src` with the index (`moov`) at the end, as a camera writes it.
 async fn ffmpeg_copy_without_faststart(src: &Path, dest: &Path) {
     ffmpeg_to(dest, &["-i", &src.to_string_lossy(), "-c", "copy"]).await;

@@ -144,6 +144,20 @@ pub(crate) fn stderr_tail(raw: &[u8]) -> String {
     tail
 }
 
+/// ffmpeg's exit status when more of the decode calls failed than `-max_error_rate` allows
+/// (2/3 when not given). It still wrote its output; that output hides the damage.
+const DECODE_ERROR_LIMIT_EXIT: i32 = 69;
+
+/// The decode error limit `args` set, as a percentage for people.
+fn decode_error_limit(args: &[OsString]) -> String {
+    let rate = args
+        .windows(2)
+        .find(|pair| pair[0] == "-max_error_rate")
+        .and_then(|pair| pair[1].to_str()?.parse::<f64>().ok())
+        .unwrap_or(2.0 / 3.0);
+    format!("{:.0} %", rate * 100.0)
+}
+
 /// Runs ffmpeg with `args` (which must include `-progress pipe:1`, as [`FfmpegArgs::new`]
 /// does). `duration` is the length of media being produced, for the progress fraction.
 ///
@@ -229,6 +243,12 @@ async fn run_ffmpeg(args: &[OsString], duration: f64, progress: &ScaledProgress)
     let stderr = stderr_task.await.unwrap_or_default();
     if status.success() {
         Ok(String::from_utf8_lossy(&stderr).into_owned())
+    } else if status.code() == Some(DECODE_ERROR_LIMIT_EXIT) {
+        Err(MediaError::Damaged(format!(
+            "more than {} of its audio and video frames cannot be decoded (a broken or \
+             partly overwritten file; upload it again)",
+            decode_error_limit(args)
+        )))
     } else {
         Err(MediaError::Tool {
             tool: "ffmpeg",
@@ -267,6 +287,16 @@ pub async fn ffprobe_json(args: &[OsString]) -> Result<serde_json::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_error_limit_reads_the_args() {
+        let args: Vec<OsString> = ["-max_error_rate", "0.05", "-i", "in"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(decode_error_limit(&args), "5 %");
+        assert_eq!(decode_error_limit(&[]), "67 %");
+    }
 
     #[test]
     fn stderr_tail_keeps_the_last_lines() {
