@@ -314,10 +314,13 @@ impl JobInput {
             parsed
         };
 
+        let mut creator_ok = false;
         for (name, id) in [("mediaId", &media_id), ("creatorId", &creator_id)] {
             if !id.is_empty() {
-                if let Err(why) = check_id(id) {
-                    problems.push(format!("{name} {why}"));
+                match check_id(id) {
+                    Err(why) => problems.push(format!("{name} {why}")),
+                    Ok(()) if name == "creatorId" => creator_ok = true,
+                    Ok(()) => {}
                 }
             }
         }
@@ -339,7 +342,8 @@ impl JobInput {
             }
             if let Err(why) = check_key(key) {
                 problems.push(format!("{name} {why}"));
-            } else if !creator_id.is_empty() && !contains_creator_segment(key, &creator_id) {
+            } else if creator_ok && !contains_creator_segment(key, &creator_id) {
+                // Only a valid creatorId (short, plain) is quoted back.
                 problems.push(format!(
                     "{name} must contain \"{creator_id}/\" (the creatorId)"
                 ));
@@ -592,6 +596,134 @@ mod tests {
                 .contains("must be a JSON object")
         );
         assert!(JobInput::from_json_text(&"x".repeat(MAX_PAYLOAD_BYTES + 1)).is_err());
+    }
+
+    /// Every field of the contract, by kind: the fuzz test below breaks them.
+    const TEXT_FIELDS: [&str; 12] = [
+        "mediaId",
+        "creatorId",
+        "mediaType",
+        "inputBucket",
+        "inputKey",
+        "outputBucket",
+        "outputPrefix",
+        "assetsBucket",
+        "archiveBucket",
+        "webhookUrl",
+        "webhookSecret",
+        "inputUri",
+    ];
+    const NUMBER_FIELDS: [&str; 3] = [
+        "originalRetentionSeconds",
+        "segmentsPerChunk",
+        "webhookRetryHours",
+    ];
+
+    /// xorshift64: a fixed sequence, so a failure reproduces.
+    struct Noise(u64);
+    impl Noise {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn text(&mut self) -> String {
+            let len = match self.below(4) {
+                0 => self.below(4),
+                1 => self.below(200),
+                2 => MAX_TEXT_FIELD as u64 - 2 + self.below(4),
+                _ => self.below(40_000),
+            } as usize;
+            const PIECES: [&str; 12] = [
+                "a", "/", "..", "\\", "\0", "\n", "é", "😀", " ", "%2e", "sealed:", "://",
+            ];
+            let mut s = String::new();
+            while s.len() < len {
+                s.push_str(PIECES[self.below(PIECES.len() as u64) as usize]);
+            }
+            s
+        }
+        fn value(&mut self, depth: u32) -> serde_json::Value {
+            use serde_json::json;
+            match self.below(if depth > 2 { 7 } else { 9 }) {
+                0 => serde_json::Value::Null,
+                1 => json!(self.below(2) == 0),
+                2 => json!(self.next() as i64),
+                3 => json!(self.below(2000)),
+                4 => json!((self.next() % 1000) as f64 / 7.0),
+                5 | 6 => json!(self.text()),
+                7 => serde_json::Value::Array((0..self.below(4)).map(|_| self.value(depth + 1)).collect()),
+                _ => {
+                    let mut map = serde_json::Map::new();
+                    for _ in 0..self.below(4) {
+                        map.insert(self.text().chars().take(8).collect(), self.value(depth + 1));
+                    }
+                    serde_json::Value::Object(map)
+                }
+            }
+        }
+    }
+
+    /// Thousands of payloads with fields of the wrong type, the wrong size and hostile
+    /// text: nothing panics, each broken field is named by a problem, every problem is short
+    /// (it never quotes a long value), and what would reach workflow history stays small.
+    #[test]
+    fn fuzzed_payloads_are_named_by_field_and_stay_small() {
+        let mut noise = Noise(0x2545_f491_4f6c_dd1d);
+        let fields: Vec<&str> = TEXT_FIELDS.iter().chain(&NUMBER_FIELDS).copied().collect();
+        for round in 0..4000 {
+            let mut payload = serde_json::to_value(valid()).unwrap();
+            let mut broken = Vec::new();
+            for _ in 0..1 + noise.below(3) {
+                let field = fields[noise.below(fields.len() as u64) as usize];
+                payload[field] = noise.value(0);
+                broken.push(field);
+            }
+            let job = JobInput::from_json(&payload);
+            let history = serde_json::to_vec(&job).unwrap().len();
+            // Every field at its limit, escaped at worst (6 bytes per control character),
+            // stays under half of Temporal's 2 MB payload limit.
+            assert!(
+                history < 1024 * 1024,
+                "round {round}: {history} bytes toward history from {broken:?}"
+            );
+            let problems = match job.validate() {
+                Ok(_) => Vec::new(),
+                Err(e) => e.problems,
+            };
+            for p in &problems {
+                assert!(
+                    p.len() <= 300,
+                    "round {round}: a problem of {} bytes: {:?}…",
+                    p.len(),
+                    p.chars().take(120).collect::<String>()
+                );
+                assert!(
+                    fields.iter().any(|f| p.starts_with(f)),
+                    "round {round}: {p:?} names no field"
+                );
+            }
+            for field in &broken {
+                let value = &payload[*field];
+                let wrong_kind = if TEXT_FIELDS.contains(field) {
+                    !(value.is_null() || value.is_string())
+                } else {
+                    !(value.is_null() || value.is_u64())
+                };
+                let oversized = value.as_str().is_some_and(|s| s.len() > MAX_TEXT_FIELD);
+                if wrong_kind || oversized {
+                    assert!(
+                        problems.iter().any(|p| p.starts_with(&format!("{field} "))),
+                        "round {round}: {field} = {} not named in {problems:?}",
+                        json_kind(value)
+                    );
+                }
+            }
+        }
     }
 
     #[test]
