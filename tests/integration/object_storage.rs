@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use common::s3::{self, S3Server};
+use common::s3::{self, Fault, FaultProxy, S3Server};
 use common::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -22,7 +22,12 @@ const ARCHIVE: &str = "codex-archive-test";
 
 /// R2 and B2 variables exactly as production sets them, with the endpoints pointed at moto.
 fn cloud_env(server: &S3Server) -> Vec<(String, String)> {
-    let e = server.endpoint();
+    cloud_env_at(&server.endpoint())
+}
+
+/// As [`cloud_env`], with every store reached at `endpoint` (a fault proxy in front of moto).
+fn cloud_env_at(endpoint: &str) -> Vec<(String, String)> {
+    let e = endpoint.to_string();
     [
         ("R2_ACCOUNT_ID", "0123456789abcdef"),
         ("R2_ENDPOINT_URL", e.as_str()),
@@ -196,10 +201,14 @@ async fn job_on_r2_and_b2_style_storage() {
 }
 
 fn backend(server: &S3Server) -> S3Backend {
+    backend_at(&server.endpoint())
+}
+
+fn backend_at(endpoint: &str) -> S3Backend {
     S3Backend::new(
         S3Settings {
             name: BackendKind::S3,
-            endpoint: Some(server.endpoint()),
+            endpoint: Some(endpoint.to_string()),
             region: "us-east-1".into(),
             path_style: true,
             access_key_id: s3::ACCESS_KEY.into(),
@@ -406,6 +415,247 @@ impl FlakyFileServer {
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}/{path}", self.port)
     }
+}
+
+/// Unfinished multipart uploads in `bucket`.
+async fn pending_uploads(client: &aws_sdk_s3::Client, bucket: &str) -> usize {
+    client
+        .list_multipart_uploads()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("list uploads")
+        .uploads()
+        .len()
+}
+
+/// Write failures injected between us and a real S3 server. A transient one (the store
+/// answering 500 past the SDK's own retries) keeps the unfinished upload and the retry
+/// resumes it; a permanent one (a bucket that refuses writes) aborts it, so no parts are
+/// left taking space, and nothing is published under the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_multipart_writes_resume_or_clean_up() {
+    let h = Harness::without_server();
+    let server = S3Server::start(&h.path("logs"));
+    server.create_bucket("archive").await;
+    let client = server.client();
+    let mib = 1024 * 1024;
+    let data: Vec<u8> = (0..12 * mib).map(|i| (i * 13 + i / 999) as u8).collect();
+    let file = h.path("big.mp4");
+    std::fs::write(&file, &data).unwrap();
+
+    // Transient: part 3 answers 500 InternalError five times (the SDK tries four).
+    let refused = std::sync::atomic::AtomicUsize::new(0);
+    let proxy = FaultProxy::start(server.port, move |r| {
+        if r.method == "PUT"
+            && r.target.contains("partNumber=3")
+            && refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 5
+        {
+            Fault::Answer(500, "InternalError")
+        } else {
+            Fault::Pass
+        }
+    });
+    let store = backend_at(&proxy.endpoint());
+    let key = "mezzanine/c/flaky/mezzanine.mp4";
+    let obj = ObjectRef::new("archive", key);
+    let err = store.put_file(&file, &obj).await.expect_err("part 3 fails");
+    assert!(!err.is_permanent(), "a 500 is transient: {err}");
+    assert!(err.to_string().contains("HTTP 500 InternalError"), "{err}");
+    assert_eq!(pending_uploads(&client, "archive").await, 1, "kept to resume");
+    let report = store.put_file(&file, &obj).await.expect("the retry resumes");
+    assert_eq!(
+        (report.parts_reused, report.parts_uploaded),
+        (2, 1),
+        "{report:?}"
+    );
+    assert_eq!(s3::get_bytes(&client, "archive", key).await, data);
+    assert_eq!(pending_uploads(&client, "archive").await, 0);
+
+    // Permanent: the bucket refuses the parts (403 AccessDenied, a revoked write grant).
+    let proxy = FaultProxy::start(server.port, |r| {
+        if r.method == "PUT" && r.target.contains("partNumber=") {
+            Fault::Answer(403, "AccessDenied")
+        } else {
+            Fault::Pass
+        }
+    });
+    let store = backend_at(&proxy.endpoint());
+    let key = "mezzanine/c/denied/mezzanine.mp4";
+    let err = store
+        .put_file(&file, &ObjectRef::new("archive", key))
+        .await
+        .expect_err("refused");
+    assert!(err.is_permanent(), "a 403 is permanent: {err}");
+    assert!(err.to_string().contains("HTTP 403 AccessDenied"), "{err}");
+    assert_eq!(
+        pending_uploads(&client, "archive").await,
+        0,
+        "the unfinished upload is aborted"
+    );
+    assert!(!s3::list_keys(&client, "archive")
+        .await
+        .iter()
+        .any(|k| k == key));
+    // No part was asked twice: a permanent answer is not retried by the SDK either (parts
+    // go up to four at a time, so those already in flight were refused too).
+    let refused = proxy.count(Fault::Answer(403, "AccessDenied"));
+    assert!((1..=3).contains(&refused), "{refused} refusals");
+}
+
+/// A whole job through a store that fails now and then: the first uploads of the media
+/// bucket answer 500 past the SDK's retries and some connections drop. The activities
+/// retry, the job completes, every output verifies and no unfinished upload is left.
+/// Then a media bucket that refuses every write: the job fails at once with a failed
+/// webhook naming the refusal, and nothing is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_through_a_failing_store() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    static FAILS: AtomicUsize = AtomicUsize::new(0);
+    let h = Harness::start().await;
+    let server = S3Server::start(&h.path("logs"));
+    for b in [MEDIA, ASSETS, ARCHIVE] {
+        server.create_bucket(b).await;
+    }
+    let input = h.path("in/clip.mp4");
+    make_video(&input, 640, 360, 4, 25).await;
+    let hook = WebhookReceiver::start("whsec-flaky");
+    let out = h.path("out");
+    let media_put = |r: &s3::SeenRequest| {
+        r.method == "PUT" && r.target.starts_with(&format!("/{MEDIA}/"))
+    };
+
+    // The first object written to the media bucket fails five times in a row (past the
+    // SDK's four tries, so its activity fails and is retried); later writes drop now and then
+    // (within the SDK's retries).
+    let first_media_put = std::sync::Mutex::new(None::<String>);
+    let flaky = FaultProxy::start(server.port, move |r| {
+        if !media_put(r) {
+            return Fault::Pass;
+        }
+        let mut first = first_media_put.lock().unwrap();
+        let first = first.get_or_insert_with(|| r.target.clone());
+        if *first == r.target {
+            return if r.index < 1000 && FAILS.fetch_add(1, SeqCst) < 5 {
+                Fault::Answer(500, "InternalError")
+            } else {
+                Fault::Pass
+            };
+        }
+        if r.index % 5 == 0 {
+            Fault::Drop
+        } else {
+            Fault::Pass
+        }
+    });
+    let args = |media: &str, hook: &WebhookReceiver| {
+        vec![
+            "run".to_string(),
+            s(&input).to_string(),
+            "--json".into(),
+            "--media-id".into(),
+            media.into(),
+            "--creator-id".into(),
+            "c1".into(),
+            "--out".into(),
+            s(&out).to_string(),
+            "--webhook-url".into(),
+            hook.url(),
+            "--webhook-secret".into(),
+            hook.secret.clone(),
+        ]
+    };
+    let flaky_args = args("flaky1", &hook);
+    let run = h
+        .run_with_env(
+            &flaky_args.iter().map(String::as_str).collect::<Vec<_>>(),
+            cloud_env_at(&flaky.endpoint()),
+        )
+        .await;
+    run.assert_success();
+    let body = run.json();
+    assert_eq!(body["status"], "completed", "{}", run.dump());
+    assert_eq!(hook.expect_one_valid().await, body);
+    assert!(
+        flaky.count(Fault::Answer(500, "InternalError")) > 0 && flaky.count(Fault::Drop) > 0,
+        "no fault was injected"
+    );
+    assert!(
+        run.stderr.contains("permanent=false"),
+        "no activity had to retry\n{}",
+        run.dump()
+    );
+    let client = server.client();
+    for b in [MEDIA, ASSETS, ARCHIVE] {
+        assert_eq!(pending_uploads(&client, b).await, 0, "unfinished uploads in {b}");
+    }
+    let body_file = h.path("flaky-body.json");
+    std::fs::write(&body_file, serde_json::to_vec(&body).unwrap()).unwrap();
+    h.run_with_env(
+        &[
+            "verify",
+            "--body",
+            s(&body_file),
+            "--out",
+            s(&out),
+            "--media-bucket",
+            MEDIA,
+            "--assets-bucket",
+            ASSETS,
+        ],
+        cloud_env(&server),
+    )
+    .await
+    .assert_success();
+
+    let refusing = FaultProxy::start(server.port, move |r| {
+        if media_put(r) {
+            Fault::Answer(403, "AccessDenied")
+        } else {
+            Fault::Pass
+        }
+    });
+    let hook = WebhookReceiver::start("whsec-denied");
+    let denied_args = args("denied1", &hook);
+    let run = h
+        .run_with_env(
+            &denied_args.iter().map(String::as_str).collect::<Vec<_>>(),
+            cloud_env_at(&refusing.endpoint()),
+        )
+        .await;
+    assert_eq!(run.status.code(), Some(1), "{}", run.dump());
+    let body = run.json();
+    assert_eq!(body["status"], "failed");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("storage: uploading") && error.contains("HTTP 403 AccessDenied"),
+        "{error:?}"
+    );
+    assert_eq!(hook.expect_one_valid().await, body);
+    // Steps running side by side (a ladder chunk, the audio rendition) may each meet the
+    // refusal, once: none is retried.
+    let failed: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("activity failed"))
+        .collect();
+    assert!(!failed.is_empty(), "{}", run.dump());
+    let mut steps = std::collections::HashSet::new();
+    for line in &failed {
+        assert!(line.contains("permanent=true"), "{line}");
+        let step = line.split("step=").nth(1).and_then(|r| r.split(' ').next());
+        assert!(steps.insert(step), "retried: {line}\n{}", run.dump());
+    }
+    for b in [MEDIA, ASSETS, ARCHIVE] {
+        assert_eq!(pending_uploads(&client, b).await, 0, "unfinished uploads in {b}");
+    }
+    assert!(
+        !s3::list_keys(&client, MEDIA)
+            .await
+            .iter()
+            .any(|k| k.contains("denied1")),
+        "something was published for the refused job"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

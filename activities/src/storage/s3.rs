@@ -304,11 +304,58 @@ impl S3Backend {
             }
             None => (self.create_upload(obj).await?, Vec::new()),
         };
+        let result = self
+            .send_parts(src, obj, size, &ranges, &upload_id, existing)
+            .await;
+        if let Err(e) = &result {
+            // A transient failure keeps the unfinished upload: the retry resumes it and sends
+            // only the parts that are missing. A permanent one (a bucket that refuses writes,
+            // a quota) will fail the same way every time: abort it, so its parts stop taking
+            // space and costing money.
+            if e.is_permanent() {
+                self.abort_upload(obj, &upload_id).await;
+            }
+        }
+        result
+    }
+
+    /// Best effort: a store that refuses the abort too keeps the upload until its own
+    /// lifecycle rule removes it; the job's error is the one that matters.
+    async fn abort_upload(&self, obj: &ObjectRef, upload_id: &str) {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&obj.bucket)
+            .key(&obj.key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => tracing::info!(object = %obj, "aborted the unfinished upload after a permanent failure"),
+            Err(e) => tracing::warn!(
+                object = %obj,
+                error = %storage_error("aborting the upload of", obj, e),
+                "could not abort the unfinished upload"
+            ),
+        }
+    }
+
+    /// Sends the parts `existing` lacks, completes the upload and verifies the object.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_parts(
+        &self,
+        src: &Path,
+        obj: &ObjectRef,
+        size: u64,
+        ranges: &[(i32, u64, u64)],
+        upload_id: &str,
+        existing: Vec<(i32, String, u64)>,
+    ) -> Result<PutReport> {
 
         // The MD5 of each of our parts: it decides which leftover parts are ours and is the
         // Content-MD5 of the ones we send.
         let mut digests = Vec::with_capacity(ranges.len());
-        for &(_, start, len) in &ranges {
+        for &(_, start, len) in ranges {
             digests.push(md5_of_range(src, start, len).await?);
         }
 
@@ -340,10 +387,9 @@ impl S3Backend {
         let sent: Vec<(usize, CompletedPart)> = stream::iter(todo.into_iter().map(|idx| {
             let (n, start, len) = ranges[idx];
             let digest = digests[idx];
-            let upload_id = upload_id.clone();
             async move {
                 let part = self
-                    .upload_part(src, obj, &upload_id, n, start, len, &digest)
+                    .upload_part(src, obj, upload_id, n, start, len, &digest)
                     .await?;
                 Ok::<_, MediaError>((idx, part))
             }
@@ -361,7 +407,7 @@ impl S3Backend {
             .complete_multipart_upload()
             .bucket(&obj.bucket)
             .key(&obj.key)
-            .upload_id(&upload_id)
+            .upload_id(upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(parts))
