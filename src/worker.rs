@@ -8,10 +8,10 @@ use temporalio_client::Client;
 use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::TelemetryOptions;
 use temporalio_sdk::runtime::RuntimeOptions;
-use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use temporalio_sdk::{ApplicationFailure, Runtime, Worker, WorkerOptions};
 use transcoder_activities::fetch::FetchPolicy;
 use transcoder_activities::metrics::Metrics;
-use transcoder_activities::scratch::ScratchSpace;
+use transcoder_activities::scratch::{OrphanedTask, ScratchSpace};
 use transcoder_activities::secrets::SecretBox;
 use transcoder_activities::{EncoderSettings, MediaActivities, Storage};
 use transcoder_workflows::{OriginalCleanupWorkflow, TranscodeWorkflow};
@@ -51,6 +51,9 @@ pub fn build(runtime: &Runtime, client: Client, config: &WorkerConfig) -> Result
             "removed the scratch folders of worker processes that died mid-activity"
         );
     }
+    if !reclaimed.orphans.is_empty() {
+        tokio::spawn(hand_back(client.clone(), reclaimed.orphans));
+    }
     let activities = MediaActivities::new(
         config.storage.clone(),
         Arc::new(scratch),
@@ -72,6 +75,40 @@ pub fn build(runtime: &Runtime, client: Client, config: &WorkerConfig) -> Result
         .max_heartbeat_throttle_interval(transcoder_activities::HEARTBEAT_EVERY)
         .build();
     Worker::new(runtime, client, options).context("creating the worker")
+}
+
+/// Fails the attempts a dead worker process was running (found in its scratch folder), so
+/// Temporal retries them now rather than after their heartbeat or start-to-close timeout.
+/// An attempt that already timed out, or finished elsewhere, is simply not found.
+async fn hand_back(client: Client, orphans: Vec<OrphanedTask>) {
+    use temporalio_client::{ActivityIdentifier, AsyncActivityHandle, RpcOptions};
+    use temporalio_common::protos::TaskToken;
+    let mut handed = 0;
+    for orphan in orphans {
+        let handle = AsyncActivityHandle::new(
+            client.clone(),
+            ActivityIdentifier::from_task_token(TaskToken::from(orphan.token)),
+        );
+        let failure = ApplicationFailure::new(
+            "the worker process running this attempt died (found by the next worker on its scratch folder); retrying now",
+        );
+        match handle
+            .fail(failure, None::<()>, RpcOptions::default())
+            .await
+        {
+            Ok(()) => {
+                handed += 1;
+                tracing::info!(step = %orphan.step, "handed back an attempt of a dead worker process");
+            }
+            Err(e) => {
+                tracing::debug!(step = %orphan.step, error = %e, "a dead worker's attempt was already closed")
+            }
+        }
+    }
+    tracing::info!(
+        attempts = handed,
+        "handed back the attempts dead worker processes were running"
+    );
 }
 
 /// The process-wide SDK runtime on the current tokio runtime, exporting the SDK's worker

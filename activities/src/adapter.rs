@@ -148,6 +148,9 @@ impl MediaActivities {
             self.metrics.chunk_retry();
         }
         let _running = self.metrics.step_running(&step);
+        // If this process dies mid-attempt, the next worker on this scratch folder hands
+        // the attempt back at once (see `scratch`).
+        let _note = (!info.is_local).then(|| self.scratch.note_task(&info.task_token, &step));
         let started = Instant::now();
         // The SDK only flips the token on cancellation (a cancelled workflow, a heartbeat
         // answered "not found", a worker shutdown past its grace); the body must be dropped

@@ -8,6 +8,11 @@
 //! folder whose lock it can take: its owner is dead, whatever the PID says now. Folders of
 //! live processes (several workers may share one state folder) stay. What lives directly
 //! in `ROOT` (resumable input downloads, named by their URI) is not touched.
+//!
+//! Each running activity also leaves a note in its process's `tasks/` folder: its Temporal
+//! task token. When a dead process's folder is reclaimed, those notes are the attempts it was
+//! running when it died; the worker hands them back to the server as failed at once, so they
+//! are retried now instead of after their heartbeat (or start-to-close) timeout.
 
 use crate::process::try_lock_exclusive;
 use std::fs::File;
@@ -16,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 const PREFIX: &str = "work-";
 const LOCK_SUFFIX: &str = ".lock";
+const TASKS: &str = "tasks";
 
 /// This process's scratch folder; removed, with its lock, when dropped.
 #[derive(Debug)]
@@ -31,6 +37,31 @@ pub struct ScratchSpace {
 pub struct Reclaimed {
     pub folders: usize,
     pub bytes: u64,
+    /// Activity attempts the dead processes were running: to be handed back.
+    pub orphans: Vec<OrphanedTask>,
+}
+
+/// An activity attempt whose worker process died while running it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrphanedTask {
+    /// The attempt's Temporal task token.
+    pub token: Vec<u8>,
+    /// The activity type, for the log.
+    pub step: String,
+}
+
+/// The note of a running activity; removed when the activity ends (dropped).
+#[derive(Debug)]
+pub struct TaskNote {
+    path: Option<PathBuf>,
+}
+
+impl Drop for TaskNote {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 impl ScratchSpace {
@@ -75,6 +106,37 @@ impl ScratchSpace {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Notes that this process runs the attempt with `token` until the note is dropped.
+    /// Best effort: without the note, a death costs the timeout wait it always did.
+    pub fn note_task(&self, token: &[u8], step: &str) -> TaskNote {
+        use sha2::Digest;
+        let tasks = self.dir.join(TASKS);
+        let name = hex::encode(&sha2::Sha256::digest(token)[..16]);
+        let path = tasks.join(name);
+        let text = format!("{step}\n{}\n", hex::encode(token));
+        let written = std::fs::create_dir_all(&tasks).and_then(|_| std::fs::write(&path, text));
+        TaskNote {
+            path: written.is_ok().then_some(path),
+        }
+    }
+}
+
+/// The notes a dead process left in `dir/tasks`.
+fn orphans_in(dir: &Path) -> Vec<OrphanedTask> {
+    let Ok(entries) = std::fs::read_dir(dir.join(TASKS)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            let mut lines = text.lines();
+            let step = lines.next()?.to_string();
+            let token = hex::decode(lines.next()?).ok()?;
+            Some(OrphanedTask { token, step })
+        })
+        .collect()
 }
 
 impl Drop for ScratchSpace {
@@ -111,6 +173,7 @@ fn reclaim_dead(root: &Path) -> Reclaimed {
         if try_lock_exclusive(&lock).unwrap_or(false) {
             let path = entry.path();
             let bytes = size_of_tree(&path);
+            reclaimed.orphans.extend(orphans_in(&path));
             if std::fs::remove_dir_all(&path).is_ok() {
                 reclaimed.folders += 1;
                 reclaimed.bytes += bytes;
@@ -154,7 +217,8 @@ mod tests {
             first,
             Reclaimed {
                 folders: 2,
-                bytes: 4096
+                bytes: 4096,
+                orphans: Vec::new(),
             }
         );
         assert!(!dead.exists());
@@ -167,6 +231,28 @@ mod tests {
         assert!(live.dir().is_dir());
         assert_ne!(live.dir(), other.dir());
         assert!(root.path().join("input-0123.partial").exists());
+
+        // An attempt noted by a process that then dies is found by the next one; one that
+        // ended is not.
+        let ended = other.note_task(b"ended-token", "probe");
+        drop(ended);
+        // A process elsewhere notes a running attempt and dies; its folder (no lock held)
+        // is what this root then finds.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let (dying, _) = ScratchSpace::claim(elsewhere.path()).unwrap();
+        std::mem::forget(dying.note_task(&[0, 1, 2, 255], "ladder_chunk"));
+        let dead_dir = root.path().join("work-999997-2");
+        std::fs::rename(dying.dir(), &dead_dir).unwrap();
+        drop(dying);
+        let (other, third) = ScratchSpace::claim(root.path()).unwrap();
+        assert_eq!(
+            third.orphans,
+            vec![OrphanedTask {
+                token: vec![0, 1, 2, 255],
+                step: "ladder_chunk".into()
+            }]
+        );
+        assert!(!dead_dir.exists());
 
         let dir = other.dir().to_path_buf();
         drop(other);

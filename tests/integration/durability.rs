@@ -596,7 +596,15 @@ async fn killed_run_resumes_same_workflow() {
         }
     };
     let resume_secs = t.elapsed().as_secs_f64();
+    eprintln!("resumed run took {resume_secs:.1} s");
     let stderr2 = second.stderr();
+    // The attempts the killed run held were handed back when the second run started,
+    // instead of waiting out their heartbeat timeouts (30 s) before any retry.
+    assert!(
+        stderr2.contains("handed back an attempt of a dead worker process"),
+        "the resumed run did not hand back the killed run's attempts\n{}",
+        second.dump()
+    );
     assert!(
         status.success(),
         "the resumed run failed\n{}",

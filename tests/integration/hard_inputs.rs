@@ -1038,7 +1038,9 @@ async fn an_8k_clip_of_two_frames() {
     assert!(!list.is_empty(), "no renditions:\n{master}");
     for r in &list {
         assert_eq!(r.segments.len(), 1, "{}:\n{master}", r.name);
-        let probe = ffprobe(&r.segments[0].0).await.expect("the segment decodes");
+        let probe = ffprobe(&r.segments[0].0)
+            .await
+            .expect("the segment decodes");
         let v = first(&probe, "video").expect("a video stream");
         let (w, h) = size_of(v);
         let aspect = w as f64 / h as f64;
@@ -1184,7 +1186,9 @@ async fn damaged_middles_are_concealed_or_refused() {
     assert_eq!(job.body["status"], "failed", "{}", job.body);
     let error = job.body["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("the input is damaged: more than 5 % of its audio and video frames cannot be decoded"),
+        error.contains(
+            "the input is damaged: more than 5 % of its audio and video frames cannot be decoded"
+        ),
         "{error:?}"
     );
     let masters: Vec<_> = walk(&job.out)
@@ -1199,7 +1203,12 @@ async fn damaged_middles_are_concealed_or_refused() {
         .lines()
         .filter(|l| l.contains("activity failed") && l.contains("the input is damaged"))
         .count();
-    assert_eq!(attempts, 1, "a damaged input is not retried\n{}", job.run.dump());
+    assert_eq!(
+        attempts,
+        1,
+        "a damaged input is not retried\n{}",
+        job.run.dump()
+    );
 }
 
 /// A stream copy of `src` with the index (`moov`) at the end, as a camera writes it.

@@ -462,8 +462,15 @@ async fn failed_multipart_writes_resume_or_clean_up() {
     let err = store.put_file(&file, &obj).await.expect_err("part 3 fails");
     assert!(!err.is_permanent(), "a 500 is transient: {err}");
     assert!(err.to_string().contains("HTTP 500 InternalError"), "{err}");
-    assert_eq!(pending_uploads(&client, "archive").await, 1, "kept to resume");
-    let report = store.put_file(&file, &obj).await.expect("the retry resumes");
+    assert_eq!(
+        pending_uploads(&client, "archive").await,
+        1,
+        "kept to resume"
+    );
+    let report = store
+        .put_file(&file, &obj)
+        .await
+        .expect("the retry resumes");
     assert_eq!(
         (report.parts_reused, report.parts_uploaded),
         (2, 1),
@@ -521,9 +528,8 @@ async fn jobs_through_a_failing_store() {
     make_video(&input, 640, 360, 4, 25).await;
     let hook = WebhookReceiver::start("whsec-flaky");
     let out = h.path("out");
-    let media_put = |r: &s3::SeenRequest| {
-        r.method == "PUT" && r.target.starts_with(&format!("/{MEDIA}/"))
-    };
+    let media_put =
+        |r: &s3::SeenRequest| r.method == "PUT" && r.target.starts_with(&format!("/{MEDIA}/"));
 
     // The first object written to the media bucket fails five times in a row (past the
     // SDK's four tries, so its activity fails and is retried); later writes drop now and then
@@ -587,7 +593,11 @@ async fn jobs_through_a_failing_store() {
     );
     let client = server.client();
     for b in [MEDIA, ASSETS, ARCHIVE] {
-        assert_eq!(pending_uploads(&client, b).await, 0, "unfinished uploads in {b}");
+        assert_eq!(
+            pending_uploads(&client, b).await,
+            0,
+            "unfinished uploads in {b}"
+        );
     }
     let body_file = h.path("flaky-body.json");
     std::fs::write(&body_file, serde_json::to_vec(&body).unwrap()).unwrap();
@@ -647,7 +657,11 @@ async fn jobs_through_a_failing_store() {
         assert!(steps.insert(step), "retried: {line}\n{}", run.dump());
     }
     for b in [MEDIA, ASSETS, ARCHIVE] {
-        assert_eq!(pending_uploads(&client, b).await, 0, "unfinished uploads in {b}");
+        assert_eq!(
+            pending_uploads(&client, b).await,
+            0,
+            "unfinished uploads in {b}"
+        );
     }
     assert!(
         !s3::list_keys(&client, MEDIA)

@@ -79,7 +79,10 @@ async fn disallowed_webhook_host_is_refused() {
             .is_some_and(|d| d.starts_with("not sent: its host is not in")),
         "{report:#}"
     );
-    assert_eq!(report["receipt"]["webhook"]["delivered"], false, "{report:#}");
+    assert_eq!(
+        report["receipt"]["webhook"]["delivered"], false,
+        "{report:#}"
+    );
     let human = h.run(&["status", "deny1"]).await;
     assert!(
         human.stdout.contains("webhook: ready, not sent: its host"),

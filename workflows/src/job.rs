@@ -656,7 +656,9 @@ mod tests {
                 3 => json!(self.below(2000)),
                 4 => json!((self.next() % 1000) as f64 / 7.0),
                 5 | 6 => json!(self.text()),
-                7 => serde_json::Value::Array((0..self.below(4)).map(|_| self.value(depth + 1)).collect()),
+                7 => serde_json::Value::Array(
+                    (0..self.below(4)).map(|_| self.value(depth + 1)).collect(),
+                ),
                 _ => {
                     let mut map = serde_json::Map::new();
                     for _ in 0..self.below(4) {

@@ -331,7 +331,9 @@ impl S3Backend {
             .send()
             .await
         {
-            Ok(_) => tracing::info!(object = %obj, "aborted the unfinished upload after a permanent failure"),
+            Ok(_) => {
+                tracing::info!(object = %obj, "aborted the unfinished upload after a permanent failure")
+            }
             Err(e) => tracing::warn!(
                 object = %obj,
                 error = %storage_error("aborting the upload of", obj, e),
@@ -351,7 +353,6 @@ impl S3Backend {
         upload_id: &str,
         existing: Vec<(i32, String, u64)>,
     ) -> Result<PutReport> {
-
         // The MD5 of each of our parts: it decides which leftover parts are ours and is the
         // Content-MD5 of the ones we send.
         let mut digests = Vec::with_capacity(ranges.len());
