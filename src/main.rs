@@ -327,6 +327,7 @@ async fn worker_config(common: &CommonArgs, secrets: Option<SecretBox>) -> Resul
         encoder: EncoderSettings::from_env()
             .await
             .map_err(anyhow::Error::msg)?,
+        nvenc: transcoder_activities::nvenc::NvencBudget::from_env().map_err(anyhow::Error::msg)?,
         secrets,
         shutdown_grace: Duration::from_secs(common.worker.shutdown_grace),
         meter,

@@ -11,6 +11,7 @@ use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{ApplicationFailure, Runtime, Worker, WorkerOptions};
 use transcoder_activities::fetch::FetchPolicy;
 use transcoder_activities::metrics::Metrics;
+use transcoder_activities::nvenc::NvencBudget;
 use transcoder_activities::scratch::{OrphanedTask, ScratchSpace};
 use transcoder_activities::secrets::SecretBox;
 use transcoder_activities::{EncoderSettings, MediaActivities, Storage};
@@ -29,6 +30,8 @@ pub struct WorkerConfig {
     /// Work folders for encodes; removed after each activity.
     pub scratch_dir: PathBuf,
     pub encoder: EncoderSettings,
+    /// NVENC sessions the worker's chunks may hold at once (`TRANSCODER_NVENC_SESSIONS`).
+    pub nvenc: NvencBudget,
     /// Opens sealed webhook secrets (see `transcoder_activities::secrets`).
     pub secrets: Option<SecretBox>,
     /// On shutdown, how long running activities may take to finish before they are
@@ -61,6 +64,7 @@ pub fn build(runtime: &Runtime, client: Client, config: &WorkerConfig) -> Result
         config.secrets.clone(),
     )
     .with_fetch_policy(config.fetch.clone())
+    .with_nvenc_budget(config.nvenc.clone())
     .with_metrics(config.metrics.clone());
     let options = WorkerOptions::new(config.task_queue.as_str())
         .register_workflow::<TranscodeWorkflow>()
@@ -133,6 +137,17 @@ pub fn log_start(config: &WorkerConfig) {
         encoder = ?config.encoder.video,
         "worker starting"
     );
+    if config.encoder.video_encoder_name() == "h264_nvenc" {
+        match config.nvenc.capacity() {
+            Some(n) => tracing::info!(
+                sessions = n,
+                "NVENC sessions budgeted (TRANSCODER_NVENC_SESSIONS)"
+            ),
+            None => {
+                tracing::info!("NVENC sessions not capped (TRANSCODER_NVENC_SESSIONS=unlimited)")
+            }
+        }
+    }
     config
         .metrics
         .worker_encoder(transcoder_activities::metrics::encoder_label(

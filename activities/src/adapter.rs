@@ -6,6 +6,7 @@ use crate::error::MediaError;
 use crate::ffmpeg::ProgressSink;
 use crate::live;
 use crate::metrics::{encoder_label, Metrics, StepOutcome};
+use crate::nvenc::NvencBudget;
 use crate::scratch::ScratchSpace;
 use crate::secrets::{SecretBox, SecretError};
 use crate::storage::Storage;
@@ -38,6 +39,8 @@ pub struct MediaActivities {
     storage: Storage,
     /// This process's scratch folder; dead processes' folders are reclaimed when it is made.
     scratch: Arc<ScratchSpace>,
+    /// NVENC sessions shared by this worker's chunks.
+    nvenc: NvencBudget,
     encoder: EncoderSettings,
     /// Opens sealed webhook secrets; `None` on a worker without `TRANSCODER_SECRETS_KEY`.
     secrets: Option<SecretBox>,
@@ -118,7 +121,14 @@ impl MediaActivities {
             webhook_policy: webhook::WebhookPolicy::from_env(),
             fetch_policy: fetch::FetchPolicy::from_env(),
             metrics: Metrics::disabled(),
+            nvenc: NvencBudget::default(),
         }
+    }
+
+    /// The NVENC sessions this worker may hold at once (`TRANSCODER_NVENC_SESSIONS`).
+    pub fn with_nvenc_budget(mut self, budget: NvencBudget) -> Self {
+        self.nvenc = budget;
+        self
     }
 
     /// Records metrics on `metrics` (the worker's Prometheus meter) instead of nowhere.
@@ -456,12 +466,13 @@ impl MediaActivities {
                 .readable_path(&input.source, work.path())
                 .await?;
             let out = work.path().join("hls");
-            let result = chunks::encode_chunk(
+            let result = chunks::encode_chunk_budgeted(
                 &self.storage,
                 &input,
                 &source,
                 &out,
                 &self.encoder,
+                &self.nvenc,
                 &progress.scaled(0.0, 1.0),
             )
             .await?;

@@ -8,6 +8,7 @@ use crate::ffmpeg::args::h264_gop;
 use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, ffprobe_json, FfmpegArgs};
 use crate::hls::{hls_muxer_numbered, read_media_playlist};
+use crate::nvenc::{self, NvencBudget};
 use crate::storage::Storage;
 use std::ffi::OsString;
 use std::path::Path;
@@ -262,6 +263,95 @@ pub async fn encode_chunk(
         variants,
         encoder: enc.video_encoder_name().to_string(),
     })
+}
+
+/// [`encode_chunk`] within the worker's NVENC session budget: a chunk takes one session per
+/// rung before its ffmpeg starts, runs its rungs in groups when the budget cannot hold them
+/// all, and waits out a session that fails to open (the GPU busy with other encodes)
+/// instead of failing. libx264 chunks run as they are.
+pub async fn encode_chunk_budgeted(
+    storage: &Storage,
+    input: &LadderChunkInput,
+    source: &Path,
+    work: &Path,
+    enc: &EncoderSettings,
+    budget: &NvencBudget,
+    progress: &ScaledProgress,
+) -> Result<LadderChunkOutput> {
+    if !matches!(enc.video, VideoEncoder::Nvenc { .. }) {
+        return encode_chunk(storage, input, source, work, enc, progress).await;
+    }
+    let groups = budget.groups(input.renditions.len());
+    if groups.len() <= 1 {
+        return encode_with_sessions(storage, input, source, work, enc, budget, progress).await;
+    }
+    tracing::info!(
+        chunk = input.chunk.index,
+        groups = ?groups,
+        sessions = ?budget.capacity(),
+        "more rungs than NVENC sessions: the chunk encodes them in groups"
+    );
+    let total = groups.len() as f64;
+    let mut variants = Vec::with_capacity(input.renditions.len());
+    let mut rest = input.renditions.as_slice();
+    for (i, size) in groups.into_iter().enumerate() {
+        let (these, after) = rest.split_at(size.min(rest.len()));
+        rest = after;
+        let part = LadderChunkInput {
+            renditions: these.to_vec(),
+            ..input.clone()
+        };
+        let made = encode_with_sessions(
+            storage,
+            &part,
+            source,
+            &work.join(format!("group-{i}")),
+            enc,
+            budget,
+            &progress.sub(i as f64 / total, (i + 1) as f64 / total),
+        )
+        .await?;
+        variants.extend(made.variants);
+    }
+    Ok(LadderChunkOutput {
+        index: input.chunk.index,
+        variants,
+        encoder: enc.video_encoder_name().to_string(),
+    })
+}
+
+/// One ffmpeg run holding a session per rung, tried again while sessions fail to open.
+async fn encode_with_sessions(
+    storage: &Storage,
+    input: &LadderChunkInput,
+    source: &Path,
+    work: &Path,
+    enc: &EncoderSettings,
+    budget: &NvencBudget,
+    progress: &ScaledProgress,
+) -> Result<LadderChunkOutput> {
+    let mut waited = 0;
+    loop {
+        let sessions = budget.acquire(input.renditions.len()).await;
+        let result = encode_chunk(storage, input, source, work, enc, progress).await;
+        drop(sessions);
+        match result {
+            Err(MediaError::Tool { detail, .. })
+                if nvenc::is_session_open_failure(&detail) && waited < nvenc::OPEN_RETRIES =>
+            {
+                waited += 1;
+                tracing::warn!(
+                    chunk = input.chunk.index,
+                    try_again_in = ?nvenc::OPEN_RETRY_WAIT,
+                    waited,
+                    "an NVENC session could not be opened (the GPU's session cap or memory, held by other encodes); waiting"
+                );
+                let _ = std::fs::remove_dir_all(work);
+                tokio::time::sleep(nvenc::OPEN_RETRY_WAIT).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]

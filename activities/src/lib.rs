@@ -14,6 +14,7 @@ pub mod live;
 pub mod loudness;
 pub mod metrics;
 pub mod mezzanine;
+pub mod nvenc;
 pub mod probe;
 pub mod process;
 pub mod scratch;
