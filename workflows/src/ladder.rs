@@ -430,6 +430,74 @@ mod tests {
         assert_eq!(phone.display_size(), (2560, 1080));
     }
 
+    /// The long-file case against Temporal's limits (50k events and 50 MB of history per
+    /// workflow, 2 MB per payload, 2k pending activities), for a 3-hour 1080p film with the
+    /// default plan. The largest payload is the assembly's input, which lists every segment.
+    #[test]
+    fn a_three_hour_film_fits_temporal_limits() {
+        use crate::media::{
+            AssembleInput, AudioRenditionOutput, ChunkVariant, LadderChunkOutput, SegmentInfo,
+        };
+        let config = PlanConfig::default();
+        let renditions = select_ladder(1920, 1080, &config.ladder);
+        let duration = 3.0 * 3600.0;
+        let chunks = plan_chunks(duration, config.segment_seconds, config.segments_per_chunk);
+        let segment = |n: u32| SegmentInfo {
+            uri: format!("{n:05}.ts"),
+            duration: 6.006,
+            bytes: 4_567_890,
+        };
+        let outputs: Vec<LadderChunkOutput> = chunks
+            .iter()
+            .map(|c| LadderChunkOutput {
+                index: c.index,
+                variants: renditions
+                    .iter()
+                    .map(|r| ChunkVariant {
+                        name: r.name.clone(),
+                        segments: (c.first_segment..c.first_segment + c.max_segments)
+                            .map(segment)
+                            .collect(),
+                    })
+                    .collect(),
+                encoder: "h264_nvenc".into(),
+            })
+            .collect();
+        let segments = (duration / f64::from(config.segment_seconds)) as u32;
+        let assemble = AssembleInput {
+            bucket: "codex-media-production".into(),
+            prefix: "creator-0123456789/hls/0b6c5a9e-1f1e-4c8e-9d1b-2f3a4b5c6d7e".into(),
+            renditions: renditions.clone(),
+            frame_rate: FrameRate { num: 24000, den: 1001 },
+            chunks: outputs.clone(),
+            audio: Some(AudioRenditionOutput {
+                name: "audio".into(),
+                playlist_key: "x/audio/playlist.m3u8".into(),
+                segments: (0..segments).map(segment).collect(),
+                delivered_loudness: None,
+            }),
+            preview: None,
+        };
+        let largest = serde_json::to_vec(&assemble).unwrap().len();
+        let chunk_result = serde_json::to_vec(&outputs[0]).unwrap().len();
+        // Every activity is three events (scheduled, started, closed; retries add none);
+        // the rest of the job is about 40 (start, steps, timers, markers, the end).
+        let activities = chunks.len() + 12;
+        let events = activities * 3 + 40;
+        let history = largest * 2 + chunks.len() * chunk_result * 2;
+        eprintln!(
+            "3 h film: {} chunks, {} renditions, ~{events} events, largest payload {largest} B, \
+             one chunk's result {chunk_result} B, history ~{history} B",
+            chunks.len(),
+            renditions.len()
+        );
+        assert_eq!(chunks.len(), 180);
+        assert!(events < 5_000, "{events} events");
+        assert!(largest < 1024 * 1024, "assembly input {largest} B");
+        assert!(history < 5 * 1024 * 1024, "history {history} B");
+        assert!(config.max_parallel_chunks + 2 < 2_000);
+    }
+
     #[test]
     fn display_size_is_even_as_the_outputs_are() {
         let video = |width, height, rotation| crate::media::VideoInfo {
