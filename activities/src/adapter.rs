@@ -28,9 +28,9 @@ use temporalio_sdk::ApplicationFailure;
 use transcoder_workflows::activities::{defs, JobEvent, WebhookReceipt, WebhookRequest};
 use transcoder_workflows::media::{
     AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, FetchInput, HlsOutput,
-    LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement, MezzanineInput,
-    ObjectRef, ProbeInput, ProbeResult, StoredObject, ThumbnailInput, VerifyInput, VerifyReport,
-    WaveformInput, WaveformOutput,
+    JoinMezzanineInput, LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement,
+    MezzanineAudioInput, MezzanineInput, MezzaninePieceInput, ObjectRef, ProbeInput, ProbeResult,
+    StoredObject, ThumbnailInput, VerifyInput, VerifyReport, WaveformInput, WaveformOutput,
 };
 
 /// Everything an activity needs from the worker: where objects live, where to work, how
@@ -427,6 +427,145 @@ impl MediaActivities {
                 facts = facts.encoder("libx264");
             }
             Ok((stored, facts))
+        };
+        self.observed(&ctx, run).await
+    }
+
+    #[activity(definition = defs::MezzaninePiece)]
+    pub async fn mezzanine_piece(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: MezzaninePieceInput,
+    ) -> Result<StoredObject, ActivityError> {
+        let (progress, _hb) = Heartbeat::start(&ctx);
+        annotate(vec![KeyValue::new("chunk", i64::from(input.chunk.index))]);
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            // A piece stored by an attempt that died before reporting it is the checkpoint.
+            if self.storage.exists(&input.dest).await? {
+                let existing = self.storage.readable_path(&input.dest, work.path()).await?;
+                if mezzanine::check_piece(&input, &existing).await.is_ok() {
+                    let size_bytes = std::fs::metadata(&existing).map(|m| m.len()).unwrap_or(0);
+                    let stored = StoredObject {
+                        object: input.dest.clone(),
+                        size_bytes,
+                    };
+                    return Ok((stored, StepFacts::default()));
+                }
+            }
+            let source = self
+                .storage
+                .readable_path(&input.source, work.path())
+                .await?;
+            annotate_bytes_in(&source);
+            let out = work.path().join("piece.mp4");
+            mezzanine::encode_piece(
+                &input,
+                &source,
+                &out,
+                &self.encoder,
+                &progress.scaled(0.0, 0.95),
+            )
+            .await?;
+            let size_bytes = self.storage.put_file(&out, &input.dest).await?;
+            tracing::info!(dest = %input.dest, chunk = input.chunk.index, size_bytes, "mezzanine piece stored");
+            let stored = StoredObject {
+                object: input.dest.clone(),
+                size_bytes,
+            };
+            let facts = StepFacts::media(input.chunk.duration_seconds)
+                .with_bytes(size_bytes)
+                .encoder("libx264");
+            Ok((stored, facts))
+        };
+        self.observed(&ctx, run).await
+    }
+
+    #[activity(definition = defs::MezzanineAudio)]
+    pub async fn mezzanine_audio(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: MezzanineAudioInput,
+    ) -> Result<StoredObject, ActivityError> {
+        let (progress, _hb) = Heartbeat::start(&ctx);
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            let source = self
+                .storage
+                .readable_path(&input.source, work.path())
+                .await?;
+            let out = work.path().join("audio.m4a");
+            mezzanine::encode_audio_track(
+                &source,
+                &out,
+                input.duration_seconds,
+                &progress.scaled(0.0, 0.95),
+            )
+            .await?;
+            let size_bytes = self.storage.put_file(&out, &input.dest).await?;
+            let stored = StoredObject {
+                object: input.dest.clone(),
+                size_bytes,
+            };
+            let facts = StepFacts::media(input.duration_seconds)
+                .with_bytes(size_bytes)
+                .encoder("aac");
+            Ok((stored, facts))
+        };
+        self.observed(&ctx, run).await
+    }
+
+    #[activity(definition = defs::JoinMezzanine)]
+    pub async fn join_mezzanine(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: JoinMezzanineInput,
+    ) -> Result<StoredObject, ActivityError> {
+        let (progress, _hb) = Heartbeat::start(&ctx);
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            let mut pieces = Vec::with_capacity(input.pieces.len());
+            for (i, piece) in input.pieces.iter().enumerate() {
+                let dir = work.path().join(format!("piece-{i}"));
+                std::fs::create_dir_all(&dir).map_err(MediaError::io("creating", &dir))?;
+                pieces.push(self.storage.readable_path(piece, &dir).await?);
+            }
+            let audio = match &input.audio {
+                Some(audio) => Some(self.storage.readable_path(audio, work.path()).await?),
+                None => None,
+            };
+            let out = work.path().join("mezzanine.mp4");
+            mezzanine::join_pieces(
+                &input,
+                &pieces,
+                audio.as_deref(),
+                work.path(),
+                &out,
+                &progress.scaled(0.0, 0.9),
+            )
+            .await?;
+            let size_bytes = self.storage.put_file(&out, &input.dest).await?;
+            tracing::info!(dest = %input.dest, pieces = pieces.len(), size_bytes, "mezzanine stored (joined from its pieces)");
+            let stored = StoredObject {
+                object: input.dest.clone(),
+                size_bytes,
+            };
+            Ok((stored, StepFacts::default().with_bytes(size_bytes)))
+        };
+        self.observed(&ctx, run).await
+    }
+
+    #[activity(definition = defs::RemoveObjects)]
+    pub async fn remove_objects(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        objects: Vec<ObjectRef>,
+    ) -> Result<(), ActivityError> {
+        let run = async {
+            for obj in &objects {
+                self.storage.delete(obj).await?;
+            }
+            Ok::<_, MediaError>(((), StepFacts::default()))
         };
         self.observed(&ctx, run).await
     }

@@ -59,8 +59,9 @@ pub fn chunk_args(
     }
     // Input seeking with a re-encode is frame-exact: decoding starts at the keyframe before
     // the chunk and frames before `start` are dropped. Chunks start on mezzanine keyframes.
-    a.input_at(chunk.start_seconds, source)
-        .opt("-filter_complex", graph);
+    // The source is the whole mezzanine or the chunk's own piece of it.
+    let seek = (chunk.start_seconds - input.source_offset_seconds).max(0.0);
+    a.input_at(seek, source).opt("-filter_complex", graph);
     for i in 0..n {
         a.opt("-map", format!("[v{i}]"));
     }
@@ -381,6 +382,7 @@ mod tests {
             gop_seconds: 2,
             segment_seconds: 6,
             chunk,
+            source_offset_seconds: 0.0,
         }
     }
 

@@ -4,11 +4,14 @@
 
 use crate::encoder::EncoderSettings;
 use crate::error::{MediaError, Result};
-use crate::ffmpeg::args::h264_gop;
+use crate::ffmpeg::args::h264_gop_from;
 use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
 use std::path::Path;
-use transcoder_workflows::media::{HdrTransfer, MezzanineInput, ProbeResult};
+use transcoder_workflows::media::{
+    ChunkPlan, FrameRate, HdrTransfer, JoinMezzanineInput, MezzanineInput, MezzaninePieceInput,
+    MezzanineVideo, ProbeResult,
+};
 
 /// The share of the source's audio and video frames that may fail to decode. Below it, a
 /// damaged stretch is concealed (the decoder patches a broken picture from its neighbours,
@@ -36,65 +39,23 @@ pub fn mezzanine_args(
     a.input(source);
     match &input.video {
         Some(video) => {
-            let gop_frames = (video.frame_rate.as_f64() * f64::from(video.gop_seconds))
-                .round()
-                .max(1.0) as u32;
-            // ffmpeg rotates upright on decode (autorotate); an interlaced source is
-            // deinterlaced before anything scales it; fps makes the rate constant;
-            // HDR is tone mapped to SDR BT.709 and everything ends 8-bit 4:2:0.
-            // Square pixels and even dimensions (4:2:0 H.264 cannot carry odd sizes).
-            let mut vf = String::new();
-            if video.deinterlace {
-                vf.push_str(DEINTERLACE_FILTER);
-                vf.push(',');
-            }
             // `start_time=0` repeats the first frame back to the timeline's start;
             // `tpad` holds the last one past the picture's end, and `-t` below cuts both
             // streams at the timeline's end.
-            let scale = match video.size {
-                Some((w, h)) => format!("scale={w}:{h}"),
-                None => "scale=trunc(iw*sar/2)*2:trunc(ih/2)*2".to_owned(),
-            };
-            vf.push_str(&format!(
-                "{scale},setsar=1,fps={}:start_time=0,\
-                 tpad=stop_mode=clone:stop_duration={duration:.3}",
+            let timing = format!(
+                "fps={}:start_time=0,tpad=stop_mode=clone:stop_duration={duration:.3}",
                 video.frame_rate.to_ffmpeg()
-            ));
-            if let Some(transfer) = video.tone_map_from {
-                vf.push(',');
-                vf.push_str(&tone_map_filter(transfer));
-            }
-            vf.push_str(",format=yuv420p");
+            );
             a.opt("-map", "0:v:0")
-                .opt("-vf", vf)
-                .opt("-fps_mode", "cfr")
-                .opt("-c:v", "libx264")
-                .opt("-preset", enc.mezzanine_preset.as_str())
-                .opt("-crf", "18")
-                .opt("-profile:v", "high")
-                .opt("-pix_fmt", "yuv420p");
-            h264_gop(&mut a, "v", gop_frames, video.gop_seconds);
-            if video.tone_map_from.is_some() {
-                a.opt("-color_primaries", "bt709")
-                    .opt("-color_trc", "bt709")
-                    .opt("-colorspace", "bt709");
-            }
+                .opt("-vf", video_filter(video, &timing));
+            encode_video(&mut a, video, enc, 0.0);
         }
         None => {
             a.flag("-vn");
         }
     }
     if input.has_audio {
-        a.opt("-map", "0:a:0");
-        if input.video.is_some() {
-            // Silence where the audio has none: before its first sample, in gaps, and after
-            // its end, up to the cut.
-            a.opt("-af", "aresample=async=1:first_pts=0,apad");
-        }
-        a.opt("-c:a", "aac")
-            .opt("-b:a", format!("{MEZZANINE_AUDIO_KBPS}k"))
-            .opt("-ac", "2")
-            .opt("-ar", "48000");
+        encode_audio(&mut a, input.video.is_some());
     }
     if input.video.is_some() {
         a.opt("-t", format!("{duration:.6}"));
@@ -106,6 +67,168 @@ pub fn mezzanine_args(
         .opt("-f", "mp4")
         .output(dest);
     a
+}
+
+/// The picture's filters, around `timing` (where frames are placed on the constant-rate
+/// grid): ffmpeg rotates upright on decode (autorotate); an interlaced source is
+/// deinterlaced before anything scales it; the planned size with square pixels (even sides,
+/// which 4:2:0 needs); HDR tone mapped to SDR BT.709; 8-bit 4:2:0 at the end.
+fn video_filter(video: &MezzanineVideo, timing: &str) -> String {
+    let mut vf = String::new();
+    if video.deinterlace {
+        vf.push_str(DEINTERLACE_FILTER);
+        vf.push(',');
+    }
+    match video.size {
+        Some((w, h)) => vf.push_str(&format!("scale={w}:{h}")),
+        None => vf.push_str("scale=trunc(iw*sar/2)*2:trunc(ih/2)*2"),
+    }
+    vf.push_str(",setsar=1,");
+    vf.push_str(timing);
+    if let Some(transfer) = video.tone_map_from {
+        vf.push(',');
+        vf.push_str(&tone_map_filter(transfer));
+    }
+    vf.push_str(",format=yuv420p");
+    vf
+}
+
+/// The mezzanine's video encoder: libx264 CRF 18, high profile, an IDR frame every GOP
+/// (counted from a GOP boundary `gop_offset` seconds before the first frame).
+fn encode_video(
+    a: &mut FfmpegArgs,
+    video: &MezzanineVideo,
+    enc: &EncoderSettings,
+    gop_offset: f64,
+) {
+    let gop_frames = (video.frame_rate.as_f64() * f64::from(video.gop_seconds))
+        .round()
+        .max(1.0) as u32;
+    a.opt("-fps_mode", "cfr")
+        .opt("-c:v", "libx264")
+        .opt("-preset", enc.mezzanine_preset.as_str())
+        .opt("-crf", "18")
+        .opt("-profile:v", "high")
+        .opt("-pix_fmt", "yuv420p");
+    h264_gop_from(a, "v", gop_frames, video.gop_seconds, gop_offset);
+    if video.tone_map_from.is_some() {
+        a.opt("-color_primaries", "bt709")
+            .opt("-color_trc", "bt709")
+            .opt("-colorspace", "bt709");
+    }
+}
+
+/// The mezzanine's sound: stereo AAC at 48 kHz. Beside a picture it spans the timeline:
+/// silence before its first sample, in gaps and after its end, up to the cut.
+fn encode_audio(a: &mut FfmpegArgs, over_timeline: bool) {
+    a.opt("-map", "0:a:0");
+    if over_timeline {
+        a.opt("-af", "aresample=async=1:first_pts=0,apad");
+    }
+    a.opt("-c:a", "aac")
+        .opt("-b:a", format!("{MEZZANINE_AUDIO_KBPS}k"))
+        .opt("-ac", "2")
+        .opt("-ar", "48000");
+}
+
+/// How far before a piece's start its decode begins, so that the frame rate conversion sees
+/// the frames around the boundary exactly as the whole-file encode does (a variable-rate
+/// source's frame just before the boundary may be the one that fills the first slot).
+pub const PIECE_PREROLL_SECONDS: f64 = 1.0;
+
+/// MP4 timescale of the mezzanine's video: a multiple of the frame rate's numerator, so
+/// every frame lasts a whole number of ticks and pieces join with no rounding drift.
+pub fn video_timescale(rate: FrameRate) -> u32 {
+    let num = rate.num.max(1);
+    num * 10_000u32.div_ceil(num)
+}
+
+/// One piece of a chunked mezzanine: the chunk's frames of the constant-rate grid, picked
+/// from the source exactly as [`mezzanine_args`] picks them, video only, starting at 0 with
+/// an IDR frame. Decoding starts [`PIECE_PREROLL_SECONDS`] early; timestamps are put back on
+/// the programme's timeline for the rate conversion, then the piece is moved to start at 0.
+pub fn piece_args(
+    input: &MezzaninePieceInput,
+    source: &Path,
+    dest: &Path,
+    enc: &EncoderSettings,
+) -> FfmpegArgs {
+    let video = &input.video;
+    let rate = video.frame_rate;
+    let chunk = &input.chunk;
+    let (first, end) = chunk.frame_range(rate);
+    let first_time = ChunkPlan::frame_time(first, rate);
+    let seek = (chunk.start_seconds - PIECE_PREROLL_SECONDS).max(0.0);
+    let mut a = FfmpegArgs::new();
+    a.opt("-max_error_rate", MAX_UNDECODABLE_FRACTION.to_string());
+    if seek > 0.0 {
+        a.input_at(seek, source);
+    } else {
+        a.input(source);
+    }
+    let timing = format!(
+        "setpts=PTS+{seek:.3}/TB,fps={}:start_time={first_time:.6},\
+         tpad=stop_mode=clone:stop_duration={:.3},setpts=PTS-STARTPTS",
+        rate.to_ffmpeg(),
+        input.duration_seconds
+    );
+    a.opt("-map", "0:v:0")
+        .opt("-vf", video_filter(video, &timing))
+        .opt("-frames:v", (end - first).to_string());
+    encode_video(&mut a, video, enc, first_time - chunk.start_seconds);
+    a.flag("-an")
+        .flag("-sn")
+        .flag("-dn")
+        .opt("-video_track_timescale", video_timescale(rate).to_string())
+        .opt("-map_metadata", "-1")
+        .opt("-f", "mp4")
+        .output(dest);
+    a
+}
+
+/// The audio of a chunked mezzanine: the whole timeline in one run, as [`mezzanine_args`]
+/// encodes it beside the picture.
+pub fn audio_args(source: &Path, dest: &Path, duration: f64) -> FfmpegArgs {
+    let mut a = FfmpegArgs::new();
+    a.opt("-max_error_rate", MAX_UNDECODABLE_FRACTION.to_string());
+    a.input(source).flag("-vn");
+    encode_audio(&mut a, true);
+    a.opt("-t", format!("{duration:.6}"))
+        .flag("-sn")
+        .flag("-dn")
+        .opt("-map_metadata", "-1")
+        .opt("-f", "mp4")
+        .output(dest);
+    a
+}
+
+/// The join: the pieces one after the other (ffmpeg's concat demuxer, listed in `list`) and
+/// the audio, stream copy only, faststart.
+pub fn join_args(list: &Path, audio: Option<&Path>, dest: &Path, rate: FrameRate) -> FfmpegArgs {
+    let mut a = FfmpegArgs::new();
+    a.opt("-f", "concat").opt("-safe", "0").input(list);
+    if let Some(audio) = audio {
+        a.input(audio);
+    }
+    a.opt("-map", "0:v:0");
+    if audio.is_some() {
+        a.opt("-map", "1:a:0");
+    }
+    a.opt("-c", "copy")
+        .opt("-video_track_timescale", video_timescale(rate).to_string())
+        .opt("-map_metadata", "-1")
+        .opt("-movflags", "+faststart")
+        .opt("-f", "mp4")
+        .output(dest);
+    a
+}
+
+/// The concat demuxer's list of `pieces` (local paths), each quoted as it requires.
+pub fn concat_list(pieces: &[std::path::PathBuf]) -> String {
+    pieces
+        .iter()
+        .map(|p| format!("file '{}'\n", p.to_string_lossy().replace('\'', "'\\''")))
+        .collect()
 }
 
 /// Deinterlacing for sources that say they are interlaced: `bwdif` (motion adaptive, sharper
@@ -169,6 +292,94 @@ pub async fn encode_mezzanine(
 ) -> Result<()> {
     let args = mezzanine_args(input, source, dest, duration, enc);
     ffmpeg(args.as_slice(), duration, progress).await
+}
+
+/// Encodes one piece and checks it holds exactly its chunk's frames.
+pub async fn encode_piece(
+    input: &MezzaninePieceInput,
+    source: &Path,
+    dest: &Path,
+    enc: &EncoderSettings,
+    progress: &ScaledProgress,
+) -> Result<()> {
+    let args = piece_args(input, source, dest, enc);
+    ffmpeg(args.as_slice(), input.chunk.duration_seconds, progress).await?;
+    check_piece(input, dest).await
+}
+
+/// A piece is usable when it holds exactly its chunk's frames.
+pub async fn check_piece(input: &MezzaninePieceInput, path: &Path) -> Result<()> {
+    let (first, end) = input.chunk.frame_range(input.video.frame_rate);
+    let frames = video_packets(path).await?;
+    if frames != end - first {
+        return Err(MediaError::Verification(format!(
+            "mezzanine piece {} has {frames} frames, expected {}",
+            input.chunk.index,
+            end - first
+        )));
+    }
+    Ok(())
+}
+
+/// Encodes the audio of a chunked mezzanine.
+pub async fn encode_audio_track(
+    source: &Path,
+    dest: &Path,
+    duration: f64,
+    progress: &ScaledProgress,
+) -> Result<()> {
+    ffmpeg(
+        audio_args(source, dest, duration).as_slice(),
+        duration,
+        progress,
+    )
+    .await
+}
+
+/// Joins `pieces` (local paths, in order) and `audio` into `dest`, and checks the result
+/// holds every frame of the programme.
+pub async fn join_pieces(
+    input: &JoinMezzanineInput,
+    pieces: &[std::path::PathBuf],
+    audio: Option<&Path>,
+    work: &Path,
+    dest: &Path,
+    progress: &ScaledProgress,
+) -> Result<()> {
+    let list = work.join("pieces.txt");
+    std::fs::write(&list, concat_list(pieces)).map_err(MediaError::io("writing", &list))?;
+    let seconds = ChunkPlan::frame_time(input.frames, input.frame_rate);
+    ffmpeg(
+        join_args(&list, audio, dest, input.frame_rate).as_slice(),
+        seconds,
+        progress,
+    )
+    .await?;
+    let frames = video_packets(dest).await?;
+    if frames != input.frames {
+        return Err(MediaError::Verification(format!(
+            "the joined mezzanine has {frames} frames, expected {}",
+            input.frames
+        )));
+    }
+    Ok(())
+}
+
+/// Video packets in a local MP4 (demuxing only, no decode): one per frame.
+async fn video_packets(path: &Path) -> Result<u64> {
+    let args: Vec<std::ffi::OsString> = vec![
+        "-select_streams".into(),
+        "v:0".into(),
+        "-count_packets".into(),
+        "-show_entries".into(),
+        "stream=nb_read_packets".into(),
+        path.as_os_str().to_owned(),
+    ];
+    let doc = crate::ffmpeg::ffprobe_json(&args).await?;
+    doc["streams"][0]["nb_read_packets"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| MediaError::Verification(format!("{} has no video", path.display())))
 }
 
 #[cfg(test)]

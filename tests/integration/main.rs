@@ -14,6 +14,7 @@ mod durability;
 mod end_to_end;
 mod fixtures;
 mod hard_inputs;
+mod mezzanine_pieces;
 mod nix_flake;
 mod object_storage;
 mod observability;

@@ -7,9 +7,9 @@
 use crate::cleanup::{CleanupInput, CleanupOutcome};
 use crate::media::{
     AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, FetchInput, HlsOutput,
-    LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement, MezzanineInput,
-    ProbeInput, ProbeResult, StoredObject, ThumbnailInput, VerifyInput, VerifyReport,
-    WaveformInput, WaveformOutput,
+    JoinMezzanineInput, LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement,
+    MezzanineAudioInput, MezzanineInput, MezzaninePieceInput, ObjectRef, ProbeInput, ProbeResult,
+    StoredObject, ThumbnailInput, VerifyInput, VerifyReport, WaveformInput, WaveformOutput,
 };
 use crate::receipt::Receipt;
 use crate::webhook::WebhookBody;
@@ -88,6 +88,30 @@ impl TranscodeActivities {
     /// Normalize the input into the archive master every later step reads.
     #[activity(name = "mezzanine")]
     pub fn mezzanine(input: MezzanineInput) -> Result<StoredObject, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Encode one piece of a chunked mezzanine (the video of one ladder chunk) and store it.
+    #[activity(name = "mezzanine_piece")]
+    pub fn mezzanine_piece(input: MezzaninePieceInput) -> Result<StoredObject, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Encode the audio of a chunked mezzanine (the whole timeline, audio only).
+    #[activity(name = "mezzanine_audio")]
+    pub fn mezzanine_audio(input: MezzanineAudioInput) -> Result<StoredObject, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Join the pieces and the audio into the one faststart mezzanine, stream copy only.
+    #[activity(name = "join_mezzanine")]
+    pub fn join_mezzanine(input: JoinMezzanineInput) -> Result<StoredObject, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Remove objects that were only steps on the way (a chunked mezzanine's pieces).
+    #[activity(name = "remove_objects")]
+    pub fn remove_objects(objects: Vec<ObjectRef>) -> Result<(), ActivityError> {
         unimplemented!()
     }
 

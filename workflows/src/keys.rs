@@ -48,6 +48,19 @@ impl<'a> JobKeys<'a> {
         )
     }
 
+    /// Piece `index` of a chunked mezzanine, beside the mezzanine (removed once it is joined
+    /// and the ladder has read it).
+    pub fn mezzanine_piece(&self, index: u32) -> ObjectRef {
+        let m = self.mezzanine();
+        ObjectRef::new(&m.bucket, format!("{}.pieces/{index:05}.mp4", m.key))
+    }
+
+    /// The audio of a chunked mezzanine, before the join.
+    pub fn mezzanine_audio(&self) -> ObjectRef {
+        let m = self.mezzanine();
+        ObjectRef::new(&m.bucket, format!("{}.pieces/audio.m4a", m.key))
+    }
+
     /// The HLS tree: `{outputPrefix}/master.m3u8`, `{outputPrefix}/{variant}/playlist.m3u8`.
     pub fn hls_prefix(&self) -> &str {
         &self.job.output_prefix

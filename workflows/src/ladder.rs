@@ -468,7 +468,10 @@ mod tests {
             bucket: "codex-media-production".into(),
             prefix: "creator-0123456789/hls/0b6c5a9e-1f1e-4c8e-9d1b-2f3a4b5c6d7e".into(),
             renditions: renditions.clone(),
-            frame_rate: FrameRate { num: 24000, den: 1001 },
+            frame_rate: FrameRate {
+                num: 24000,
+                den: 1001,
+            },
             chunks: outputs.clone(),
             audio: Some(AudioRenditionOutput {
                 name: "audio".into(),

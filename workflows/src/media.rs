@@ -415,6 +415,43 @@ pub struct LadderChunkInput {
     pub gop_seconds: u32,
     pub segment_seconds: u32,
     pub chunk: ChunkPlan,
+    /// Where `source` starts on the programme's timeline: 0 for the whole mezzanine, the
+    /// chunk's start when `source` is the chunk's own mezzanine piece.
+    #[serde(default)]
+    pub source_offset_seconds: f64,
+}
+
+/// One piece of a chunked mezzanine: the frames of `chunk` (video only), encoded from the
+/// source as the whole-file mezzanine would encode them, starting on an IDR frame.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MezzaninePieceInput {
+    pub source: ObjectRef,
+    pub dest: ObjectRef,
+    pub video: MezzanineVideo,
+    pub chunk: ChunkPlan,
+    /// The programme's length (first stream start to last stream end).
+    pub duration_seconds: f64,
+}
+
+/// The mezzanine's audio, alone: stereo AAC over the whole timeline. Audio is a small part of
+/// the work and is encoded in one run, so no AAC frame boundary falls at a chunk edge.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MezzanineAudioInput {
+    pub source: ObjectRef,
+    pub dest: ObjectRef,
+    pub duration_seconds: f64,
+}
+
+/// The pieces (and the audio) joined into the one faststart mezzanine, without re-encoding.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinMezzanineInput {
+    /// In timeline order.
+    pub pieces: Vec<ObjectRef>,
+    pub audio: Option<ObjectRef>,
+    pub dest: ObjectRef,
+    pub frame_rate: FrameRate,
+    /// Frames of the whole programme: the join is refused unless it holds exactly these.
+    pub frames: u64,
 }
 
 /// One published segment: its file name (relative to its playlist), length and size.

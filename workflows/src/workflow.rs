@@ -593,6 +593,7 @@ async fn encode_ladder(
                         gop_seconds: config.gop_seconds,
                         segment_seconds: config.segment_seconds,
                         chunk,
+                        source_offset_seconds: 0.0,
                     },
                     chunk_options(&chunk),
                 )

@@ -75,13 +75,32 @@ impl FfmpegArgs {
 /// where forced (every `gop_seconds`, at identical timestamps in every rendition), no
 /// scene-cut keyframes, closed GOPs.
 pub fn h264_gop(a: &mut FfmpegArgs, stream: &str, gop_frames: u32, gop_seconds: u32) {
+    h264_gop_from(a, stream, gop_frames, gop_seconds, 0.0);
+}
+
+/// As [`h264_gop`] for output that starts `offset` seconds (less than a frame) after a GOP
+/// boundary of the programme: a mezzanine piece whose first frame falls just after it (at
+/// 29.97 fps, frame 1799 is at 60.027 s). Its IDR frames then fall on the same frames as
+/// the whole-file encode's.
+pub fn h264_gop_from(
+    a: &mut FfmpegArgs,
+    stream: &str,
+    gop_frames: u32,
+    gop_seconds: u32,
+    offset: f64,
+) {
+    let time = if offset > 0.0 {
+        format!("t+{offset:.9}")
+    } else {
+        "t".to_string()
+    };
     a.opt(&format!("-g:{stream}"), gop_frames.to_string())
         .opt(&format!("-keyint_min:{stream}"), gop_frames.to_string())
         .opt("-sc_threshold", "0")
         .opt("-forced-idr", "1")
         .opt(
             &format!("-force_key_frames:{stream}"),
-            format!("expr:gte(t,n_forced*{gop_seconds})"),
+            format!("expr:gte({time},n_forced*{gop_seconds})"),
         );
 }
 
