@@ -434,6 +434,71 @@ mod tests {
     }
 
     #[test]
+    fn a_piece_is_its_chunk_of_the_programme_grid() {
+        let chunk = ChunkPlan {
+            index: 2,
+            start_seconds: 12.0,
+            duration_seconds: 6.0,
+            first_segment: 2,
+            max_segments: 1,
+            last: false,
+        };
+        let piece = MezzaninePieceInput {
+            source: ObjectRef::new("b", "in.mp4"),
+            dest: ObjectRef::new("b", "p.mp4"),
+            video: MezzanineVideo {
+                frame_rate: FrameRate {
+                    num: 30000,
+                    den: 1001,
+                },
+                ..input(false).video.unwrap()
+            },
+            chunk,
+            duration_seconds: 20.0,
+        };
+        let a = strings(piece_args(
+            &piece,
+            Path::new("in"),
+            Path::new("out"),
+            &EncoderSettings::default(),
+        ));
+        // Decoded from 1 s early, put back on the programme's timeline, frames 360..540.
+        assert_eq!(value(&a, "-ss"), Some("11.000"));
+        let vf = video_filter(&a);
+        assert!(
+            vf.contains("setpts=PTS+11.000/TB,fps=30000/1001:start_time=12.012000,"),
+            "{vf}"
+        );
+        assert!(vf.contains(",setpts=PTS-STARTPTS"), "{vf}");
+        assert_eq!(value(&a, "-frames:v"), Some("180"));
+        assert_eq!(value(&a, "-video_track_timescale"), Some("30000"));
+        // IDR frames counted from the programme's GOP boundary 12.000 s.
+        assert_eq!(
+            value(&a, "-force_key_frames:v"),
+            Some("expr:gte(t+0.012000000,n_forced*2)")
+        );
+        assert!(a.iter().any(|x| x == "-an"));
+    }
+
+    #[test]
+    fn the_join_copies_and_the_list_is_quoted() {
+        let a = strings(join_args(
+            Path::new("list.txt"),
+            Some(Path::new("audio.m4a")),
+            Path::new("out.mp4"),
+            FrameRate { num: 25, den: 1 },
+        ));
+        assert_eq!(value(&a, "-f"), Some("concat"));
+        assert_eq!(value(&a, "-c"), Some("copy"));
+        assert_eq!(value(&a, "-movflags"), Some("+faststart"));
+        assert_eq!(value(&a, "-video_track_timescale"), Some("10000"));
+        assert_eq!(
+            concat_list(&[std::path::PathBuf::from("/w/it's/00000.mp4")]),
+            "file '/w/it'\\''s/00000.mp4'\n"
+        );
+    }
+
+    #[test]
     fn both_streams_span_the_whole_timeline() {
         let a = args(&input(false), 8.5);
         let vf = video_filter(&a);

@@ -279,6 +279,14 @@ fn parse_probe_with(doc: &Value, measured: Option<f64>) -> Option<Result<ProbeRe
         .flatten()
         .filter_map(span)
         .collect();
+    let timeline_start = spans.iter().map(|(s, _)| *s).fold(f64::INFINITY, f64::min);
+    let clock_sane = spans
+        .iter()
+        .all(|(s, _)| s - timeline_start <= MAX_STREAM_OFFSET);
+    let video_extent = video_stream
+        .and_then(span)
+        .filter(|_| clock_sane)
+        .map(|(s, e)| (s - timeline_start, e - timeline_start));
     let stream_duration = (!spans.is_empty()).then(|| {
         let starts = spans.iter().map(|(start, _)| *start);
         let first = starts.clone().fold(f64::INFINITY, f64::min);
@@ -308,6 +316,7 @@ fn parse_probe_with(doc: &Value, measured: Option<f64>) -> Option<Result<ProbeRe
         size_bytes: num(&doc["format"]["size"]).unwrap_or(0),
         video,
         audio,
+        video_extent,
     }))
 }
 

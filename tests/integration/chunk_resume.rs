@@ -39,8 +39,9 @@ fn hls_files(out: &Path, media: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// `(attempt, chunk start)` of every ladder chunk activity in a workflow's history.
-async fn chunk_attempts(h: &Harness, workflow_id: &str) -> Vec<u64> {
+/// The attempt of every `activity` activity (`ladder_chunk`, `mezzanine_piece`) in a
+/// workflow's history.
+async fn chunk_attempts(h: &Harness, workflow_id: &str, activity: &str) -> Vec<u64> {
     let temporal = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/temporal");
     let out = tokio::process::Command::new(temporal)
         .args([
@@ -86,7 +87,7 @@ async fn chunk_attempts(h: &Harness, workflow_id: &str) -> Vec<u64> {
                 .map(str::to_string)
                 .or_else(|| attrs["scheduledEventId"].as_i64().map(|i| i.to_string()))
                 .unwrap_or_default();
-            if types.get(&scheduled).map(String::as_str) == Some("ladder_chunk") {
+            if types.get(&scheduled).map(String::as_str) == Some(activity) {
                 attempts.push(attrs["attempt"].as_u64().unwrap_or(1));
             }
         }
@@ -198,26 +199,54 @@ async fn killed_worker_costs_at_most_the_chunks_in_flight() {
         "attached to the same workflow"
     );
 
-    // Only chunks in flight ran again; every chunk was scheduled once.
-    let attempts = chunk_attempts(&h, "transcode-kill1").await;
+    // Only chunks in flight ran again; every chunk was scheduled once. The mezzanine is
+    // made in pieces, one per chunk, in the same window as the ladder: a piece and a ladder
+    // chunk in flight count alike, and no activity encoded the whole mezzanine.
+    let attempts = chunk_attempts(&h, "transcode-kill1", "ladder_chunk").await;
+    let pieces = chunk_attempts(&h, "transcode-kill1", "mezzanine_piece").await;
+    let whole = chunk_attempts(&h, "transcode-kill1", "mezzanine").await;
     let chunks = (f64::from(SECONDS) / CHUNK_SECONDS).ceil() as usize;
     assert_eq!(
         attempts.len(),
         chunks,
         "one ladder_chunk activity per chunk: {attempts:?}"
     );
+    assert_eq!(
+        pieces.len(),
+        chunks,
+        "one mezzanine_piece activity per chunk: {pieces:?}"
+    );
+    assert!(whole.is_empty(), "a whole-file mezzanine ran: {whole:?}");
     let redone = attempts.iter().filter(|a| **a > 1).count();
+    let pieces_redone = pieces.iter().filter(|a| **a > 1).count();
     assert!(
-        redone >= 1,
-        "the kill should have interrupted at least one chunk: {attempts:?}"
+        redone + pieces_redone >= 1,
+        "the kill should have interrupted at least one chunk: {attempts:?} {pieces:?}"
     );
     assert!(
-        redone <= 4,
-        "at most the 4 chunks in flight may run again: {attempts:?}"
+        redone + pieces_redone <= 4,
+        "at most the 4 chunks in flight may run again: ladder {attempts:?}, pieces {pieces:?}"
     );
     eprintln!(
-        "resume waste: {redone} chunk(s) re-encoded = {:.0} media-seconds (chunk = {CHUNK_SECONDS} s, {chunks} chunks)",
-        redone as f64 * CHUNK_SECONDS
+        "resume waste: {redone} ladder chunk(s) and {pieces_redone} mezzanine piece(s) re-encoded = {:.0} media-seconds each way (chunk = {CHUNK_SECONDS} s, {chunks} chunks)",
+        (redone + pieces_redone) as f64 * CHUNK_SECONDS
+    );
+    // The joined mezzanine is the archive; its pieces are gone.
+    let mezzanine = object_path(&out, ARCHIVE_BUCKET, "mezzanine/c1/kill1/mezzanine.mp4");
+    assert!(
+        mezzanine.is_file(),
+        "no mezzanine at {}",
+        mezzanine.display()
+    );
+    let pieces_dir = object_path(
+        &out,
+        ARCHIVE_BUCKET,
+        "mezzanine/c1/kill1/mezzanine.mp4.pieces",
+    );
+    assert!(
+        walk(&pieces_dir).is_empty(),
+        "pieces left behind: {:?}",
+        walk(&pieces_dir)
     );
 
     // The same outputs as an uninterrupted run, and they pass the verification gate.

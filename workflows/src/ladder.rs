@@ -242,6 +242,44 @@ pub fn plan_chunks(duration: f64, segment_seconds: u32, segments_per_chunk: u32)
     chunks
 }
 
+/// How a video job's mezzanine is made.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MezzaninePlan {
+    /// One piece per ladder chunk, on the chunk's boundaries: the pieces fan out to every
+    /// worker, each is a checkpoint in storage, each ladder chunk starts as soon as its piece
+    /// exists, and the pieces are joined into the one mezzanine at the end.
+    Pieces(Vec<ChunkPlan>),
+    /// One ffmpeg run over the whole file, and why (a safe path for what cannot be cut).
+    Whole(&'static str),
+}
+
+/// Pieces when the programme has more than one chunk and the picture spans every chunk
+/// (each piece then has source frames to pick from, so it holds the same frames the single
+/// run would). A picture that starts after the first chunk or ends before the last one, or
+/// streams whose timing is unknown or broken, take the single run, which holds frames
+/// across the whole timeline.
+pub fn plan_mezzanine(probe: &ProbeResult, chunks: &[ChunkPlan]) -> MezzaninePlan {
+    let (Some(first), Some(last)) = (chunks.first(), chunks.last()) else {
+        return MezzaninePlan::Whole("nothing to cut");
+    };
+    if chunks.len() < 2 {
+        return MezzaninePlan::Whole("the programme is one chunk");
+    }
+    let Some((start, end)) = probe.video_extent else {
+        return MezzaninePlan::Whole("the streams' timing is unknown or broken");
+    };
+    // Half a second of margin: a piece needs source frames inside its own range.
+    if start > first.duration_seconds - PIECE_MARGIN_SECONDS {
+        return MezzaninePlan::Whole("the picture starts after the first chunk");
+    }
+    if end < last.start_seconds + PIECE_MARGIN_SECONDS {
+        return MezzaninePlan::Whole("the picture ends before the last chunk");
+    }
+    MezzaninePlan::Pieces(chunks.to_vec())
+}
+
+const PIECE_MARGIN_SECONDS: f64 = 0.5;
+
 /// `fraction` of the way in, clamped so at least one frame remains after it.
 pub fn thumbnail_time(duration: f64, frame_rate: FrameRate, fraction: f64) -> f64 {
     if !duration.is_finite() || duration <= 0.0 {
@@ -499,6 +537,47 @@ mod tests {
         assert!(largest < 1024 * 1024, "assembly input {largest} B");
         assert!(history < 5 * 1024 * 1024, "history {history} B");
         assert!(config.max_parallel_chunks + 2 < 2_000);
+    }
+
+    #[test]
+    fn the_mezzanine_is_cut_only_where_every_piece_has_picture() {
+        let probe = |extent: Option<(f64, f64)>, duration: f64| ProbeResult {
+            format_name: "mov,mp4".into(),
+            duration_seconds: duration,
+            size_bytes: 0,
+            video: None,
+            audio: None,
+            video_extent: extent,
+        };
+        let chunks = plan_chunks(20.0, 6, 1);
+        assert_eq!(chunks.len(), 4);
+        assert_eq!(
+            plan_mezzanine(&probe(Some((0.0, 20.0)), 20.0), &chunks),
+            MezzaninePlan::Pieces(chunks.clone())
+        );
+        // A picture a little late or short is held by the first and last piece.
+        assert!(matches!(
+            plan_mezzanine(&probe(Some((1.5, 19.0)), 20.0), &chunks),
+            MezzaninePlan::Pieces(_)
+        ));
+        for (extent, why) in [
+            (None, "the streams' timing is unknown or broken"),
+            (Some((0.0, 18.2)), "the picture ends before the last chunk"),
+            (
+                Some((5.8, 20.0)),
+                "the picture starts after the first chunk",
+            ),
+        ] {
+            assert_eq!(
+                plan_mezzanine(&probe(extent, 20.0), &chunks),
+                MezzaninePlan::Whole(why)
+            );
+        }
+        let one = plan_chunks(20.0, 6, 10);
+        assert_eq!(
+            plan_mezzanine(&probe(Some((0.0, 20.0)), 20.0), &one),
+            MezzaninePlan::Whole("the programme is one chunk")
+        );
     }
 
     #[test]

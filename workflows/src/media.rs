@@ -89,6 +89,10 @@ pub struct ProbeResult {
     pub size_bytes: u64,
     pub video: Option<VideoInfo>,
     pub audio: Option<AudioInfo>,
+    /// Where the picture starts and ends on the timeline (seconds from its start), when the
+    /// streams' timing is known and sane; `None` otherwise (then nothing is cut by time).
+    #[serde(default)]
+    pub video_extent: Option<(f64, f64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

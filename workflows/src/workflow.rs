@@ -7,12 +7,15 @@ use crate::activities::{defs as act, JobEvent, WebhookReceipt, WebhookRequest};
 use crate::cleanup::{cleanup_workflow_id, CleanupInput, OriginalCleanupWorkflow};
 use crate::job::{Job, JobInput, MediaType};
 use crate::keys::JobKeys;
-use crate::ladder::{audio_ladder, plan_chunks, plan_video, PlanConfig, VideoPlan};
+use crate::ladder::{
+    audio_ladder, plan_chunks, plan_mezzanine, plan_video, MezzaninePlan, PlanConfig, VideoPlan,
+};
 use crate::media::{
     AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, ChunkPlan, FetchInput,
-    HlsOutput, LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement,
-    MezzanineInput, MezzanineVideo, ObjectRef, PreviewPlan, ProbeInput, ProbeResult,
-    ThumbnailInput, VerifyInput, WaveformInput,
+    HlsOutput, JoinMezzanineInput, LadderChunkInput, LadderChunkOutput, LoudnessInput,
+    LoudnessMeasurement, MezzanineAudioInput, MezzanineInput, MezzaninePieceInput, MezzanineVideo,
+    ObjectRef, PreviewPlan, ProbeInput, ProbeResult, StoredObject, ThumbnailInput, VerifyInput,
+    WaveformInput,
 };
 use crate::receipt::{Receipt, StepTiming, WebhookDelivery};
 use crate::webhook::{CompletedOutput, MediaTypeText, WebhookBody};
@@ -296,64 +299,63 @@ async fn process(
         MediaType::Audio => None,
     };
 
-    step(ctx, "mezzanine", 5);
-    let t = clock(ctx);
-    let mezzanine = ctx.execute_activity(
-        act::Mezzanine,
-        MezzanineInput {
-            source: keys.input(),
-            dest: keys.mezzanine(),
-            video: video_plan.as_ref().map(|p| MezzanineVideo {
-                frame_rate: p.frame_rate,
-                gop_seconds: config.gop_seconds,
-                tone_map_from: p.tone_map_from,
-                deinterlace: p.deinterlace,
-                size: Some((p.display_width, p.display_height)),
-            }),
-            has_audio: probe.audio.is_some(),
+    let mezzanine_video = video_plan.as_ref().map(|p| MezzanineVideo {
+        frame_rate: p.frame_rate,
+        gop_seconds: config.gop_seconds,
+        tone_map_from: p.tone_map_from,
+        deinterlace: p.deinterlace,
+        size: Some((p.display_width, p.display_height)),
+    });
+    let chunks = plan_chunks(duration, config.segment_seconds, config.segments_per_chunk);
+    let pieces = match (&video_plan, &mezzanine_video) {
+        (Some(_), Some(video)) => match plan_mezzanine(&probe, &chunks) {
+            MezzaninePlan::Pieces(pieces) => Some((pieces, video.clone())),
+            MezzaninePlan::Whole(_) => None,
         },
-        long_running(&probe),
-    );
-    let mezzanine = async {
-        let made = mezzanine.await;
-        if let Ok(made) = &made {
-            let mut timing = StepTiming::new("mezzanine", t, clock(ctx))
-                .media(duration)
-                .bytes(made.size_bytes);
-            if video_plan.is_some() {
-                // The archive master is always libx264 (DESIGN §4): quality over speed.
-                timing = timing.encoder("libx264");
-            }
-            record(ctx, timing);
-        }
-        made
+        _ => None,
     };
-    // Pass 1 of the two-pass loudness normalization runs beside the mezzanine encode: it
-    // decodes only the source's audio, downmixed to stereo exactly as the mezzanine is.
-    let loudness = async {
-        match probe.audio {
-            Some(_) => ctx
-                .execute_activity(
-                    act::Loudness,
-                    LoudnessInput {
-                        source: keys.input(),
-                    },
-                    long_running(&probe),
-                )
-                .await
-                .inspect(|_| {
-                    record(
-                        ctx,
-                        StepTiming::new("loudness", t, clock(ctx)).media(duration),
-                    )
-                })
-                .map_err(|e| step_failed("loudness analysis", &e)),
-            None => Ok(None),
+    // A chunked mezzanine encodes the ladder as it goes: what it returns is ready.
+    let (mezzanine, loudness, ladder_done) = match (pieces, &video_plan) {
+        (Some((pieces, video)), Some(plan)) => {
+            let (mezzanine, chunks, audio) =
+                chunked_mezzanine_and_ladder(ctx, job, &keys, &config, &probe, plan, video, pieces)
+                    .await?;
+            (mezzanine, None, Some((chunks, audio)))
+        }
+        _ => {
+            step(ctx, "mezzanine", 5);
+            let t = clock(ctx);
+            let mezzanine = ctx.execute_activity(
+                act::Mezzanine,
+                MezzanineInput {
+                    source: keys.input(),
+                    dest: keys.mezzanine(),
+                    video: mezzanine_video.clone(),
+                    has_audio: probe.audio.is_some(),
+                },
+                long_running(&probe),
+            );
+            let mezzanine = async {
+                let made = mezzanine.await;
+                if let Ok(made) = &made {
+                    let mut timing = StepTiming::new("mezzanine", t, clock(ctx))
+                        .media(duration)
+                        .bytes(made.size_bytes);
+                    if video_plan.is_some() {
+                        // The archive master is always libx264 (DESIGN §4): quality over speed.
+                        timing = timing.encoder("libx264");
+                    }
+                    record(ctx, timing);
+                }
+                made
+            };
+            // Pass 1 of the loudness normalization runs beside the mezzanine encode.
+            let loudness = loudness_pass(ctx, &keys, &probe);
+            let (mezzanine, loudness) = futures::join!(mezzanine, loudness);
+            let mezzanine = mezzanine.map_err(|e| step_failed("mezzanine", &e))?;
+            (mezzanine, loudness?, None)
         }
     };
-    let (mezzanine, loudness) = futures::join!(mezzanine, loudness);
-    let mezzanine = mezzanine.map_err(|e| step_failed("mezzanine", &e))?;
-    let loudness = loudness?;
 
     let mut output = CompletedOutput {
         media_id: job.media_id.clone(),
@@ -372,17 +374,25 @@ async fn process(
 
     let hls: HlsOutput = match &video_plan {
         Some(plan) => {
-            step(ctx, "ladder", LADDER_START);
-            let ladder = encode_ladder(
-                ctx,
-                job,
-                &keys,
-                &config,
-                &probe,
-                &mezzanine.object,
-                plan,
-                loudness,
-            );
+            let ladder = async {
+                match ladder_done {
+                    Some(done) => Ok(done),
+                    None => {
+                        step(ctx, "ladder", LADDER_START);
+                        encode_ladder(
+                            ctx,
+                            job,
+                            &keys,
+                            &config,
+                            &probe,
+                            &mezzanine.object,
+                            plan,
+                            loudness,
+                        )
+                        .await
+                    }
+                }
+            };
             let t = clock(ctx);
             let thumbnail = ctx.execute_activity(
                 act::Thumbnail,
@@ -526,7 +536,8 @@ async fn process(
 }
 
 /// Encodes the ladder in chunks (bounded parallelism, fanned out to every worker on the
-/// task queue) while the audio rendition is encoded once for the whole file.
+/// task queue) from the whole mezzanine, while the audio rendition is encoded once for the
+/// whole file.
 #[allow(clippy::too_many_arguments)]
 async fn encode_ladder(
     ctx: &WorkflowContext<TranscodeWorkflow>,
@@ -539,34 +550,10 @@ async fn encode_ladder(
     loudness: Option<LoudnessMeasurement>,
 ) -> Result<(Vec<LadderChunkOutput>, Option<AudioRenditionOutput>), String> {
     let audio = async {
-        let t = clock(ctx);
         match probe.audio {
-            Some(_) => ctx
-                .execute_activity(
-                    act::AudioRendition,
-                    AudioRenditionInput {
-                        source: mezzanine.clone(),
-                        bucket: job.output_bucket.clone(),
-                        prefix: keys.hls_prefix().to_string(),
-                        name: AUDIO_RENDITION.to_string(),
-                        bitrate_kbps: config.video_audio_bitrate_kbps,
-                        segment_seconds: config.segment_seconds,
-                        loudness,
-                    },
-                    long_running(probe),
-                )
+            Some(_) => audio_rendition(ctx, job, keys, config, probe, mezzanine, loudness)
                 .await
-                .inspect(|made| {
-                    record(
-                        ctx,
-                        StepTiming::new("audio_rendition", t, clock(ctx))
-                            .media(probe.duration_seconds)
-                            .encoder("aac")
-                            .bytes(made.bytes()),
-                    )
-                })
-                .map(Some)
-                .map_err(|e| step_failed("audio encode", &e)),
+                .map(Some),
             None => Ok(None),
         }
     };
@@ -576,65 +563,302 @@ async fn encode_ladder(
             config.segment_seconds,
             config.segments_per_chunk,
         );
-        // A sliding window: a new chunk starts as soon as any running one finishes.
-        // (`select_all` polls with the SDK's own waker; `FuturesUnordered` would not.)
-        let start = |chunk: &ChunkPlan| {
+        let mut done = in_window(ctx, &chunks, config.max_parallel_chunks, |chunk| {
             let chunk = *chunk;
             Box::pin(async move {
-                let t = clock(ctx);
-                ctx.execute_activity(
-                    act::LadderChunk,
-                    LadderChunkInput {
-                        source: mezzanine.clone(),
-                        bucket: job.output_bucket.clone(),
-                        prefix: keys.hls_prefix().to_string(),
-                        renditions: plan.renditions.clone(),
-                        frame_rate: plan.frame_rate,
-                        gop_seconds: config.gop_seconds,
-                        segment_seconds: config.segment_seconds,
-                        chunk,
-                        source_offset_seconds: 0.0,
-                    },
-                    chunk_options(&chunk),
-                )
-                .await
-                .inspect(|made| {
-                    record(
-                        ctx,
-                        StepTiming::new("ladder", t, clock(ctx))
-                            .media(chunk.duration_seconds)
-                            .encoder(&made.encoder)
-                            .bytes(made.bytes()),
-                    )
-                })
-                .map_err(|e| step_failed(&format!("ladder chunk {}", chunk.index), &e))
+                ladder_chunk(ctx, job, keys, config, plan, mezzanine, 0.0, chunk).await
             })
-        };
-        let total = chunks.len() as u32;
-        ctx.state_mut(|s| s.progress.chunks_total = total);
-        let mut waiting = chunks.iter();
-        let mut running: Vec<_> = waiting
-            .by_ref()
-            .take(config.max_parallel_chunks.max(1))
-            .map(start)
-            .collect();
-        let mut done = Vec::with_capacity(chunks.len());
-        while !running.is_empty() {
-            let (result, _, rest) = futures::future::select_all(running).await;
-            running = rest;
-            done.push(result?);
-            let finished = done.len() as u32;
-            ctx.state_mut(|s| {
-                s.progress.chunks_done = finished;
-                s.progress.percent = ladder_percent(f64::from(finished), total);
-            });
-            running.extend(waiting.next().map(start));
-        }
+        })
+        .await?;
         done.sort_by_key(|c| c.index);
         Ok::<_, String>(done)
     };
     let (video, audio) = futures::join!(video, audio);
     Ok((video?, audio?))
+}
+
+/// The chunked path of a video job: each chunk's mezzanine piece, then that chunk's ladder
+/// from the piece, in a sliding window over every worker, so the ladder streams behind the
+/// mezzanine and no activity does more than a chunk of video; beside them the audio (its
+/// mezzanine track, the loudness pass, the audio rendition). Then the pieces and the track
+/// are joined into the one mezzanine and removed. Returns the mezzanine, the chunks and
+/// the audio rendition.
+#[allow(clippy::too_many_arguments)]
+async fn chunked_mezzanine_and_ladder(
+    ctx: &WorkflowContext<TranscodeWorkflow>,
+    job: &Job,
+    keys: &JobKeys<'_>,
+    config: &PlanConfig,
+    probe: &ProbeResult,
+    plan: &VideoPlan,
+    video: MezzanineVideo,
+    pieces: Vec<ChunkPlan>,
+) -> Result<
+    (
+        StoredObject,
+        Vec<LadderChunkOutput>,
+        Option<AudioRenditionOutput>,
+    ),
+    String,
+> {
+    step(ctx, "ladder", LADDER_START);
+    let duration = probe.duration_seconds;
+    let audio = async {
+        if probe.audio.is_none() {
+            return Ok((None, None));
+        }
+        let t = clock(ctx);
+        let track = async {
+            ctx.execute_activity(
+                act::MezzanineAudio,
+                MezzanineAudioInput {
+                    source: keys.input(),
+                    dest: keys.mezzanine_audio(),
+                    duration_seconds: duration,
+                },
+                long_running(probe),
+            )
+            .await
+            .inspect(|made| {
+                record(
+                    ctx,
+                    StepTiming::new("mezzanine_audio", t, clock(ctx))
+                        .media(duration)
+                        .encoder("aac")
+                        .bytes(made.size_bytes),
+                )
+            })
+            .map_err(|e| step_failed("mezzanine audio", &e))
+        };
+        let (track, loudness) = futures::join!(track, loudness_pass(ctx, keys, probe));
+        let (track, loudness) = (track?, loudness?);
+        let rendition =
+            audio_rendition(ctx, job, keys, config, probe, &track.object, loudness).await?;
+        Ok::<_, String>((Some(track), Some(rendition)))
+    };
+    let ladder = async {
+        let mut done = in_window(ctx, &pieces, config.max_parallel_chunks, |chunk| {
+            let chunk = *chunk;
+            let video = video.clone();
+            Box::pin(async move {
+                let t = clock(ctx);
+                let piece = ctx
+                    .execute_activity(
+                        act::MezzaninePiece,
+                        MezzaninePieceInput {
+                            source: keys.input(),
+                            dest: keys.mezzanine_piece(chunk.index),
+                            video,
+                            chunk,
+                            duration_seconds: duration,
+                        },
+                        chunk_options(&chunk),
+                    )
+                    .await
+                    .map_err(|e| step_failed(&format!("mezzanine piece {}", chunk.index), &e))?;
+                record(
+                    ctx,
+                    StepTiming::new("mezzanine", t, clock(ctx))
+                        .media(chunk.duration_seconds)
+                        .encoder("libx264")
+                        .bytes(piece.size_bytes),
+                );
+                let made = ladder_chunk(
+                    ctx,
+                    job,
+                    keys,
+                    config,
+                    plan,
+                    &piece.object,
+                    chunk.start_seconds,
+                    chunk,
+                )
+                .await?;
+                Ok((made, piece.object))
+            })
+        })
+        .await?;
+        done.sort_by_key(|(c, _)| c.index);
+        Ok::<_, String>(done)
+    };
+    let (ladder, audio) = futures::join!(ladder, audio);
+    let (chunks, piece_objects): (Vec<_>, Vec<_>) = ladder?.into_iter().unzip();
+    let (track, rendition) = audio?;
+
+    let t = clock(ctx);
+    let frames = pieces
+        .last()
+        .map(|c| c.frame_range(video.frame_rate).1)
+        .unwrap_or_default();
+    let mezzanine = ctx
+        .execute_activity(
+            act::JoinMezzanine,
+            JoinMezzanineInput {
+                pieces: piece_objects.clone(),
+                audio: track.as_ref().map(|t| t.object.clone()),
+                dest: keys.mezzanine(),
+                frame_rate: video.frame_rate,
+                frames,
+            },
+            long_running(probe),
+        )
+        .await
+        .map_err(|e| step_failed("mezzanine join", &e))?;
+    record(
+        ctx,
+        StepTiming::new("mezzanine_join", t, clock(ctx)).bytes(mezzanine.size_bytes),
+    );
+    // The pieces were steps on the way; the joined mezzanine is the archive. Failing to
+    // remove them costs storage, not the job.
+    let mut leftovers = piece_objects;
+    leftovers.extend(track.map(|t| t.object));
+    let _ = ctx
+        .execute_activity(
+            act::RemoveObjects,
+            leftovers,
+            short_step(Duration::from_secs(600)),
+        )
+        .await;
+    Ok((mezzanine, chunks, rendition))
+}
+
+/// Runs `start` for each chunk, at most `width` at a time: a new one starts as soon as any
+/// running one finishes. Keeps the progress query's chunk counts. Results come in the order
+/// they finish. (`select_all` polls with the SDK's own waker; `FuturesUnordered` would not.)
+async fn in_window<'a, T, F, Fut>(
+    ctx: &WorkflowContext<TranscodeWorkflow>,
+    chunks: &'a [ChunkPlan],
+    width: usize,
+    start: F,
+) -> Result<Vec<T>, String>
+where
+    F: Fn(&'a ChunkPlan) -> std::pin::Pin<Box<Fut>>,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let total = chunks.len() as u32;
+    ctx.state_mut(|s| s.progress.chunks_total = total);
+    let mut waiting = chunks.iter();
+    let mut running: Vec<_> = waiting.by_ref().take(width.max(1)).map(&start).collect();
+    let mut done = Vec::with_capacity(chunks.len());
+    while !running.is_empty() {
+        let (result, _, rest) = futures::future::select_all(running).await;
+        running = rest;
+        done.push(result?);
+        let finished = done.len() as u32;
+        ctx.state_mut(|s| {
+            s.progress.chunks_done = finished;
+            s.progress.percent = ladder_percent(f64::from(finished), total);
+        });
+        running.extend(waiting.next().map(&start));
+    }
+    Ok(done)
+}
+
+/// One ladder chunk, read from `source`, which starts `source_offset` seconds into the
+/// programme (the whole mezzanine, or the chunk's own piece).
+#[allow(clippy::too_many_arguments)]
+async fn ladder_chunk(
+    ctx: &WorkflowContext<TranscodeWorkflow>,
+    job: &Job,
+    keys: &JobKeys<'_>,
+    config: &PlanConfig,
+    plan: &VideoPlan,
+    source: &ObjectRef,
+    source_offset: f64,
+    chunk: ChunkPlan,
+) -> Result<LadderChunkOutput, String> {
+    let t = clock(ctx);
+    ctx.execute_activity(
+        act::LadderChunk,
+        LadderChunkInput {
+            source: source.clone(),
+            bucket: job.output_bucket.clone(),
+            prefix: keys.hls_prefix().to_string(),
+            renditions: plan.renditions.clone(),
+            frame_rate: plan.frame_rate,
+            gop_seconds: config.gop_seconds,
+            segment_seconds: config.segment_seconds,
+            chunk,
+            source_offset_seconds: source_offset,
+        },
+        chunk_options(&chunk),
+    )
+    .await
+    .inspect(|made| {
+        record(
+            ctx,
+            StepTiming::new("ladder", t, clock(ctx))
+                .media(chunk.duration_seconds)
+                .encoder(&made.encoder)
+                .bytes(made.bytes()),
+        )
+    })
+    .map_err(|e| step_failed(&format!("ladder chunk {}", chunk.index), &e))
+}
+
+/// The audio rendition of a video job, from `source` (the mezzanine or its audio track).
+async fn audio_rendition(
+    ctx: &WorkflowContext<TranscodeWorkflow>,
+    job: &Job,
+    keys: &JobKeys<'_>,
+    config: &PlanConfig,
+    probe: &ProbeResult,
+    source: &ObjectRef,
+    loudness: Option<LoudnessMeasurement>,
+) -> Result<AudioRenditionOutput, String> {
+    let t = clock(ctx);
+    ctx.execute_activity(
+        act::AudioRendition,
+        AudioRenditionInput {
+            source: source.clone(),
+            bucket: job.output_bucket.clone(),
+            prefix: keys.hls_prefix().to_string(),
+            name: AUDIO_RENDITION.to_string(),
+            bitrate_kbps: config.video_audio_bitrate_kbps,
+            segment_seconds: config.segment_seconds,
+            loudness,
+        },
+        long_running(probe),
+    )
+    .await
+    .inspect(|made| {
+        record(
+            ctx,
+            StepTiming::new("audio_rendition", t, clock(ctx))
+                .media(probe.duration_seconds)
+                .encoder("aac")
+                .bytes(made.bytes()),
+        )
+    })
+    .map_err(|e| step_failed("audio encode", &e))
+}
+
+/// Pass 1 of the two-pass loudness normalization: it decodes only the source's audio,
+/// downmixed to stereo exactly as the mezzanine is, so it runs beside the mezzanine.
+async fn loudness_pass(
+    ctx: &WorkflowContext<TranscodeWorkflow>,
+    keys: &JobKeys<'_>,
+    probe: &ProbeResult,
+) -> Result<Option<LoudnessMeasurement>, String> {
+    if probe.audio.is_none() {
+        return Ok(None);
+    }
+    let t = clock(ctx);
+    ctx.execute_activity(
+        act::Loudness,
+        LoudnessInput {
+            source: keys.input(),
+        },
+        long_running(probe),
+    )
+    .await
+    .inspect(|_| {
+        record(
+            ctx,
+            StepTiming::new("loudness", t, clock(ctx)).media(probe.duration_seconds),
+        )
+    })
+    .map_err(|e| step_failed("loudness analysis", &e))
 }
 
 /// The ladder spans these percentages of a video job's progress.
