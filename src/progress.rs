@@ -23,6 +23,8 @@ pub fn bars() -> &'static MultiProgress {
 fn bar_name(step: &str) -> &str {
     match step {
         "ladder_chunk" => "ladder",
+        // A mezzanine made in pieces is still one step to watch.
+        "mezzanine_piece" | "mezzanine_audio" | "join_mezzanine" => "mezzanine",
         other => other,
     }
 }

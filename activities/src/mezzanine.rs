@@ -348,9 +348,10 @@ pub async fn join_pieces(
 ) -> Result<()> {
     let list = work.join("pieces.txt");
     std::fs::write(&list, concat_list(pieces)).map_err(MediaError::io("writing", &list))?;
-    let seconds = ChunkPlan::frame_time(input.frames, input.frame_rate);
+    let rate = input.video.frame_rate;
+    let seconds = ChunkPlan::frame_time(input.frames, rate);
     ffmpeg(
-        join_args(&list, audio, dest, input.frame_rate).as_slice(),
+        join_args(&list, audio, dest, rate).as_slice(),
         seconds,
         progress,
     )
@@ -362,7 +363,17 @@ pub async fn join_pieces(
             input.frames
         )));
     }
-    Ok(())
+    // The same checks as a mezzanine made in one run.
+    let made = crate::probe::probe_file(dest)
+        .await
+        .map_err(|e| MediaError::Verification(format!("mezzanine: {e}")))?;
+    let as_planned = MezzanineInput {
+        source: input.dest.clone(),
+        dest: input.dest.clone(),
+        video: Some(input.video.clone()),
+        has_audio: audio.is_some(),
+    };
+    check_mezzanine(&as_planned, &made, input.duration_seconds)
 }
 
 /// Video packets in a local MP4 (demuxing only, no decode): one per frame.

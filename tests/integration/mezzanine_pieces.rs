@@ -137,8 +137,9 @@ async fn encode_both(
         pieces: Vec::new(),
         audio: None,
         dest: ObjectRef::new("b", "mezz"),
-        frame_rate: rate,
+        video: video.clone(),
         frames,
+        duration_seconds: duration,
     };
     mezzanine::join_pieces(&join, &pieces, None, dir, &joined, &progress)
         .await

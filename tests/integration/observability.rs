@@ -361,11 +361,13 @@ async fn prometheus_scrapes_a_worker_during_a_job() {
         "no scrape saw a chunk running: {in_flight:?}"
     );
 
-    // Step latency, by step.
+    // Step latency, by step. 12 s in 6 s chunks: the mezzanine is made in pieces.
     let executions = prometheus.query("sum by (step) (transcoder_step_duration_seconds_count)");
     for step in [
         "probe",
-        "mezzanine",
+        "mezzanine_piece",
+        "mezzanine_audio",
+        "join_mezzanine",
         "loudness",
         "ladder_chunk",
         "audio_rendition",

@@ -291,27 +291,7 @@ async fn killed_pod_job_resumes_on_the_other() {
     assert_eq!(runs.len(), 1, "the job ran as one workflow: {runs:?}");
     let history = workflow_history(&h.address(), "transcode-rpk").await;
     let activities = history_activities(&history);
-    let chunks: Vec<_> = activities
-        .iter()
-        .filter(|a| a.activity_type == "ladder_chunk")
-        .collect();
-    assert_eq!(chunks.len(), 8, "one activity per chunk: {chunks:?}");
-    let redone = chunks
-        .iter()
-        .filter(|c| c.started_attempt.unwrap_or(1) > 1)
-        .count();
-    assert!(
-        redone <= 4,
-        "only the chunks in flight may run again: {chunks:?}"
-    );
-    let mezzanine: Vec<_> = activities
-        .iter()
-        .filter(|a| a.activity_type == "mezzanine")
-        .collect();
-    assert!(
-        mezzanine.len() == 1 && mezzanine[0].started_attempt == Some(1),
-        "the mezzanine was made again: {mezzanine:?}"
-    );
+    assert_mezzanine_made_once(&activities, 8, 4);
     api.assert_no_violations();
     stop_pods(vec![survivor]).await;
 }
@@ -374,14 +354,12 @@ async fn sigterm_checkpoints_and_the_job_resumes() {
     let webhook = hook.expect_one_valid().await;
     assert_eq!(delivered.body, json!({ "output": webhook["output"] }));
     let history = workflow_history(&h.address(), "transcode-rpt2").await;
-    let mezzanine: Vec<_> = history_activities(&history)
-        .into_iter()
-        .filter(|a| a.activity_type == "mezzanine")
-        .collect();
-    assert!(
-        mezzanine.len() == 1 && mezzanine[0].started_attempt == Some(1),
-        "the mezzanine was made again: {mezzanine:?}"
-    );
+    let activities = history_activities(&history);
+    let chunks = activities
+        .iter()
+        .filter(|a| a.activity_type == "ladder_chunk")
+        .count();
+    assert_mezzanine_made_once(&activities, chunks, 4);
     api.assert_no_violations();
     stop_pods(vec![second]).await;
 }

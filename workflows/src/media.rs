@@ -453,9 +453,12 @@ pub struct JoinMezzanineInput {
     pub pieces: Vec<ObjectRef>,
     pub audio: Option<ObjectRef>,
     pub dest: ObjectRef,
-    pub frame_rate: FrameRate,
+    /// What the pieces were encoded as (the joined file is checked against it).
+    pub video: MezzanineVideo,
     /// Frames of the whole programme: the join is refused unless it holds exactly these.
     pub frames: u64,
+    /// The programme's length.
+    pub duration_seconds: f64,
 }
 
 /// One published segment: its file name (relative to its playlist), length and size.

@@ -697,8 +697,9 @@ async fn chunked_mezzanine_and_ladder(
                 pieces: piece_objects.clone(),
                 audio: track.as_ref().map(|t| t.object.clone()),
                 dest: keys.mezzanine(),
-                frame_rate: video.frame_rate,
+                video: video.clone(),
                 frames,
+                duration_seconds: duration,
             },
             long_running(probe),
         )

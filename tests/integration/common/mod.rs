@@ -1500,6 +1500,61 @@ pub struct ActivityRecord {
     pub outcome: String,
 }
 
+/// The mezzanine was made once: one whole-file run, at its first attempt; or, made in pieces,
+/// one piece per chunk and one join, with at most `in_flight` pieces and ladder chunks
+/// together run again (those a lost worker had in flight). Returns how many were redone.
+pub fn assert_mezzanine_made_once(
+    activities: &[ActivityRecord],
+    chunks: usize,
+    in_flight: usize,
+) -> usize {
+    let of = |kind: &str| -> Vec<&ActivityRecord> {
+        activities
+            .iter()
+            .filter(|a| a.activity_type == kind)
+            .collect()
+    };
+    let redone = |records: &[&ActivityRecord]| {
+        records
+            .iter()
+            .filter(|a| a.started_attempt.unwrap_or(1) > 1)
+            .count()
+    };
+    let whole = of("mezzanine");
+    let pieces = of("mezzanine_piece");
+    let ladder = of("ladder_chunk");
+    assert_eq!(
+        ladder.len(),
+        chunks,
+        "one ladder chunk per chunk: {ladder:?}"
+    );
+    if pieces.is_empty() {
+        assert!(
+            whole.len() == 1 && whole[0].started_attempt == Some(1),
+            "the mezzanine was made again: {whole:?}"
+        );
+        let n = redone(&ladder);
+        assert!(
+            n <= in_flight,
+            "more than the chunks in flight ran again: {ladder:?}"
+        );
+        n
+    } else {
+        assert!(
+            whole.is_empty(),
+            "both a whole mezzanine and pieces: {whole:?}"
+        );
+        assert_eq!(pieces.len(), chunks, "one piece per chunk: {pieces:?}");
+        assert_eq!(of("join_mezzanine").len(), 1, "one join");
+        let n = redone(&pieces) + redone(&ladder);
+        assert!(
+            n <= in_flight,
+            "more than the chunks in flight ran again: pieces {pieces:?}, ladder {ladder:?}"
+        );
+        n
+    }
+}
+
 /// Every activity scheduled in a history, with its last attempt and how it closed.
 pub fn history_activities(history: &Value) -> Vec<ActivityRecord> {
     let mut records: Vec<ActivityRecord> = Vec::new();
