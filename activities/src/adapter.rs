@@ -125,6 +125,15 @@ impl MediaActivities {
         }
     }
 
+    /// An NVENC session for a mezzanine encode when the mezzanine uses NVENC (`video`).
+    async fn mezzanine_session(&self, video: bool) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if video && self.encoder.mezzanine_nvenc {
+            self.nvenc.acquire(1).await
+        } else {
+            None
+        }
+    }
+
     /// The NVENC sessions this worker may hold at once (`TRANSCODER_NVENC_SESSIONS`).
     pub fn with_nvenc_budget(mut self, budget: NvencBudget) -> Self {
         self.nvenc = budget;
@@ -329,6 +338,7 @@ impl MediaActivities {
                     let stored = StoredObject {
                         object: input.dest.clone(),
                         size_bytes: meta.size,
+                        encoder: None,
                     };
                     return Ok((stored, StepFacts::default()));
                 }
@@ -347,6 +357,7 @@ impl MediaActivities {
             let object = StoredObject {
                 object: input.dest.clone(),
                 size_bytes: stored,
+                encoder: None,
             };
             Ok::<_, MediaError>((object, StepFacts::bytes(stored)))
         };
@@ -396,12 +407,14 @@ impl MediaActivities {
                         let stored = StoredObject {
                             object: input.dest.clone(),
                             size_bytes,
+                            encoder: None,
                         };
                         return Ok((stored, StepFacts::default()));
                     }
                 }
             }
             let out = work.path().join("mezzanine.mp4");
+            let _session = self.mezzanine_session(input.video.is_some()).await;
             mezzanine::encode_mezzanine(
                 &input,
                 &source,
@@ -418,13 +431,15 @@ impl MediaActivities {
             mezzanine::check_mezzanine(&input, &made, duration)?;
             let size_bytes = self.storage.put_file(&out, &input.dest).await?;
             tracing::info!(dest = %input.dest, size_bytes, "mezzanine stored");
+            let encoder = self.encoder.mezzanine_encoder_name();
             let stored = StoredObject {
                 object: input.dest.clone(),
                 size_bytes,
+                encoder: input.video.is_some().then(|| encoder.to_string()),
             };
             let mut facts = StepFacts::media(duration).with_bytes(size_bytes);
             if input.video.is_some() {
-                facts = facts.encoder("libx264");
+                facts = facts.encoder(encoder);
             }
             Ok((stored, facts))
         };
@@ -449,6 +464,7 @@ impl MediaActivities {
                     let stored = StoredObject {
                         object: input.dest.clone(),
                         size_bytes,
+                        encoder: None,
                     };
                     return Ok((stored, StepFacts::default()));
                 }
@@ -459,6 +475,7 @@ impl MediaActivities {
                 .await?;
             annotate_bytes_in(&source);
             let out = work.path().join("piece.mp4");
+            let _session = self.mezzanine_session(true).await;
             mezzanine::encode_piece(
                 &input,
                 &source,
@@ -469,13 +486,15 @@ impl MediaActivities {
             .await?;
             let size_bytes = self.storage.put_file(&out, &input.dest).await?;
             tracing::info!(dest = %input.dest, chunk = input.chunk.index, size_bytes, "mezzanine piece stored");
+            let encoder = self.encoder.mezzanine_encoder_name();
             let stored = StoredObject {
                 object: input.dest.clone(),
                 size_bytes,
+                encoder: Some(encoder.to_string()),
             };
             let facts = StepFacts::media(input.chunk.duration_seconds)
                 .with_bytes(size_bytes)
-                .encoder("libx264");
+                .encoder(encoder);
             Ok((stored, facts))
         };
         self.observed(&ctx, run).await
@@ -506,6 +525,7 @@ impl MediaActivities {
             let stored = StoredObject {
                 object: input.dest.clone(),
                 size_bytes,
+                encoder: None,
             };
             let facts = StepFacts::media(input.duration_seconds)
                 .with_bytes(size_bytes)
@@ -549,6 +569,7 @@ impl MediaActivities {
             let stored = StoredObject {
                 object: input.dest.clone(),
                 size_bytes,
+                encoder: None,
             };
             Ok((stored, StepFacts::default().with_bytes(size_bytes)))
         };
@@ -802,6 +823,7 @@ impl MediaActivities {
             let stored = StoredObject {
                 object: input.dest.clone(),
                 size_bytes,
+                encoder: None,
             };
             Ok((stored, StepFacts::bytes(size_bytes)))
         };

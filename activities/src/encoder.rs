@@ -31,9 +31,31 @@ pub enum VideoEncoder {
 pub struct EncoderSettings {
     /// Encoder of the ladder and the preview.
     pub video: VideoEncoder,
-    /// libx264 preset of the mezzanine (always CPU: CRF 18 archive quality).
+    /// libx264 preset of the mezzanine when it is encoded on the CPU (CRF 18).
     pub mezzanine_preset: String,
+    /// Whether the mezzanine is encoded with NVENC (`TRANSCODER_MEZZANINE_ENCODER`).
+    pub mezzanine_nvenc: bool,
 }
+
+/// The mezzanine's NVENC settings, chosen for an archive master that is encoded again
+/// later: the slowest preset that still runs well above real time (p6) with the `hq` tune,
+/// constant quality 19 with no bitrate cap (the archive keeps detail; size is secondary),
+/// two-pass-like lookahead and spatial plus temporal adaptive quantization (the parts x264
+/// gets from mbtree and psy), B-frames as middle references. Scene cuts insert no extra
+/// IDR frames, so IDR frames stay on the 2 s grid the chunks rely on.
+pub const MEZZANINE_NVENC: [(&str, &str); 11] = [
+    ("-c:v", "h264_nvenc"),
+    ("-preset", "p6"),
+    ("-tune", "hq"),
+    ("-rc", "vbr"),
+    ("-cq", "19"),
+    ("-b:v", "0"),
+    ("-rc-lookahead", "32"),
+    ("-spatial_aq", "1"),
+    ("-temporal_aq", "1"),
+    ("-b_ref_mode", "middle"),
+    ("-no-scenecut", "1"),
+];
 
 impl Default for EncoderSettings {
     fn default() -> Self {
@@ -43,6 +65,7 @@ impl Default for EncoderSettings {
                 crf: 21,
             },
             mezzanine_preset: "veryfast".to_string(),
+            mezzanine_nvenc: false,
         }
     }
 }
@@ -115,10 +138,27 @@ impl EncoderSettings {
                 }
             },
         };
+        let gpu = matches!(video, VideoEncoder::Nvenc { .. });
+        let mezzanine_nvenc = mezzanine_uses_nvenc(
+            std::env::var("TRANSCODER_MEZZANINE_ENCODER")
+                .ok()
+                .as_deref(),
+            gpu,
+        )?;
         Ok(Self {
             video,
             mezzanine_preset: preset,
+            mezzanine_nvenc,
         })
+    }
+
+    /// The name of the mezzanine's encoder, for results and logs.
+    pub fn mezzanine_encoder_name(&self) -> &'static str {
+        if self.mezzanine_nvenc {
+            "h264_nvenc"
+        } else {
+            "libx264"
+        }
     }
 
     /// The name recorded per rendition in results and logs.
@@ -127,6 +167,23 @@ impl EncoderSettings {
             VideoEncoder::X264 { .. } => "libx264",
             VideoEncoder::Nvenc { .. } => "h264_nvenc",
         }
+    }
+}
+
+/// `TRANSCODER_MEZZANINE_ENCODER` (`x264`, the default; `nvenc`; `auto`: NVENC when the
+/// worker's ladder uses it) on a worker whose NVENC works (`gpu`) or not.
+fn mezzanine_uses_nvenc(setting: Option<&str>, gpu: bool) -> Result<bool, String> {
+    match setting.map(str::trim) {
+        None | Some("") | Some("x264") | Some("libx264") => Ok(false),
+        Some("auto") => Ok(gpu),
+        Some("nvenc") if gpu => Ok(true),
+        Some("nvenc") => Err(
+            "TRANSCODER_MEZZANINE_ENCODER=nvenc but this worker has no working NVENC (its ladder uses libx264)"
+                .to_string(),
+        ),
+        Some(other) => Err(format!(
+            "TRANSCODER_MEZZANINE_ENCODER={other:?} must be x264, nvenc or auto"
+        )),
     }
 }
 
@@ -152,5 +209,23 @@ pub async fn probe_nvenc() -> Result<(), String> {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("the NVENC test encode did not finish within 60 s".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mezzanine_stays_on_x264_unless_asked() {
+        assert_eq!(mezzanine_uses_nvenc(None, true), Ok(false));
+        assert_eq!(mezzanine_uses_nvenc(Some("x264"), true), Ok(false));
+        assert_eq!(mezzanine_uses_nvenc(Some("auto"), true), Ok(true));
+        assert_eq!(mezzanine_uses_nvenc(Some("auto"), false), Ok(false));
+        assert_eq!(mezzanine_uses_nvenc(Some("nvenc"), true), Ok(true));
+        assert!(mezzanine_uses_nvenc(Some("nvenc"), false).is_err());
+        assert!(mezzanine_uses_nvenc(Some("gpu"), true)
+            .unwrap_err()
+            .contains("TRANSCODER_MEZZANINE_ENCODER"));
     }
 }

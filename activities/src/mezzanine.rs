@@ -2,7 +2,7 @@
 //! 8-bit 4:2:0, stereo AAC, picture and sound spanning the same timeline, IDR every GOP,
 //! faststart), so every later step reads a predictable file.
 
-use crate::encoder::EncoderSettings;
+use crate::encoder::{EncoderSettings, MEZZANINE_NVENC};
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::args::h264_gop_from;
 use crate::ffmpeg::run::ScaledProgress;
@@ -93,7 +93,8 @@ fn video_filter(video: &MezzanineVideo, timing: &str) -> String {
     vf
 }
 
-/// The mezzanine's video encoder: libx264 CRF 18, high profile, an IDR frame every GOP
+/// The mezzanine's video encoder: libx264 CRF 18 (or NVENC, [`MEZZANINE_NVENC`], when the
+/// worker is set so), high profile, an IDR frame every GOP
 /// (counted from a GOP boundary `gop_offset` seconds before the first frame).
 fn encode_video(
     a: &mut FfmpegArgs,
@@ -104,12 +105,17 @@ fn encode_video(
     let gop_frames = (video.frame_rate.as_f64() * f64::from(video.gop_seconds))
         .round()
         .max(1.0) as u32;
-    a.opt("-fps_mode", "cfr")
-        .opt("-c:v", "libx264")
-        .opt("-preset", enc.mezzanine_preset.as_str())
-        .opt("-crf", "18")
-        .opt("-profile:v", "high")
-        .opt("-pix_fmt", "yuv420p");
+    a.opt("-fps_mode", "cfr");
+    if enc.mezzanine_nvenc {
+        for (flag, value) in MEZZANINE_NVENC {
+            a.opt(flag, value);
+        }
+    } else {
+        a.opt("-c:v", "libx264")
+            .opt("-preset", enc.mezzanine_preset.as_str())
+            .opt("-crf", "18");
+    }
+    a.opt("-profile:v", "high").opt("-pix_fmt", "yuv420p");
     h264_gop_from(a, "v", gop_frames, video.gop_seconds, gop_offset);
     if video.tone_map_from.is_some() {
         a.opt("-color_primaries", "bt709")
@@ -223,11 +229,16 @@ pub fn join_args(list: &Path, audio: Option<&Path>, dest: &Path, rate: FrameRate
     a
 }
 
-/// The concat demuxer's list of `pieces` (local paths), each quoted as it requires.
+/// The concat demuxer's list of `pieces` (local paths), each quoted as it requires and made
+/// absolute: the demuxer reads a relative path from the list's own folder, not ours (a
+/// worker with a relative `--out` failed every join so).
 pub fn concat_list(pieces: &[std::path::PathBuf]) -> String {
     pieces
         .iter()
-        .map(|p| format!("file '{}'\n", p.to_string_lossy().replace('\'', "'\\''")))
+        .map(|p| {
+            let path = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+            format!("file '{}'\n", path.to_string_lossy().replace('\'', "'\\''"))
+        })
         .collect()
 }
 
@@ -492,6 +503,29 @@ mod tests {
     }
 
     #[test]
+    fn an_nvenc_mezzanine_keeps_the_gop_grid() {
+        let enc = EncoderSettings {
+            mezzanine_nvenc: true,
+            ..EncoderSettings::default()
+        };
+        let a = strings(mezzanine_args(
+            &input(false),
+            Path::new("in"),
+            Path::new("out"),
+            8.0,
+            &enc,
+        ));
+        assert_eq!(value(&a, "-c:v"), Some("h264_nvenc"));
+        assert_eq!(value(&a, "-cq"), Some("19"));
+        assert_eq!(value(&a, "-no-scenecut"), Some("1"));
+        assert_eq!(value(&a, "-crf"), None);
+        assert_eq!(
+            value(&a, "-force_key_frames:v"),
+            Some("expr:gte(t,n_forced*2)")
+        );
+    }
+
+    #[test]
     fn the_join_copies_and_the_list_is_quoted() {
         let a = strings(join_args(
             Path::new("list.txt"),
@@ -506,6 +540,12 @@ mod tests {
         assert_eq!(
             concat_list(&[std::path::PathBuf::from("/w/it's/00000.mp4")]),
             "file '/w/it'\\''s/00000.mp4'\n"
+        );
+        let relative = concat_list(&[std::path::PathBuf::from("out/p/00001.mp4")]);
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            relative,
+            format!("file '{}/out/p/00001.mp4'\n", cwd.display())
         );
     }
 

@@ -330,6 +330,9 @@ pub struct VerifyReport {
 pub struct StoredObject {
     pub object: ObjectRef,
     pub size_bytes: u64,
+    /// The video encoder that made it, for encodes (`libx264`, `h264_nvenc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<String>,
 }
 
 /// Download the job's `inputUri` and archive it as the original.

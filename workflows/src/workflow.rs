@@ -342,8 +342,7 @@ async fn process(
                         .media(duration)
                         .bytes(made.size_bytes);
                     if video_plan.is_some() {
-                        // The archive master is always libx264 (DESIGN §4): quality over speed.
-                        timing = timing.encoder("libx264");
+                        timing = timing.encoder(made.encoder.as_deref().unwrap_or("libx264"));
                     }
                     record(ctx, timing);
                 }
@@ -660,7 +659,7 @@ async fn chunked_mezzanine_and_ladder(
                     ctx,
                     StepTiming::new("mezzanine", t, clock(ctx))
                         .media(chunk.duration_seconds)
-                        .encoder("libx264")
+                        .encoder(piece.encoder.as_deref().unwrap_or("libx264"))
                         .bytes(piece.size_bytes),
                 );
                 let made = ladder_chunk(
