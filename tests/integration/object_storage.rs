@@ -166,24 +166,7 @@ async fn job_on_r2_and_b2_style_storage() {
     }
 
     // The verification gate passes on the remote outputs too.
-    let body_file = h.path("body.json");
-    std::fs::write(&body_file, serde_json::to_vec(&body).unwrap()).unwrap();
-    h.run_with_env(
-        &[
-            "verify",
-            "--body",
-            s(&body_file),
-            "--out",
-            s(&out),
-            "--media-bucket",
-            MEDIA,
-            "--assets-bucket",
-            ASSETS,
-        ],
-        cloud_env(&server),
-    )
-    .await
-    .assert_success();
+    verify_remote(&h, &body, &out, &server, "body.json").await;
 
     // `doctor` reaches every routed bucket with the configured credentials.
     let report = h
@@ -198,6 +181,34 @@ async fn job_on_r2_and_b2_style_storage() {
             .unwrap_or_else(|| panic!("no check {name}: {checks:#}"));
         assert_eq!(found["ok"], true, "{found:#}");
     }
+}
+
+/// The verification gate (`transcoder verify`) passes on a job's outputs in the stores.
+async fn verify_remote(
+    h: &Harness,
+    body: &Value,
+    out: &std::path::Path,
+    server: &S3Server,
+    name: &str,
+) {
+    let body_file = h.path(name);
+    std::fs::write(&body_file, serde_json::to_vec(body).unwrap()).unwrap();
+    h.run_with_env(
+        &[
+            "verify",
+            "--body",
+            s(&body_file),
+            "--out",
+            s(out),
+            "--media-bucket",
+            MEDIA,
+            "--assets-bucket",
+            ASSETS,
+        ],
+        cloud_env(server),
+    )
+    .await
+    .assert_success();
 }
 
 fn backend(server: &S3Server) -> S3Backend {
@@ -599,24 +610,7 @@ async fn jobs_through_a_failing_store() {
             "unfinished uploads in {b}"
         );
     }
-    let body_file = h.path("flaky-body.json");
-    std::fs::write(&body_file, serde_json::to_vec(&body).unwrap()).unwrap();
-    h.run_with_env(
-        &[
-            "verify",
-            "--body",
-            s(&body_file),
-            "--out",
-            s(&out),
-            "--media-bucket",
-            MEDIA,
-            "--assets-bucket",
-            ASSETS,
-        ],
-        cloud_env(&server),
-    )
-    .await
-    .assert_success();
+    verify_remote(&h, &body, &out, &server, "flaky-body.json").await;
 
     let refusing = FaultProxy::start(server.port, move |r| {
         if media_put(r) {
