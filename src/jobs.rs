@@ -151,13 +151,18 @@ impl JobOutcome {
 }
 
 /// How long a failed job's receipt is waited for: a worker answers the query.
-const RECEIPT_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const RECEIPT_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The receipt of a closed job, asked of a worker; `None` when none answers in time.
-pub async fn closed_job_receipt(client: &Client, id: &str) -> Option<Receipt> {
+/// A job's receipt from the `receipt` query (running or closed: a worker answers it);
+/// `None` when none answers within `timeout`.
+pub async fn query_receipt(
+    client: &Client,
+    id: &str,
+    timeout: std::time::Duration,
+) -> Option<Receipt> {
     let handle = client.get_workflow_handle::<TranscodeWorkflow>(id);
     tokio::time::timeout(
-        RECEIPT_QUERY_TIMEOUT,
+        timeout,
         handle.query(
             TranscodeWorkflow::receipt,
             (),
@@ -181,7 +186,7 @@ pub async fn wait_for_outcome(client: &Client, id: &str, job: &JobInput) -> Resu
             let message = failure.failure().message.clone();
             (
                 failed_body(id, job, &message),
-                closed_job_receipt(client, id).await,
+                query_receipt(client, id, RECEIPT_QUERY_TIMEOUT).await,
             )
         }
         // The job ended some other way (cancelled, terminated, timed out): that is its outcome.

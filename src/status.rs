@@ -206,18 +206,7 @@ pub async fn job_status(client: &Client, media_id: &str) -> Result<JobStatusRepo
                 }
             }
             if report.note.is_none() {
-                if let Ok(Ok(receipt)) = tokio::time::timeout(
-                    QUERY_TIMEOUT,
-                    handle.query(
-                        TranscodeWorkflow::receipt,
-                        (),
-                        WorkflowQueryOptions::default(),
-                    ),
-                )
-                .await
-                {
-                    report.receipt = Some(receipt);
-                }
+                report.receipt = crate::jobs::query_receipt(client, &id, QUERY_TIMEOUT).await;
             }
         }
         WorkflowExecutionStatus::Completed => {
@@ -247,7 +236,9 @@ pub async fn job_status(client: &Client, media_id: &str) -> Result<JobStatusRepo
                 Err(WorkflowGetResultError::Failed(failure)) => {
                     report.error = Some(failure.failure().message.clone());
                     report.webhook_status = Some("failed".into());
-                    report.receipt = crate::jobs::closed_job_receipt(client, &id).await;
+                    report.receipt =
+                        crate::jobs::query_receipt(client, &id, crate::jobs::RECEIPT_QUERY_TIMEOUT)
+                            .await;
                 }
                 Err(other) => report.error = Some(other.to_string()),
                 Ok(_) => {}

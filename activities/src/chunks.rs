@@ -5,12 +5,11 @@
 use crate::encoder::{EncoderSettings, VideoEncoder};
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::args::h264_gop;
-use crate::ffmpeg::run::ScaledProgress;
-use crate::ffmpeg::{ffmpeg, ffprobe_json, FfmpegArgs};
+use crate::ffmpeg::run::{count_video_packets, ScaledProgress};
+use crate::ffmpeg::{ffmpeg, FfmpegArgs};
 use crate::hls::{hls_muxer_numbered, read_media_playlist};
 use crate::nvenc::{self, NvencBudget};
 use crate::storage::Storage;
-use std::ffi::OsString;
 use std::path::Path;
 use transcoder_workflows::media::{
     ChunkPlan, ChunkVariant, LadderChunkInput, LadderChunkOutput, ObjectRef, SegmentInfo,
@@ -127,24 +126,10 @@ pub fn chunk_args(
 
 /// Video packets in a local playlist's segments (demuxing only, no decode).
 async fn count_frames(playlist: &Path) -> Result<u64> {
-    let args: Vec<OsString> = vec![
-        "-allowed_extensions".into(),
-        "ALL".into(),
-        "-protocol_whitelist".into(),
-        "file".into(),
-        "-select_streams".into(),
-        "v:0".into(),
-        "-count_packets".into(),
-        "-show_entries".into(),
-        "stream=nb_read_packets".into(),
-        playlist.as_os_str().to_owned(),
-    ];
-    let doc = ffprobe_json(&args)
+    let hls = ["-allowed_extensions", "ALL", "-protocol_whitelist", "file"];
+    count_video_packets(&hls, playlist)
         .await
-        .map_err(|e| MediaError::Verification(format!("chunk: {e}")))?;
-    doc["streams"][0]["nb_read_packets"]
-        .as_str()
-        .and_then(|v| v.parse().ok())
+        .map_err(|e| MediaError::Verification(format!("chunk: {e}")))?
         .ok_or_else(|| {
             MediaError::Verification(format!(
                 "chunk playlist {} has no video packets",
@@ -279,19 +264,19 @@ pub async fn encode_chunk_budgeted(
     budget: &NvencBudget,
     progress: &ScaledProgress,
 ) -> Result<LadderChunkOutput> {
-    if !matches!(enc.video, VideoEncoder::Nvenc { .. }) {
+    // (A plan without renditions is refused by `encode_chunk` itself.)
+    if !matches!(enc.video, VideoEncoder::Nvenc { .. }) || input.renditions.is_empty() {
         return encode_chunk(storage, input, source, work, enc, progress).await;
     }
     let groups = budget.groups(input.renditions.len());
-    if groups.len() <= 1 {
-        return encode_with_sessions(storage, input, source, work, enc, budget, progress).await;
+    if groups.len() > 1 {
+        tracing::info!(
+            chunk = input.chunk.index,
+            groups = ?groups,
+            sessions = ?budget.capacity(),
+            "more rungs than NVENC sessions: the chunk encodes them in groups"
+        );
     }
-    tracing::info!(
-        chunk = input.chunk.index,
-        groups = ?groups,
-        sessions = ?budget.capacity(),
-        "more rungs than NVENC sessions: the chunk encodes them in groups"
-    );
     let total = groups.len() as f64;
     let mut variants = Vec::with_capacity(input.renditions.len());
     let mut rest = input.renditions.as_slice();

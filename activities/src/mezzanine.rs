@@ -5,7 +5,7 @@
 use crate::encoder::{EncoderSettings, MEZZANINE_NVENC};
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::args::h264_gop_from;
-use crate::ffmpeg::run::ScaledProgress;
+use crate::ffmpeg::run::{count_video_packets, ScaledProgress};
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
 use std::path::Path;
 use transcoder_workflows::media::{
@@ -35,8 +35,7 @@ pub fn mezzanine_args(
     enc: &EncoderSettings,
 ) -> FfmpegArgs {
     let mut a = FfmpegArgs::new();
-    a.opt("-max_error_rate", MAX_UNDECODABLE_FRACTION.to_string());
-    a.input(source);
+    read_source(&mut a, source, 0.0);
     match &input.video {
         Some(video) => {
             // `start_time=0` repeats the first frame back to the timeline's start;
@@ -67,6 +66,18 @@ pub fn mezzanine_args(
         .opt("-f", "mp4")
         .output(dest);
     a
+}
+
+/// The job's source as an input, read from `seek` seconds, under the damage rule: ffmpeg
+/// fails (exit 69, [`MediaError::Damaged`]) when more than [`MAX_UNDECODABLE_FRACTION`] of
+/// its frames cannot be decoded. Every encode that reads the source goes through here.
+fn read_source(a: &mut FfmpegArgs, source: &Path, seek: f64) {
+    a.opt("-max_error_rate", MAX_UNDECODABLE_FRACTION.to_string());
+    if seek > 0.0 {
+        a.input_at(seek, source);
+    } else {
+        a.input(source);
+    }
 }
 
 /// The picture's filters, around `timing` (where frames are placed on the constant-rate
@@ -166,12 +177,7 @@ pub fn piece_args(
     let first_time = ChunkPlan::frame_time(first, rate);
     let seek = (chunk.start_seconds - PIECE_PREROLL_SECONDS).max(0.0);
     let mut a = FfmpegArgs::new();
-    a.opt("-max_error_rate", MAX_UNDECODABLE_FRACTION.to_string());
-    if seek > 0.0 {
-        a.input_at(seek, source);
-    } else {
-        a.input(source);
-    }
+    read_source(&mut a, source, seek);
     let timing = format!(
         "setpts=PTS+{seek:.3}/TB,fps={}:start_time={first_time:.6},\
          tpad=stop_mode=clone:stop_duration={:.3},setpts=PTS-STARTPTS",
@@ -196,8 +202,8 @@ pub fn piece_args(
 /// encodes it beside the picture.
 pub fn audio_args(source: &Path, dest: &Path, duration: f64) -> FfmpegArgs {
     let mut a = FfmpegArgs::new();
-    a.opt("-max_error_rate", MAX_UNDECODABLE_FRACTION.to_string());
-    a.input(source).flag("-vn");
+    read_source(&mut a, source, 0.0);
+    a.flag("-vn");
     encode_audio(&mut a, true);
     a.opt("-t", format!("{duration:.6}"))
         .flag("-sn")
@@ -389,18 +395,8 @@ pub async fn join_pieces(
 
 /// Video packets in a local MP4 (demuxing only, no decode): one per frame.
 async fn video_packets(path: &Path) -> Result<u64> {
-    let args: Vec<std::ffi::OsString> = vec![
-        "-select_streams".into(),
-        "v:0".into(),
-        "-count_packets".into(),
-        "-show_entries".into(),
-        "stream=nb_read_packets".into(),
-        path.as_os_str().to_owned(),
-    ];
-    let doc = crate::ffmpeg::ffprobe_json(&args).await?;
-    doc["streams"][0]["nb_read_packets"]
-        .as_str()
-        .and_then(|v| v.parse().ok())
+    count_video_packets(&[], path)
+        .await?
         .ok_or_else(|| MediaError::Verification(format!("{} has no video", path.display())))
 }
 

@@ -279,29 +279,28 @@ fn parse_probe_with(doc: &Value, measured: Option<f64>) -> Option<Result<ProbeRe
         .flatten()
         .filter_map(span)
         .collect();
-    let timeline_start = spans.iter().map(|(s, _)| *s).fold(f64::INFINITY, f64::min);
-    let clock_sane = spans
+    let first = spans.iter().map(|(s, _)| *s).fold(f64::INFINITY, f64::min);
+    let latest = spans
         .iter()
-        .all(|(s, _)| s - timeline_start <= MAX_STREAM_OFFSET);
+        .map(|(s, _)| *s)
+        .fold(f64::NEG_INFINITY, f64::max);
+    // Streams whose starts lie minutes apart are broken timestamps (a wrapped MPEG-TS
+    // clock), not a real offset: their offset would become minutes of padding.
+    let clock_sane = latest - first <= MAX_STREAM_OFFSET;
     let video_extent = video_stream
         .and_then(span)
         .filter(|_| clock_sane)
-        .map(|(s, e)| (s - timeline_start, e - timeline_start));
+        .map(|(s, e)| (s - first, e - first));
     let stream_duration = (!spans.is_empty()).then(|| {
-        let starts = spans.iter().map(|(start, _)| *start);
-        let first = starts.clone().fold(f64::INFINITY, f64::min);
-        let latest = starts.fold(f64::NEG_INFINITY, f64::max);
         let last = spans
             .iter()
             .map(|(_, end)| *end)
             .fold(f64::NEG_INFINITY, f64::max);
         let longest = spans.iter().map(|(s, e)| e - s).fold(0.0, f64::max);
-        // Streams whose starts lie minutes apart are broken timestamps (a wrapped MPEG-TS
-        // clock), not a real offset: their offset would become minutes of padding.
-        if latest - first > MAX_STREAM_OFFSET {
-            longest
-        } else {
+        if clock_sane {
             last - first
+        } else {
+            longest
         }
     });
     let container_duration =

@@ -307,22 +307,23 @@ async fn process(
         size: Some((p.display_width, p.display_height)),
     });
     let chunks = plan_chunks(duration, config.segment_seconds, config.segments_per_chunk);
-    let pieces = match (&video_plan, &mezzanine_video) {
-        (Some(_), Some(video)) => match plan_mezzanine(&probe, &chunks) {
-            MezzaninePlan::Pieces(pieces) => Some((pieces, video.clone())),
+    let in_pieces = match (&video_plan, &mezzanine_video) {
+        (Some(plan), Some(video)) => match plan_mezzanine(&probe, &chunks) {
+            MezzaninePlan::Pieces => Some((plan, video.clone())),
             MezzaninePlan::Whole(_) => None,
         },
         _ => None,
     };
     // A chunked mezzanine encodes the ladder as it goes: what it returns is ready.
-    let (mezzanine, loudness, ladder_done) = match (pieces, &video_plan) {
-        (Some((pieces, video)), Some(plan)) => {
-            let (mezzanine, chunks, audio) =
-                chunked_mezzanine_and_ladder(ctx, job, &keys, &config, &probe, plan, video, pieces)
-                    .await?;
-            (mezzanine, None, Some((chunks, audio)))
+    let (mezzanine, loudness, ladder_done) = match in_pieces {
+        Some((plan, video)) => {
+            let (mezzanine, made, audio) = chunked_mezzanine_and_ladder(
+                ctx, job, &keys, &config, &probe, plan, video, &chunks,
+            )
+            .await?;
+            (mezzanine, None, Some((made, audio)))
         }
-        _ => {
+        None => {
             step(ctx, "mezzanine", 5);
             let t = clock(ctx);
             let mezzanine = ctx.execute_activity(
@@ -384,6 +385,7 @@ async fn process(
                             &keys,
                             &config,
                             &probe,
+                            &chunks,
                             &mezzanine.object,
                             plan,
                             loudness,
@@ -544,6 +546,7 @@ async fn encode_ladder(
     keys: &JobKeys<'_>,
     config: &PlanConfig,
     probe: &ProbeResult,
+    chunks: &[ChunkPlan],
     mezzanine: &ObjectRef,
     plan: &VideoPlan,
     loudness: Option<LoudnessMeasurement>,
@@ -557,12 +560,7 @@ async fn encode_ladder(
         }
     };
     let video = async {
-        let chunks = plan_chunks(
-            probe.duration_seconds,
-            config.segment_seconds,
-            config.segments_per_chunk,
-        );
-        let mut done = in_window(ctx, &chunks, config.max_parallel_chunks, |chunk| {
+        let mut done = in_window(ctx, chunks, config.max_parallel_chunks, |chunk| {
             let chunk = *chunk;
             Box::pin(async move {
                 ladder_chunk(ctx, job, keys, config, plan, mezzanine, 0.0, chunk).await
@@ -591,7 +589,7 @@ async fn chunked_mezzanine_and_ladder(
     probe: &ProbeResult,
     plan: &VideoPlan,
     video: MezzanineVideo,
-    pieces: Vec<ChunkPlan>,
+    pieces: &[ChunkPlan],
 ) -> Result<
     (
         StoredObject,
@@ -636,7 +634,7 @@ async fn chunked_mezzanine_and_ladder(
         Ok::<_, String>((Some(track), Some(rendition)))
     };
     let ladder = async {
-        let mut done = in_window(ctx, &pieces, config.max_parallel_chunks, |chunk| {
+        let mut done = in_window(ctx, pieces, config.max_parallel_chunks, |chunk| {
             let chunk = *chunk;
             let video = video.clone();
             Box::pin(async move {

@@ -284,6 +284,31 @@ pub async fn ffprobe_json(args: &[OsString]) -> Result<serde_json::Value> {
         .map_err(|e| MediaError::Unreadable(format!("ffprobe printed unparsable JSON: {e}")))
 }
 
+/// Packets of the first video stream of a local file, one per frame (demuxing only, no
+/// decode). `input_options` go before the file (an HLS playlist needs its own). `None` when
+/// the file has no video stream.
+pub async fn count_video_packets(
+    input_options: &[&str],
+    path: &std::path::Path,
+) -> Result<Option<u64>> {
+    let mut args: Vec<OsString> = input_options.iter().map(OsString::from).collect();
+    args.extend(
+        [
+            "-select_streams",
+            "v:0",
+            "-count_packets",
+            "-show_entries",
+            "stream=nb_read_packets",
+        ]
+        .map(OsString::from),
+    );
+    args.push(path.as_os_str().to_owned());
+    let doc = ffprobe_json(&args).await?;
+    Ok(doc["streams"][0]["nb_read_packets"]
+        .as_str()
+        .and_then(|v| v.parse().ok()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
