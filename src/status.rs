@@ -12,6 +12,7 @@ use temporalio_client::{
     Client, WorkflowDescribeOptions, WorkflowExecutionDescription, WorkflowExecutionStatus,
     WorkflowGetResultOptions, WorkflowQueryOptions,
 };
+use transcoder_workflows::media::HeartbeatDetails;
 use transcoder_workflows::receipt::Receipt;
 use transcoder_workflows::workflow::{ladder_percent, Progress, TranscodeResult};
 use transcoder_workflows::{workflow_id, TranscodeWorkflow};
@@ -98,8 +99,8 @@ fn running_activities(description: &WorkflowExecutionDescription) -> Vec<Running
                 .heartbeat_details
                 .as_ref()
                 .and_then(|d| d.payloads.first())
-                .and_then(|p| serde_json::from_slice::<f64>(&p.data).ok())
-                .map(|f| (f * 1000.0).round() / 10.0),
+                .and_then(|p| HeartbeatDetails::from_json(&p.data))
+                .map(|d| (d.progress * 1000.0).round() / 10.0),
             last_failure: a
                 .last_failure
                 .as_ref()

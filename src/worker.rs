@@ -96,10 +96,13 @@ async fn hand_back(client: Client, orphans: Vec<OrphanedTask>) {
         let failure = ApplicationFailure::new(
             "the worker process running this attempt died (found by the next worker on its scratch folder); retrying now",
         );
-        match handle
-            .fail(failure, None::<()>, RpcOptions::default())
-            .await
-        {
+        // The attempt's last heartbeat details go back with it: a ladder chunk's retry reads
+        // its checkpoint there and continues after the segments it already published.
+        let details = orphan
+            .details
+            .as_deref()
+            .and_then(|d| serde_json::from_slice::<serde_json::Value>(d).ok());
+        match handle.fail(failure, details, RpcOptions::default()).await {
             Ok(()) => {
                 handed += 1;
                 tracing::info!(step = %orphan.step, "handed back an attempt of a dead worker process");

@@ -27,10 +27,11 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::ApplicationFailure;
 use transcoder_workflows::activities::{defs, JobEvent, WebhookReceipt, WebhookRequest};
 use transcoder_workflows::media::{
-    AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, FetchInput, HlsOutput,
-    JoinMezzanineInput, LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement,
-    MezzanineAudioInput, MezzanineInput, MezzaninePieceInput, ObjectRef, ProbeInput, ProbeResult,
-    StoredObject, ThumbnailInput, VerifyInput, VerifyReport, WaveformInput, WaveformOutput,
+    AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, ChunkCheckpoint,
+    FetchInput, HeartbeatDetails, HlsOutput, JoinMezzanineInput, LadderChunkInput,
+    LadderChunkOutput, LoudnessInput, LoudnessMeasurement, MezzanineAudioInput, MezzanineInput,
+    MezzaninePieceInput, ObjectRef, ProbeInput, ProbeResult, StoredObject, ThumbnailInput,
+    VerifyInput, VerifyReport, WaveformInput, WaveformOutput,
 };
 
 /// Everything an activity needs from the worker: where objects live, where to work, how
@@ -286,8 +287,24 @@ struct Heartbeat(
     #[allow(dead_code)] live::Registration,
 );
 
+/// A ladder chunk's checkpoint for its heartbeat: where it is read, and the scratch folder
+/// that keeps a copy for the hand-back of this attempt if the process dies.
+struct CheckpointFeed {
+    checkpoint: tokio::sync::watch::Receiver<ChunkCheckpoint>,
+    scratch: Arc<ScratchSpace>,
+}
+
 impl Heartbeat {
     fn start(ctx: &ActivityContext) -> (ProgressSink, Heartbeat) {
+        Self::start_with(ctx, None)
+    }
+
+    /// As `start`, with the chunk's checkpoint in every heartbeat's details, sent as soon as
+    /// it changes (the SDK still throttles what reaches the server to one per 5 s).
+    fn start_with(
+        ctx: &ActivityContext,
+        feed: Option<CheckpointFeed>,
+    ) -> (ProgressSink, Heartbeat) {
         let (sink, rx) = ProgressSink::channel();
         let info = ctx.info();
         let registration = live::register(
@@ -299,10 +316,34 @@ impl Heartbeat {
         );
         let ctx = ctx.clone();
         let task = tokio::spawn(async move {
+            let mut feed = feed;
             loop {
-                let fraction = *rx.borrow();
-                let _ = ctx.record_heartbeat(fraction).await;
-                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                let checkpoint = feed
+                    .as_mut()
+                    .map(|f| f.checkpoint.borrow_and_update().clone());
+                let details = HeartbeatDetails {
+                    progress: *rx.borrow(),
+                    checkpoint: checkpoint.filter(|c| !c.variants.is_empty()),
+                };
+                if let (Some(f), Some(_)) = (&feed, &details.checkpoint) {
+                    if let Ok(json) = serde_json::to_vec(&details) {
+                        f.scratch.note_details(&ctx.info().task_token, &json);
+                    }
+                }
+                let _ = ctx.record_heartbeat(details).await;
+                match feed.as_mut() {
+                    Some(f) => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+                            changed = f.checkpoint.changed() => {
+                                if changed.is_err() {
+                                    tokio::time::sleep(HEARTBEAT_EVERY).await;
+                                }
+                            }
+                        }
+                    }
+                    None => tokio::time::sleep(HEARTBEAT_EVERY).await,
+                }
             }
         });
         (sink, Heartbeat(task, registration))
@@ -613,7 +654,25 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: LadderChunkInput,
     ) -> Result<LadderChunkOutput, ActivityError> {
-        let (progress, _hb) = Heartbeat::start(&ctx);
+        // What earlier attempts of this chunk published, from their last heartbeat.
+        let earlier = ctx
+            .heartbeat_details()
+            .deserialize::<HeartbeatDetails>()
+            .ok()
+            .flatten()
+            .and_then(|d| d.checkpoint)
+            .unwrap_or_else(|| ChunkCheckpoint {
+                index: input.chunk.index,
+                variants: Vec::new(),
+            });
+        let (checkpoint, feed) = chunks::CheckpointSink::channel(earlier);
+        let (progress, _hb) = Heartbeat::start_with(
+            &ctx,
+            Some(CheckpointFeed {
+                checkpoint: feed,
+                scratch: self.scratch.clone(),
+            }),
+        );
         let renditions: Vec<String> = input.renditions.iter().map(|r| r.name.clone()).collect();
         annotate(vec![
             KeyValue::new("chunk", i64::from(input.chunk.index)),
@@ -634,6 +693,7 @@ impl MediaActivities {
                 &self.encoder,
                 &self.nvenc,
                 &progress.scaled(0.0, 1.0),
+                &checkpoint,
             )
             .await?;
             tracing::info!(

@@ -1,26 +1,145 @@
 //! One chunk of the video ladder: whole segments of the mezzanine, decoded once and encoded
-//! into every rendition, with global segment numbers and continuous timestamps, verified
-//! (frame counts agree across renditions and with the chunk's length) before it is published.
+//! into every rendition, with global segment numbers and continuous timestamps.
+//!
+//! Segments are published while the encoder runs: a segment is done when the encoder has
+//! opened the next one in every rendition (or has exited), then it is verified (the same
+//! frames in every rendition, as many as its place in the run says) and uploaded, and the
+//! chunk's checkpoint (`ChunkCheckpoint`, carried by the attempt's heartbeat) records it. A
+//! retried attempt reads that checkpoint and starts its encoder at the first frame not yet
+//! published, so a lost worker costs the segments in flight, not the chunk.
 
 use crate::encoder::{EncoderSettings, VideoEncoder};
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::args::h264_gop;
 use crate::ffmpeg::run::{count_video_packets, ScaledProgress};
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
-use crate::hls::{hls_muxer_numbered, read_media_playlist};
+use crate::hls::hls_muxer_numbered;
 use crate::nvenc::{self, NvencBudget};
 use crate::storage::Storage;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::watch;
+use transcoder_workflows::keys::segment_file_name;
 use transcoder_workflows::media::{
-    ChunkPlan, ChunkVariant, LadderChunkInput, LadderChunkOutput, ObjectRef, SegmentInfo,
+    run_segment_start, ChunkCheckpoint, ChunkPlan, ChunkVariant, LadderChunkInput,
+    LadderChunkOutput, ObjectRef, SegmentInfo,
 };
 
-/// The single-decode command for one chunk, writing `work/<variant>/NNNNN.ts`.
+/// Where one encoder run of a chunk starts: the chunk's first frame, or the first frame an
+/// earlier attempt did not publish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunStart {
+    /// Frame on the programme's grid.
+    pub frame: u64,
+    /// Global number of the run's first segment.
+    pub segment: u32,
+}
+
+impl RunStart {
+    /// A run over the whole chunk.
+    pub fn fresh(input: &LadderChunkInput) -> RunStart {
+        RunStart {
+            frame: input.chunk.frame_range(input.frame_rate).0,
+            segment: input.chunk.first_segment,
+        }
+    }
+}
+
+/// The chunk's checkpoint as it grows, shared with the heartbeat that carries it.
+#[derive(Clone, Debug)]
+pub struct CheckpointSink(Arc<watch::Sender<ChunkCheckpoint>>);
+
+impl CheckpointSink {
+    /// A sink starting from `checkpoint` (what earlier attempts published), and the receiver
+    /// the heartbeat reads.
+    pub fn channel(checkpoint: ChunkCheckpoint) -> (Self, watch::Receiver<ChunkCheckpoint>) {
+        let (tx, rx) = watch::channel(checkpoint);
+        (CheckpointSink(Arc::new(tx)), rx)
+    }
+
+    /// A sink nobody reads (tests, callers without a heartbeat).
+    pub fn unread(index: u32) -> Self {
+        Self::channel(ChunkCheckpoint {
+            index,
+            variants: Vec::new(),
+        })
+        .0
+    }
+
+    pub fn snapshot(&self) -> ChunkCheckpoint {
+        self.0.borrow().clone()
+    }
+
+    fn push(&self, name: &str, segment: SegmentInfo, next_frame: u64) {
+        self.0.send_modify(|c| c.push(name, segment, next_frame));
+    }
+
+    /// Forgets what was published for `names` (a run that starts over writes them again).
+    fn forget(&self, names: &[String]) {
+        self.0
+            .send_modify(|c| c.variants.retain(|v| !names.contains(&v.name)));
+    }
+}
+
+/// What an attempt does with the checkpoint it was handed, for the renditions it encodes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resume {
+    /// Nothing usable: encode the whole chunk.
+    Fresh,
+    /// Continue at `run`; the segments before it are published.
+    From(RunStart),
+    /// Every segment is published: nothing to encode.
+    Complete,
+}
+
+/// Reads `checkpoint` for the renditions of `input`. It is used only when every rendition
+/// published the same segments up to the same frame inside the chunk; anything else (another
+/// chunk's, renditions out of step, a frame outside the chunk) starts the chunk over. The
+/// last chunk's end is known only to a frame, so there the last published segment is always
+/// encoded again rather than trusted to be the end.
+pub fn resume_point(input: &LadderChunkInput, checkpoint: &ChunkCheckpoint) -> Resume {
+    let chunk = &input.chunk;
+    if checkpoint.index != chunk.index || input.renditions.is_empty() {
+        return Resume::Fresh;
+    }
+    let (first, end) = chunk.frame_range(input.frame_rate);
+    let mut agreed: Option<(usize, u64)> = None;
+    for r in &input.renditions {
+        let Some(v) = checkpoint.variant(&r.name) else {
+            return Resume::Fresh;
+        };
+        let here = (v.segments.len(), v.next_frame);
+        if agreed.is_some_and(|a| a != here) {
+            return Resume::Fresh;
+        }
+        agreed = Some(here);
+    }
+    let Some((published, next)) = agreed else {
+        return Resume::Fresh;
+    };
+    if published == 0 || published as u32 > chunk.max_segments || next <= first || next > end {
+        return Resume::Fresh;
+    }
+    if next == end && !chunk.last {
+        return Resume::Complete;
+    }
+    if chunk.last && next + 1 >= end {
+        // Possibly the chunk's final segment: not trusted to be complete.
+        return Resume::Fresh;
+    }
+    Resume::From(RunStart {
+        frame: next,
+        segment: chunk.first_segment + published as u32,
+    })
+}
+
+/// The single-decode command for one run of a chunk, writing `work/<variant>/NNNNN.ts`.
 pub fn chunk_args(
     input: &LadderChunkInput,
     source: &Path,
     work: &Path,
     enc: &EncoderSettings,
+    run: RunStart,
 ) -> FfmpegArgs {
     let n = input.renditions.len();
     let gpu = matches!(enc.video, VideoEncoder::Nvenc { .. });
@@ -59,16 +178,26 @@ pub fn chunk_args(
     // Input seeking with a re-encode is frame-exact: decoding starts at the keyframe before
     // the chunk and frames before `start` are dropped. Chunks start on mezzanine keyframes.
     // The source is the whole mezzanine or the chunk's own piece of it.
-    let seek = (chunk.start_seconds - input.source_offset_seconds).max(0.0);
-    a.input_at(seek, source).opt("-filter_complex", graph);
+    let (first, end) = chunk.frame_range(input.frame_rate);
+    if run.frame == first {
+        let seek = (chunk.start_seconds - input.source_offset_seconds).max(0.0);
+        a.input_at(seek, source);
+    } else {
+        // A resumed run starts at a frame, not a round time: the seek lands a quarter frame
+        // before it, so that frame is the first kept and the rate conversion puts it first.
+        let at = ChunkPlan::frame_time(run.frame, input.frame_rate)
+            - input.source_offset_seconds
+            - 0.25 / input.frame_rate.as_f64();
+        a.opt("-ss", format!("{:.6}", at.max(0.0))).input(source);
+    }
+    a.opt("-filter_complex", graph);
     for i in 0..n {
         a.opt("-map", format!("[v{i}]"));
     }
-    let (first, end) = chunk.frame_range(input.frame_rate);
     if !chunk.last {
         // An exact frame count, not a duration: 12 s of 29.97 fps is 359 or 360 frames
         // depending on where the chunk starts, and the next chunk starts right after.
-        a.opt("-frames:v", (end - first).to_string());
+        a.opt("-frames:v", (end - run.frame).to_string());
     }
     a.flag("-an").flag("-sn").flag("-dn");
     match &enc.video {
@@ -102,10 +231,10 @@ pub fn chunk_args(
         a.opt(&format!("-maxrate:v:{i}"), format!("{}k", r.maxrate_kbps))
             .opt(&format!("-bufsize:v:{i}"), format!("{}k", r.bufsize_kbps));
     }
-    // Timestamps continue from the chunk's first frame's place in the programme.
+    // Timestamps continue from the run's first frame's place in the programme.
     a.opt(
         "-output_ts_offset",
-        format!("{:.6}", ChunkPlan::frame_time(first, input.frame_rate)),
+        format!("{:.6}", ChunkPlan::frame_time(run.frame, input.frame_rate)),
     );
     let map = input
         .renditions
@@ -114,34 +243,153 @@ pub fn chunk_args(
         .map(|(i, r)| format!("v:{i},name:{}", r.name))
         .collect::<Vec<_>>()
         .join(" ");
-    hls_muxer_numbered(
-        &mut a,
-        work,
-        input.segment_seconds,
-        chunk.first_segment,
-        map,
-    );
+    hls_muxer_numbered(&mut a, work, input.segment_seconds, run.segment, map);
     a
 }
 
-/// Video packets in a local playlist's segments (demuxing only, no decode).
-async fn count_frames(playlist: &Path) -> Result<u64> {
-    let hls = ["-allowed_extensions", "ALL", "-protocol_whitelist", "file"];
-    count_video_packets(&hls, playlist)
+/// Video packets in one local segment (demuxing only, no decode).
+async fn count_frames(segment: &Path) -> Result<u64> {
+    count_video_packets(&[], segment)
         .await
         .map_err(|e| MediaError::Verification(format!("chunk: {e}")))?
         .ok_or_else(|| {
             MediaError::Verification(format!(
-                "chunk playlist {} has no video packets",
-                playlist.display()
+                "chunk segment {} has no video packets",
+                segment.display()
             ))
         })
 }
 
-/// Segment uploads in flight at once for one chunk.
-const SEGMENT_UPLOADS: usize = 8;
+/// How often a running encode is checked for finished segments.
+const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Encodes, verifies and publishes one chunk.
+/// Publishes the segments of one encoder run as they are finished.
+struct Publisher<'a> {
+    storage: &'a Storage,
+    input: &'a LadderChunkInput,
+    work: &'a Path,
+    run: RunStart,
+    /// Segments of this run published so far.
+    published: u32,
+    /// The first frame not yet published.
+    next_frame: u64,
+    checkpoint: &'a CheckpointSink,
+}
+
+impl Publisher<'_> {
+    fn file(&self, rendition: &str, number: u32) -> PathBuf {
+        self.work.join(rendition).join(segment_file_name(number))
+    }
+
+    /// Segments of this run that are finished in every rendition: followed by the next
+    /// one, or all of them once the encoder has exited.
+    fn finished(&self, exited: bool) -> u32 {
+        let mut ready = u32::MAX;
+        for r in &self.input.renditions {
+            let mut n = self.published;
+            while self.file(&r.name, self.run.segment + n).exists()
+                && (exited || self.file(&r.name, self.run.segment + n + 1).exists())
+            {
+                n += 1;
+            }
+            ready = ready.min(n);
+        }
+        if ready == u32::MAX {
+            0
+        } else {
+            ready
+        }
+    }
+
+    /// Verifies and publishes every finished segment, in order.
+    async fn publish_finished(&mut self, exited: bool) -> Result<()> {
+        let ready = self.finished(exited);
+        while self.published < ready {
+            let last_of_run = exited && self.published + 1 == ready;
+            self.publish_one(last_of_run).await?;
+        }
+        Ok(())
+    }
+
+    /// Verifies segment `published` of the run in every rendition and uploads it.
+    async fn publish_one(&mut self, last_of_run: bool) -> Result<()> {
+        let input = self.input;
+        let chunk = &input.chunk;
+        let rate = input.frame_rate;
+        let number = self.run.segment + self.published;
+        let (_, end) = chunk.frame_range(rate);
+        let start = run_segment_start(
+            self.run.frame,
+            u64::from(self.published),
+            input.segment_seconds,
+            rate,
+        );
+        if chunk.first_segment + chunk.max_segments <= number || start >= end {
+            return Err(MediaError::Verification(format!(
+                "chunk {} made segment {number}, past its {} segments",
+                chunk.index, chunk.max_segments
+            )));
+        }
+        // A segment inside the run holds exactly the frames up to the next boundary; the
+        // run's last holds the rest of the chunk (whose end, for the last chunk, is known to
+        // a frame).
+        let (expected, tolerance) = if last_of_run {
+            (end - start, if chunk.last { 1 } else { 0 })
+        } else {
+            let next = run_segment_start(
+                self.run.frame,
+                u64::from(self.published) + 1,
+                input.segment_seconds,
+                rate,
+            );
+            (next.min(end) - start, 0)
+        };
+        let mut frames: Option<u64> = None;
+        for r in &input.renditions {
+            let counted = count_frames(&self.file(&r.name, number)).await?;
+            if counted.abs_diff(expected) > tolerance {
+                return Err(MediaError::Verification(format!(
+                    "chunk {} segment {number} of {} has {counted} frames, expected {expected}",
+                    chunk.index, r.name
+                )));
+            }
+            if let Some(first) = frames.filter(|f| *f != counted) {
+                return Err(MediaError::Verification(format!(
+                    "chunk {} segment {number}: {} has {counted} frames but the first rendition {first}",
+                    chunk.index, r.name
+                )));
+            }
+            frames = Some(counted);
+        }
+        let frames = frames.unwrap_or(expected);
+        let uri = segment_file_name(number);
+        let storage = self.storage;
+        let uploads = input.renditions.iter().map(|r| {
+            let obj = ObjectRef::new(&input.bucket, format!("{}/{}/{uri}", input.prefix, r.name));
+            let path = self.file(&r.name, number);
+            async move { storage.put_file(&path, &obj).await }
+        });
+        let sizes = futures::future::try_join_all(uploads).await?;
+        self.next_frame = start + frames;
+        let duration = frames as f64 * f64::from(rate.den) / f64::from(rate.num);
+        for (r, bytes) in input.renditions.iter().zip(sizes) {
+            self.checkpoint.push(
+                &r.name,
+                SegmentInfo {
+                    uri: uri.clone(),
+                    duration,
+                    bytes,
+                },
+                self.next_frame,
+            );
+        }
+        self.published += 1;
+        Ok(())
+    }
+}
+
+/// Encodes one chunk, publishing each segment once it is finished and verified, and
+/// continuing after what `checkpoint` says earlier attempts published.
 pub async fn encode_chunk(
     storage: &Storage,
     input: &LadderChunkInput,
@@ -149,6 +397,7 @@ pub async fn encode_chunk(
     work: &Path,
     enc: &EncoderSettings,
     progress: &ScaledProgress,
+    checkpoint: &CheckpointSink,
 ) -> Result<LadderChunkOutput> {
     if input.renditions.is_empty() {
         return Err(MediaError::Unsupported(
@@ -156,99 +405,86 @@ pub async fn encode_chunk(
         ));
     }
     let chunk = &input.chunk;
-    ffmpeg(
-        chunk_args(input, source, work, enc).as_slice(),
-        chunk.duration_seconds,
-        progress,
-    )
-    .await?;
-
-    // Per-chunk verification before anything is published: every rendition has the same
-    // frames, as many as the chunk's length at the output rate, in at most its segments.
-    let (first, end) = chunk.frame_range(input.frame_rate);
-    let expected = (end - first) as f64;
-    // The last chunk runs to the end of the source, whose duration is known to a frame.
-    let tolerance = if chunk.last { 1.0 } else { 0.0 };
-    let mut reference: Option<u64> = None;
-    let mut playlists = Vec::new();
-    for r in &input.renditions {
-        let dir = work.join(&r.name);
-        let playlist_path = dir.join("playlist.m3u8");
-        let playlist = read_media_playlist(&playlist_path)?;
-        if playlist.segments.len() as u32 > chunk.max_segments {
-            return Err(MediaError::Verification(format!(
-                "chunk {} of {} made {} segments, more than its {}",
-                chunk.index,
-                r.name,
-                playlist.segments.len(),
-                chunk.max_segments
-            )));
+    let names: Vec<String> = input.renditions.iter().map(|r| r.name.clone()).collect();
+    let run = match resume_point(input, &checkpoint.snapshot()) {
+        Resume::Complete => {
+            tracing::info!(
+                chunk = chunk.index,
+                "every segment of the chunk was published by an earlier attempt"
+            );
+            return Ok(output_of(input, &checkpoint.snapshot(), enc));
         }
-        let frames = count_frames(&playlist_path).await?;
-        if (frames as f64 - expected).abs() > tolerance {
-            return Err(MediaError::Verification(format!(
-                "chunk {} of {} has {frames} frames, expected {expected}",
-                chunk.index, r.name
-            )));
+        Resume::From(run) => {
+            tracing::info!(
+                chunk = chunk.index,
+                segment = run.segment,
+                frame = run.frame,
+                "resuming the chunk after the segments an earlier attempt published"
+            );
+            run
         }
-        if let Some(first) = reference {
-            if first != frames {
-                return Err(MediaError::Verification(format!(
-                    "chunk {}: {} has {frames} frames but the first rendition {first}",
-                    chunk.index, r.name
-                )));
+        Resume::Fresh => {
+            checkpoint.forget(&names);
+            RunStart::fresh(input)
+        }
+    };
+    let (_, end) = chunk.frame_range(input.frame_rate);
+    let run_seconds = ChunkPlan::frame_time(end - run.frame, input.frame_rate);
+    let args = chunk_args(input, source, work, enc, run);
+    let mut publisher = Publisher {
+        storage,
+        input,
+        work,
+        run,
+        published: 0,
+        next_frame: run.frame,
+        checkpoint,
+    };
+    let encode = ffmpeg(args.as_slice(), run_seconds, progress);
+    tokio::pin!(encode);
+    loop {
+        tokio::select! {
+            done = &mut encode => {
+                done?;
+                break;
             }
+            _ = tokio::time::sleep(PUBLISH_EVERY) => publisher.publish_finished(false).await?,
         }
-        reference = Some(frames);
-        playlists.push((r, dir, playlist));
     }
+    publisher.publish_finished(true).await?;
 
-    // Published only after the whole chunk verified (Av1an-style: nothing unverified reaches
-    // the bucket), then uploaded several at a time: against a remote store each PUT is a
-    // round trip, and a chunk has tens of segments.
-    use futures::stream::{self, StreamExt, TryStreamExt};
-    let mut jobs: Vec<(std::path::PathBuf, ObjectRef, String, f64)> = Vec::new();
-    for (r, dir, playlist) in &playlists {
-        for seg in &playlist.segments {
-            jobs.push((
-                dir.join(&seg.uri),
-                ObjectRef::new(
-                    &input.bucket,
-                    format!("{}/{}/{}", input.prefix, r.name, seg.uri),
-                ),
-                seg.uri.clone(),
-                f64::from(seg.duration),
-            ));
-        }
+    // The run covered the chunk to its end: every frame is in exactly one segment.
+    let tolerance = if chunk.last { 1 } else { 0 };
+    if publisher.published == 0 || publisher.next_frame.abs_diff(end) > tolerance {
+        return Err(MediaError::Verification(format!(
+            "chunk {} ends at frame {}, expected {end}",
+            chunk.index, publisher.next_frame
+        )));
     }
-    let uploads = jobs
-        .into_iter()
-        .map(|(path, obj, uri, duration)| async move {
-            let bytes = storage.put_file(&path, &obj).await?;
-            Ok::<_, MediaError>(SegmentInfo {
-                uri,
-                duration,
-                bytes,
+    Ok(output_of(input, &checkpoint.snapshot(), enc))
+}
+
+/// The chunk's output from its checkpoint: every published segment of its renditions.
+fn output_of(
+    input: &LadderChunkInput,
+    checkpoint: &ChunkCheckpoint,
+    enc: &EncoderSettings,
+) -> LadderChunkOutput {
+    LadderChunkOutput {
+        index: input.chunk.index,
+        variants: input
+            .renditions
+            .iter()
+            .map(|r| ChunkVariant {
+                name: r.name.clone(),
+                segments: checkpoint
+                    .variant(&r.name)
+                    .map(|v| v.segments.clone())
+                    .unwrap_or_default(),
             })
-        });
-    // `buffered` keeps the order, so segments stay in playlist order.
-    let mut uploaded: Vec<SegmentInfo> = stream::iter(uploads)
-        .buffered(SEGMENT_UPLOADS)
-        .try_collect()
-        .await?;
-    let mut variants = Vec::new();
-    for (r, _, playlist) in &playlists {
-        let rest = uploaded.split_off(playlist.segments.len().min(uploaded.len()));
-        variants.push(ChunkVariant {
-            name: r.name.clone(),
-            segments: std::mem::replace(&mut uploaded, rest),
-        });
-    }
-    Ok(LadderChunkOutput {
-        index: chunk.index,
-        variants,
+            .collect(),
         encoder: enc.video_encoder_name().to_string(),
-    })
+    }
 }
 
 /// [`encode_chunk`] within the worker's NVENC session budget: a chunk takes one session per
@@ -263,10 +499,11 @@ pub async fn encode_chunk_budgeted(
     enc: &EncoderSettings,
     budget: &NvencBudget,
     progress: &ScaledProgress,
+    checkpoint: &CheckpointSink,
 ) -> Result<LadderChunkOutput> {
     // (A plan without renditions is refused by `encode_chunk` itself.)
     if !matches!(enc.video, VideoEncoder::Nvenc { .. }) || input.renditions.is_empty() {
-        return encode_chunk(storage, input, source, work, enc, progress).await;
+        return encode_chunk(storage, input, source, work, enc, progress, checkpoint).await;
     }
     let groups = budget.groups(input.renditions.len());
     if groups.len() > 1 {
@@ -295,6 +532,7 @@ pub async fn encode_chunk_budgeted(
             enc,
             budget,
             &progress.sub(i as f64 / total, (i + 1) as f64 / total),
+            checkpoint,
         )
         .await?;
         variants.extend(made.variants);
@@ -315,11 +553,13 @@ async fn encode_with_sessions(
     enc: &EncoderSettings,
     budget: &NvencBudget,
     progress: &ScaledProgress,
+    checkpoint: &CheckpointSink,
 ) -> Result<LadderChunkOutput> {
     let mut waited = 0;
     loop {
         let sessions = budget.acquire(input.renditions.len()).await;
-        let result = encode_chunk(storage, input, source, work, enc, progress).await;
+        // A try after a failed open continues after whatever the failed one published.
+        let result = encode_chunk(storage, input, source, work, enc, progress, checkpoint).await;
         drop(sessions);
         match result {
             Err(MediaError::Tool { detail, .. })
@@ -344,6 +584,7 @@ async fn encode_with_sessions(
 mod tests {
     use super::*;
     use crate::ffmpeg::args::test_support::{strings, value};
+    use crate::ffmpeg::ProgressSink;
     use transcoder_workflows::media::{FrameRate, VideoRendition};
 
     fn input(chunk: ChunkPlan) -> LadderChunkInput {
@@ -372,11 +613,13 @@ mod tests {
     }
 
     fn args(chunk: ChunkPlan) -> Vec<String> {
+        let input = input(chunk);
         strings(chunk_args(
-            &input(chunk),
+            &input,
             Path::new("/mezz.mp4"),
             Path::new("/w"),
             &EncoderSettings::default(),
+            RunStart::fresh(&input),
         ))
     }
 
@@ -431,11 +674,13 @@ mod tests {
             video: VideoEncoder::Nvenc { cq: 23 },
             ..EncoderSettings::default()
         };
+        let input = input(chunk);
         let a = strings(chunk_args(
-            &input(chunk),
+            &input,
             Path::new("/mezz.mp4"),
             Path::new("/w"),
             &gpu,
+            RunStart::fresh(&input),
         ));
         assert_eq!(value(&a, "-hwaccel"), Some("cuda"));
         assert_eq!(value(&a, "-hwaccel_output_format"), Some("cuda"));
@@ -460,5 +705,284 @@ mod tests {
             last: true,
         };
         assert_eq!(value(&args(chunk), "-frames:v"), None);
+    }
+
+    fn rendition_names(input: &LadderChunkInput) -> Vec<String> {
+        input.renditions.iter().map(|r| r.name.clone()).collect()
+    }
+
+    fn checkpoint_of(
+        input: &LadderChunkInput,
+        segments: usize,
+        next_frame: u64,
+    ) -> ChunkCheckpoint {
+        let mut c = ChunkCheckpoint {
+            index: input.chunk.index,
+            variants: Vec::new(),
+        };
+        for name in rendition_names(input) {
+            for n in 0..segments {
+                let frame = if n + 1 == segments { next_frame } else { 0 };
+                c.push(
+                    &name,
+                    SegmentInfo {
+                        uri: format!("{n:05}.ts"),
+                        duration: 6.0,
+                        bytes: 1,
+                    },
+                    frame,
+                );
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn a_checkpoint_is_used_only_when_every_rendition_agrees() {
+        // Frames 360..720 of a 29.97 fps programme, two 6 s segments.
+        let chunk = ChunkPlan {
+            index: 1,
+            start_seconds: 12.0,
+            duration_seconds: 12.0,
+            first_segment: 2,
+            max_segments: 2,
+            last: false,
+        };
+        let input = input(chunk);
+        let empty = ChunkCheckpoint {
+            index: 1,
+            variants: Vec::new(),
+        };
+        assert_eq!(resume_point(&input, &empty), Resume::Fresh);
+        // One segment published in both renditions: continue at frame 540, segment 3.
+        let one = checkpoint_of(&input, 1, 540);
+        assert_eq!(
+            resume_point(&input, &one),
+            Resume::From(RunStart {
+                frame: 540,
+                segment: 3
+            })
+        );
+        // Both: nothing left to encode.
+        assert_eq!(
+            resume_point(&input, &checkpoint_of(&input, 2, 720)),
+            Resume::Complete
+        );
+        // Another chunk's checkpoint, renditions out of step, a frame outside the chunk.
+        let mut other = one.clone();
+        other.index = 2;
+        assert_eq!(resume_point(&input, &other), Resume::Fresh);
+        let mut behind = one.clone();
+        behind.variants[1].next_frame = 530;
+        assert_eq!(resume_point(&input, &behind), Resume::Fresh);
+        let mut missing = one.clone();
+        missing.variants.pop();
+        assert_eq!(resume_point(&input, &missing), Resume::Fresh);
+        assert_eq!(
+            resume_point(&input, &checkpoint_of(&input, 1, 900)),
+            Resume::Fresh
+        );
+        assert_eq!(
+            resume_point(&input, &checkpoint_of(&input, 3, 700)),
+            Resume::Fresh,
+            "more segments than the chunk has room for"
+        );
+        // The last chunk's end is known to a frame: a checkpoint at its end is not trusted.
+        let last = LadderChunkInput {
+            chunk: ChunkPlan {
+                last: true,
+                ..chunk
+            },
+            ..input.clone()
+        };
+        assert_eq!(
+            resume_point(&last, &checkpoint_of(&last, 2, 720)),
+            Resume::Fresh
+        );
+        assert_eq!(
+            resume_point(&last, &checkpoint_of(&last, 1, 540)),
+            Resume::From(RunStart {
+                frame: 540,
+                segment: 3
+            })
+        );
+    }
+
+    #[test]
+    fn a_resumed_run_starts_at_its_frame() {
+        let chunk = ChunkPlan {
+            index: 1,
+            start_seconds: 12.0,
+            duration_seconds: 12.0,
+            first_segment: 2,
+            max_segments: 2,
+            last: false,
+        };
+        let input = input(chunk);
+        let a = strings(chunk_args(
+            &input,
+            Path::new("/mezz.mp4"),
+            Path::new("/w"),
+            &EncoderSettings::default(),
+            RunStart {
+                frame: 540,
+                segment: 3,
+            },
+        ));
+        // Frame 540 is at 18.018 s; the seek lands a quarter frame before it.
+        assert_eq!(value(&a, "-ss"), Some("18.009658"));
+        assert_eq!(value(&a, "-frames:v"), Some("180"));
+        assert_eq!(value(&a, "-output_ts_offset"), Some("18.018000"));
+        assert_eq!(value(&a, "-start_number"), Some("3"));
+    }
+
+    async fn make_source(path: &Path, seconds: u32) {
+        let status = tokio::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=s=320x180:r=25:d={seconds}"))
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "50",
+                "-keyint_min",
+                "50",
+                "-sc_threshold",
+                "0",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .arg(path)
+            .status()
+            .await
+            .expect("ffmpeg runs");
+        assert!(status.success());
+    }
+
+    fn small_input(seconds: f64) -> LadderChunkInput {
+        let rung = |name: &str, w, h| VideoRendition {
+            name: name.into(),
+            width: w,
+            height: h,
+            bitrate_kbps: 300,
+            maxrate_kbps: 300,
+            bufsize_kbps: 600,
+        };
+        LadderChunkInput {
+            source: ObjectRef::new("b", "k"),
+            bucket: "media".into(),
+            prefix: "hls".into(),
+            renditions: vec![rung("a", 192, 108), rung("b", 128, 72)],
+            frame_rate: FrameRate { num: 25, den: 1 },
+            gop_seconds: 2,
+            segment_seconds: 6,
+            chunk: ChunkPlan {
+                index: 0,
+                start_seconds: 0.0,
+                duration_seconds: seconds,
+                first_segment: 0,
+                max_segments: 3,
+                last: true,
+            },
+            source_offset_seconds: 0.0,
+        }
+    }
+
+    /// A run that continues after published segments makes the same segments, with the same
+    /// frames, as the run that was cut short, and leaves the published ones alone.
+    #[tokio::test]
+    async fn a_resumed_chunk_encodes_only_what_was_not_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("mezz.mp4");
+        make_source(&source, 16).await;
+        let input = small_input(16.0);
+        let enc = EncoderSettings::default();
+
+        let whole_store = Storage::local(dir.path().join("whole"));
+        let whole_sink = CheckpointSink::unread(0);
+        let whole = encode_chunk(
+            &whole_store,
+            &input,
+            &source,
+            &dir.path().join("w1"),
+            &enc,
+            &ProgressSink::none().scaled(0.0, 1.0),
+            &whole_sink,
+        )
+        .await
+        .unwrap();
+        let frames = |v: &ChunkVariant| -> Vec<u64> {
+            v.segments
+                .iter()
+                .map(|s| (s.duration * 25.0).round() as u64)
+                .collect()
+        };
+        assert_eq!(frames(&whole.variants[0]), vec![150, 150, 100]);
+        assert_eq!(frames(&whole.variants[1]), vec![150, 150, 100]);
+
+        // An attempt died after publishing the first segment.
+        let mut earlier = whole_sink.snapshot();
+        for v in &mut earlier.variants {
+            v.segments.truncate(1);
+            v.next_frame = 150;
+        }
+        let resumed_store = Storage::local(dir.path().join("resumed"));
+        let resumed = encode_chunk(
+            &resumed_store,
+            &input,
+            &source,
+            &dir.path().join("w2"),
+            &enc,
+            &ProgressSink::none().scaled(0.0, 1.0),
+            &CheckpointSink::channel(earlier).0,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            resumed
+                .variants
+                .iter()
+                .map(|v| (v.name.clone(), frames(v)))
+                .collect::<Vec<_>>(),
+            whole
+                .variants
+                .iter()
+                .map(|v| (v.name.clone(), frames(v)))
+                .collect::<Vec<_>>()
+        );
+        let root = dir.path().join("resumed/media/hls/a");
+        assert!(
+            !root.join("00000.ts").exists(),
+            "segment 0 was not encoded again"
+        );
+        assert!(root.join("00001.ts").exists() && root.join("00002.ts").exists());
+
+        // The resumed segment holds the same pictures as the uninterrupted run's: a frame
+        // off would show as a low PSNR on the moving test pattern.
+        let out = tokio::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-i"])
+            .arg(dir.path().join("whole/media/hls/a/00001.ts"))
+            .arg("-i")
+            .arg(root.join("00001.ts"))
+            .args(["-lavfi", "psnr", "-f", "null", "-"])
+            .output()
+            .await
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        let average: f64 = log
+            .split("average:")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .and_then(|t| {
+                if t == "inf" {
+                    Some(99.0)
+                } else {
+                    t.parse().ok()
+                }
+            })
+            .unwrap_or_else(|| panic!("no PSNR in {log}"));
+        assert!(average > 40.0, "PSNR {average} dB");
     }
 }

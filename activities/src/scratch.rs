@@ -48,6 +48,9 @@ pub struct OrphanedTask {
     pub token: Vec<u8>,
     /// The activity type, for the log.
     pub step: String,
+    /// The attempt's last heartbeat details (a chunk's checkpoint), JSON, if it wrote any:
+    /// handed back with the attempt so the retry continues where it stopped.
+    pub details: Option<Vec<u8>>,
 }
 
 /// The note of a running activity; removed when the activity ends (dropped).
@@ -60,8 +63,18 @@ impl Drop for TaskNote {
     fn drop(&mut self) {
         if let Some(path) = &self.path {
             let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(details_path(path));
         }
     }
+}
+
+const DETAILS_SUFFIX: &str = ".details";
+
+/// Where a task note keeps its attempt's latest heartbeat details.
+fn details_path(note: &Path) -> PathBuf {
+    let mut name = note.as_os_str().to_owned();
+    name.push(DETAILS_SUFFIX);
+    PathBuf::from(name)
 }
 
 impl ScratchSpace {
@@ -110,14 +123,32 @@ impl ScratchSpace {
     /// Notes that this process runs the attempt with `token` until the note is dropped.
     /// Best effort: without the note, a death costs the timeout wait it always did.
     pub fn note_task(&self, token: &[u8], step: &str) -> TaskNote {
-        use sha2::Digest;
         let tasks = self.dir.join(TASKS);
-        let name = hex::encode(&sha2::Sha256::digest(token)[..16]);
-        let path = tasks.join(name);
+        let path = self.note_path(token);
         let text = format!("{step}\n{}\n", hex::encode(token));
         let written = std::fs::create_dir_all(&tasks).and_then(|_| std::fs::write(&path, text));
         TaskNote {
             path: written.is_ok().then_some(path),
+        }
+    }
+}
+
+impl ScratchSpace {
+    fn note_path(&self, token: &[u8]) -> PathBuf {
+        use sha2::Digest;
+        let name = hex::encode(&sha2::Sha256::digest(token)[..16]);
+        self.dir.join(TASKS).join(name)
+    }
+
+    /// Keeps the latest heartbeat details of the running attempt with `token` beside its
+    /// note (written whole, then renamed into place). Best effort, like the note.
+    pub fn note_details(&self, token: &[u8], details: &[u8]) {
+        let path = details_path(&self.note_path(token));
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        if std::fs::write(&partial, details).is_ok() {
+            let _ = std::fs::rename(&partial, &path);
         }
     }
 }
@@ -129,12 +160,18 @@ fn orphans_in(dir: &Path) -> Vec<OrphanedTask> {
     };
     entries
         .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().contains('.'))
         .filter_map(|e| {
             let text = std::fs::read_to_string(e.path()).ok()?;
             let mut lines = text.lines();
             let step = lines.next()?.to_string();
             let token = hex::decode(lines.next()?).ok()?;
-            Some(OrphanedTask { token, step })
+            let details = std::fs::read(details_path(&e.path())).ok();
+            Some(OrphanedTask {
+                token,
+                step,
+                details,
+            })
         })
         .collect()
 }
@@ -241,16 +278,28 @@ mod tests {
         let elsewhere = tempfile::tempdir().unwrap();
         let (dying, _) = ScratchSpace::claim(elsewhere.path()).unwrap();
         std::mem::forget(dying.note_task(&[0, 1, 2, 255], "ladder_chunk"));
+        dying.note_details(&[0, 1, 2, 255], b"{\"progress\":0.5}");
+        std::mem::forget(dying.note_task(b"no-details", "probe"));
         let dead_dir = root.path().join("work-999997-2");
         std::fs::rename(dying.dir(), &dead_dir).unwrap();
         drop(dying);
         let (other, third) = ScratchSpace::claim(root.path()).unwrap();
+        let mut orphans = third.orphans;
+        orphans.sort_by(|a, b| a.step.cmp(&b.step));
         assert_eq!(
-            third.orphans,
-            vec![OrphanedTask {
-                token: vec![0, 1, 2, 255],
-                step: "ladder_chunk".into()
-            }]
+            orphans,
+            vec![
+                OrphanedTask {
+                    token: vec![0, 1, 2, 255],
+                    step: "ladder_chunk".into(),
+                    details: Some(b"{\"progress\":0.5}".to_vec()),
+                },
+                OrphanedTask {
+                    token: b"no-details".to_vec(),
+                    step: "probe".into(),
+                    details: None,
+                }
+            ]
         );
         assert!(!dead_dir.exists());
 

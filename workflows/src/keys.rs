@@ -119,6 +119,11 @@ impl<'a> JobKeys<'a> {
 /// deterministic and sort in playback order.
 pub const SEGMENT_PATTERN: &str = "%05d.ts";
 
+/// The name [`SEGMENT_PATTERN`] gives segment `number`.
+pub fn segment_file_name(number: u32) -> String {
+    format!("{number:05}.ts")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

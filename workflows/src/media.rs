@@ -409,6 +409,84 @@ impl ChunkPlan {
     }
 }
 
+/// First frame of segment `i` of one encoder run that starts at frame `run_first`. Inside a
+/// run, keyframes are forced and segments cut at the first frame whose time since the run's
+/// first frame reaches a multiple of the segment length, so the boundaries are computed the
+/// same way here, in integers: `ceil(i * segment * rate)` frames after the run's start.
+pub fn run_segment_start(run_first: u64, i: u64, segment_seconds: u32, rate: FrameRate) -> u64 {
+    let num = i * u64::from(segment_seconds) * u64::from(rate.num);
+    let den = u64::from(rate.den.max(1));
+    run_first + num.div_ceil(den)
+}
+
+/// What a ladder chunk's attempts have published so far, rendition by rendition. It travels
+/// in the attempt's heartbeat details (and in the worker's scratch note, for the hand-back of
+/// a dead worker's attempt), so the next attempt continues after the last published segment
+/// instead of from the chunk's start.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChunkCheckpoint {
+    /// The chunk this belongs to (a checkpoint of another chunk is ignored).
+    pub index: u32,
+    pub variants: Vec<CheckpointVariant>,
+}
+
+/// The published, verified segments of one rendition of a chunk, in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointVariant {
+    pub name: String,
+    pub segments: Vec<SegmentInfo>,
+    /// The first frame (programme grid) not yet published: where the next run starts.
+    pub next_frame: u64,
+}
+
+impl ChunkCheckpoint {
+    pub fn variant(&self, name: &str) -> Option<&CheckpointVariant> {
+        self.variants.iter().find(|v| v.name == name)
+    }
+
+    /// Records a published segment of `name`, ending at frame `next_frame`.
+    pub fn push(&mut self, name: &str, segment: SegmentInfo, next_frame: u64) {
+        match self.variants.iter_mut().find(|v| v.name == name) {
+            Some(v) => {
+                v.segments.push(segment);
+                v.next_frame = next_frame;
+            }
+            None => self.variants.push(CheckpointVariant {
+                name: name.to_string(),
+                segments: vec![segment],
+                next_frame,
+            }),
+        }
+    }
+}
+
+/// The details every activity heartbeat carries: its progress (read by `transcoder status`)
+/// and, for a ladder chunk, what it has published.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatDetails {
+    /// 0.0..=1.0.
+    pub progress: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<ChunkCheckpoint>,
+}
+
+impl HeartbeatDetails {
+    /// Reads details as stored by the server: this struct, or a bare progress number (what
+    /// workers wrote before checkpoints existed).
+    pub fn from_json(bytes: &[u8]) -> Option<HeartbeatDetails> {
+        serde_json::from_slice::<HeartbeatDetails>(bytes)
+            .ok()
+            .or_else(|| {
+                serde_json::from_slice::<f64>(bytes)
+                    .ok()
+                    .map(|progress| HeartbeatDetails {
+                        progress,
+                        checkpoint: None,
+                    })
+            })
+    }
+}
+
 /// Input of a ladder chunk: encode `chunk` of `source` into every rendition, video only
 /// (audio is encoded once for the whole file, so chunk edges cannot cause AAC gaps).
 #[derive(Clone, Debug, Serialize, Deserialize)]
