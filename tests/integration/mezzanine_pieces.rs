@@ -44,41 +44,6 @@ async fn frame_times(path: &Path) -> Vec<f64> {
         .unwrap_or_default()
 }
 
-/// The lowest per-frame PSNR (Y) of `a` against `b`, frame by frame.
-async fn min_psnr(a: &Path, b: &Path, stats: &Path) -> f64 {
-    let filter = format!(
-        "[0:v][1:v]psnr=stats_file={}",
-        stats.to_string_lossy().replace(':', "\\:")
-    );
-    ffmpeg_make(&[
-        "-i",
-        &a.to_string_lossy(),
-        "-i",
-        &b.to_string_lossy(),
-        "-lavfi",
-        &filter,
-        "-f",
-        "null",
-        "-",
-    ])
-    .await;
-    std::fs::read_to_string(stats)
-        .expect("psnr stats")
-        .lines()
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find_map(|kv| kv.strip_prefix("psnr_y:"))
-                .map(|v| {
-                    if v == "inf" {
-                        99.0
-                    } else {
-                        v.parse().unwrap_or(0.0)
-                    }
-                })
-        })
-        .fold(f64::INFINITY, f64::min)
-}
-
 async fn encode_both(
     dir: &Path,
     source: &Path,

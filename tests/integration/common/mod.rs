@@ -1762,3 +1762,46 @@ pub async fn spawn_state_server(h: &Harness, state_dir: &Path) -> (Background, S
         }
     }
 }
+
+/// The lowest per-frame PSNR (Y) of `a` against `b`, frame by frame.
+pub async fn min_psnr(a: &Path, b: &Path, stats: &Path) -> f64 {
+    frame_psnr(a, b, stats)
+        .await
+        .into_iter()
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// The PSNR (Y) of each frame of `a` against the same frame of `b` (99 for identical).
+pub async fn frame_psnr(a: &Path, b: &Path, stats: &Path) -> Vec<f64> {
+    let filter = format!(
+        "[0:v][1:v]psnr=stats_file={}",
+        stats.to_string_lossy().replace(':', "\\:")
+    );
+    ffmpeg_make(&[
+        "-i",
+        &a.to_string_lossy(),
+        "-i",
+        &b.to_string_lossy(),
+        "-lavfi",
+        &filter,
+        "-f",
+        "null",
+        "-",
+    ])
+    .await;
+    std::fs::read_to_string(stats)
+        .expect("psnr stats")
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|kv| kv.strip_prefix("psnr_y:"))
+                .map(|v| {
+                    if v == "inf" {
+                        99.0
+                    } else {
+                        v.parse().unwrap_or(0.0)
+                    }
+                })
+        })
+        .collect()
+}
