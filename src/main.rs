@@ -328,6 +328,7 @@ async fn worker_config(common: &CommonArgs, secrets: Option<SecretBox>) -> Resul
             .await
             .map_err(anyhow::Error::msg)?,
         nvenc: transcoder_activities::nvenc::NvencBudget::from_env().map_err(anyhow::Error::msg)?,
+        activity_slots: worker::activity_slots_from_env()?,
         secrets,
         shutdown_grace: Duration::from_secs(common.worker.shutdown_grace),
         meter,

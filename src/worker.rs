@@ -32,6 +32,8 @@ pub struct WorkerConfig {
     pub encoder: EncoderSettings,
     /// NVENC sessions the worker's chunks may hold at once (`TRANSCODER_NVENC_SESSIONS`).
     pub nvenc: NvencBudget,
+    /// Activities the worker runs at once (`TRANSCODER_ACTIVITY_SLOTS`).
+    pub activity_slots: usize,
     /// Opens sealed webhook secrets (see `transcoder_activities::secrets`).
     pub secrets: Option<SecretBox>,
     /// On shutdown, how long running activities may take to finish before they are
@@ -77,8 +79,45 @@ pub fn build(runtime: &Runtime, client: Client, config: &WorkerConfig) -> Result
         // one per 24 s (0.8 x the 30 s heartbeat timeout), and `transcoder status` reads the
         // running activities' progress from those heartbeats.
         .max_heartbeat_throttle_interval(transcoder_activities::HEARTBEAT_EVERY)
+        .tuner(slots(config.activity_slots))
         .build();
     Worker::new(runtime, client, options).context("creating the worker")
+}
+
+/// The variable that overrides how many activities a worker runs at once.
+pub const ACTIVITY_SLOTS_VAR: &str = "TRANSCODER_ACTIVITY_SLOTS";
+
+/// How many activities a worker runs at once: `TRANSCODER_ACTIVITY_SLOTS`, or half the
+/// machine's cores (at least 2). Every step is an encode or a decode that keeps a core or
+/// more busy, so a pod takes from the task queue only what it can run now; the rest waits
+/// there for any worker, and work that has not started is not lost with a pod. (The SDK's
+/// default, 100 at once, had a 2-core worker start every chunk a job offered.)
+pub fn activity_slots_from_env() -> Result<usize> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    match std::env::var(ACTIVITY_SLOTS_VAR) {
+        Err(_) => Ok(default_activity_slots(cores)),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => anyhow::bail!("{ACTIVITY_SLOTS_VAR}={v:?} must be a whole number from 1 to 1000"),
+        },
+    }
+}
+
+fn default_activity_slots(cores: usize) -> usize {
+    (cores / 2).max(2)
+}
+
+/// Fixed slots: `activities` at once; the SDK's defaults for workflow tasks, local
+/// activities (the job's start and end events) and Nexus.
+fn slots(activities: usize) -> temporalio_sdk::runtime::worker_tuner::TunerHolder {
+    use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
+    const DEFAULT: usize = 100;
+    TunerHolder::builder()
+        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(DEFAULT))
+        .activity_task_slot_supplier(FixedSizeSlotSupplier::new(activities))
+        .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(DEFAULT))
+        .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(DEFAULT))
+        .build()
 }
 
 /// Fails the attempts a dead worker process was running (found in its scratch folder), so
@@ -137,6 +176,7 @@ pub fn log_start(config: &WorkerConfig) {
         task_queue = %config.task_queue,
         out = %config.out_dir.display(),
         video_encoder = config.encoder.video_encoder_name(),
+        activity_slots = config.activity_slots,
         encoder = ?config.encoder.video,
         "worker starting"
     );
@@ -184,5 +224,18 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_runs_half_its_cores_at_once_and_never_fewer_than_two() {
+        assert_eq!(default_activity_slots(1), 2);
+        assert_eq!(default_activity_slots(2), 2);
+        assert_eq!(default_activity_slots(8), 4);
+        assert_eq!(default_activity_slots(64), 32);
     }
 }
