@@ -491,6 +491,7 @@ fn output_of(
 /// rung before its ffmpeg starts, runs its rungs in groups when the budget cannot hold them
 /// all, and waits out a session that fails to open (the GPU busy with other encodes)
 /// instead of failing. libx264 chunks run as they are.
+#[allow(clippy::too_many_arguments)]
 pub async fn encode_chunk_budgeted(
     storage: &Storage,
     input: &LadderChunkInput,
@@ -545,6 +546,7 @@ pub async fn encode_chunk_budgeted(
 }
 
 /// One ffmpeg run holding a session per rung, tried again while sessions fail to open.
+#[allow(clippy::too_many_arguments)]
 async fn encode_with_sessions(
     storage: &Storage,
     input: &LadderChunkInput,
