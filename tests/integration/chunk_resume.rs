@@ -120,8 +120,13 @@ async fn killed_worker_costs_at_most_the_chunks_in_flight() {
         .unwrap();
     }
 
-    // Worker A takes the job; once some chunks are published, it is killed outright.
-    let mut first = h.spawn(&["worker", "--out", s(&out), "--task-queue", QUEUE]);
+    // Worker A takes the job; once some chunks are published, it is killed outright. It
+    // runs four activities at once, so chunks are surely in flight at the kill (with the
+    // default slots of a 2-core machine, two, the audio steps may hold both).
+    let mut first = h.spawn_with_env(
+        &["worker", "--out", s(&out), "--task-queue", QUEUE],
+        &[("TRANSCODER_ACTIVITY_SLOTS", "4".to_string())],
+    );
     let started = h
         .run(&[
             "submit",
