@@ -156,9 +156,14 @@ pub async fn run(out: &Path) -> Report {
     });
 
     // Temporal: the configured server must answer; the embedded mode needs the CLI.
-    if std::env::var_os("TEMPORAL_ADDRESS").is_some() {
+    if crate::temporal::remote_configured().unwrap_or(true) {
         checks.push(match crate::temporal::Temporal::connect_remote().await {
-            Ok(_) => check("temporal server", true, true, "TEMPORAL_ADDRESS answers"),
+            Ok(_) => check(
+                "temporal server",
+                true,
+                true,
+                "the configured server answers",
+            ),
             Err(e) => check("temporal server", false, true, format!("{e:#}")),
         });
     } else {

@@ -9,7 +9,7 @@ use temporalio_client::{
 use transcoder_activities::secrets::SecretBox;
 use transcoder_workflows::receipt::{Receipt, WEBHOOK_NOT_DELIVERED_EXIT};
 use transcoder_workflows::webhook::{clean_error, JobStatus, MediaTypeText, WebhookBody};
-use transcoder_workflows::workflow::TranscodeResult;
+use transcoder_workflows::workflow::{Progress, TranscodeResult};
 use transcoder_workflows::{workflow_id, JobInput, TranscodeWorkflow, ValidationError};
 
 /// Workflow id for a payload; a payload without a usable `mediaId` still runs (so it can be
@@ -144,7 +144,7 @@ impl JobOutcome {
                 "failed"
             };
             eprintln!(
-                "error: the job {outcome}, but its webhook was {problem}: the receiver was never told (exit status {WEBHOOK_NOT_DELIVERED_EXIT})."
+                "error: the job {outcome}, but its webhook was {problem}: the receiver has not been told (exit status {WEBHOOK_NOT_DELIVERED_EXIT})."
             );
         }
     }
@@ -174,8 +174,71 @@ pub async fn query_receipt(
     .ok()
 }
 
-/// As [`wait_for_body`], keeping the receipt too.
+/// How often a waiting client asks a running job whether it has failed.
+const FAILURE_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a failed job's webhook is given to get through before the wait reports the
+/// failure without it (its retries go on durably in the workflow).
+const FAILED_WEBHOOK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// As [`wait_for_body`], keeping the receipt too. A job that has failed is reported as soon
+/// as it says so, without waiting out its failed webhook's retries (a receiver down for
+/// hours would otherwise hold the terminal or the RunPod job that long); the webhook keeps
+/// being retried by the workflow, and `status` shows it.
 pub async fn wait_for_outcome(client: &Client, id: &str, job: &JobInput) -> Result<JobOutcome> {
+    let result = wait_for_result(client, id, job);
+    tokio::pin!(result);
+    let failure = tokio::select! {
+        outcome = &mut result => return outcome,
+        reason = failure_reported(client, id) => reason,
+    };
+    // Its webhook may get through at once: then the workflow's own outcome is complete.
+    if let Ok(outcome) = tokio::time::timeout(FAILED_WEBHOOK_WAIT, &mut result).await {
+        return outcome;
+    }
+    let mut receipt = query_receipt(client, id, RECEIPT_QUERY_TIMEOUT).await;
+    if let Some(r) = receipt.as_mut() {
+        r.webhook = Some(transcoder_workflows::receipt::WebhookDelivery {
+            delivered: false,
+            detail: format!(
+                "still being retried (the job keeps trying for up to {} h; `transcoder status {id}` shows how it goes)",
+                job.webhook_retry_hours.unwrap_or(24).max(1)
+            ),
+        });
+    }
+    Ok(JobOutcome {
+        body: failed_body(id, job, &failure),
+        receipt,
+    })
+}
+
+/// Resolves with the reason once the running job reports it has failed (its `progress`
+/// query); never, while it has not.
+async fn failure_reported(client: &Client, id: &str) -> String {
+    let handle = client.get_workflow_handle::<TranscodeWorkflow>(id);
+    loop {
+        let asked = tokio::time::timeout(
+            RECEIPT_QUERY_TIMEOUT,
+            handle.query(
+                TranscodeWorkflow::progress,
+                (),
+                WorkflowQueryOptions::default(),
+            ),
+        )
+        .await;
+        if let Ok(Ok(Progress {
+            failure: Some(reason),
+            ..
+        })) = asked
+        {
+            return reason;
+        }
+        tokio::time::sleep(FAILURE_POLL).await;
+    }
+}
+
+/// The workflow's own outcome, when it ends.
+async fn wait_for_result(client: &Client, id: &str, job: &JobInput) -> Result<JobOutcome> {
     let handle = client.get_workflow_handle::<TranscodeWorkflow>(id);
     let (body, receipt) = match handle.get_result(WorkflowGetResultOptions::default()).await {
         Ok(TranscodeResult {

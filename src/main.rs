@@ -226,6 +226,22 @@ struct RunpodArgs {
     /// Port for --serve-api (0 picks a free one; the log says which).
     #[arg(long, alias = "rp_api_port", default_value_t = 8000)]
     api_port: u16,
+    /// The RunPod SDK's log level: NOTSET, TRACE, DEBUG, INFO, WARN or ERROR (any case).
+    /// TRANSCODER_LOG, when set, wins.
+    #[arg(long = "rp_log_level", alias = "rp-log-level", value_name = "LEVEL", value_parser = rp_log_level)]
+    rp_log_level: Option<&'static str>,
+    /// The RunPod SDK's debugger flag. Accepted; the result's receipt (step timings, realtime
+    /// factors, encoders) is what it would show, so nothing is added to the output.
+    #[arg(long = "rp_debugger", alias = "rp-debugger")]
+    rp_debugger: bool,
+    /// The RunPod SDK's local API concurrency. Accepted; the local API runs one job at a
+    /// time (the SDK's default), whatever the value.
+    #[arg(
+        long = "rp_api_concurrency",
+        alias = "rp-api-concurrency",
+        value_name = "N"
+    )]
+    rp_api_concurrency: Option<u32>,
     /// The RunPod network volume: holds the embedded Temporal state when TEMPORAL_ADDRESS
     /// is unset, and the default --out.
     #[arg(long, env = "TRANSCODER_RUNPOD_VOLUME", default_value = transcoder::runpod::state::DEFAULT_VOLUME)]
@@ -248,10 +264,26 @@ struct ServerArgs {
     state_dir: PathBuf,
 }
 
+/// A RunPod SDK log level as a log filter level.
+fn rp_log_level(value: &str) -> Result<&'static str, String> {
+    match value.trim().to_ascii_uppercase().as_str() {
+        "NOTSET" | "TRACE" => Ok("trace"),
+        "DEBUG" => Ok("debug"),
+        "INFO" => Ok("info"),
+        "WARN" | "WARNING" => Ok("warn"),
+        "ERROR" => Ok("error"),
+        _ => Err("expected NOTSET, TRACE, DEBUG, INFO, WARN or ERROR".to_string()),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let level = match &cli.command {
+        Command::Runpod(args) => args.rp_log_level,
+        _ => None,
+    };
     // Before the async runtime: the trace exporter's HTTP client must not be built inside it.
-    let telemetry = match telemetry::init(cli.log_format) {
+    let telemetry = match telemetry::init(cli.log_format, level) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -862,6 +894,17 @@ async fn runpod(args: RunpodArgs) -> Result<ExitCode> {
         state_dir: args.state_dir.clone(),
         worker: args.worker.clone(),
     };
+    if args.rp_debugger {
+        tracing::info!(
+            "--rp_debugger: accepted; the result's receipt carries the step timings it would show"
+        );
+    }
+    if let Some(n) = args.rp_api_concurrency {
+        tracing::info!(
+            requested = n,
+            "--rp_api_concurrency: accepted; the local API runs one job at a time (the SDK's default), whatever the value"
+        );
+    }
     // Mode order of the SDK (§1): local API, then a test input (the flag, or the file when
     // RunPod's job URL is not set), then the production loop. A test input is read before
     // anything starts, so a bad one fails at once.

@@ -154,6 +154,7 @@ mod tests {
             percent: 40,
             chunks_done: 2,
             chunks_total: 4,
+            failure: None,
         };
         let running = [
             activity("ladder_chunk", 0.5),

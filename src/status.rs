@@ -407,6 +407,7 @@ mod tests {
             percent: ladder_percent(f64::from(done), total),
             chunks_done: done,
             chunks_total: total,
+            failure: None,
         }
     }
 

@@ -103,9 +103,14 @@ pub fn otlp_configured() -> bool {
 
 /// Sets up logging and, when configured, trace export. Call once, outside any async
 /// runtime (the exporter's HTTP client must not be built inside one).
-pub fn init(format: LogFormat) -> Result<Telemetry> {
+/// `level` replaces the default `info` (RunPod's `--rp_log_level`); `TRANSCODER_LOG`, when
+/// set, wins over both.
+pub fn init(format: LogFormat, level: Option<&str>) -> Result<Telemetry> {
+    let level = level.unwrap_or("info");
     let filter = EnvFilter::try_from_env("TRANSCODER_LOG").unwrap_or_else(|_| {
-        EnvFilter::new("info,temporalio_sdk_core=warn,temporalio_sdk=warn,temporalio_client=warn")
+        EnvFilter::new(format!(
+            "{level},temporalio_sdk_core=warn,temporalio_sdk=warn,temporalio_client=warn"
+        ))
     });
     // Colours only on a terminal: logs in files and CI output stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

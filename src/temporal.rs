@@ -1,12 +1,13 @@
-//! Connecting to Temporal: the server in `TEMPORAL_ADDRESS` (with the SDK's standard
-//! environment for namespace, TLS and API keys), or an embedded dev server started here.
+//! Connecting to Temporal: the server the SDK's environment configuration names (a profile
+//! of the Temporal config file, `TEMPORAL_CONFIG_FILE` and `TEMPORAL_PROFILE`, with the
+//! `TEMPORAL_*` variables on top: address, namespace, TLS, API key), or, when it names no
+//! address, an embedded dev server started here.
 
 use crate::devserver::DevServer;
 use anyhow::{Context, Result};
 use std::path::Path;
-use std::str::FromStr;
-use temporalio_client::envconfig::LoadClientConfigProfileOptions;
-use temporalio_client::{Client, ClientOptions, Connection, Url};
+use temporalio_client::envconfig::{ClientConfigProfile, LoadClientConfigProfileOptions};
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
 
 /// A connected client, and the embedded server behind it when there is one.
 pub struct Temporal {
@@ -15,10 +16,10 @@ pub struct Temporal {
 }
 
 impl Temporal {
-    /// Uses `TEMPORAL_ADDRESS` when set; otherwise starts a dev server with its state in
-    /// `state_dir` and says where its Web UI is.
+    /// Uses the configured server when there is one; otherwise starts a dev server with its
+    /// state in `state_dir` and says where its Web UI is.
     pub async fn connect_or_embed(state_dir: &Path) -> Result<Self> {
-        if std::env::var_os("TEMPORAL_ADDRESS").is_some() {
+        if remote_configured()? {
             let client = connect(None).await?;
             return Ok(Temporal {
                 client,
@@ -43,10 +44,10 @@ impl Temporal {
         })
     }
 
-    /// Connects to `TEMPORAL_ADDRESS`; an error if it is not set.
+    /// Connects to the configured server; an error if none is configured.
     pub async fn connect_remote() -> Result<Client> {
-        if std::env::var_os("TEMPORAL_ADDRESS").is_none() {
-            anyhow::bail!("TEMPORAL_ADDRESS is not set: point it at a Temporal server (host:port), or use `transcoder run` for the embedded one");
+        if !remote_configured()? {
+            anyhow::bail!("no Temporal server is configured: set TEMPORAL_ADDRESS (host:port), or an address in a Temporal config profile (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE, `temporal config set`), or use `transcoder run` for the embedded one");
         }
         connect(None).await
     }
@@ -60,10 +61,10 @@ impl Temporal {
         }
     }
 
-    /// For reading jobs: `TEMPORAL_ADDRESS`, else the embedded server a running
+    /// For reading jobs: the configured server, else the embedded server a running
     /// `transcoder run` started on `state_dir`.
     pub async fn connect_existing(state_dir: &Path) -> Result<Client> {
-        if std::env::var_os("TEMPORAL_ADDRESS").is_some() {
+        if remote_configured()? {
             return connect(None).await;
         }
         match std::fs::read_to_string(address_file(state_dir)) {
@@ -74,7 +75,7 @@ impl Temporal {
                 )
             }),
             Err(_) => anyhow::bail!(
-                "no Temporal server to ask: set TEMPORAL_ADDRESS, or run this while `transcoder run` is running with state in {}",
+                "no Temporal server to ask: set TEMPORAL_ADDRESS (or a Temporal config profile), or run this while `transcoder run` is running with state in {}",
                 state_dir.display()
             ),
         }
@@ -92,18 +93,67 @@ pub async fn connect_to(address: &str) -> Result<Client> {
     connect(Some(address)).await
 }
 
-/// Connects using the SDK's environment configuration, overriding the address when given.
-async fn connect(address: Option<&str>) -> Result<Client> {
-    let (mut conn_opts, client_opts) = ClientOptions::load_from_config(
+/// The Temporal configuration in force, as the SDK reads it: the config file's profile
+/// (`TEMPORAL_CONFIG_FILE`, else the default path; `TEMPORAL_PROFILE`, else `default`) with
+/// the `TEMPORAL_*` variables applied on top.
+fn profile() -> Result<ClientConfigProfile> {
+    temporalio_common::envconfig::load_client_config_profile(
         LoadClientConfigProfileOptions::default(),
+        None,
     )
     .map_err(|e| {
-        anyhow::anyhow!("reading the Temporal client configuration (TEMPORAL_* variables): {e:?}")
-    })?;
-    if let Some(address) = address {
-        conn_opts.target =
-            Url::from_str(&format!("http://{address}")).context("embedded server address")?;
-    }
+        anyhow::anyhow!(
+            "reading the Temporal client configuration (TEMPORAL_* variables, the config file's profile): {e:?}"
+        )
+    })
+}
+
+/// Whether the configuration names a server (an address from the profile or the
+/// environment); without one, `run` and the RunPod worker embed their own.
+pub fn remote_configured() -> Result<bool> {
+    Ok(profile()?.address.is_some_and(|a| !a.trim().is_empty()))
+}
+
+/// Connects to the configured server, or to an embedded one at `address`. An embedded server
+/// has only the `default` namespace and no TLS or API key: a profile's remote-only settings
+/// are left out, and the log says which.
+async fn connect(address: Option<&str>) -> Result<Client> {
+    let (conn_opts, client_opts) = match address {
+        None => ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "reading the Temporal client configuration (TEMPORAL_* variables, the config file's profile): {e:?}"
+                )
+            })?,
+        Some(address) => {
+            let configured = profile()?;
+            let mut unused = Vec::new();
+            if configured.namespace.as_deref().is_some_and(|n| n != "default") {
+                unused.push("namespace");
+            }
+            if configured.api_key.is_some() {
+                unused.push("API key");
+            }
+            if configured.tls.is_some() {
+                unused.push("TLS");
+            }
+            if !configured.grpc_meta.is_empty() {
+                unused.push("gRPC metadata");
+            }
+            if !unused.is_empty() {
+                tracing::info!(
+                    ignored = unused.join(", "),
+                    "the Temporal configuration's remote-only settings are not used with the embedded server"
+                );
+            }
+            let local = ClientConfigProfile::builder()
+                .address(format!("http://{address}"))
+                .build();
+            let conn_opts = ConnectionOptions::try_from(local)
+                .map_err(|e| anyhow::anyhow!("embedded server address {address}: {e:?}"))?;
+            (conn_opts, ClientOptions::new("default").build())
+        }
+    };
     let target = conn_opts.target.to_string();
     let connection = Connection::connect(conn_opts)
         .await

@@ -6,7 +6,9 @@
 //! - `transcoder_job_duration_seconds{media_type,outcome}` histogram
 //! - `transcoder_step_duration_seconds{step,outcome}` histogram, one per activity execution
 //! - `transcoder_realtime_factor{step,encoder}` histogram: media seconds per wall second
-//! - `transcoder_encoded_media_milliseconds_total{step,encoder}`: video encoded, by encoder
+//! - `transcoder_encoded_media_seconds{step,encoder}` histogram: video encoded per activity,
+//!   by encoder; its `_sum` is the total (a histogram because the SDK's counters are whole
+//!   numbers, and Prometheus wants seconds)
 //! - `transcoder_bytes_uploaded_total{step}`: bytes written to the object store
 //! - `transcoder_webhook_attempts_total{outcome}`: delivered, retrying, rejected
 //! - `transcoder_chunk_retries_total`: ladder chunks run again after a failure or lost worker
@@ -47,12 +49,20 @@ pub fn histogram_buckets() -> Vec<(&'static str, Vec<f64>)> {
             REALTIME_FACTOR,
             vec![0.25, 0.5, 1., 2., 4., 8., 16., 32., 64., 128., 256.],
         ),
+        // Chunk and piece lengths (6 s segments, 60 s default chunks) up to whole files.
+        (
+            ENCODED_MEDIA,
+            vec![
+                1., 6., 12., 30., 60., 120., 300., 600., 1800., 3600., 10800.,
+            ],
+        ),
     ]
 }
 
 const JOB_DURATION: &str = "transcoder_job_duration_seconds";
 const STEP_DURATION: &str = "transcoder_step_duration_seconds";
 const REALTIME_FACTOR: &str = "transcoder_realtime_factor";
+const ENCODED_MEDIA: &str = "transcoder_encoded_media_seconds";
 
 /// How an activity ended, the `outcome` label of `transcoder_step_duration_seconds`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +101,7 @@ struct Instruments {
     job_duration: HistogramF64,
     step_duration: HistogramF64,
     realtime_factor: HistogramF64,
-    encoded_ms: Counter,
+    encoded: HistogramF64,
     bytes_uploaded: Counter,
     webhook_attempts: Counter,
     chunk_retries: Counter,
@@ -136,9 +146,9 @@ impl Metrics {
                 REALTIME_FACTOR,
                 "Media seconds processed per wall second by one activity execution",
             )),
-            encoded_ms: m.counter(params(
-                "transcoder_encoded_media_milliseconds",
-                "Milliseconds of video encoded, by step and encoder",
+            encoded: m.histogram_f64(params(
+                ENCODED_MEDIA,
+                "Seconds of video encoded by one activity execution, by step and encoder",
             )),
             bytes_uploaded: m.counter(params(
                 "transcoder_bytes_uploaded",
@@ -244,9 +254,7 @@ impl Metrics {
             self.0.realtime_factor.record(factor, &a);
         }
         if encoder == "nvenc" || encoder == "x264" {
-            self.0
-                .encoded_ms
-                .add((media_seconds * 1000.0).round() as u64, &a);
+            self.0.encoded.record(media_seconds, &a);
         }
     }
 

@@ -47,7 +47,7 @@ pub async fn connect(
     local_state: &Path,
     pod_id: &str,
 ) -> Result<PodTemporal, RunpodError> {
-    if std::env::var_os("TEMPORAL_ADDRESS").is_some() {
+    if crate::temporal::remote_configured().map_err(|e| RunpodError::Setup(format!("{e:#}")))? {
         // Every pod on the task queue must open every job's sealed secret: one shared key.
         let secrets = SecretBox::from_env()
             .map_err(|e| RunpodError::Setup(e.to_string()))?
@@ -60,7 +60,9 @@ pub async fn connect(
         let client = Temporal::connect_remote()
             .await
             .map_err(|e| RunpodError::Setup(format!("{e:#}")))?;
-        tracing::info!("Temporal: the server in TEMPORAL_ADDRESS");
+        tracing::info!(
+            "Temporal: the configured server (TEMPORAL_ADDRESS or a Temporal config profile)"
+        );
         return Ok(PodTemporal {
             temporal: Temporal {
                 client,

@@ -20,5 +20,6 @@ mod object_storage;
 mod observability;
 mod playback;
 mod runpod;
+mod temporal_profiles;
 mod transient_storage;
 mod webhook_policy;

@@ -400,15 +400,14 @@ async fn prometheus_scrapes_a_worker_during_a_job() {
         "12 s in 6 s chunks: {chunks:?}"
     );
     // Encoder share, realtime factor, bytes, webhook health.
-    let encoded =
-        prometheus.query("sum by (encoder) (transcoder_encoded_media_milliseconds_total)");
+    let encoded = prometheus.query("sum by (encoder) (transcoder_encoded_media_seconds_sum)");
     let x264 = encoded
         .iter()
         .find(|s| s.label("encoder") == Some("x264"))
         .map(|s| s.value);
     // The ladder (12 s) and the mezzanine (12 s) were encoded with x264.
     assert!(
-        x264.is_some_and(|ms| (ms - 24_000.0).abs() < 1_000.0),
+        x264.is_some_and(|seconds| (seconds - 24.0).abs() < 1.0),
         "{encoded:?}"
     );
     let factor = prometheus.query("sum by (step) (transcoder_realtime_factor_count)");
@@ -439,6 +438,34 @@ async fn prometheus_scrapes_a_worker_during_a_job() {
 
     // The dashboard: every metric it names is exposed, and Prometheus accepts every query.
     let text = scrape(port).await;
+    // Prometheus's own linter on the real scrape: none of our metrics is flagged (names,
+    // units, suffixes). The SDK's metrics are its own.
+    let mut lint = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (the prometheus package) runs");
+    {
+        use std::io::Write as _;
+        lint.stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("promtool reads the scrape");
+    }
+    let lint = lint.wait_with_output().expect("promtool ends");
+    let complaints =
+        String::from_utf8_lossy(&lint.stdout).to_string() + &String::from_utf8_lossy(&lint.stderr);
+    let ours: Vec<&str> = complaints
+        .lines()
+        .filter(|l| l.contains("transcoder_"))
+        .collect();
+    assert!(
+        ours.is_empty(),
+        "promtool check metrics flags our metrics: {ours:?}"
+    );
     let exposed = exposed_metric_names(&text);
     let dashboard: Value = serde_json::from_slice(
         &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/transcoder.json"))

@@ -478,11 +478,18 @@ async fn test_input_and_embedded_state_on_the_volume() {
     test_input["input"]["webhookSecret"] = json!(hook.secret);
     let test_input = test_input.to_string();
 
+    // The spellings and flags of RunPod's SDK, as a start command copied from a Python
+    // worker would pass them.
     let first = h
         .run(&[
             "runpod",
-            "--test-input",
+            "--test_input",
             &test_input,
+            "--rp_log_level",
+            "debug",
+            "--rp_debugger",
+            "--rp_api_concurrency",
+            "1",
             "--volume",
             s(&volume),
             "--out",
@@ -490,6 +497,11 @@ async fn test_input_and_embedded_state_on_the_volume() {
         ])
         .await;
     first.assert_success();
+    assert!(
+        first.stderr.contains("DEBUG"),
+        "--rp_log_level debug shows debug lines\n{}",
+        first.dump()
+    );
     let result = first.json();
     let webhook = hook.expect_one_valid().await;
     assert_eq!(
@@ -537,6 +549,17 @@ async fn test_input_and_embedded_state_on_the_volume() {
         ])
         .await;
     missing.assert_failure();
+    let bad_level = h
+        .run(&["runpod", "--rp_log_level", "LOUD", "--volume", s(&volume)])
+        .await;
+    bad_level.assert_failure();
+    assert!(
+        bad_level
+            .stderr
+            .contains("expected NOTSET, TRACE, DEBUG, INFO, WARN or ERROR"),
+        "{}",
+        bad_level.dump()
+    );
 }
 
 /// `--serve-api`: `/runsync` runs a job and answers its result, `/run` queues one that

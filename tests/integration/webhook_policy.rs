@@ -147,3 +147,53 @@ async fn timestamped_signature_verifies() {
         "timestamp {ts} is not current ({now})"
     );
 }
+
+/// A refused job whose receiver cannot be reached: `run` prints why at once and exits with
+/// the outcome, instead of holding the terminal through hours of webhook retries; the
+/// retries go on in the workflow, and `status` shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_job_is_reported_at_once_while_its_webhook_is_retried() {
+    let h = Harness::start().await;
+    let out = h.path("out");
+    // Nothing listens there: every delivery is refused by the network.
+    let closed = free_port();
+    let job = serde_json::json!({
+        "mediaId": "refused1",
+        "creatorId": "c1",
+        "mediaType": "video",
+        "inputBucket": ARCHIVE_BUCKET,
+        "inputKey": "../../etc/passwd",
+        "outputBucket": MEDIA_BUCKET,
+        "outputPrefix": "c1/hls/refused1",
+        "assetsBucket": ASSETS_BUCKET,
+        "webhookUrl": format!("http://127.0.0.1:{closed}/hooks"),
+        "webhookSecret": "whsec-refused-0123456789",
+    });
+    let file = h.path("refused.json");
+    std::fs::write(&file, serde_json::to_vec(&job).unwrap()).unwrap();
+    let started = std::time::Instant::now();
+    let run = h
+        .run(&["run", "--job", s(&file), "--out", s(&out), "--json"])
+        .await;
+    let took = started.elapsed();
+    // The server's start is most of it; the webhook alone would retry for 24 hours.
+    assert!(
+        took < Duration::from_secs(60),
+        "run took {took:?}\n{}",
+        run.dump()
+    );
+    assert_eq!(run.status.code(), Some(3), "{}", run.dump());
+    let body = run.json();
+    assert_eq!(body["status"], "failed", "{body:#}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("inputKey"),
+        "the reason names the field: {error}"
+    );
+    assert!(
+        run.stderr
+            .contains("the job failed, but its webhook was still being retried"),
+        "{}",
+        run.dump()
+    );
+}

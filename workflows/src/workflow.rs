@@ -55,6 +55,10 @@ pub struct Progress {
     pub percent: u8,
     pub chunks_done: u32,
     pub chunks_total: u32,
+    /// Why the job failed, once it has (set before its failed webhook is delivered, which
+    /// may take hours of retries): waiting clients report it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 #[workflow]
@@ -74,6 +78,13 @@ fn clock(ctx: &WorkflowContext<TranscodeWorkflow>) -> f64 {
 /// Adds a finished step to the job's receipt.
 fn record(ctx: &WorkflowContext<TranscodeWorkflow>, step: StepTiming) {
     ctx.state_mut(|s| s.receipt.add(step));
+}
+
+/// Records that the job failed, and why, as its failed webhook starts (the `progress` query
+/// then carries the reason to whoever waits).
+fn failed(ctx: &WorkflowContext<TranscodeWorkflow>, reason: &str) {
+    step(ctx, "webhook", 99);
+    ctx.state_mut(|s| s.progress.failure = Some(reason.to_string()));
 }
 
 /// Records the current step in workflow state (read by the `progress` query).
@@ -127,7 +138,7 @@ impl TranscodeWorkflow {
                         &[secret],
                     );
                     let reason = body.error.clone().unwrap_or(reason);
-                    step(ctx, "webhook", 99);
+                    failed(ctx, &reason);
                     deliver_webhook(ctx, url, secret, body, input.webhook_retry_hours).await;
                     finish_receipt(ctx, false, started_at, 0.0).await;
                     step(ctx, "failed", 100);
@@ -178,7 +189,7 @@ impl TranscodeWorkflow {
                     &[&job.webhook_secret],
                 );
                 let reason = body.error.clone().unwrap_or(reason);
-                step(ctx, "webhook", 99);
+                failed(ctx, &reason);
                 deliver_webhook(
                     ctx,
                     &job.webhook_url,
