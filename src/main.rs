@@ -350,6 +350,9 @@ async fn worker_config(common: &CommonArgs, secrets: Option<SecretBox>) -> Resul
         .clone()
         .map(Metrics::new)
         .unwrap_or_else(Metrics::disabled);
+    if meter.is_some() {
+        metrics.start_process_metrics();
+    }
     Ok(WorkerConfig {
         task_queue: common.worker.task_queue.clone(),
         out_dir: common.out.clone(),

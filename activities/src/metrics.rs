@@ -174,7 +174,61 @@ impl Metrics {
         };
         let metrics = Metrics(Arc::new(instruments));
         metrics.create_zero_series();
+        let build = metrics.0.meter.gauge(params(
+            "transcoder_build_info",
+            "1, labelled with the version of the transcoder binary",
+        ));
+        build.record(1, &metrics.attrs(&[("version", env!("CARGO_PKG_VERSION"))]));
         metrics
+    }
+
+    /// Samples this process's standard metrics (the names Prometheus client libraries use:
+    /// `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`,
+    /// `process_start_time_seconds`) from /proc every few seconds, for as long as the
+    /// runtime lives. ffmpeg's CPU is its own process's, not counted here.
+    pub fn start_process_metrics(&self) {
+        let m = &self.0.meter;
+        let cpu = m.counter(params(
+            "process_cpu_seconds",
+            "User and system CPU time of the worker process, in whole seconds",
+        ));
+        let rss = m.gauge(params(
+            "process_resident_memory_bytes",
+            "Resident memory of the worker process",
+        ));
+        let fds = m.gauge(params(
+            "process_open_fds",
+            "Open file descriptors of the worker process",
+        ));
+        let start = m.gauge(params(
+            "process_start_time_seconds",
+            "When the worker process started, in seconds since the Unix epoch",
+        ));
+        let none = self.attrs(&[]);
+        // The series exists from the start, at 0 until a whole second of CPU is used.
+        cpu.add(0, &none);
+        if let Some(t) = process::start_time_seconds() {
+            start.record(t, &none);
+        }
+        tokio::spawn(async move {
+            let mut counted = 0u64;
+            loop {
+                if let Some(seconds) = process::cpu_seconds() {
+                    let whole = seconds.floor() as u64;
+                    if whole > counted {
+                        cpu.add(whole - counted, &none);
+                        counted = whole;
+                    }
+                }
+                if let Some(bytes) = process::resident_bytes() {
+                    rss.record(bytes, &none);
+                }
+                if let Some(n) = process::open_fds() {
+                    fds.record(n, &none);
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        });
     }
 
     /// Records nothing; for tools and tests that run activities without an endpoint.
@@ -339,5 +393,78 @@ mod tests {
         m.webhook_attempt("delivered");
         m.chunk_retry();
         m.worker_encoder("x264");
+    }
+}
+
+/// This process's facts, read from Linux's /proc.
+mod process {
+    /// /proc reports process times in USER_HZ ticks, which the kernel's ABI fixes at 100 a
+    /// second.
+    const USER_HZ: f64 = 100.0;
+
+    /// The fields of /proc/self/stat after the command name (which may hold spaces).
+    fn stat_fields() -> Option<Vec<String>> {
+        let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let (_, rest) = text.rsplit_once(')')?;
+        Some(rest.split_whitespace().map(str::to_string).collect())
+    }
+
+    /// User + system CPU seconds (fields 14 and 15 of stat).
+    pub fn cpu_seconds() -> Option<f64> {
+        let f = stat_fields()?;
+        let user: f64 = f.get(11)?.parse().ok()?;
+        let system: f64 = f.get(12)?.parse().ok()?;
+        Some((user + system) / USER_HZ)
+    }
+
+    pub fn resident_bytes() -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    }
+
+    pub fn open_fds() -> Option<u64> {
+        Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
+    }
+
+    /// Boot time (`btime` of /proc/stat) plus the process's start in ticks after boot
+    /// (field 22 of stat).
+    pub fn start_time_seconds() -> Option<u64> {
+        let boot: u64 = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()?;
+        let ticks: f64 = stat_fields()?.get(19)?.parse().ok()?;
+        Some(boot + (ticks / USER_HZ) as u64)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn this_process_reads_back() {
+            assert!(cpu_seconds().is_some_and(|s| s >= 0.0));
+            assert!(resident_bytes().is_some_and(|b| b > 1024 * 1024));
+            assert!(open_fds().is_some_and(|n| n >= 3));
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let started = start_time_seconds().unwrap();
+            assert!(
+                started <= now + 1 && started + 3600 > now,
+                "{started} vs {now}"
+            );
+        }
     }
 }

@@ -466,6 +466,22 @@ async fn prometheus_scrapes_a_worker_during_a_job() {
         ours.is_empty(),
         "promtool check metrics flags our metrics: {ours:?}"
     );
+    // Which build is running, and the worker process's own resources.
+    for name in [
+        "transcoder_build_info{",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            text.contains(name),
+            "{name} is not exposed: {:?}",
+            text.lines()
+                .filter(|l| l.starts_with("process_") || l.contains("build_info"))
+                .collect::<Vec<_>>()
+        );
+    }
     let exposed = exposed_metric_names(&text);
     let dashboard: Value = serde_json::from_slice(
         &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/transcoder.json"))
