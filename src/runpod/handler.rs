@@ -61,7 +61,12 @@ pub struct Signals {
 pub struct ProgressSink<'a> {
     pub client: Option<&'a RunpodClient>,
     pub job_id: &'a str,
+    /// Also told each update (the local API shows the latest in `/status`).
+    pub local: Option<ProgressCallback>,
 }
+
+/// Told each progress update, as RunPod's `output` of an `IN_PROGRESS` job.
+pub type ProgressCallback = std::sync::Arc<dyn Fn(Value) + Send + Sync>;
 
 /// Runs one job to its end on this pod and hands the outcome to `report` (which posts the
 /// result). The job's worker keeps running while `report` runs, so the result never waits
@@ -168,6 +173,7 @@ where
         id.clone(),
         progress.client.cloned(),
         progress.job_id.to_string(),
+        progress.local.clone(),
     );
     let outcome = {
         let waiting = wait(pod, &id, &job, signals, &fail).instrument(job_span.clone());
@@ -277,6 +283,7 @@ fn spawn_progress(
     workflow_id: String,
     runpod: Option<RunpodClient>,
     job_id: String,
+    local: Option<ProgressCallback>,
 ) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = watch::channel(false);
     let task = tokio::spawn(async move {
@@ -295,14 +302,17 @@ fn spawn_progress(
                 }
                 if last.as_ref() != Some(&p) && !*rx.borrow() {
                     tracing::info!(job_id, step = %p.step, percent = p.percent, chunks_done = p.chunks_done, chunks_total = p.chunks_total, "progress");
+                    let value = json!({
+                        "workflowId": workflow_id,
+                        "step": p.step,
+                        "percent": p.percent,
+                        "chunksDone": p.chunks_done,
+                        "chunksTotal": p.chunks_total,
+                    });
+                    if let Some(tell) = &local {
+                        tell(value.clone());
+                    }
                     if let Some(client) = &runpod {
-                        let value = json!({
-                            "workflowId": workflow_id,
-                            "step": p.step,
-                            "percent": p.percent,
-                            "chunksDone": p.chunks_done,
-                            "chunksTotal": p.chunks_total,
-                        });
                         client.post_progress(&job_id, &value).await;
                     }
                     last = Some(p);

@@ -2,9 +2,10 @@
 //! as production: `--test-input JSON` (or `./test_input.json`) runs one job and exits;
 //! `--serve-api` serves RunPod's job API on a local port.
 //!
-//! Differences from the SDK, on purpose: `POST /run` starts the job at once (the SDK only
-//! stores it until `/status` is called), `/status/{id}` answers `GET` like the real API
-//! (and `POST` like the SDK) and keeps the job, and `GET /health` exists.
+//! Differences from the SDK, on purpose, toward RunPod's real API: `POST /run` starts the
+//! job at once (the SDK only stores it until `/status` is called), `/status/{id}` answers
+//! `GET` like the real API (and `POST` like the SDK), keeps the job and shows its progress,
+//! `/runsync` answers within its wait, and `/health`, `/cancel` and `/stream` exist.
 
 use super::handler::{self, Outcome, Pod, ProgressSink, Signals};
 use super::protocol::JobResult;
@@ -69,6 +70,7 @@ pub async fn run_test_input(pod: &Pod, job: TestJob, shutdown: watch::Receiver<b
     let progress = ProgressSink {
         client: None,
         job_id: &id,
+        local: None,
     };
     handler::run_job(pod, input, signals, progress, |outcome| async move {
         match outcome {
@@ -92,14 +94,17 @@ pub async fn run_test_input(pod: &Pod, job: TestJob, shutdown: watch::Receiver<b
 #[derive(Clone, Debug)]
 enum LocalStatus {
     InQueue,
-    InProgress,
+    /// With the latest progress update, shown as `output` like the real API does.
+    InProgress(Option<Value>),
     Done(JobResult),
+    Cancelled,
 }
 
-/// What the local API knows about its jobs.
+/// What the local API knows about its jobs, and how to stop the one running.
 #[derive(Default)]
 struct Jobs {
     jobs: Mutex<HashMap<String, LocalStatus>>,
+    stops: Mutex<HashMap<String, watch::Sender<bool>>>,
 }
 
 impl Jobs {
@@ -114,6 +119,57 @@ impl Jobs {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LocalStatus>> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn stops(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<bool>>> {
+        self.stops.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A progress update of a running job (ignored once it has ended).
+    fn progress(&self, id: &str, update: Value) {
+        let mut jobs = self.lock();
+        if let Some(status @ LocalStatus::InProgress(_)) = jobs.get_mut(id) {
+            *status = LocalStatus::InProgress(Some(update));
+        }
+    }
+
+    /// `/cancel`: a queued job never starts; a running one is stopped as a RunPod job-stop
+    /// stops it (its workflow is cancelled). Ended jobs keep their outcome.
+    fn cancel(&self, id: &str) -> Option<LocalStatus> {
+        let mut jobs = self.lock();
+        let status = jobs.get_mut(id)?;
+        match status {
+            LocalStatus::InQueue => *status = LocalStatus::Cancelled,
+            LocalStatus::InProgress(_) => {
+                if let Some(stop) = self.stops().get(id) {
+                    let _ = stop.send(true);
+                }
+                *status = LocalStatus::Cancelled;
+            }
+            LocalStatus::Done(_) | LocalStatus::Cancelled => {}
+        }
+        Some(status.clone())
+    }
+}
+
+/// What RunPod answers for an id it does not know (the SDK's local API does the same).
+fn not_found(id: &str) -> Value {
+    json!({"id": id, "status": "FAILED", "error": "Job ID not found"})
+}
+
+/// How long `/runsync` waits for its job: `?wait=` milliseconds as the real API takes it
+/// (1000 to 300000), 90 s by default; then it answers the job's status as it is.
+fn runsync_wait(url: &str) -> std::time::Duration {
+    let ms = url
+        .split_once('?')
+        .and_then(|(_, query)| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("wait="))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(90_000)
+        .clamp(1_000, 300_000);
+    std::time::Duration::from_millis(ms)
 }
 
 /// A job for the runner; `done` is told when it finished (`/runsync` waits on it).
@@ -127,7 +183,11 @@ struct Queued {
 fn status_body(id: &str, status: &LocalStatus) -> Value {
     match status {
         LocalStatus::InQueue => json!({"id": id, "status": "IN_QUEUE"}),
-        LocalStatus::InProgress => json!({"id": id, "status": "IN_PROGRESS"}),
+        LocalStatus::InProgress(None) => json!({"id": id, "status": "IN_PROGRESS"}),
+        LocalStatus::InProgress(Some(progress)) => {
+            json!({"id": id, "status": "IN_PROGRESS", "output": progress})
+        }
+        LocalStatus::Cancelled => json!({"id": id, "status": "CANCELLED"}),
         LocalStatus::Done(result) => {
             let mut body = result.body();
             if let Some(m) = body.as_object_mut() {
@@ -186,7 +246,10 @@ pub async fn serve_api(
             _ = super::flipped(&mut shutdown) => None,
         };
         let Some(job) = next else { break };
-        run_local(pod, &jobs, &job.id, job.input, shutdown.clone()).await;
+        // Cancelled while it waited: it never starts.
+        if !matches!(jobs.get(&job.id), Some(LocalStatus::Cancelled)) {
+            run_local(pod, &jobs, &job.id, job.input, shutdown.clone()).await;
+        }
         if let Some(done) = job.done {
             let _ = done.send(());
         }
@@ -204,12 +267,8 @@ async fn answer(
     let mut body = Vec::new();
     let _ = std::io::Read::read_to_end(request.as_reader(), &mut body);
     let method = request.method().clone();
-    let path = request
-        .url()
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let url = request.url().to_string();
+    let path = url.split('?').next().unwrap_or_default().to_string();
     use tiny_http::Method::{Get, Post};
     let (code, value) = match (&method, path.as_str()) {
         (Get, "/health") => (200, health(&jobs)),
@@ -228,8 +287,10 @@ async fn answer(
                 if sent.is_err() {
                     (503, json!({"error": "the local API is shutting down"}))
                 } else if sync {
-                    let _ = done_rx.await;
-                    let status = jobs.get(&id).unwrap_or(LocalStatus::InProgress);
+                    // Like the real API: the result if the job ends in time, else its
+                    // status, to be polled on /status.
+                    let _ = tokio::time::timeout(runsync_wait(&url), done_rx).await;
+                    let status = jobs.get(&id).unwrap_or(LocalStatus::InQueue);
                     (200, status_body(&id, &status))
                 } else {
                     (200, json!({"id": id, "status": "IN_QUEUE"}))
@@ -240,11 +301,33 @@ async fn answer(
             let id = &p["/status/".len()..];
             match jobs.get(id) {
                 Some(status) => (200, status_body(id, &status)),
-                None => (404, json!({"error": "Job ID not found"})),
+                None => (200, not_found(id)),
+            }
+        }
+        // The handler is not a generator: the stream is its latest progress update while
+        // it runs, then its output.
+        (Get | Post, p) if p.starts_with("/stream/") => {
+            let id = &p["/stream/".len()..];
+            match jobs.get(id) {
+                Some(status) => (200, stream_body(id, &status)),
+                None => (200, not_found(id)),
+            }
+        }
+        (Post, p) if p.starts_with("/cancel/") => {
+            let id = &p["/cancel/".len()..];
+            match jobs.cancel(id) {
+                Some(status) => (200, status_body(id, &status)),
+                None => (200, not_found(id)),
             }
         }
         (_, "/health" | "/run" | "/runsync") => (405, json!({"detail": "Method Not Allowed"})),
-        (_, p) if p.starts_with("/status/") => (405, json!({"detail": "Method Not Allowed"})),
+        (_, p)
+            if p.starts_with("/status/")
+                || p.starts_with("/stream/")
+                || p.starts_with("/cancel/") =>
+        {
+            (405, json!({"detail": "Method Not Allowed"}))
+        }
         _ => (404, json!({"detail": "Not Found"})),
     };
     let mut response = tiny_http::Response::from_string(value.to_string()).with_status_code(code);
@@ -252,6 +335,25 @@ async fn answer(
         response.add_header(header);
     }
     let _ = tokio::task::spawn_blocking(move || request.respond(response)).await;
+}
+
+/// `/stream/{id}`: the status, with what the job produced so far as `stream` chunks.
+fn stream_body(id: &str, status: &LocalStatus) -> Value {
+    let mut body = status_body(id, status);
+    let chunks = match status {
+        LocalStatus::InProgress(Some(progress)) => vec![json!({ "output": progress })],
+        LocalStatus::Done(result) if !result.is_error() => result
+            .body()
+            .get("output")
+            .map(|o| vec![json!({ "output": o })])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    if let Some(m) = body.as_object_mut() {
+        m.remove("output");
+        m.insert("stream".into(), Value::Array(chunks));
+    }
+    body
 }
 
 /// The `input` of a `/run` body: it must be a JSON object (the SDK answers 422 otherwise).
@@ -266,35 +368,41 @@ fn job_input(body: &[u8]) -> Result<Value, String> {
 
 async fn run_local(
     pod: &Pod,
-    jobs: &Jobs,
+    jobs: &Arc<Jobs>,
     id: &str,
     input: Value,
     shutdown: watch::Receiver<bool>,
 ) {
-    jobs.set(id, LocalStatus::InProgress);
-    let (_keep, stop) = watch::channel(false);
+    jobs.set(id, LocalStatus::InProgress(None));
+    let (stop_tx, stop) = watch::channel(false);
+    jobs.stops().insert(id.to_string(), stop_tx);
     let signals = Signals { stop, shutdown };
+    let updates = Arc::clone(jobs);
+    let job_id = id.to_string();
     let progress = ProgressSink {
         client: None,
         job_id: id,
+        local: Some(Arc::new(move |update| updates.progress(&job_id, update))),
     };
     handler::run_job(pod, input, signals, progress, |outcome| async move {
-        let result = match outcome {
-            Outcome::Finished(result) => result,
-            Outcome::Stopped | Outcome::Interrupted => {
-                JobResult::error("the local API stopped before the job finished")
-            }
+        let status = match outcome {
+            Outcome::Finished(result) => LocalStatus::Done(result),
+            Outcome::Stopped => LocalStatus::Cancelled,
+            Outcome::Interrupted => LocalStatus::Done(JobResult::error(
+                "the local API stopped before the job finished",
+            )),
         };
-        jobs.set(id, LocalStatus::Done(result));
+        jobs.set(id, status);
     })
     .await;
+    jobs.stops().remove(id);
 }
 
 /// Counts like the real `/health`.
 fn health(jobs: &Jobs) -> Value {
     let all: Vec<LocalStatus> = jobs.lock().values().cloned().collect();
     let count = |f: fn(&LocalStatus) -> bool| all.iter().filter(|s| f(s)).count();
-    let running = count(|s| matches!(s, LocalStatus::InProgress));
+    let running = count(|s| matches!(s, LocalStatus::InProgress(_)));
     json!({
         "jobs": {
             "completed": count(|s| matches!(s, LocalStatus::Done(r) if !r.is_error())),

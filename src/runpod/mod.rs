@@ -135,6 +135,7 @@ pub async fn serve(pod: &Pod, client: RunpodClient, mut shutdown: watch::Receive
         let progress = ProgressSink {
             client: Some(&client),
             job_id: &job.id,
+            local: None,
         };
         let job_id = job.id.clone();
         let client_ref = &client;

@@ -562,9 +562,10 @@ async fn test_input_and_embedded_state_on_the_volume() {
     );
 }
 
-/// `--serve-api`: `/runsync` runs a job and answers its result, `/run` queues one that
-/// `GET` and `POST /status/{id}` report, `/health` counts them, bad input is a 422 and an
-/// unknown id a 404.
+/// `--serve-api`: `/runsync` runs a job and answers its result (or, past its `?wait=`, its
+/// status), `/run` queues one that `GET` and `POST /status/{id}` report with its progress
+/// while it runs, `/stream` and `/cancel` answer as the real API does, `/health` counts them,
+/// bad input is a 422 and an unknown id a FAILED "Job ID not found".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_api_runs_jobs() {
     let h = Harness::start().await;
@@ -603,8 +604,13 @@ async fn serve_api_runs_jobs() {
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 422);
-    let unknown = get("/status/test-nope").await.unwrap();
-    assert_eq!(unknown.status().as_u16(), 404);
+    for route in ["/status/test-nope", "/stream/test-nope"] {
+        let unknown: Value = get(route).await.unwrap().json().await.unwrap();
+        assert_eq!(
+            unknown,
+            json!({"id": "test-nope", "status": "FAILED", "error": "Job ID not found"})
+        );
+    }
 
     let queued: Value = post(
         "/run",
@@ -618,15 +624,74 @@ async fn serve_api_runs_jobs() {
     let queued_id = queued["id"].as_str().expect("id").to_string();
     assert!(queued_id.starts_with("test-"), "{queued}");
 
+    // A third job, cancelled while it waits behind the others: it never starts.
+    stage(&out, "rpa3", 320, 180, 3).await;
+    let doomed: Value = post(
+        "/run",
+        json!({"input": video_job_payload("rpa3", "c1", &hook)}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let doomed_id = doomed["id"].as_str().expect("id").to_string();
+    let cancelled: Value = post(&format!("/cancel/{doomed_id}"), json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cancelled["status"], "CANCELLED", "{cancelled:#}");
+
+    // `/runsync` with a short wait answers the job's status in time; the job goes on.
+    let started = std::time::Instant::now();
     let sync = post(
-        "/runsync",
+        "/runsync?wait=1000",
         json!({"input": video_job_payload("rpa1", "c1", &hook)}),
     )
     .await
     .unwrap_or_else(|e| panic!("/runsync: {e}\n{}", server.dump()));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "/runsync waited {:?}",
+        started.elapsed()
+    );
     assert_eq!(sync.status().as_u16(), 200);
-    let sync: Value = sync.json().await.unwrap();
+    let early: Value = sync.json().await.unwrap();
+    assert!(
+        early["status"] == "IN_QUEUE" || early["status"] == "IN_PROGRESS",
+        "{early:#}"
+    );
+    let sync_id = early["id"].as_str().expect("id").to_string();
+    // Polled like the real API; an update of the job's progress shows as its output.
+    let mut progress_seen = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let sync = loop {
+        let body: Value = get(&format!("/status/{sync_id}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["status"] == "IN_PROGRESS" && body["output"]["step"].is_string() {
+            progress_seen = Some(body.clone());
+        }
+        if body["status"] != "IN_QUEUE" && body["status"] != "IN_PROGRESS" {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job did not end\n{}",
+            server.dump()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(sync["status"], "COMPLETED", "{sync:#}\n{}", server.dump());
+    assert!(
+        progress_seen.is_some(),
+        "no IN_PROGRESS status carried the job's progress"
+    );
     assert_eq!(sync["output"]["mediaId"], "rpa1", "{sync:#}");
     assert_object_exists(
         &out,
@@ -652,9 +717,30 @@ async fn serve_api_runs_jobs() {
         .await
         .unwrap();
     assert_eq!(again, status);
+    // The stream of a finished job is its output; the cancelled job stayed cancelled.
+    let stream: Value = post(&format!("/stream/{queued_id}"), json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stream["status"], "COMPLETED", "{stream:#}");
+    assert_eq!(
+        stream["stream"][0]["output"], status["output"],
+        "{stream:#}"
+    );
+    let doomed: Value = get(&format!("/status/{doomed_id}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doomed["status"], "CANCELLED", "{doomed:#}");
     let health: Value = get("/health").await.unwrap().json().await.unwrap();
     assert_eq!(health["jobs"]["completed"], 2, "{health}");
     assert_eq!(hook.wait_for(2, Duration::from_secs(10)).await.len(), 2);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(hook.received().len(), 2, "the cancelled job sent a webhook");
     server.signal(libc::SIGTERM);
     let exit = server
         .wait_for_exit(Duration::from_secs(30))
