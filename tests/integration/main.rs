@@ -19,6 +19,7 @@ mod nix_flake;
 mod object_storage;
 mod observability;
 mod playback;
+mod replay;
 mod runpod;
 mod temporal_profiles;
 mod transient_storage;

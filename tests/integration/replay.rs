@@ -1,0 +1,191 @@
+//! Deploying new workflow code while jobs run: recorded histories of real jobs (a video, an
+//! audio job, a refused one, one resumed after a killed worker), as the SDK encodes them,
+//! replayed against the current
+//! `TranscodeWorkflow`. A change that would fail a running job with a non-determinism error
+//! fails here first. The rule for changing workflow code is in ARCHITECTURE.md ("Changing
+//! workflow code"); `record_histories` (ignored; run it on purpose) records them again.
+
+use crate::common;
+
+use common::*;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use temporalio_client::WorkflowHistory;
+use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
+use transcoder_workflows::{OriginalCleanupWorkflow, TranscodeWorkflow};
+
+/// The recorded histories, one JSON file per job.
+fn histories_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/histories")
+}
+
+const KINDS: [&str; 4] = ["video", "audio", "refused", "resumed"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_jobs_replay_on_the_current_workflow() {
+    let mut options = WorkflowReplayerOptions::new().build();
+    options
+        .register_workflow::<TranscodeWorkflow>()
+        .expect("register TranscodeWorkflow");
+    options
+        .register_workflow::<OriginalCleanupWorkflow>()
+        .expect("register OriginalCleanupWorkflow");
+    let replayer = WorkflowReplayer::new(options).expect("replayer");
+    let mut histories = Vec::new();
+    for kind in KINDS {
+        let path = histories_dir().join(format!("{kind}.json"));
+        let bytes = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (record with record_histories)", path.display()));
+        let history = WorkflowHistory::from_json(&bytes)
+            .unwrap_or_else(|e| panic!("{} is not a history: {e:?}", path.display()));
+        histories.push((kind, history));
+    }
+    let (kinds, histories): (Vec<_>, Vec<_>) = histories.into_iter().unzip();
+    let results = replayer
+        .replay_workflows(histories)
+        .await
+        .expect("the replay worker runs");
+    let failures: Vec<String> = kinds
+        .iter()
+        .zip(&results)
+        .filter_map(|(kind, r)| r.replay_failure.as_ref().map(|f| format!("{kind}: {f}")))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "recorded jobs no longer replay on this workflow code (see ARCHITECTURE.md, \
+         \"Changing workflow code\"): {failures:#?}"
+    );
+    // Each history is a whole job: they would replay trivially if they were empty.
+    for (kind, r) in kinds.iter().zip(&results) {
+        assert!(
+            r.history.events().len() > 10,
+            "{kind}: only {} events",
+            r.history.events().len()
+        );
+    }
+}
+
+/// A workflow's history on the harness's server, as the SDK encodes it for replay.
+async fn history_json(h: &Harness, workflow_id: &str) -> Vec<u8> {
+    let client = transcoder::temporal::connect_to(&h.address())
+        .await
+        .expect("a client of the harness's server");
+    client
+        .get_workflow_handle::<TranscodeWorkflow>(workflow_id)
+        .fetch_history(temporalio_client::WorkflowFetchHistoryOptions::default())
+        .to_json()
+        .await
+        .expect("the history")
+}
+
+/// Records the four histories again from real jobs: run it when the workflow changed on
+/// purpose (and keep the old files under another name while jobs recorded by the old code
+/// may still be open).
+///     cargo test --test integration replay::record_histories -- --ignored
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "records fixtures; run on purpose"]
+async fn record_histories() {
+    const QUEUE: &str = "q-record";
+    let h = Harness::start().await;
+    let out = h.path("out");
+    let hook = WebhookReceiver::start("whsec-record-histories");
+    let mut worker = h.spawn(&["worker", "--out", s(&out), "--task-queue", QUEUE]);
+    let submit = |file: PathBuf| {
+        let h = &h;
+        async move {
+            h.run(&["submit", "--job", s(&file), "--wait", "--task-queue", QUEUE])
+                .await
+        }
+    };
+    // A video job in two chunks (the pieces path).
+    make_video(
+        &object_path(&out, ARCHIVE_BUCKET, "originals/c1/rec-video/original.mp4"),
+        320,
+        240,
+        14,
+        25,
+    )
+    .await;
+    let mut video = video_job_payload("rec-video", "c1", &hook);
+    video["segmentsPerChunk"] = json!(1);
+    submit(write_job(&h, "video.json", &video))
+        .await
+        .assert_success();
+    // An audio job.
+    make_audio_mp3(
+        &object_path(&out, ARCHIVE_BUCKET, "originals/c1/rec-audio/original.mp3"),
+        8,
+    )
+    .await;
+    let mut audio = video_job_payload("rec-audio", "c1", &hook);
+    audio["mediaType"] = json!("audio");
+    audio["inputKey"] = json!("originals/c1/rec-audio/original.mp3");
+    submit(write_job(&h, "audio.json", &audio))
+        .await
+        .assert_success();
+    // A refused payload.
+    let mut refused = video_job_payload("rec-refused", "c1", &hook);
+    refused["inputKey"] = json!("../../etc/passwd");
+    let refused_run = submit(write_job(&h, "refused.json", &refused)).await;
+    assert_eq!(
+        refused_run.json()["status"],
+        "failed",
+        "{}",
+        refused_run.dump()
+    );
+    // A job whose worker is killed in the ladder, finished by another.
+    make_video(
+        &object_path(
+            &out,
+            ARCHIVE_BUCKET,
+            "originals/c1/rec-resumed/original.mp4",
+        ),
+        640,
+        360,
+        24,
+        25,
+    )
+    .await;
+    let mut resumed = video_job_payload("rec-resumed", "c1", &hook);
+    resumed["segmentsPerChunk"] = json!(1);
+    let resumed_file = write_job(&h, "resumed.json", &resumed);
+    worker.signal(libc::SIGTERM);
+    let _ = worker.wait_for_exit(Duration::from_secs(60)).await;
+    let mut doomed = h.spawn_with_env(
+        &["worker", "--out", s(&out), "--task-queue", QUEUE],
+        &[("TRANSCODER_ACTIVITY_SLOTS", "4".to_string())],
+    );
+    h.run(&["submit", "--job", s(&resumed_file), "--task-queue", QUEUE])
+        .await
+        .assert_success();
+    let segments = object_path(&out, MEDIA_BUCKET, "c1/hls/rec-resumed/360p");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while walk(&segments).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no segment in time\n{}",
+            doomed.dump()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    doomed.signal(libc::SIGKILL);
+    let _ = doomed.wait_for_exit(Duration::from_secs(10)).await;
+    let mut rescuer = h.spawn(&["worker", "--out", s(&out), "--task-queue", QUEUE]);
+    submit(resumed_file).await.assert_success();
+
+    std::fs::create_dir_all(histories_dir()).expect("histories folder");
+    for (kind, media) in [
+        ("video", "rec-video"),
+        ("audio", "rec-audio"),
+        ("refused", "rec-refused"),
+        ("resumed", "rec-resumed"),
+    ] {
+        let history = history_json(&h, &format!("transcode-{media}")).await;
+        let path = histories_dir().join(format!("{kind}.json"));
+        std::fs::write(&path, history).expect("write");
+        eprintln!("recorded {}", path.display());
+    }
+    rescuer.signal(libc::SIGTERM);
+    let _ = rescuer.wait_for_exit(Duration::from_secs(60)).await;
+}
