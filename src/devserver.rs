@@ -157,11 +157,16 @@ impl DevServer {
         .arg("--metrics-port")
         .arg(metrics.port().to_string())
         .arg("--db-filename")
-        .arg(state_dir.join("temporal.db"))
-        .stdin(Stdio::null())
-        .stdout(log_file)
-        .stderr(log_err)
-        .kill_on_drop(true);
+        .arg(state_dir.join("temporal.db"));
+        // The jobs' search attributes (`transcoder_workflows::search`), so jobs can be listed
+        // by creator, media type, outcome and encoder from the first one.
+        for name in transcoder_workflows::search::NAMES {
+            cmd.arg("--search-attribute").arg(format!("{name}=Keyword"));
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .kill_on_drop(true);
         // A `kill -9` of transcoder or a crashed test must not leave a server behind.
         transcoder_activities::process::die_with_parent(cmd.as_std_mut());
         let child = cmd.spawn().map_err(|source| DevServerError::Spawn {

@@ -6,8 +6,10 @@ use temporalio_client::{
     Client, WorkflowCountOptions, WorkflowGetResultOptions, WorkflowIdConflictPolicy,
     WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
 };
+use temporalio_common::search_attributes::SearchAttributes;
 use transcoder_activities::secrets::SecretBox;
 use transcoder_workflows::receipt::{Receipt, WEBHOOK_NOT_DELIVERED_EXIT};
+use transcoder_workflows::search;
 use transcoder_workflows::webhook::{clean_error, JobStatus, MediaTypeText, WebhookBody};
 use transcoder_workflows::workflow::{Progress, TranscodeResult};
 use transcoder_workflows::{workflow_id, JobInput, TranscodeWorkflow, ValidationError};
@@ -44,6 +46,81 @@ pub fn max_job_retries() -> u64 {
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(1)
+}
+
+/// The job's first search attributes (creator, media type), when the namespace has them
+/// registered (see `transcoder_workflows::search`); `None` otherwise, and the job runs
+/// unsearchable rather than not at all.
+async fn start_attributes(client: &Client, job: &JobInput) -> Option<SearchAttributes> {
+    if !search_attributes_registered(client).await {
+        return None;
+    }
+    let (creator, media_type) = match job.validate() {
+        Ok(valid) => (valid.creator_id, valid.media_type.as_str().to_string()),
+        // Refused jobs are findable too, as such (the payload's values may be anything).
+        Err(_) => ("(invalid)".to_string(), "(invalid)".to_string()),
+    };
+    Some(SearchAttributes::new([
+        search::CREATOR.value_set(creator),
+        search::MEDIA_TYPE.value_set(media_type),
+    ]))
+}
+
+/// Whether the namespace has our search attributes, registering them when it does not (the
+/// embedded server registers them at start; a cluster needs an operator, or a client
+/// allowed to add them). Says once per process when they are missing.
+pub async fn search_attributes_registered(client: &Client) -> bool {
+    use temporalio_client::tonic::Request;
+    use temporalio_client::NamespacedClient as _;
+    use temporalio_common::protos::temporal::api::enums::v1::IndexedValueType;
+    use temporalio_common::protos::temporal::api::operatorservice::v1::{
+        AddSearchAttributesRequest, ListSearchAttributesRequest,
+    };
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let namespace = client.namespace();
+    let mut operator = client.connection().operator_service();
+    let missing = |known: &std::collections::HashMap<String, i32>| -> Vec<&'static str> {
+        search::NAMES
+            .into_iter()
+            .filter(|n| !known.contains_key(*n))
+            .collect()
+    };
+    let listed = operator
+        .list_search_attributes(Request::new(ListSearchAttributesRequest {
+            namespace: namespace.clone(),
+        }))
+        .await;
+    let absent = match listed {
+        Ok(r) => missing(&r.into_inner().custom_attributes),
+        Err(e) => {
+            tracing::debug!(error = %e, "listing search attributes");
+            search::NAMES.to_vec()
+        }
+    };
+    if absent.is_empty() {
+        return true;
+    }
+    let added = operator
+        .add_search_attributes(Request::new(AddSearchAttributesRequest {
+            search_attributes: absent
+                .iter()
+                .map(|n| (n.to_string(), IndexedValueType::Keyword as i32))
+                .collect(),
+            namespace: namespace.clone(),
+        }))
+        .await;
+    if added.is_ok() {
+        tracing::info!(attributes = ?absent, namespace, "registered the job search attributes");
+        return true;
+    }
+    WARNED.call_once(|| {
+        tracing::warn!(
+            attributes = ?absent,
+            namespace,
+            "the job search attributes are not registered on this namespace (and this client may not add them): jobs run, but cannot be filtered by creator, media type, outcome or encoder. Register them once: temporal operator search-attribute create --namespace {namespace} --name TranscoderCreator --type Keyword (and TranscoderMediaType, TranscoderOutcome, TranscoderEncoder)"
+        )
+    });
+    false
 }
 
 async fn count(client: &Client, query: String) -> Result<u64> {
@@ -86,6 +163,7 @@ pub async fn start_or_attach(
     let options = WorkflowStartOptions::new(task_queue, &id)
         .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
         .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
+        .maybe_search_attributes(start_attributes(client, job).await)
         .build();
     match client
         .start_workflow(TranscodeWorkflow::run, job.clone(), options)

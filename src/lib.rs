@@ -4,6 +4,7 @@
 pub mod devserver;
 pub mod doctor;
 pub mod jobs;
+pub mod list;
 pub mod progress;
 pub mod receiver;
 pub mod runpod;

@@ -73,6 +73,33 @@ enum Command {
     /// each finished step cost. Asks the server in TEMPORAL_ADDRESS, or the embedded one of
     /// a `transcoder run` that is running on the same --state-dir.
     Status(StatusArgs),
+    /// List jobs, newest first, filtered by creator, media type, outcome or encoder (the
+    /// search attributes every job carries). Asks the same server as `status`.
+    List(ListArgs),
+}
+
+#[derive(Args)]
+struct ListArgs {
+    #[arg(long)]
+    creator: Option<String>,
+    /// `video` or `audio`.
+    #[arg(long)]
+    media_type: Option<String>,
+    /// `completed`, `failed` or `cancelled`.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// `x264` or `nvenc`.
+    #[arg(long)]
+    encoder: Option<String>,
+    /// At most this many jobs.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Print the jobs as a JSON array.
+    #[arg(long)]
+    json: bool,
+    /// State folder of a running `transcoder run` (used when no server is configured).
+    #[arg(long, env = "TRANSCODER_STATE_DIR", default_value = ".transcoder")]
+    state_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -310,6 +337,7 @@ fn main() -> ExitCode {
             Command::Doctor(args) => doctor(args).await,
             Command::Runpod(args) => runpod(args).await,
             Command::Status(args) => status(args).await,
+            Command::List(args) => list(args).await,
         }
     });
     drop(runtime);
@@ -727,6 +755,24 @@ async fn status(args: StatusArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", transcoder::status::render(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(args: ListArgs) -> Result<ExitCode> {
+    let client = Temporal::connect_existing(&args.state_dir).await?;
+    let filter = transcoder::list::Filter {
+        creator: args.creator,
+        media_type: args.media_type,
+        outcome: args.outcome,
+        encoder: args.encoder,
+        limit: args.limit,
+    };
+    let jobs = transcoder::list::list(&client, &filter).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&jobs)?);
+    } else {
+        print!("{}", transcoder::list::render(&jobs));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -21,6 +21,7 @@ mod observability;
 mod playback;
 mod replay;
 mod runpod;
+mod search;
 mod temporal_profiles;
 mod transient_storage;
 mod webhook_policy;

@@ -18,6 +18,7 @@ use crate::media::{
     WaveformInput,
 };
 use crate::receipt::{Receipt, StepTiming, WebhookDelivery};
+use crate::search;
 use crate::webhook::{CompletedOutput, MediaTypeText, WebhookBody};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -177,6 +178,7 @@ impl TranscodeWorkflow {
             // activities were cancelled with it; end as cancelled, with no failed webhook,
             // since whoever cancelled it knows.
             Err(_) if ctx.cancellation_token().is_cancelled() => {
+                label(ctx, "cancelled", &[]);
                 step(ctx, "cancelled", 100);
                 Err(WorkflowTermination::cancelled())
             }
@@ -217,8 +219,26 @@ async fn finish_receipt(
     let wall = clock(ctx) - started_at;
     ctx.state_mut(|s| s.receipt.finish(completed, wall, media_seconds));
     let receipt = ctx.state(|s| s.receipt.clone());
+    label(
+        ctx,
+        if completed { "completed" } else { "failed" },
+        &receipt.encoders,
+    );
     job_event(ctx, Some(receipt.clone())).await;
     receipt
+}
+
+/// Adds the job's outcome and video encoders to its search attributes, when it was started
+/// with them (see `search`): replayed histories from before them issue no command here.
+fn label(ctx: &WorkflowContext<TranscodeWorkflow>, outcome: &str, encoders: &[String]) {
+    if !ctx.search_attributes().contains_key(&search::CREATOR) {
+        return;
+    }
+    let mut updates = vec![search::OUTCOME.value_set(outcome.to_string())];
+    if !encoders.is_empty() {
+        updates.push(search::ENCODER.value_set(encoders.join(",")));
+    }
+    ctx.upsert_search_attributes(updates);
 }
 
 /// Tells the worker a job started (`None`) or ended. Best effort: metrics and a log line
