@@ -8,6 +8,7 @@ pub mod list;
 pub mod progress;
 pub mod receiver;
 pub mod runpod;
+pub mod runpod_log;
 pub mod stage;
 pub mod status;
 pub mod telemetry;

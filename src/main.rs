@@ -309,8 +309,18 @@ fn main() -> ExitCode {
         Command::Runpod(args) => args.rp_log_level,
         _ => None,
     };
+    // On RunPod, the worker logs as RunPod's log view expects, unless told otherwise.
+    let format = match (&cli.command, cli.log_format) {
+        (Command::Runpod(_), LogFormat::Human)
+            if std::env::var_os("RUNPOD_ENDPOINT_ID").is_some()
+                && std::env::var_os("TRANSCODER_LOG_FORMAT").is_none() =>
+        {
+            LogFormat::Runpod
+        }
+        (_, format) => format,
+    };
     // Before the async runtime: the trace exporter's HTTP client must not be built inside it.
-    let telemetry = match telemetry::init(cli.log_format, level) {
+    let telemetry = match telemetry::init(format, level) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e:#}");

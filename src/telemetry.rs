@@ -37,6 +37,9 @@ pub enum LogFormat {
     Human,
     /// One JSON object per event: `timestamp`, `level`, `fields`, `target`, `span`.
     Json,
+    /// RunPod's log view: `{"requestId", "message", "level"}` per line on stdout (the
+    /// default of `transcoder runpod` when `RUNPOD_ENDPOINT_ID` is set).
+    Runpod,
 }
 
 /// Writes each log line to stderr above `transcoder run`'s progress bars, so neither
@@ -128,6 +131,7 @@ pub fn init(format: LogFormat, level: Option<&str>) -> Result<Telemetry> {
             .with_span_list(false)
             .with_filter(filter)
             .boxed(),
+        LogFormat::Runpod => crate::runpod_log::RunpodLog.with_filter(filter).boxed(),
     };
 
     // A tracing misconfiguration must not stop transcoding: say so and run without traces.

@@ -748,3 +748,69 @@ async fn serve_api_runs_jobs() {
         .unwrap_or_else(|| panic!("the local API did not stop\n{}", server.dump()));
     assert!(exit.success(), "{}", server.dump());
 }
+
+/// With `RUNPOD_ENDPOINT_ID` set (as on RunPod), logs are the SDK's JSON lines on stdout,
+/// `{"requestId", "message", "level"}`, and the job's own lines name the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_on_runpod_are_json_lines_naming_the_job() {
+    let h = Harness::without_server();
+    let out = h.path("out");
+    let volume = h.path("volume");
+    std::fs::create_dir_all(&volume).unwrap();
+    let hook = WebhookReceiver::start("whsec-runpod-logs");
+    let mut test_input = fixture_json("runpod/test_input.json");
+    let original = object_path(
+        &out,
+        ARCHIVE_BUCKET,
+        field(&test_input["input"], "inputKey"),
+    );
+    std::fs::create_dir_all(original.parent().unwrap()).unwrap();
+    std::fs::copy(fixture("media/video.mp4"), &original).unwrap();
+    test_input["input"]["webhookUrl"] = json!(hook.url());
+    test_input["input"]["webhookSecret"] = json!(hook.secret);
+    test_input["id"] = json!("job-logs-1");
+    let run = h
+        .run_with_env(
+            &[
+                "runpod",
+                "--test_input",
+                &test_input.to_string(),
+                "--volume",
+                s(&volume),
+                "--out",
+                s(&out),
+            ],
+            [("RUNPOD_ENDPOINT_ID", "ep-local")],
+        )
+        .await;
+    run.assert_success();
+    let lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let logs: Vec<&Value> = lines.iter().filter(|l| l.get("level").is_some()).collect();
+    assert!(logs.len() > 3, "{}", run.dump());
+    for l in &logs {
+        assert!(
+            l["message"].is_string() && l.get("requestId").is_some(),
+            "{l}"
+        );
+    }
+    assert!(
+        logs.iter().any(|l| l["requestId"] == "job-logs-1"),
+        "no line names the job\n{}",
+        run.dump()
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["output"]["status"].is_null() && l["output"]["mediaId"].is_string()),
+        "the result is on stdout too\n{}",
+        run.dump()
+    );
+    assert!(
+        !run.stdout.contains(&hook.secret),
+        "a secret reached the logs"
+    );
+}
