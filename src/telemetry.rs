@@ -233,6 +233,15 @@ pub fn start_metrics(addr: SocketAddr) -> Result<MetricsEndpoint> {
     for (name, bounds) in transcoder_activities::metrics::histogram_buckets() {
         buckets.overrides.insert(name.to_string(), bounds);
     }
+    // The SDK's activity latency buckets stop at 60 s; a chunk or a mezzanine piece runs
+    // minutes, a whole-file step longer. (Matched as a part of the metric's name, so the
+    // local-activity histogram gets them too.)
+    buckets.overrides.insert(
+        "activity_execution_latency".to_string(),
+        vec![
+            0.05, 0.1, 0.5, 1., 5., 10., 30., 60., 120., 300., 600., 1800., 3600., 10800.,
+        ],
+    );
     let options = PrometheusExporterOptions::builder()
         .socket_addr(addr)
         .counters_total_suffix(true)

@@ -466,6 +466,13 @@ async fn prometheus_scrapes_a_worker_during_a_job() {
         ours.is_empty(),
         "promtool check metrics flags our metrics: {ours:?}"
     );
+    // The SDK's activity latency reaches the lengths of chunks and mezzanines.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("temporal_activity_execution_latency")
+                && l.contains("le=\"600\"")),
+        "activity latency buckets stop short of 10 minutes"
+    );
     // Which build is running, and the worker process's own resources.
     for name in [
         "transcoder_build_info{",
