@@ -1006,8 +1006,19 @@ async fn runpod(args: RunpodArgs) -> Result<ExitCode> {
         Mode::Test(job) => local::run_test_input(&pod, job, shutdown).await,
         Mode::Worker(endpoints) => {
             let client = runpod::client::RunpodClient::new(endpoints)?;
-            runpod::serve(&pod, client, shutdown).await;
-            true
+            // As the SDK: fitness first; an unfit pod says why in one unhealthy ping and
+            // exits, so RunPod replaces it rather than feeding it jobs.
+            match runpod::fitness::check(&pod.config.scratch_dir).await {
+                Ok(()) => {
+                    runpod::serve(&pod, client, shutdown).await;
+                    true
+                }
+                Err(unfit) => {
+                    tracing::error!(check = unfit.check, reason = %unfit.reason, "this pod failed a fitness check: unhealthy ping sent, exiting");
+                    client.ping_unhealthy(&unfit).await;
+                    false
+                }
+            }
         }
     };
     connected.temporal.shutdown().await;

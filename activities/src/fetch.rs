@@ -384,18 +384,8 @@ fn check_disk(dest: &Path, needed: u64) -> Result<()> {
     Ok(())
 }
 
-#[allow(unsafe_code)] // statvfs(3)
 fn free_bytes(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
-    unsafe {
-        let mut st: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
-            return None;
-        }
-        Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
-    }
+    crate::process::disk_space(dir).map(|d| d.free)
 }
 
 /// The attempts of one resumable download: each retry continues from what is on disk.

@@ -38,3 +38,30 @@ pub fn try_lock_exclusive(file: &std::fs::File) -> std::io::Result<bool> {
         Err(err)
     }
 }
+
+/// Space on the filesystem holding a folder, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskSpace {
+    /// Available to an unprivileged writer.
+    pub free: u64,
+    pub total: u64,
+}
+
+/// [`DiskSpace`] of the filesystem holding `dir`; `None` when it cannot be read.
+#[allow(unsafe_code)] // statvfs(3)
+pub fn disk_space(dir: &std::path::Path) -> Option<DiskSpace> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
+            return None;
+        }
+        let unit = st.f_frsize as u64;
+        Some(DiskSpace {
+            free: (st.f_bavail as u64).saturating_mul(unit),
+            total: (st.f_blocks as u64).saturating_mul(unit),
+        })
+    }
+}

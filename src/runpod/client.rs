@@ -175,10 +175,20 @@ impl RunpodClient {
     /// Posts a job's final result. Retried with backoff on network errors, 408, 429 and
     /// 5xx for about six minutes (the SDK gives up after two retries and loses the result,
     /// pitfall 3); another 4xx is final. `Ok` once the platform accepted it.
-    pub async fn post_result(&self, job_id: &str, result: &JobResult) -> Result<(), RunpodError> {
+    pub async fn post_result(
+        &self,
+        job_id: &str,
+        result: &JobResult,
+        stop_pod: bool,
+    ) -> Result<(), RunpodError> {
         let mut body = result.body();
         if body.to_string().len() > super::protocol::MAX_RESULT_BYTES {
             body = JobResult::error("the result is larger than RunPod accepts").body();
+        }
+        if stop_pod {
+            if let Some(m) = body.as_object_mut() {
+                m.insert("stopPod".into(), serde_json::Value::Bool(true));
+            }
         }
         let mut attempt = 0;
         loop {
@@ -230,6 +240,26 @@ impl RunpodClient {
 
     /// One heartbeat (§9): only `Authorization`, a timeout of twice the interval, a few
     /// tries on 429/5xx/network errors; the answer is ignored.
+    /// The one ping of a pod that failed a fitness check (§9): `status=unhealthy`, the
+    /// check's name and a reason of at most 256 characters, with a 2 s timeout.
+    pub async fn ping_unhealthy(&self, unfit: &super::fitness::Unfit) {
+        let Some(url) = self
+            .endpoints
+            .unhealthy_ping_url(unfit.check, &unfit.reason)
+        else {
+            return;
+        };
+        let mut request = self.http.get(url).timeout(Duration::from_secs(2));
+        if let Ok(mut key) = HeaderValue::from_str(self.endpoints.api_key()) {
+            key.set_sensitive(true);
+            request = request.header(AUTHORIZATION, key);
+        }
+        let sent = request.send().await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %describe(&e), "the unhealthy ping failed");
+        }
+    }
+
     pub async fn ping(&self, in_flight: &[String]) {
         let Some(url) = self.endpoints.ping_url(in_flight) else {
             return;

@@ -12,6 +12,7 @@
 //! - `state`: where Temporal lives (TEMPORAL_ADDRESS, or an embedded server on the volume).
 
 pub mod client;
+pub mod fitness;
 pub mod handler;
 pub mod heartbeat;
 pub mod local;
@@ -76,6 +77,7 @@ pub async fn serve(pod: &Pod, client: RunpodClient, mut shutdown: watch::Receive
 
     let mut queue: VecDeque<(Job, watch::Receiver<bool>)> = VecDeque::new();
     let mut failures = 0u32;
+    let mut unfit: Option<fitness::Unfit> = None;
     while !*shutdown.borrow() {
         let Some((job, stop)) = queue.pop_front() else {
             let started = Instant::now();
@@ -140,9 +142,20 @@ pub async fn serve(pod: &Pod, client: RunpodClient, mut shutdown: watch::Receive
         let job_id = job.id.clone();
         let client_ref = &client;
         let in_flight_ref = &in_flight;
+        let unfit_ref = &mut unfit;
         handler::run_job(pod, job.input, signals, progress, |outcome| async move {
             match outcome {
-                Outcome::Finished(result) => report(client_ref, &job_id, &result).await,
+                Outcome::Finished(result) => {
+                    // A failed job may be the pod's fault (its disk filled, its ffmpeg
+                    // broke): if the fitness checks now fail, ask for a new pod.
+                    if result.is_error() {
+                        if let Err(why) = fitness::check(&pod.config.scratch_dir).await {
+                            tracing::error!(check = why.check, reason = %why.reason, "this pod is no longer fit: asking RunPod to replace it (stopPod)");
+                            *unfit_ref = Some(why);
+                        }
+                    }
+                    report_stopping(client_ref, &job_id, &result, unfit_ref.is_some()).await
+                }
                 Outcome::Stopped => tracing::info!(%job_id, "job stopped; nothing posted"),
                 Outcome::Interrupted => {
                     // Still ours while the worker checkpoints what it can in the grace
@@ -158,6 +171,10 @@ pub async fn serve(pod: &Pod, client: RunpodClient, mut shutdown: watch::Receive
         })
         .await;
         in_flight.remove(&job.id);
+        if let Some(why) = &unfit {
+            tracing::error!(check = why.check, "stopping: RunPod replaces this pod");
+            break;
+        }
     }
     // Jobs taken in a batch and not started: nothing posted, RunPod delivers them again.
     for (job, _) in queue {
@@ -169,7 +186,13 @@ pub async fn serve(pod: &Pod, client: RunpodClient, mut shutdown: watch::Receive
 }
 
 async fn report(client: &RunpodClient, job_id: &str, result: &JobResult) {
-    if let Err(e) = client.post_result(job_id, result).await {
+    report_stopping(client, job_id, result, false).await;
+}
+
+/// Posts a result; with `stop_pod`, it also asks RunPod to replace this pod (the SDK's
+/// `refresh_worker`).
+async fn report_stopping(client: &RunpodClient, job_id: &str, result: &JobResult, stop_pod: bool) {
+    if let Err(e) = client.post_result(job_id, result, stop_pod).await {
         tracing::error!(job_id, error = %e, "the job's result was not delivered");
     }
 }

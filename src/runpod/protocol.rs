@@ -150,6 +150,22 @@ impl Endpoints {
     }
 }
 
+impl Endpoints {
+    /// The ping of a pod that failed fitness check `check` (§9).
+    pub fn unhealthy_ping_url(&self, check: &str, reason: &str) -> Option<String> {
+        let reason: String = reason.chars().take(256).collect();
+        let enc =
+            |v: &str| -> String { url::form_urlencoded::byte_serialize(v.as_bytes()).collect() };
+        let url = append_query(self.ping.as_ref()?, "status=unhealthy");
+        let url = append_query(&url, &format!("check={}", enc(check)));
+        let url = append_query(&url, &format!("reason={}", enc(&reason)));
+        Some(append_query(
+            &url,
+            &format!("runpod_version={PROTOCOL_VERSION}"),
+        ))
+    }
+}
+
 /// Appends `param` with `&` as the SDK does (§2), or with `?` when the template has no
 /// query yet (the SDK would build a broken URL there).
 fn append_query(url: &str, param: &str) -> String {

@@ -188,7 +188,8 @@ async fn job_runs_to_its_result() {
     api.assert_no_violations();
     for pod in [&a, &b] {
         assert!(
-            !pod.stderr().contains(API_KEY) && !pod.stderr().contains(&hook.secret),
+            // Logs are RunPod's JSON lines on stdout here (RUNPOD_ENDPOINT_ID is set).
+            !pod.dump().contains(API_KEY) && !pod.dump().contains(&hook.secret),
             "a secret is in the log\n{}",
             pod.dump()
         );
@@ -813,4 +814,48 @@ async fn logs_on_runpod_are_json_lines_naming_the_job() {
         !run.stdout.contains(&hook.secret),
         "a secret reached the logs"
     );
+}
+
+/// A pod that fails a fitness check (here: less free disk than it demands) sends one
+/// unhealthy ping naming the check and the reason, takes no job, and exits 1, as the SDK's
+/// workers do, so RunPod replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfit_pod_says_why_and_takes_no_job() {
+    let h = Harness::start().await;
+    let out = h.path("out");
+    let api = StandIn::start(API_KEY);
+    let mut env = api.env("pod-unfit");
+    env.push(("RUNPOD_MIN_DISK_PERCENT", "101".to_string()));
+    let mut pod = h.spawn_with_env(
+        &["runpod", "--out", s(&out), "--task-queue", "rp-unfit"],
+        &env,
+    );
+    let status = pod
+        .wait_for_exit(Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|| panic!("the unfit pod kept running\n{}", pod.dump()));
+    assert_eq!(status.code(), Some(1), "{}", pod.dump());
+    let (pings, takes) = api
+        .wait_for(Duration::from_secs(5), |s| {
+            Some((
+                s.pings
+                    .iter()
+                    .map(|p| (p.status.clone(), p.check.clone(), p.reason.clone()))
+                    .collect::<Vec<_>>(),
+                s.takes.len(),
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(takes, 0, "an unfit pod took jobs");
+    assert_eq!(pings.len(), 1, "{pings:?}\n{}", pod.dump());
+    let (status, check, reason) = &pings[0];
+    assert_eq!(status.as_deref(), Some("unhealthy"));
+    assert_eq!(check.as_deref(), Some("disk"));
+    let reason = reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("RUNPOD_MIN_DISK_PERCENT=101") && reason.chars().count() <= 256,
+        "{reason}"
+    );
+    api.assert_no_violations();
 }

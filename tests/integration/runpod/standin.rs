@@ -34,6 +34,10 @@ pub struct Ping {
     pub pod: String,
     pub jobs: Vec<String>,
     pub at: Instant,
+    /// `unhealthy` for a pod that failed a fitness check, with the check and the reason.
+    pub status: Option<String>,
+    pub check: Option<String>,
+    pub reason: Option<String>,
 }
 
 #[derive(Default)]
@@ -108,6 +112,10 @@ impl StandIn {
             ("RUNPOD_POD_ID", pod_id.to_string()),
             ("RUNPOD_PING_INTERVAL", "1000".to_string()),
             ("RUNPOD_ENDPOINT_ID", "ep".to_string()),
+            // The fitness floors, low enough for any test machine (the fitness test raises
+            // one on purpose).
+            ("RUNPOD_MIN_MEMORY_GB", "0".to_string()),
+            ("RUNPOD_MIN_DISK_PERCENT", "1".to_string()),
         ]
     }
 
@@ -402,6 +410,9 @@ fn handle(mut request: tiny_http::Request, state: &Mutex<State>, key: &str) {
                 pod: segments[1].clone(),
                 jobs,
                 at: Instant::now(),
+                status: q("status"),
+                check: q("check"),
+                reason: q("reason"),
             });
             drop(s);
             respond(request, 200, None)
