@@ -859,3 +859,63 @@ async fn an_unfit_pod_says_why_and_takes_no_job() {
     );
     api.assert_no_violations();
 }
+
+/// A pod whose ffmpeg breaks while it serves: its job fails, the fitness checks run again
+/// and fail, and the result asks RunPod to replace the pod (`stopPod`, the SDK's
+/// `refresh_worker`); the pod takes no further job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_whose_ffmpeg_breaks_asks_to_be_replaced() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let h = Harness::start().await;
+    let out = h.path("out");
+    let hook = WebhookReceiver::start("whsec-runpod-refresh");
+    stage(&out, "rpr", 320, 180, 3).await;
+    // ffmpeg through a wrapper the test can break.
+    let wrapper = h.path("bin/ffmpeg");
+    std::fs::create_dir_all(wrapper.parent().unwrap()).unwrap();
+    std::fs::write(&wrapper, "#!/bin/sh\nexec ffmpeg \"$@\"\n").unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let api = StandIn::start(API_KEY);
+    let mut env = api.env("pod-r");
+    env.push(("FFMPEG", s(&wrapper).to_string()));
+    env.push(("TRANSCODER_SHUTDOWN_GRACE", "5".to_string()));
+    let mut pod = h.spawn_with_env(
+        &["runpod", "--out", s(&out), "--task-queue", "rp-refresh"],
+        &env,
+    );
+    // Serving (it pings only once fit), then its ffmpeg breaks.
+    api.wait_for(LIMIT, |s| (!s.pings.is_empty()).then_some(()))
+        .await
+        .unwrap_or_else(|| panic!("the pod never pinged\n{}", pod.dump()));
+    std::fs::write(&wrapper, "#!/bin/sh\nexit 127\n").unwrap();
+    api.enqueue("job-r-1", video_job_payload("rpr", "c1", &hook));
+    let result = api
+        .wait_for(LIMIT, |s| {
+            s.results
+                .iter()
+                .find(|r| r.job == "job-r-1")
+                .map(|r| r.body.clone())
+        })
+        .await
+        .unwrap_or_else(|| panic!("no result\n{}", pod.dump()));
+    assert!(result["error"].is_string(), "{result:#}");
+    assert_eq!(result["stopPod"], true, "{result:#}\n{}", pod.dump());
+    // It stops taking jobs and exits.
+    api.enqueue("job-r-2", video_job_payload("rpr", "c1", &hook));
+    let status = pod
+        .wait_for_exit(Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|| panic!("the unfit pod kept running\n{}", pod.dump()));
+    assert!(status.success(), "{}", pod.dump());
+    let delivered: Vec<String> = api
+        .wait_for(Duration::from_secs(1), |s| {
+            Some(s.delivered.iter().map(|(j, _)| j.clone()).collect())
+        })
+        .await
+        .unwrap();
+    assert!(
+        !delivered.contains(&"job-r-2".to_string()),
+        "the unfit pod took another job: {delivered:?}"
+    );
+    api.assert_no_violations();
+}
