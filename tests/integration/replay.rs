@@ -20,6 +20,8 @@ fn histories_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/histories")
 }
 
+/// The kinds of job recorded; `fixtures/histories` holds each as recorded by today's code
+/// (`KIND.json`) and by earlier code still to be replayed (`KIND-SINCE-WHAT.json`).
 const KINDS: [&str; 4] = ["video", "audio", "refused", "resumed"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,14 +34,31 @@ async fn recorded_jobs_replay_on_the_current_workflow() {
         .register_workflow::<OriginalCleanupWorkflow>()
         .expect("register OriginalCleanupWorkflow");
     let replayer = WorkflowReplayer::new(options).expect("replayer");
-    let mut histories = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(histories_dir())
+        .expect("fixtures/histories")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
     for kind in KINDS {
-        let path = histories_dir().join(format!("{kind}.json"));
-        let bytes = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (record with record_histories)", path.display()));
+        assert!(
+            files
+                .iter()
+                .any(|f| f.file_stem().is_some_and(|s| s == kind)),
+            "no {kind}.json recorded by the current code (record with record_histories)"
+        );
+    }
+    let mut histories = Vec::new();
+    for path in &files {
+        let bytes = std::fs::read(path).expect("history file");
         let history = WorkflowHistory::from_json(&bytes)
             .unwrap_or_else(|e| panic!("{} is not a history: {e:?}", path.display()));
-        histories.push((kind, history));
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        histories.push((name, history));
     }
     let (kinds, histories): (Vec<_>, Vec<_>) = histories.into_iter().unzip();
     let results = replayer
@@ -80,8 +99,8 @@ async fn history_json(h: &Harness, workflow_id: &str) -> Vec<u8> {
 }
 
 /// Records the four histories again from real jobs: run it when the workflow changed on
-/// purpose (and keep the old files under another name while jobs recorded by the old code
-/// may still be open).
+/// purpose, after renaming the current files `KIND-SINCE-WHAT.json` (they keep being
+/// replayed while jobs recorded by the old code may still be open).
 ///     cargo test --test integration replay::record_histories -- --ignored
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "records fixtures; run on purpose"]
