@@ -7,16 +7,14 @@
 #   BINS="before=/path/a after=/path/b" RUNS=2 BENCH_SECONDS=180 bench/mezzanine.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/clip.sh
 BINS=${BINS:-"current=./target/release/transcoder"}
 RUNS=${RUNS:-2}
 DUR=${BENCH_SECONDS:-180}
 WORK=${BENCH_DIR:-.transcoder/bench-mezzanine}
 rm -rf "$WORK" && mkdir -p "$WORK"
 CLIP="$WORK/clip-1080p.mp4"
-ffmpeg -hide_banner -nostdin -y -loglevel error \
-  -f lavfi -i "testsrc2=size=1920x1080:rate=30:duration=$DUR" \
-  -f lavfi -i "anoisesrc=color=pink:amplitude=0.3:duration=$DUR:sample_rate=48000" \
-  -c:v libx264 -preset ultrafast -crf 16 -pix_fmt yuv420p -c:a aac -b:a 192k -ac 2 -shortest "$CLIP"
+make_clip "$CLIP" "$DUR" "1920x1080"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "clip: ${DUR} s 1920x1080 30 fps + pink noise; default plan (60 s chunks, 4 at a time)"
 printf '%-10s %4s %8s %8s  %s\n' binary run wall_s cpu_s "receipt steps"

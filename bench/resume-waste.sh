@@ -8,6 +8,7 @@
 #   BIN=./target/debug/transcoder BENCH_SECONDS=180 KILL_AT=0.3 bench/resume-waste.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/clip.sh
 BIN=${BIN:-./target/release/transcoder}
 DUR=${BENCH_SECONDS:-180}
 KILL_AT=${KILL_AT:-0.3}
@@ -15,10 +16,7 @@ SIZE=${BENCH_SIZE:-1280x720}
 WORK=${BENCH_DIR:-.transcoder/bench-resume}
 rm -rf "$WORK" && mkdir -p "$WORK"
 CLIP="$WORK/clip.mp4"
-ffmpeg -hide_banner -nostdin -y -loglevel error \
-  -f lavfi -i "testsrc2=size=$SIZE:rate=30:duration=$DUR" \
-  -f lavfi -i "anoisesrc=color=pink:amplitude=0.3:duration=$DUR:sample_rate=48000" \
-  -c:v libx264 -preset ultrafast -crf 16 -pix_fmt yuv420p -c:a aac -b:a 192k -ac 2 -shortest "$CLIP"
+make_clip "$CLIP" "$DUR" "$SIZE"
 export TRANSCODER_SEGMENTS_PER_CHUNK=1 TRANSCODER_LOG=warn
 
 # CPU seconds (user + system) of a process and all its live descendants, from /proc.

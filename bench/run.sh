@@ -6,6 +6,7 @@
 # All use libx264 with the same preset, CRF/maxrate settings and loudness passes as (a).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/clip.sh
 BIN=${BIN:-./target/release/transcoder}
 PRESET=${TRANSCODER_X264_PRESET:-veryfast}
 WORK=${BENCH_DIR:-.transcoder/bench}
@@ -14,9 +15,7 @@ rm -rf "$WORK" && mkdir -p "$WORK"
 CLIP="$WORK/clip-1080p.mp4"
 ff() { ffmpeg -hide_banner -nostdin -y -loglevel error "$@"; }
 
-ff -f lavfi -i "testsrc2=size=1920x1080:rate=30:duration=$DUR" \
-   -f lavfi -i "anoisesrc=color=pink:amplitude=0.3:duration=$DUR:sample_rate=48000" \
-   -c:v libx264 -preset ultrafast -crf 16 -pix_fmt yuv420p -c:a aac -b:a 192k -ac 2 -shortest "$CLIP"
+make_clip "$CLIP" "$DUR"
 
 now() { date +%s%N; }
 elapsed() { python3 -c "import sys; print(f'{(int(sys.argv[2]) - int(sys.argv[1])) / 1e9:.1f}')" "$1" "$(now)"; }

@@ -7,6 +7,7 @@
 #   BINS="before=/path/a after=/path/b" WORKERS="1 2" BENCH_SECONDS=60 BENCH_SIZE=1920x1080 bench/workers.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/clip.sh
 BINS=${BINS:-"current=./target/release/transcoder"}
 WORKER_COUNTS=${WORKERS:-"1 2"}
 RUNS=${RUNS:-1}
@@ -61,10 +62,7 @@ fi
 
 rm -rf "$WORK" && mkdir -p "$WORK"
 CLIP="$WORK/clip.mp4"
-ffmpeg -hide_banner -nostdin -y -loglevel error \
-  -f lavfi -i "testsrc2=size=$SIZE:rate=30:duration=$DUR" \
-  -f lavfi -i "anoisesrc=color=pink:amplitude=0.3:duration=$DUR:sample_rate=48000" \
-  -c:v libx264 -preset ultrafast -crf 16 -pix_fmt yuv420p -c:a aac -b:a 192k -ac 2 -shortest "$CLIP"
+make_clip "$CLIP" "$DUR" "$SIZE"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "clip: ${DUR} s $SIZE 30 fps + pink noise; default plan (60 s chunks, 4 offered at a time)"
 printf '%-10s %7s %4s %10s %8s\n' binary workers run job_wall_s cpu_s

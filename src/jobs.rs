@@ -77,6 +77,11 @@ pub async fn search_attributes_registered(client: &Client) -> bool {
         AddSearchAttributesRequest, ListSearchAttributesRequest,
     };
     static WARNED: std::sync::Once = std::sync::Once::new();
+    // Once found, they stay: later starts of this process (a pod's next jobs) ask no more.
+    static REGISTERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if REGISTERED.load(std::sync::atomic::Ordering::Relaxed) {
+        return true;
+    }
     let namespace = client.namespace();
     let mut operator = client.connection().operator_service();
     let missing = |known: &std::collections::HashMap<String, i32>| -> Vec<&'static str> {
@@ -98,6 +103,7 @@ pub async fn search_attributes_registered(client: &Client) -> bool {
         }
     };
     if absent.is_empty() {
+        REGISTERED.store(true, std::sync::atomic::Ordering::Relaxed);
         return true;
     }
     let added = operator
@@ -111,6 +117,7 @@ pub async fn search_attributes_registered(client: &Client) -> bool {
         .await;
     if added.is_ok() {
         tracing::info!(attributes = ?absent, namespace, "registered the job search attributes");
+        REGISTERED.store(true, std::sync::atomic::Ordering::Relaxed);
         return true;
     }
     WARNED.call_once(|| {

@@ -114,32 +114,40 @@ pub fn remote_configured() -> Result<bool> {
     Ok(profile()?.address.is_some_and(|a| !a.trim().is_empty()))
 }
 
+/// The settings of `profile` that only a remote server uses: an embedded server has only the
+/// `default` namespace and no TLS or API key.
+fn remote_only_settings(profile: &ClientConfigProfile) -> Vec<&'static str> {
+    let mut unused = Vec::new();
+    if profile.namespace.as_deref().is_some_and(|n| n != "default") {
+        unused.push("namespace");
+    }
+    if profile.api_key.is_some() {
+        unused.push("API key");
+    }
+    if profile.tls.is_some() {
+        unused.push("TLS");
+    }
+    if !profile.grpc_meta.is_empty() {
+        unused.push("gRPC metadata");
+    }
+    unused
+}
+
 /// Connects to the configured server, or to an embedded one at `address`. An embedded server
 /// has only the `default` namespace and no TLS or API key: a profile's remote-only settings
 /// are left out, and the log says which.
 async fn connect(address: Option<&str>) -> Result<Client> {
-    let (conn_opts, client_opts) = match address {
-        None => ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "reading the Temporal client configuration (TEMPORAL_* variables, the config file's profile): {e:?}"
-                )
-            })?,
+    let configured = profile()?;
+    let (profile, namespace) = match address {
+        None => {
+            let namespace = configured
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_string());
+            (configured, namespace)
+        }
         Some(address) => {
-            let configured = profile()?;
-            let mut unused = Vec::new();
-            if configured.namespace.as_deref().is_some_and(|n| n != "default") {
-                unused.push("namespace");
-            }
-            if configured.api_key.is_some() {
-                unused.push("API key");
-            }
-            if configured.tls.is_some() {
-                unused.push("TLS");
-            }
-            if !configured.grpc_meta.is_empty() {
-                unused.push("gRPC metadata");
-            }
+            let unused = remote_only_settings(&configured);
             if !unused.is_empty() {
                 tracing::info!(
                     ignored = unused.join(", "),
@@ -149,11 +157,12 @@ async fn connect(address: Option<&str>) -> Result<Client> {
             let local = ClientConfigProfile::builder()
                 .address(format!("http://{address}"))
                 .build();
-            let conn_opts = ConnectionOptions::try_from(local)
-                .map_err(|e| anyhow::anyhow!("embedded server address {address}: {e:?}"))?;
-            (conn_opts, ClientOptions::new("default").build())
+            (local, "default".to_string())
         }
     };
+    let conn_opts = ConnectionOptions::try_from(profile)
+        .map_err(|e| anyhow::anyhow!("the Temporal server's address or TLS settings: {e:?}"))?;
+    let client_opts = ClientOptions::new(namespace).build();
     let target = conn_opts.target.to_string();
     let connection = Connection::connect(conn_opts)
         .await

@@ -317,17 +317,27 @@ impl Heartbeat {
         let ctx = ctx.clone();
         let task = tokio::spawn(async move {
             let mut feed = feed;
+            // The scratch note is rewritten only when the checkpoint changed (and once at
+            // the start, for what earlier attempts published), not on every beat.
+            let mut noted = false;
             loop {
-                let checkpoint = feed
-                    .as_mut()
-                    .map(|f| f.checkpoint.borrow_and_update().clone());
+                let (checkpoint, changed) = match feed.as_mut() {
+                    Some(f) => {
+                        let current = f.checkpoint.borrow_and_update();
+                        (Some(current.clone()), current.has_changed())
+                    }
+                    None => (None, false),
+                };
                 let details = HeartbeatDetails {
                     progress: *rx.borrow(),
                     checkpoint: checkpoint.filter(|c| !c.variants.is_empty()),
                 };
                 if let (Some(f), Some(_)) = (&feed, &details.checkpoint) {
-                    if let Ok(json) = serde_json::to_vec(&details) {
-                        f.scratch.note_details(&ctx.info().task_token, &json);
+                    if changed || !noted {
+                        if let Ok(json) = serde_json::to_vec(&details) {
+                            f.scratch.note_details(&ctx.info().task_token, &json);
+                            noted = true;
+                        }
                     }
                 }
                 let _ = ctx.record_heartbeat(details).await;

@@ -42,7 +42,7 @@ pub async fn check(state_dir: &Path) -> Result<(), Unfit> {
 }
 
 async fn ffmpeg_runs() -> Result<(), Unfit> {
-    let program = std::env::var("FFMPEG").unwrap_or_else(|_| "ffmpeg".into());
+    let program = transcoder_activities::ffmpeg::run::ffmpeg_bin();
     let ran = tokio::process::Command::new(&program)
         .arg("-version")
         .stdin(std::process::Stdio::null())
@@ -54,11 +54,11 @@ async fn ffmpeg_runs() -> Result<(), Unfit> {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => Err(Unfit {
             check: "ffmpeg",
-            reason: format!("{program} -version exited with {s}"),
+            reason: format!("{} -version exited with {s}", program.to_string_lossy()),
         }),
         Err(e) => Err(Unfit {
             check: "ffmpeg",
-            reason: format!("{program} cannot run: {e}"),
+            reason: format!("{} cannot run: {e}", program.to_string_lossy()),
         }),
     }
 }

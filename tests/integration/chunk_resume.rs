@@ -42,27 +42,17 @@ fn hls_files(out: &Path, media: &str) -> BTreeSet<String> {
 /// The attempt of every `activity` activity (`ladder_chunk`, `mezzanine_piece`) in a
 /// workflow's history.
 async fn chunk_attempts(h: &Harness, workflow_id: &str, activity: &str) -> Vec<u64> {
-    let temporal = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/temporal");
-    let out = tokio::process::Command::new(temporal)
-        .args([
+    let out = h
+        .temporal_cli(&[
             "workflow",
             "show",
             "--workflow-id",
             workflow_id,
             "--output",
             "json",
-            "--address",
         ])
-        .arg(h.address())
-        .output()
-        .await
-        .expect("temporal workflow show");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let history: Value = serde_json::from_slice(&out.stdout).expect("history JSON");
+        .await;
+    let history: Value = serde_json::from_str(&out).expect("history JSON");
     let events = history["events"].as_array().expect("events");
     // Scheduled event id -> activity type, then the attempt of each started event.
     let mut types = std::collections::HashMap::new();

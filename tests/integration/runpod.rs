@@ -35,6 +35,18 @@ fn spawn_pod(h: &Harness, api: &StandIn, pod: &str, out: &Path, queue: &str) -> 
     h.spawn_with_env(&["runpod", "--out", s(out), "--task-queue", queue], &env)
 }
 
+/// fixtures/runpod/test_input.json as a user would try it, its file staged in `out` where
+/// the payload says and its webhook sent to `hook`.
+fn staged_test_input(out: &Path, hook: &WebhookReceiver) -> Value {
+    let mut test_input = fixture_json("runpod/test_input.json");
+    let original = object_path(out, ARCHIVE_BUCKET, field(&test_input["input"], "inputKey"));
+    std::fs::create_dir_all(original.parent().unwrap()).unwrap();
+    std::fs::copy(fixture("media/video.mp4"), &original).unwrap();
+    test_input["input"]["webhookUrl"] = json!(hook.url());
+    test_input["input"]["webhookSecret"] = json!(hook.secret);
+    test_input
+}
+
 /// Video segments published so far for `media` (the audio rendition left out).
 fn video_segments(out: &Path, media: &str) -> usize {
     walk(&object_path(out, MEDIA_BUCKET, &format!("c1/hls/{media}")))
@@ -465,19 +477,7 @@ async fn test_input_and_embedded_state_on_the_volume() {
     let volume = h.path("volume");
     std::fs::create_dir_all(&volume).unwrap();
     let hook = WebhookReceiver::start("whsec-runpod-local");
-    // fixtures/runpod/test_input.json as a user would try it, its file staged where the
-    // payload says and its webhook sent to the test's receiver.
-    let mut test_input = fixture_json("runpod/test_input.json");
-    let original = object_path(
-        &out,
-        ARCHIVE_BUCKET,
-        field(&test_input["input"], "inputKey"),
-    );
-    std::fs::create_dir_all(original.parent().unwrap()).unwrap();
-    std::fs::copy(fixture("media/video.mp4"), &original).unwrap();
-    test_input["input"]["webhookUrl"] = json!(hook.url());
-    test_input["input"]["webhookSecret"] = json!(hook.secret);
-    let test_input = test_input.to_string();
+    let test_input = staged_test_input(&out, &hook).to_string();
 
     // The spellings and flags of RunPod's SDK, as a start command copied from a Python
     // worker would pass them.
@@ -759,16 +759,7 @@ async fn logs_on_runpod_are_json_lines_naming_the_job() {
     let volume = h.path("volume");
     std::fs::create_dir_all(&volume).unwrap();
     let hook = WebhookReceiver::start("whsec-runpod-logs");
-    let mut test_input = fixture_json("runpod/test_input.json");
-    let original = object_path(
-        &out,
-        ARCHIVE_BUCKET,
-        field(&test_input["input"], "inputKey"),
-    );
-    std::fs::create_dir_all(original.parent().unwrap()).unwrap();
-    std::fs::copy(fixture("media/video.mp4"), &original).unwrap();
-    test_input["input"]["webhookUrl"] = json!(hook.url());
-    test_input["input"]["webhookSecret"] = json!(hook.secret);
+    let mut test_input = staged_test_input(&out, &hook);
     test_input["id"] = json!("job-logs-1");
     let run = h
         .run_with_env(

@@ -69,31 +69,17 @@ async fn jobs_are_listed_by_creator_type_outcome_and_encoder() {
     assert!(list(&h, &["--creator", "nobody"], 0).await.is_empty());
 
     // The same attributes answer Temporal's own query language.
-    let temporal = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/temporal");
-    let listed = tokio::process::Command::new(temporal)
-        .args([
+    let listed = h
+        .temporal_cli(&[
             "workflow",
             "list",
             "--query",
             "TranscoderCreator = 'alice' AND TranscoderOutcome = 'completed'",
             "--output",
             "json",
-            "--address",
         ])
-        .arg(h.address())
-        .output()
-        .await
-        .expect("temporal workflow list");
-    assert!(
-        listed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&listed.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&listed.stdout).contains("transcode-s1"),
-        "{}",
-        String::from_utf8_lossy(&listed.stdout)
-    );
+        .await;
+    assert!(listed.contains("transcode-s1"), "{listed}");
 
     worker.signal(libc::SIGTERM);
     let _ = worker.wait_for_exit(Duration::from_secs(30)).await;

@@ -100,7 +100,8 @@ pub(crate) fn spawn_ffmpeg(args: &[OsString]) -> Result<tokio::process::Child> {
         })
 }
 
-pub(crate) fn ffmpeg_bin() -> OsString {
+/// The ffmpeg to run: `FFMPEG`, else the one on the `PATH`.
+pub fn ffmpeg_bin() -> OsString {
     std::env::var_os("FFMPEG").unwrap_or_else(|| "ffmpeg".into())
 }
 

@@ -285,6 +285,26 @@ impl Harness {
         }
     }
 
+    /// The project's `temporal` CLI with `args`, against this harness's server; it must
+    /// succeed, and its stdout is returned.
+    pub async fn temporal_cli(&self, args: &[&str]) -> String {
+        let temporal = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/temporal");
+        let out = tokio::process::Command::new(temporal)
+            .args(args)
+            .arg("--address")
+            .arg(self.address())
+            .output()
+            .await
+            .expect("the temporal CLI runs");
+        assert!(
+            out.status.success(),
+            "temporal {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn logs_dir(&self) -> PathBuf {
         let dir = self.path("logs");
         std::fs::create_dir_all(&dir).expect("logs dir");
