@@ -11,7 +11,8 @@ use crate::scratch::ScratchSpace;
 use crate::secrets::{SecretBox, SecretError};
 use crate::storage::Storage;
 use crate::{
-    assemble, chunks, fetch, hls, loudness, mezzanine, probe, thumbnail, verify, waveform, webhook,
+    assemble, audio_chunks, chunks, fetch, hls, loudness, mezzanine, probe, thumbnail, verify,
+    waveform, webhook,
 };
 use transcoder_workflows::cleanup::{may_delete, CleanupInput, CleanupOutcome};
 
@@ -27,9 +28,10 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::ApplicationFailure;
 use transcoder_workflows::activities::{defs, JobEvent, WebhookReceipt, WebhookRequest};
 use transcoder_workflows::media::{
-    AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, ChunkCheckpoint,
-    FetchInput, HeartbeatDetails, HlsOutput, JoinMezzanineInput, LadderChunkInput,
-    LadderChunkOutput, LoudnessInput, LoudnessMeasurement, MezzanineAudioInput, MezzanineInput,
+    AssembleInput, AudioChunkInput, AudioChunkOutput, AudioHlsInput, AudioRenditionInput,
+    AudioRenditionOutput, ChunkCheckpoint, FetchInput, FinishAudioInput, HeartbeatDetails,
+    HlsOutput, JoinMezzanineInput, LadderChunkInput, LadderChunkOutput, LoudnessInput,
+    LoudnessMeasurement, LoudnessSummaryInput, MezzanineAudioInput, MezzanineInput,
     MezzaninePieceInput, ObjectRef, ProbeInput, ProbeResult, StoredObject, ThumbnailInput,
     VerifyInput, VerifyReport, WaveformInput, WaveformOutput,
 };
@@ -586,6 +588,68 @@ impl MediaActivities {
         self.observed(&ctx, run).await
     }
 
+    #[activity(definition = defs::AudioChunk)]
+    pub async fn audio_chunk(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: AudioChunkInput,
+    ) -> Result<AudioChunkOutput, ActivityError> {
+        let (progress, _hb) = Heartbeat::start(&ctx);
+        annotate(vec![KeyValue::new("chunk", i64::from(input.chunk.index))]);
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            let source = self
+                .storage
+                .readable_path(&input.source, work.path())
+                .await?;
+            let made = audio_chunks::encode_audio_chunk(
+                &self.storage,
+                &input,
+                &source,
+                work.path(),
+                &progress.scaled(0.0, 1.0),
+            )
+            .await?;
+            let facts = StepFacts::media(input.chunk.duration_seconds)
+                .encoder("aac")
+                .with_bytes(made.bytes());
+            Ok((made, facts))
+        };
+        self.observed(&ctx, run).await
+    }
+
+    #[activity(definition = defs::LoudnessSummary)]
+    pub async fn loudness_summary(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: LoudnessSummaryInput,
+    ) -> Result<Option<LoudnessMeasurement>, ActivityError> {
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            let m =
+                audio_chunks::summarize_meters(&self.storage, &input.meters, work.path()).await?;
+            tracing::info!(measurement = ?m, chunks = input.meters.len(), "loudness measured (pass 1, in chunks)");
+            Ok::<_, MediaError>((m, StepFacts::default()))
+        };
+        self.observed(&ctx, run).await
+    }
+
+    #[activity(definition = defs::FinishAudioRendition)]
+    pub async fn finish_audio_rendition(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: FinishAudioInput,
+    ) -> Result<AudioRenditionOutput, ActivityError> {
+        annotate(vec![KeyValue::new("rendition", input.name.clone())]);
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            let made = audio_chunks::finish_rendition(&self.storage, &input, work.path()).await?;
+            let facts = StepFacts::bytes(made.bytes());
+            Ok((made, facts))
+        };
+        self.observed(&ctx, run).await
+    }
+
     #[activity(definition = defs::JoinMezzanine)]
     pub async fn join_mezzanine(
         self: Arc<Self>,
@@ -601,9 +665,23 @@ impl MediaActivities {
                 std::fs::create_dir_all(&dir).map_err(MediaError::io("creating", &dir))?;
                 pieces.push(self.storage.readable_path(piece, &dir).await?);
             }
-            let audio = match &input.audio {
-                Some(audio) => Some(self.storage.readable_path(audio, work.path()).await?),
-                None => None,
+            let audio = if !input.audio_pieces.is_empty() {
+                // The chunks' ADTS pieces, one after the other, are one AAC stream.
+                let joined = work.path().join("audio.aac");
+                let mut bytes = Vec::new();
+                for (i, piece) in input.audio_pieces.iter().enumerate() {
+                    let dir = work.path().join(format!("audio-{i}"));
+                    std::fs::create_dir_all(&dir).map_err(MediaError::io("creating", &dir))?;
+                    let path = self.storage.readable_path(piece, &dir).await?;
+                    bytes.extend(std::fs::read(&path).map_err(MediaError::io("reading", &path))?);
+                }
+                std::fs::write(&joined, bytes).map_err(MediaError::io("writing", &joined))?;
+                Some(joined)
+            } else {
+                match &input.audio {
+                    Some(audio) => Some(self.storage.readable_path(audio, work.path()).await?),
+                    None => None,
+                }
             };
             let out = work.path().join("mezzanine.mp4");
             mezzanine::join_pieces(

@@ -4,6 +4,7 @@
 
 pub mod allowlist;
 pub mod assemble;
+pub mod audio_chunks;
 pub mod chunks;
 pub mod encoder;
 pub mod error;

@@ -71,7 +71,7 @@ pub fn mezzanine_args(
 /// The job's source as an input, read from `seek` seconds, under the damage rule: ffmpeg
 /// fails (exit 69, [`MediaError::Damaged`]) when more than [`MAX_UNDECODABLE_FRACTION`] of
 /// its frames cannot be decoded. Every encode that reads the source goes through here.
-fn read_source(a: &mut FfmpegArgs, source: &Path, seek: f64) {
+pub(crate) fn read_source(a: &mut FfmpegArgs, source: &Path, seek: f64) {
     a.opt("-max_error_rate", MAX_UNDECODABLE_FRACTION.to_string());
     if seek > 0.0 {
         a.input_at(seek, source);
@@ -220,6 +220,19 @@ pub fn join_args(list: &Path, audio: Option<&Path>, dest: &Path, rate: FrameRate
     let mut a = FfmpegArgs::new();
     a.opt("-f", "concat").opt("-safe", "0").input(list);
     if let Some(audio) = audio {
+        if audio.extension().is_some_and(|e| e == "aac") {
+            // Raw ADTS (the chunks' pieces joined) says nothing of the encoder's priming
+            // frame: placed one frame early, the muxer trims it with an edit list as it
+            // does for a track encoded in one run.
+            a.opt(
+                "-itsoffset",
+                format!(
+                    "-{}",
+                    crate::audio_chunks::seconds(crate::audio_chunks::AAC_FRAME)
+                ),
+            )
+            .opt("-f", "aac");
+        }
         a.input(audio);
     }
     a.opt("-map", "0:v:0");

@@ -101,6 +101,7 @@ async fn encode_both(
     let join = JoinMezzanineInput {
         pieces: Vec::new(),
         audio: None,
+        audio_pieces: Vec::new(),
         dest: ObjectRef::new("b", "mezz"),
         video: video.clone(),
         frames,

@@ -6,8 +6,9 @@
 
 use crate::cleanup::{CleanupInput, CleanupOutcome};
 use crate::media::{
-    AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, FetchInput, HlsOutput,
-    JoinMezzanineInput, LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement,
+    AssembleInput, AudioChunkInput, AudioChunkOutput, AudioHlsInput, AudioRenditionInput,
+    AudioRenditionOutput, FetchInput, FinishAudioInput, HlsOutput, JoinMezzanineInput,
+    LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement, LoudnessSummaryInput,
     MezzanineAudioInput, MezzanineInput, MezzaninePieceInput, ObjectRef, ProbeInput, ProbeResult,
     StoredObject, ThumbnailInput, VerifyInput, VerifyReport, WaveformInput, WaveformOutput,
 };
@@ -100,6 +101,31 @@ impl TranscodeActivities {
     /// Encode the audio of a chunked mezzanine (the whole timeline, audio only).
     #[activity(name = "mezzanine_audio")]
     pub fn mezzanine_audio(input: MezzanineAudioInput) -> Result<StoredObject, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Encode one chunk of the programme's sound: a mezzanine piece and the source's meter
+    /// readings, or the audio renditions' segments and their meter readings.
+    #[activity(name = "audio_chunk")]
+    pub fn audio_chunk(input: AudioChunkInput) -> Result<AudioChunkOutput, ActivityError> {
+        unimplemented!()
+    }
+
+    /// The programme's loudness from its chunks' meter readings (no media work).
+    /// `None` when the audio is silent.
+    #[activity(name = "loudness_summary")]
+    pub fn loudness_summary(
+        input: LoudnessSummaryInput,
+    ) -> Result<Option<LoudnessMeasurement>, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Finish an audio rendition made in chunks: write its playlist, and measure what
+    /// listeners get from the chunks' meter readings.
+    #[activity(name = "finish_audio_rendition")]
+    pub fn finish_audio_rendition(
+        input: FinishAudioInput,
+    ) -> Result<AudioRenditionOutput, ActivityError> {
         unimplemented!()
     }
 

@@ -61,6 +61,22 @@ impl<'a> JobKeys<'a> {
         ObjectRef::new(&m.bucket, format!("{}.pieces/audio.m4a", m.key))
     }
 
+    /// Chunk `index` of the mezzanine's sound (ADTS), beside the pieces.
+    pub fn mezzanine_audio_piece(&self, index: u32) -> ObjectRef {
+        let m = self.mezzanine();
+        ObjectRef::new(&m.bucket, format!("{}.pieces/audio-{index:05}.aac", m.key))
+    }
+
+    /// The loudness meter's readings of chunk `index`, of the source (`what` = `source`) or
+    /// of a rendition as delivered, beside the pieces.
+    pub fn loudness_meter(&self, what: &str, index: u32) -> ObjectRef {
+        let m = self.mezzanine();
+        ObjectRef::new(
+            &m.bucket,
+            format!("{}.pieces/meter-{what}-{index:05}.json", m.key),
+        )
+    }
+
     /// The HLS tree: `{outputPrefix}/master.m3u8`, `{outputPrefix}/{variant}/playlist.m3u8`.
     pub fn hls_prefix(&self) -> &str {
         &self.job.output_prefix
@@ -120,6 +136,11 @@ impl<'a> JobKeys<'a> {
 pub const SEGMENT_PATTERN: &str = "%05d.ts";
 
 /// The name [`SEGMENT_PATTERN`] gives segment `number`.
+/// Key of `file` (a playlist or segment) of `rendition` in the HLS tree under `prefix`.
+pub fn hls_file_key(prefix: &str, rendition: &str, file: &str) -> String {
+    format!("{prefix}/{rendition}/{file}")
+}
+
 pub fn segment_file_name(number: u32) -> String {
     format!("{number:05}.ts")
 }

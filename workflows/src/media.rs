@@ -518,8 +518,8 @@ pub struct MezzaninePieceInput {
     pub duration_seconds: f64,
 }
 
-/// The mezzanine's audio, alone: stereo AAC over the whole timeline. Audio is a small part of
-/// the work and is encoded in one run, so no AAC frame boundary falls at a chunk edge.
+/// The mezzanine's audio, alone: stereo AAC over the whole timeline in one run. Jobs started
+/// before audio was chunked still call it; new jobs encode the sound in [`AudioChunkInput`]s.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MezzanineAudioInput {
     pub source: ObjectRef,
@@ -532,7 +532,11 @@ pub struct MezzanineAudioInput {
 pub struct JoinMezzanineInput {
     /// In timeline order.
     pub pieces: Vec<ObjectRef>,
+    /// The sound as one track (jobs started before audio was chunked).
     pub audio: Option<ObjectRef>,
+    /// The sound as per-chunk ADTS pieces, in timeline order, joined byte for byte.
+    #[serde(default)]
+    pub audio_pieces: Vec<ObjectRef>,
     pub dest: ObjectRef,
     /// What the pieces were encoded as (the joined file is checked against it).
     pub video: MezzanineVideo,
@@ -677,4 +681,83 @@ pub struct ThumbnailInput {
     pub at_seconds: f64,
     pub width: u32,
     pub height: u32,
+}
+
+/// One chunk of a programme's sound: decoded from the source (with a pre-roll before the
+/// chunk and a post-roll after it, so the filters and the encoder are settled at its edges),
+/// encoded on the programme's AAC frame grid, and only the frames the chunk owns kept, so
+/// consecutive chunks join frame for frame (ARCHITECTURE.md, "Audio in chunks").
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AudioChunkInput {
+    pub source: ObjectRef,
+    pub chunk: ChunkPlan,
+    pub segment_seconds: u32,
+    /// The programme's length: the sound is padded or cut to it.
+    pub duration_seconds: f64,
+    /// The source's sample rate (0 when unknown): decodes start where its sample grid and
+    /// the 48 kHz grid meet, so resampling is the same in every chunk.
+    pub source_sample_rate: u32,
+    /// Where the loudness meter's readings of this chunk are stored.
+    pub meter_dest: ObjectRef,
+    pub work: AudioChunkWork,
+}
+
+/// What an audio chunk makes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AudioChunkWork {
+    /// The mezzanine's sound for the chunk (an ADTS piece at `dest`), metering the source:
+    /// pass 1 of the loudness normalization.
+    Archive { dest: ObjectRef },
+    /// HLS segments of each rendition for the chunk, normalized by `loudness`, metering
+    /// the first rendition as listeners decode it.
+    Renditions {
+        bucket: String,
+        prefix: String,
+        renditions: Vec<AudioRendition>,
+        loudness: Option<LoudnessMeasurement>,
+    },
+}
+
+/// What an audio chunk made.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AudioChunkOutput {
+    pub index: u32,
+    /// The mezzanine piece (archive work).
+    pub piece: Option<StoredObject>,
+    /// Published segments per rendition, in the order asked (rendition work).
+    pub renditions: Vec<(String, Vec<SegmentInfo>)>,
+    /// The meter's readings.
+    pub meter: ObjectRef,
+}
+
+impl AudioChunkOutput {
+    pub fn bytes(&self) -> u64 {
+        let segments: u64 = self
+            .renditions
+            .iter()
+            .flat_map(|(_, s)| s)
+            .map(|s| s.bytes)
+            .sum();
+        segments + self.piece.as_ref().map_or(0, |p| p.size_bytes)
+    }
+}
+
+/// The loudness of a whole programme from its chunks' meter readings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoudnessSummaryInput {
+    /// In timeline order.
+    pub meters: Vec<ObjectRef>,
+}
+
+/// An audio rendition made in chunks, finished: its playlist written and what listeners
+/// get measured from the chunks' meters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FinishAudioInput {
+    pub bucket: String,
+    pub prefix: String,
+    pub name: String,
+    /// Every chunk's segments, in timeline order.
+    pub segments: Vec<SegmentInfo>,
+    pub meters: Vec<ObjectRef>,
 }

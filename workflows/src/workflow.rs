@@ -11,11 +11,12 @@ use crate::ladder::{
     audio_ladder, plan_chunks, plan_mezzanine, plan_video, MezzaninePlan, PlanConfig, VideoPlan,
 };
 use crate::media::{
-    AssembleInput, AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, ChunkPlan, FetchInput,
-    HlsOutput, JoinMezzanineInput, LadderChunkInput, LadderChunkOutput, LoudnessInput,
-    LoudnessMeasurement, MezzanineAudioInput, MezzanineInput, MezzaninePieceInput, MezzanineVideo,
-    ObjectRef, PreviewPlan, ProbeInput, ProbeResult, StoredObject, ThumbnailInput, VerifyInput,
-    WaveformInput,
+    AssembleInput, AudioChunkInput, AudioChunkOutput, AudioChunkWork, AudioHlsInput,
+    AudioRendition, AudioRenditionInput, AudioRenditionOutput, ChunkPlan, FetchInput,
+    FinishAudioInput, HlsOutput, JoinMezzanineInput, LadderChunkInput, LadderChunkOutput,
+    LoudnessInput, LoudnessMeasurement, LoudnessSummaryInput, MezzanineAudioInput, MezzanineInput,
+    MezzaninePieceInput, MezzanineVideo, ObjectRef, PreviewPlan, ProbeInput, ProbeResult,
+    StoredObject, ThumbnailInput, VerifyInput, WaveformInput,
 };
 use crate::receipt::{Receipt, StepTiming, WebhookDelivery};
 use crate::search;
@@ -633,8 +634,12 @@ async fn chunked_mezzanine_and_ladder(
     let duration = probe.duration_seconds;
     let audio = async {
         if probe.audio.is_none() {
-            return Ok((None, None));
+            return Ok(ProgrammeSound::default());
         }
+        if ctx.patched(AUDIO_IN_CHUNKS) {
+            return chunked_audio(ctx, job, keys, config, probe, pieces).await;
+        }
+        // Jobs started before audio was chunked replay this path unchanged.
         let t = clock(ctx);
         let track = async {
             ctx.execute_activity(
@@ -662,7 +667,12 @@ async fn chunked_mezzanine_and_ladder(
         let (track, loudness) = (track?, loudness?);
         let rendition =
             audio_rendition(ctx, job, keys, config, probe, &track.object, loudness).await?;
-        Ok::<_, String>((Some(track), Some(rendition)))
+        Ok::<_, String>(ProgrammeSound {
+            track: Some(track.object.clone()),
+            scratch: vec![track.object],
+            rendition: Some(rendition),
+            ..Default::default()
+        })
     };
     let ladder = async {
         let mut done = in_window(ctx, pieces, config.max_parallel_chunks, |chunk| {
@@ -711,7 +721,7 @@ async fn chunked_mezzanine_and_ladder(
     };
     let (ladder, audio) = futures::join!(ladder, audio);
     let (chunks, piece_objects): (Vec<_>, Vec<_>) = ladder?.into_iter().unzip();
-    let (track, rendition) = audio?;
+    let sound = audio?;
 
     let t = clock(ctx);
     let frames = pieces
@@ -723,7 +733,8 @@ async fn chunked_mezzanine_and_ladder(
             act::JoinMezzanine,
             JoinMezzanineInput {
                 pieces: piece_objects.clone(),
-                audio: track.as_ref().map(|t| t.object.clone()),
+                audio: sound.track,
+                audio_pieces: sound.pieces,
                 dest: keys.mezzanine(),
                 video: video.clone(),
                 frames,
@@ -740,7 +751,7 @@ async fn chunked_mezzanine_and_ladder(
     // The pieces were steps on the way; the joined mezzanine is the archive. Failing to
     // remove them costs storage, not the job.
     let mut leftovers = piece_objects;
-    leftovers.extend(track.map(|t| t.object));
+    leftovers.extend(sound.scratch);
     let _ = ctx
         .execute_activity(
             act::RemoveObjects,
@@ -748,12 +759,179 @@ async fn chunked_mezzanine_and_ladder(
             short_step(Duration::from_secs(600)),
         )
         .await;
-    Ok((mezzanine, chunks, rendition))
+    Ok((mezzanine, chunks, sound.rendition))
 }
 
-/// Runs `start` for each chunk, at most `width` at a time: a new one starts as soon as any
-/// running one finishes. Keeps the progress query's chunk counts. Results come in the order
-/// they finish. (`select_all` polls with the SDK's own waker; `FuturesUnordered` would not.)
+/// Marks jobs whose sound is made in chunks ([`chunked_audio`]); histories without it made
+/// the sound in whole-file activities.
+const AUDIO_IN_CHUNKS: &str = "audio-in-chunks";
+
+/// A video job's sound, made beside its chunked picture.
+#[derive(Default)]
+struct ProgrammeSound {
+    /// The mezzanine's track in one file (jobs from before audio was chunked).
+    track: Option<ObjectRef>,
+    /// The mezzanine's track in chunk pieces, in order.
+    pieces: Vec<ObjectRef>,
+    /// What is removed once the mezzanine is joined.
+    scratch: Vec<ObjectRef>,
+    rendition: Option<AudioRenditionOutput>,
+}
+
+/// The sound of a video job in chunks, on the ladder's chunk boundaries (ARCHITECTURE.md,
+/// "Audio in chunks"): each chunk's mezzanine piece beside the source's meter readings; the
+/// programme's loudness from those readings; each chunk's normalized rendition segments;
+/// then the rendition's playlist and its delivered loudness. No step does more than a chunk
+/// of media work.
+async fn chunked_audio(
+    ctx: &WorkflowContext<TranscodeWorkflow>,
+    job: &Job,
+    keys: &JobKeys<'_>,
+    config: &PlanConfig,
+    probe: &ProbeResult,
+    chunks: &[ChunkPlan],
+) -> Result<ProgrammeSound, String> {
+    let duration = probe.duration_seconds;
+    let rate = probe.audio.as_ref().map_or(0, |a| a.sample_rate);
+    let input = |chunk: &ChunkPlan, meter: ObjectRef, work: AudioChunkWork| AudioChunkInput {
+        source: keys.input(),
+        chunk: *chunk,
+        segment_seconds: config.segment_seconds,
+        duration_seconds: duration,
+        source_sample_rate: rate,
+        meter_dest: meter,
+        work,
+    };
+    let width = config.max_parallel_chunks;
+
+    let t = clock(ctx);
+    let archive = run_windowed(
+        chunks,
+        width,
+        |chunk| {
+            let work = AudioChunkWork::Archive {
+                dest: keys.mezzanine_audio_piece(chunk.index),
+            };
+            let meter = keys.loudness_meter("source", chunk.index);
+            Box::pin(audio_chunk(
+                ctx,
+                input(chunk, meter, work),
+                "mezzanine audio",
+            ))
+        },
+        |_| {},
+    )
+    .await?;
+    let archive = in_order(archive);
+    let bytes = archive.iter().map(AudioChunkOutput::bytes).sum();
+    record(
+        ctx,
+        StepTiming::new("mezzanine_audio", t, clock(ctx))
+            .media(duration)
+            .encoder("aac")
+            .bytes(bytes),
+    );
+
+    let t = clock(ctx);
+    let source_meters: Vec<ObjectRef> = archive.iter().map(|c| c.meter.clone()).collect();
+    let loudness = ctx
+        .execute_activity(
+            act::LoudnessSummary,
+            LoudnessSummaryInput {
+                meters: source_meters.clone(),
+            },
+            short_step(Duration::from_secs(300)),
+        )
+        .await
+        .map_err(|e| step_failed("loudness analysis", &e))?;
+    record(
+        ctx,
+        StepTiming::new("loudness", t, clock(ctx)).media(duration),
+    );
+
+    let t = clock(ctx);
+    let rendition = AudioRendition {
+        name: AUDIO_RENDITION.to_string(),
+        bitrate_kbps: config.video_audio_bitrate_kbps,
+    };
+    let made = run_windowed(
+        chunks,
+        width,
+        |chunk| {
+            let work = AudioChunkWork::Renditions {
+                bucket: job.output_bucket.clone(),
+                prefix: keys.hls_prefix().to_string(),
+                renditions: vec![rendition.clone()],
+                loudness,
+            };
+            let meter = keys.loudness_meter("delivered", chunk.index);
+            Box::pin(audio_chunk(ctx, input(chunk, meter, work), "audio"))
+        },
+        |_| {},
+    )
+    .await?;
+    let made = in_order(made);
+    let delivered_meters: Vec<ObjectRef> = made.iter().map(|c| c.meter.clone()).collect();
+    let finished = ctx
+        .execute_activity(
+            act::FinishAudioRendition,
+            FinishAudioInput {
+                bucket: job.output_bucket.clone(),
+                prefix: keys.hls_prefix().to_string(),
+                name: rendition.name.clone(),
+                segments: made
+                    .into_iter()
+                    .flat_map(|c| c.renditions.into_iter().flat_map(|(_, s)| s))
+                    .collect(),
+                meters: delivered_meters.clone(),
+            },
+            short_step(Duration::from_secs(300)),
+        )
+        .await
+        .map_err(|e| step_failed("audio rendition", &e))?;
+    record(
+        ctx,
+        StepTiming::new("audio_rendition", t, clock(ctx))
+            .media(duration)
+            .encoder("aac")
+            .bytes(finished.bytes()),
+    );
+
+    let pieces: Vec<ObjectRef> = archive
+        .into_iter()
+        .filter_map(|c| c.piece.map(|p| p.object))
+        .collect();
+    let mut scratch = pieces.clone();
+    scratch.extend(source_meters);
+    scratch.extend(delivered_meters);
+    Ok(ProgrammeSound {
+        track: None,
+        pieces,
+        scratch,
+        rendition: Some(finished),
+    })
+}
+
+/// Chunk outputs in timeline order.
+fn in_order(mut outputs: Vec<AudioChunkOutput>) -> Vec<AudioChunkOutput> {
+    outputs.sort_by_key(|c| c.index);
+    outputs
+}
+
+/// One audio chunk, `what` naming it in errors.
+async fn audio_chunk(
+    ctx: &WorkflowContext<TranscodeWorkflow>,
+    input: AudioChunkInput,
+    what: &str,
+) -> Result<AudioChunkOutput, String> {
+    let chunk = input.chunk;
+    ctx.execute_activity(act::AudioChunk, input, chunk_options(&chunk))
+        .await
+        .map_err(|e| step_failed(&format!("{what} chunk {}", chunk.index), &e))
+}
+
+/// Runs `start` for each chunk, at most `width` at a time, keeping the progress query's
+/// chunk counts (see [`run_windowed`]).
 async fn in_window<'a, T, F, Fut>(
     ctx: &WorkflowContext<TranscodeWorkflow>,
     chunks: &'a [ChunkPlan],
@@ -766,6 +944,29 @@ where
 {
     let total = chunks.len() as u32;
     ctx.state_mut(|s| s.progress.chunks_total = total);
+    run_windowed(chunks, width, start, |finished| {
+        let finished = finished as u32;
+        ctx.state_mut(|s| {
+            s.progress.chunks_done = finished;
+            s.progress.percent = ladder_percent(f64::from(finished), total);
+        });
+    })
+    .await
+}
+
+/// Runs `start` for each chunk, at most `width` at a time: a new one starts as soon as any
+/// running one finishes, and `finished` hears how many have. Results come in the order they
+/// finish. (`select_all` polls with the SDK's own waker; `FuturesUnordered` would not.)
+async fn run_windowed<'a, T, F, Fut>(
+    chunks: &'a [ChunkPlan],
+    width: usize,
+    start: F,
+    mut finished: impl FnMut(usize),
+) -> Result<Vec<T>, String>
+where
+    F: Fn(&'a ChunkPlan) -> std::pin::Pin<Box<Fut>>,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     let mut waiting = chunks.iter();
     let mut running: Vec<_> = waiting.by_ref().take(width.max(1)).map(&start).collect();
     let mut done = Vec::with_capacity(chunks.len());
@@ -773,11 +974,7 @@ where
         let (result, _, rest) = futures::future::select_all(running).await;
         running = rest;
         done.push(result?);
-        let finished = done.len() as u32;
-        ctx.state_mut(|s| {
-            s.progress.chunks_done = finished;
-            s.progress.percent = ladder_percent(f64::from(finished), total);
-        });
+        finished(done.len());
         running.extend(waiting.next().map(&start));
     }
     Ok(done)
