@@ -29,11 +29,11 @@ use temporalio_sdk::ApplicationFailure;
 use transcoder_workflows::activities::{defs, JobEvent, WebhookReceipt, WebhookRequest};
 use transcoder_workflows::media::{
     AssembleInput, AudioChunkInput, AudioChunkOutput, AudioHlsInput, AudioRenditionInput,
-    AudioRenditionOutput, ChunkCheckpoint, FetchInput, FinishAudioInput, HeartbeatDetails,
-    HlsOutput, JoinMezzanineInput, LadderChunkInput, LadderChunkOutput, LoudnessInput,
-    LoudnessMeasurement, LoudnessSummaryInput, MezzanineAudioInput, MezzanineInput,
-    MezzaninePieceInput, ObjectRef, ProbeInput, ProbeResult, StoredObject, ThumbnailInput,
-    VerifyInput, VerifyReport, WaveformInput, WaveformOutput,
+    AudioRenditionOutput, ChunkCheckpoint, FetchInput, FinishAudioHlsInput, FinishAudioInput,
+    FinishWaveformInput, HeartbeatDetails, HlsOutput, JoinAudioInput, JoinMezzanineInput,
+    LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement, LoudnessSummaryInput,
+    MezzanineAudioInput, MezzanineInput, MezzaninePieceInput, ObjectRef, ProbeInput, ProbeResult,
+    StoredObject, ThumbnailInput, VerifyInput, VerifyReport, WaveformInput, WaveformOutput,
 };
 
 /// Everything an activity needs from the worker: where objects live, where to work, how
@@ -252,6 +252,23 @@ impl MediaActivities {
                 permanent: false,
             }),
         }
+    }
+
+    /// Local copies of `objects`, each in its own folder `work/<what>-<i>` (pieces share
+    /// file names).
+    async fn fetch_all(
+        &self,
+        objects: &[ObjectRef],
+        work: &std::path::Path,
+        what: &str,
+    ) -> Result<Vec<PathBuf>, MediaError> {
+        let mut paths = Vec::with_capacity(objects.len());
+        for (i, object) in objects.iter().enumerate() {
+            let dir = work.join(format!("{what}-{i}"));
+            std::fs::create_dir_all(&dir).map_err(MediaError::io("creating", &dir))?;
+            paths.push(self.storage.readable_path(object, &dir).await?);
+        }
+        Ok(paths)
     }
 
     fn work_dir(&self, ctx: &ActivityContext) -> Result<tempfile::TempDir, MediaError> {
@@ -650,6 +667,79 @@ impl MediaActivities {
         self.observed(&ctx, run).await
     }
 
+    #[activity(definition = defs::JoinAudioMezzanine)]
+    pub async fn join_audio_mezzanine(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: JoinAudioInput,
+    ) -> Result<StoredObject, ActivityError> {
+        let (progress, _hb) = Heartbeat::start(&ctx);
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            let pieces = self.fetch_all(&input.pieces, work.path(), "audio").await?;
+            let out = work.path().join("mezzanine.mp4");
+            audio_chunks::join_audio_mezzanine(
+                &pieces,
+                work.path(),
+                &out,
+                input.duration_seconds,
+                &progress.scaled(0.0, 0.9),
+            )
+            .await?;
+            let size_bytes = self.storage.put_file(&out, &input.dest).await?;
+            tracing::info!(dest = %input.dest, pieces = pieces.len(), size_bytes, "audio mezzanine stored (joined from its pieces)");
+            let stored = StoredObject {
+                object: input.dest.clone(),
+                size_bytes,
+                encoder: None,
+            };
+            Ok((stored, StepFacts::default().with_bytes(size_bytes)))
+        };
+        self.observed(&ctx, run).await
+    }
+
+    #[activity(definition = defs::FinishAudioHls)]
+    pub async fn finish_audio_hls(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: FinishAudioHlsInput,
+    ) -> Result<HlsOutput, ActivityError> {
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            let hls = audio_chunks::finish_audio_hls(&self.storage, &input, work.path()).await?;
+            let facts = StepFacts::bytes(hls.bytes_out);
+            Ok((hls, facts))
+        };
+        self.observed(&ctx, run).await
+    }
+
+    #[activity(definition = defs::FinishWaveform)]
+    pub async fn finish_waveform(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: FinishWaveformInput,
+    ) -> Result<WaveformOutput, ActivityError> {
+        let run = async {
+            let work = self.work_dir(&ctx)?;
+            let files = audio_chunks::finish_waveform(
+                &self.storage,
+                &input.pieces,
+                input.duration_seconds,
+                work.path(),
+            )
+            .await?;
+            let json_bytes = self.storage.put_file(&files.json, &input.json_dest).await?;
+            let png_bytes = self.storage.put_file(&files.png, &input.png_dest).await?;
+            let made = WaveformOutput {
+                json: input.json_dest.clone(),
+                png: input.png_dest.clone(),
+                length: files.length,
+            };
+            Ok((made, StepFacts::bytes(json_bytes + png_bytes)))
+        };
+        self.observed(&ctx, run).await
+    }
+
     #[activity(definition = defs::JoinMezzanine)]
     pub async fn join_mezzanine(
         self: Arc<Self>,
@@ -659,23 +749,13 @@ impl MediaActivities {
         let (progress, _hb) = Heartbeat::start(&ctx);
         let run = async {
             let work = self.work_dir(&ctx)?;
-            let mut pieces = Vec::with_capacity(input.pieces.len());
-            for (i, piece) in input.pieces.iter().enumerate() {
-                let dir = work.path().join(format!("piece-{i}"));
-                std::fs::create_dir_all(&dir).map_err(MediaError::io("creating", &dir))?;
-                pieces.push(self.storage.readable_path(piece, &dir).await?);
-            }
+            let pieces = self.fetch_all(&input.pieces, work.path(), "piece").await?;
             let audio = if !input.audio_pieces.is_empty() {
-                // The chunks' ADTS pieces, one after the other, are one AAC stream.
+                let pieces = self
+                    .fetch_all(&input.audio_pieces, work.path(), "audio")
+                    .await?;
                 let joined = work.path().join("audio.aac");
-                let mut bytes = Vec::new();
-                for (i, piece) in input.audio_pieces.iter().enumerate() {
-                    let dir = work.path().join(format!("audio-{i}"));
-                    std::fs::create_dir_all(&dir).map_err(MediaError::io("creating", &dir))?;
-                    let path = self.storage.readable_path(piece, &dir).await?;
-                    bytes.extend(std::fs::read(&path).map_err(MediaError::io("reading", &path))?);
-                }
-                std::fs::write(&joined, bytes).map_err(MediaError::io("writing", &joined))?;
+                audio_chunks::join_adts(&pieces, &joined)?;
                 Some(joined)
             } else {
                 match &input.audio {

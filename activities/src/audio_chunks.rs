@@ -21,15 +21,17 @@
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
-use crate::hls::{media_playlist, put_playlist};
+use crate::hls::{media_playlist, publish_playlists, put_playlist, PublishedRendition, AAC_LC};
 use crate::loudness::{self, MeterSeries};
 use crate::storage::Storage;
+use crate::waveform::{self, WaveformPiece};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use transcoder_workflows::keys::{hls_file_key, segment_file_name};
 use transcoder_workflows::media::{
     AudioChunkInput, AudioChunkOutput, AudioChunkWork, AudioRenditionOutput, ChunkPlan,
-    FinishAudioInput, LoudnessMeasurement, ObjectRef, SegmentInfo, StoredObject,
+    FinishAudioHlsInput, FinishAudioInput, HlsOutput, LoudnessMeasurement, MezzanineInput,
+    ObjectRef, SegmentInfo, StoredObject,
 };
 
 /// Every audio output runs at 48 kHz.
@@ -278,17 +280,34 @@ pub fn chunk_args(
         AudioChunkWork::Renditions {
             renditions,
             loudness,
+            waveform_dest,
             ..
         } => {
             let n = renditions.len();
+            let waveform = waveform_dest.is_some();
             let mut graph = format!(
-                "{front},{},asplit={n}",
-                loudness::output_audio_filter(loudness.as_ref())
+                "{front},{},asplit={}",
+                loudness::output_audio_filter(loudness.as_ref()),
+                n + usize::from(waveform)
             );
             for i in 0..n {
                 graph.push_str(&format!("[e{i}]"));
             }
+            if waveform {
+                // The waveform's samples: the normalized sound in mono (the average of the
+                // channels), 16 bits. Converted by its own `aresample`: a format asked of one
+                // branch of `asplit` would otherwise be negotiated for all of them.
+                graph.push_str(
+                    "[w];[w]aresample,aformat=sample_fmts=s16:channel_layouts=mono[wave]",
+                );
+            }
             a.opt("-filter_complex", graph);
+            if waveform {
+                a.opt("-map", "[wave]")
+                    .opt("-t", t.clone())
+                    .opt("-f", "s16le")
+                    .output(&work_dir.join(WAVE_FILE));
+            }
             for (i, r) in renditions.iter().enumerate() {
                 aac(
                     &mut a,
@@ -383,6 +402,7 @@ pub async fn encode_audio_chunk(
         piece: None,
         renditions: Vec::new(),
         meter: input.meter_dest.clone(),
+        waveform: None,
     };
     let meter_file = work_dir.join("meter.txt");
     match &input.work {
@@ -407,8 +427,19 @@ pub async fn encode_audio_chunk(
             bucket,
             prefix,
             renditions,
+            waveform_dest,
             ..
         } => {
+            if let Some(dest) = waveform_dest {
+                let piece =
+                    waveform_stretch(&work_dir.join(WAVE_FILE), &w, input.duration_seconds)?;
+                let path = work_dir.join("waveform.json");
+                let json = serde_json::to_vec(&piece)
+                    .map_err(|e| MediaError::Verification(format!("waveform stretch: {e}")))?;
+                std::fs::write(&path, json).map_err(MediaError::io("writing", &path))?;
+                storage.put_file(&path, dest).await?;
+                output.waveform = Some(dest.clone());
+            }
             for (i, r) in renditions.iter().enumerate() {
                 let enc = work_dir.join(format!("enc-{i}.aac"));
                 if i == 0 {
@@ -509,6 +540,129 @@ pub async fn finish_rendition(
         segments: input.segments.clone(),
         delivered_loudness: delivered,
     })
+}
+
+/// The raw mono samples a rendition chunk writes for the waveform.
+const WAVE_FILE: &str = "wave.raw";
+
+/// The chunk's own stretch of the waveform from the run's raw mono samples.
+fn waveform_stretch(raw: &Path, w: &AudioWindow, duration: f64) -> Result<WaveformPiece> {
+    let bytes = std::fs::read(raw).map_err(MediaError::io("reading", raw))?;
+    let samples: Vec<i16> = bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let from = (w.own_start - w.decode_start) as usize;
+    let to = (w.own_end - w.decode_start) as usize;
+    if samples.len() < to {
+        return Err(MediaError::Verification(format!(
+            "the waveform's decode gave {} samples, short of {to}",
+            samples.len()
+        )));
+    }
+    Ok(waveform::summarize_stretch(
+        &samples[from..to],
+        w.own_start,
+        duration,
+    ))
+}
+
+/// Joins ADTS pieces (local files, in order) into one stream at `dest`: ADTS frames carry
+/// their own headers, so the pieces join byte for byte.
+pub fn join_adts(pieces: &[PathBuf], dest: &Path) -> Result<()> {
+    let mut bytes = Vec::new();
+    for piece in pieces {
+        bytes.extend(std::fs::read(piece).map_err(MediaError::io("reading", piece))?);
+    }
+    adts_frames(&bytes)?;
+    std::fs::write(dest, bytes).map_err(MediaError::io("writing", dest))
+}
+
+/// Adds a joined ADTS stream as an input. ADTS says nothing of the encoder's priming frame:
+/// placed one frame early, an MP4 muxer trims it with an edit list, as it does for a track
+/// encoded in one run.
+pub fn adts_input(a: &mut FfmpegArgs, path: &Path) {
+    a.opt("-itsoffset", format!("-{}", seconds(AAC_FRAME)))
+        .opt("-f", "aac")
+        .input(path);
+}
+
+/// An audio job's mezzanine from its joined ADTS pieces: stream copy, faststart, checked as
+/// a mezzanine made in one run is.
+pub async fn join_audio_mezzanine(
+    pieces: &[PathBuf],
+    work_dir: &Path,
+    dest: &Path,
+    duration: f64,
+    progress: &ScaledProgress,
+) -> Result<()> {
+    let joined = work_dir.join("audio.aac");
+    join_adts(pieces, &joined)?;
+    let mut a = FfmpegArgs::new();
+    adts_input(&mut a, &joined);
+    a.opt("-map", "0:a:0")
+        .opt("-c", "copy")
+        .opt("-map_metadata", "-1")
+        .opt("-movflags", "+faststart")
+        .opt("-f", "mp4")
+        .output(dest);
+    ffmpeg(a.as_slice(), duration, progress).await?;
+    let made = crate::probe::probe_file(dest)
+        .await
+        .map_err(|e| MediaError::Verification(format!("mezzanine: {e}")))?;
+    let as_planned = MezzanineInput {
+        source: ObjectRef::new("", ""),
+        dest: ObjectRef::new("", ""),
+        video: None,
+        has_audio: true,
+    };
+    crate::mezzanine::check_mezzanine(&as_planned, &made, duration)
+}
+
+/// Finishes an audio job's ladder made in chunks: playlists, master, and the delivered
+/// loudness of the first rendition.
+pub async fn finish_audio_hls(
+    storage: &Storage,
+    input: &FinishAudioHlsInput,
+    work_dir: &Path,
+) -> Result<HlsOutput> {
+    let published: Vec<PublishedRendition> = input
+        .renditions
+        .iter()
+        .map(|(name, segments)| PublishedRendition {
+            name: name.clone(),
+            segments: segments.clone(),
+            codecs: AAC_LC.to_string(),
+            resolution: None,
+            frame_rate: None,
+            encoder: "aac".to_string(),
+        })
+        .collect();
+    let mut hls =
+        publish_playlists(storage, &input.bucket, &input.prefix, work_dir, &published).await?;
+    hls.delivered_loudness = summarize_meters(storage, &input.meters, work_dir).await?;
+    Ok(hls)
+}
+
+/// An audio job's waveform JSON and picture from its chunks' stretches (checked before
+/// they are returned).
+pub async fn finish_waveform(
+    storage: &Storage,
+    pieces: &[ObjectRef],
+    duration: f64,
+    work_dir: &Path,
+) -> Result<waveform::WaveformFiles> {
+    let mut stretches = Vec::with_capacity(pieces.len());
+    for (i, piece) in pieces.iter().enumerate() {
+        let dir = work_dir.join(format!("waveform-{i}"));
+        std::fs::create_dir_all(&dir).map_err(MediaError::io("creating", &dir))?;
+        let path = storage.readable_path(piece, &dir).await?;
+        let bytes = std::fs::read(&path).map_err(MediaError::io("reading", &path))?;
+        let stretch: WaveformPiece = serde_json::from_slice(&bytes)
+            .map_err(|e| MediaError::Verification(format!("waveform stretch {piece}: {e}")))?;
+        stretches.push(stretch);
+    }
+    waveform::write_joined(&stretches, work_dir, duration)
 }
 
 /// The run's own packets as local indices `[first, end)`.
@@ -819,12 +973,14 @@ mod tests {
             // The rendition: normalized segments, time-stamped where one run puts them.
             let mut delivered = Vec::new();
             let mut segments = Vec::new();
+            let mut waveforms = Vec::new();
             for c in &chunks {
-                let (segs, meter) =
-                    rendition_chunk(&storage, &source, dir.path(), c, "audio", m).await;
-                segments.extend(segs);
-                delivered.push(meter);
+                let made = rendition_chunk(&storage, &source, dir.path(), c, "audio", m).await;
+                segments.extend(made.renditions.into_iter().flat_map(|(_, s)| s));
+                delivered.push(made.meter);
+                waveforms.extend(made.waveform);
             }
+            assert_eq!(waveforms.len(), chunks.len());
             // As one run's muxer cuts them: the packet past 20 s (the priming frame shifts
             // the last one over) makes an eleventh segment of one packet.
             let packets = programme_samples(SECONDS).div_ceil(AAC_FRAME) + 1;
@@ -871,6 +1027,40 @@ mod tests {
             )
             .await
             .unwrap();
+            // The waveform joined from the chunks' stretches is the one a single pass over
+            // the normalized sound draws (a sample rounded the other way may move a point
+            // by one step of 256).
+            let wf_dir = dir.path().join("wf");
+            std::fs::create_dir_all(&wf_dir).unwrap();
+            let joined = finish_waveform(&storage, &waveforms, SECONDS, &wf_dir)
+                .await
+                .expect("waveform");
+            let whole_dir = dir.path().join("wf-whole");
+            std::fs::create_dir_all(&whole_dir).unwrap();
+            let whole = waveform::generate_waveform_filtered(
+                &source,
+                Some(&loudness::output_audio_filter(Some(&m))),
+                &whole_dir,
+                SECONDS,
+                &progress,
+            )
+            .await
+            .expect("one pass");
+            let data = |p: &Path| -> Vec<i64> {
+                let doc: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+                doc["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_i64().unwrap())
+                    .collect()
+            };
+            let (a, b) = (data(&joined.json), data(&whole.json));
+            assert_eq!(a.len(), b.len());
+            let worst = a.iter().zip(&b).map(|(x, y)| x.abs_diff(*y)).max();
+            assert!(worst <= Some(1), "points differ by {worst:?}");
+
             let got = finished.delivered_loudness.expect("measured");
             assert!((got.integrated - loudness::TARGET_I).abs() < 0.3, "{got:?}");
             assert!(got.true_peak <= loudness::TARGET_TP + 0.5, "{got:?}");
@@ -884,9 +1074,9 @@ mod tests {
             assert!(loudness::apply_filter(&pushed).contains("alimiter"));
             let mut segments = Vec::new();
             for c in &chunks {
-                let (segs, _) =
+                let made =
                     rendition_chunk(&storage, &source, dir.path(), c, "limited", pushed).await;
-                segments.extend(segs);
+                segments.extend(made.renditions.into_iter().flat_map(|(_, s)| s));
             }
             let mut ts = Vec::new();
             for seg in &segments {
@@ -966,7 +1156,7 @@ mod tests {
             );
         }
 
-        /// One chunk of rendition `name`, normalized by `m`: its segments and meter.
+        /// One chunk of rendition `name`, normalized by `m`, with its waveform stretch.
         async fn rendition_chunk(
             storage: &Storage,
             source: &Path,
@@ -974,7 +1164,7 @@ mod tests {
             c: &ChunkPlan,
             name: &str,
             m: LoudnessMeasurement,
-        ) -> (Vec<SegmentInfo>, ObjectRef) {
+        ) -> AudioChunkOutput {
             let work_dir = dir.join(format!("{name}-{}", c.index));
             std::fs::create_dir_all(&work_dir).unwrap();
             let input = AudioChunkInput {
@@ -992,14 +1182,16 @@ mod tests {
                         bitrate_kbps: 128,
                     }],
                     loudness: Some(m),
+                    waveform_dest: Some(ObjectRef::new(
+                        "scratch",
+                        format!("{name}-waveform-{}.json", c.index),
+                    )),
                 },
             };
             let progress = ProgressSink::none().scaled(0.0, 1.0);
-            let made = encode_audio_chunk(storage, &input, source, &work_dir, &progress)
+            encode_audio_chunk(storage, &input, source, &work_dir, &progress)
                 .await
-                .expect("rendition chunk");
-            let segments = made.renditions.into_iter().flat_map(|(_, s)| s).collect();
-            (segments, made.meter)
+                .expect("rendition chunk")
         }
 
         /// Around each join (decoded sample = programme sample + the priming frame), the

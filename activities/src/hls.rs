@@ -10,8 +10,8 @@ use crate::loudness::output_audio_filter;
 use crate::storage::Storage;
 use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, Resolution, VariantStream};
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-use transcoder_workflows::keys::SEGMENT_PATTERN;
+use std::path::Path;
+use transcoder_workflows::keys::{hls_file_key, SEGMENT_PATTERN};
 use transcoder_workflows::media::{
     AudioHlsInput, HlsOutput, LoudnessMeasurement, ObjectRef, SegmentInfo, VariantResult,
 };
@@ -186,11 +186,14 @@ pub struct Measured {
 }
 
 /// Peak and average bitrate over the segments of a playlist (DESIGN §4: declare what was
-/// produced, not what was asked for). `sizes[i]` is the byte size of segment `i`.
+/// produced, not what was asked for). `sizes[i]` is the byte size of segment `i`. Durations
+/// are taken as a playlist states them (`EXTINF` is written from, and read back as, an
+/// `f32`), so whoever measures from the playlist gets the same numbers.
 pub fn measure(durations: &[f64], sizes: &[u64]) -> Measured {
     let mut peak = 0.0f64;
     let (mut bits, mut secs) = (0.0f64, 0.0f64);
     for (&d, &s) in durations.iter().zip(sizes) {
+        let d = f64::from(d as f32);
         let b = s as f64 * 8.0;
         bits += b;
         secs += d;
@@ -262,7 +265,8 @@ pub fn read_media_playlist(path: &Path) -> Result<MediaPlaylist> {
     Ok(playlist)
 }
 
-/// Measures, checks and publishes every variant in `work`, then the master playlist.
+/// Publishes the local renditions ffmpeg wrote under `work/<name>/` (segments checked
+/// and uploaded), then their playlists and the master.
 pub async fn publish_hls(
     storage: &Storage,
     bucket: &str,
@@ -270,21 +274,12 @@ pub async fn publish_hls(
     work: &Path,
     variants: &[LocalVariant],
 ) -> Result<HlsOutput> {
-    let mut results = Vec::new();
-    let mut bytes_out = 0u64;
-    let mut master = MasterPlaylist {
-        version: Some(3),
-        independent_segments: true,
-        ..Default::default()
-    };
-
+    let mut published = Vec::new();
     for v in variants {
         let dir = work.join(&v.name);
-        let playlist_path = dir.join("playlist.m3u8");
-        let playlist = read_media_playlist(&playlist_path)?;
-        let mut durations = Vec::new();
-        let mut sizes = Vec::new();
-        let mut files: Vec<PathBuf> = Vec::new();
+        let playlist = read_media_playlist(&dir.join("playlist.m3u8"))?;
+        let mut segments = Vec::new();
+        let mut first_file = None;
         for seg in &playlist.segments {
             if seg.uri.contains('/') || seg.uri.contains("..") {
                 return Err(MediaError::Verification(format!(
@@ -302,58 +297,108 @@ pub async fn publish_hls(
                     path.display()
                 )));
             }
-            durations.push(f64::from(seg.duration));
-            sizes.push(size);
-            files.push(path);
+            storage
+                .put_file(
+                    &path,
+                    &ObjectRef::new(bucket, hls_file_key(prefix, &v.name, &seg.uri)),
+                )
+                .await?;
+            first_file.get_or_insert(path);
+            segments.push(SegmentInfo {
+                uri: seg.uri.clone(),
+                duration: f64::from(seg.duration),
+                bytes: size,
+            });
         }
-        let measured = measure(&durations, &sizes);
-        bytes_out += sizes.iter().sum::<u64>();
         let mut codecs = Vec::new();
-        if v.has_video {
-            codecs.push(video_codec_of(&files[0]).await?);
+        if let (true, Some(first)) = (v.has_video, &first_file) {
+            codecs.push(video_codec_of(first).await?);
         }
         if v.has_audio {
             codecs.push(AAC_LC.to_string());
         }
-        let codecs = codecs.join(",");
-
-        for (file, seg) in files.iter().zip(&playlist.segments) {
-            storage
-                .put_file(
-                    file,
-                    &ObjectRef::new(bucket, format!("{prefix}/{}/{}", v.name, seg.uri)),
-                )
-                .await?;
-        }
-        let playlist_key = format!("{prefix}/{}/playlist.m3u8", v.name);
-        storage
-            .put_file(&playlist_path, &ObjectRef::new(bucket, &playlist_key))
-            .await?;
-
-        master.variants.push(VariantStream {
-            uri: format!("{}/playlist.m3u8", v.name),
-            bandwidth: measured.peak,
-            average_bandwidth: Some(measured.average),
-            codecs: Some(codecs.clone()),
-            resolution: v.resolution.map(|(w, h)| Resolution {
-                width: u64::from(w),
-                height: u64::from(h),
-            }),
-            frame_rate: v.frame_rate.map(|f| (f * 1000.0).round() / 1000.0),
-            ..Default::default()
-        });
-        results.push(VariantResult {
+        published.push(PublishedRendition {
             name: v.name.clone(),
-            playlist_key,
+            segments,
+            codecs: codecs.join(","),
             resolution: v.resolution,
-            bandwidth: measured.peak,
-            average_bandwidth: measured.average,
-            codecs,
-            segment_count: playlist.segments.len() as u32,
+            frame_rate: v.frame_rate,
             encoder: v.encoder.clone(),
         });
     }
+    publish_playlists(storage, bucket, prefix, work, &published).await
+}
 
+/// A rendition whose segments are in the store: what its playlist and the master need.
+#[derive(Debug, Clone)]
+pub struct PublishedRendition {
+    pub name: String,
+    pub segments: Vec<SegmentInfo>,
+    /// `CODECS` of the master's entry.
+    pub codecs: String,
+    pub resolution: Option<(u32, u32)>,
+    pub frame_rate: Option<f64>,
+    pub encoder: String,
+}
+
+/// Writes each rendition's playlist and the master over them, with bandwidths measured
+/// from the segments.
+pub async fn publish_playlists(
+    storage: &Storage,
+    bucket: &str,
+    prefix: &str,
+    work: &Path,
+    renditions: &[PublishedRendition],
+) -> Result<HlsOutput> {
+    let mut results = Vec::new();
+    let mut bytes_out = 0u64;
+    let mut master = MasterPlaylist {
+        version: Some(3),
+        independent_segments: true,
+        ..Default::default()
+    };
+    for r in renditions {
+        if r.segments.is_empty() {
+            return Err(MediaError::Verification(format!(
+                "rendition {} has no segments",
+                r.name
+            )));
+        }
+        let durations: Vec<f64> = r.segments.iter().map(|s| s.duration).collect();
+        let sizes: Vec<u64> = r.segments.iter().map(|s| s.bytes).collect();
+        let measured = measure(&durations, &sizes);
+        bytes_out += sizes.iter().sum::<u64>();
+        let playlist_key = hls_file_key(prefix, &r.name, "playlist.m3u8");
+        put_playlist(
+            storage,
+            &media_playlist(&r.segments),
+            &work.join(format!("{}.m3u8", r.name)),
+            &ObjectRef::new(bucket, &playlist_key),
+        )
+        .await?;
+        master.variants.push(VariantStream {
+            uri: format!("{}/playlist.m3u8", r.name),
+            bandwidth: measured.peak,
+            average_bandwidth: Some(measured.average),
+            codecs: Some(r.codecs.clone()),
+            resolution: r.resolution.map(|(w, h)| Resolution {
+                width: u64::from(w),
+                height: u64::from(h),
+            }),
+            frame_rate: r.frame_rate.map(|f| (f * 1000.0).round() / 1000.0),
+            ..Default::default()
+        });
+        results.push(VariantResult {
+            name: r.name.clone(),
+            playlist_key,
+            resolution: r.resolution,
+            bandwidth: measured.peak,
+            average_bandwidth: measured.average,
+            codecs: r.codecs.clone(),
+            segment_count: r.segments.len() as u32,
+            encoder: r.encoder.clone(),
+        });
+    }
     let master_key = format!("{prefix}/master.m3u8");
     put_master_playlist(
         storage,

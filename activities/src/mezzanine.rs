@@ -221,19 +221,11 @@ pub fn join_args(list: &Path, audio: Option<&Path>, dest: &Path, rate: FrameRate
     a.opt("-f", "concat").opt("-safe", "0").input(list);
     if let Some(audio) = audio {
         if audio.extension().is_some_and(|e| e == "aac") {
-            // Raw ADTS (the chunks' pieces joined) says nothing of the encoder's priming
-            // frame: placed one frame early, the muxer trims it with an edit list as it
-            // does for a track encoded in one run.
-            a.opt(
-                "-itsoffset",
-                format!(
-                    "-{}",
-                    crate::audio_chunks::seconds(crate::audio_chunks::AAC_FRAME)
-                ),
-            )
-            .opt("-f", "aac");
+            // The chunks' ADTS pieces, joined.
+            crate::audio_chunks::adts_input(&mut a, audio);
+        } else {
+            a.input(audio);
         }
-        a.input(audio);
     }
     a.opt("-map", "0:v:0");
     if audio.is_some() {

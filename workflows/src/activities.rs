@@ -7,10 +7,11 @@
 use crate::cleanup::{CleanupInput, CleanupOutcome};
 use crate::media::{
     AssembleInput, AudioChunkInput, AudioChunkOutput, AudioHlsInput, AudioRenditionInput,
-    AudioRenditionOutput, FetchInput, FinishAudioInput, HlsOutput, JoinMezzanineInput,
-    LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement, LoudnessSummaryInput,
-    MezzanineAudioInput, MezzanineInput, MezzaninePieceInput, ObjectRef, ProbeInput, ProbeResult,
-    StoredObject, ThumbnailInput, VerifyInput, VerifyReport, WaveformInput, WaveformOutput,
+    AudioRenditionOutput, FetchInput, FinishAudioHlsInput, FinishAudioInput, FinishWaveformInput,
+    HlsOutput, JoinAudioInput, JoinMezzanineInput, LadderChunkInput, LadderChunkOutput,
+    LoudnessInput, LoudnessMeasurement, LoudnessSummaryInput, MezzanineAudioInput, MezzanineInput,
+    MezzaninePieceInput, ObjectRef, ProbeInput, ProbeResult, StoredObject, ThumbnailInput,
+    VerifyInput, VerifyReport, WaveformInput, WaveformOutput,
 };
 use crate::receipt::Receipt;
 use crate::webhook::WebhookBody;
@@ -126,6 +127,25 @@ impl TranscodeActivities {
     pub fn finish_audio_rendition(
         input: FinishAudioInput,
     ) -> Result<AudioRenditionOutput, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Finish an audio job's HLS ladder made in chunks: the playlists, the master, and the
+    /// delivered loudness from the chunks' meter readings.
+    #[activity(name = "finish_audio_hls")]
+    pub fn finish_audio_hls(input: FinishAudioHlsInput) -> Result<HlsOutput, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Join an audio job's waveform stretches into its JSON and picture.
+    #[activity(name = "finish_waveform")]
+    pub fn finish_waveform(input: FinishWaveformInput) -> Result<WaveformOutput, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Join an audio job's mezzanine pieces into the one faststart MP4, stream copy only.
+    #[activity(name = "join_audio_mezzanine")]
+    pub fn join_audio_mezzanine(input: JoinAudioInput) -> Result<StoredObject, ActivityError> {
         unimplemented!()
     }
 

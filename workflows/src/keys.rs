@@ -67,6 +67,15 @@ impl<'a> JobKeys<'a> {
         ObjectRef::new(&m.bucket, format!("{}.pieces/audio-{index:05}.aac", m.key))
     }
 
+    /// Chunk `index`'s stretch of an audio job's waveform, beside the pieces.
+    pub fn waveform_piece(&self, index: u32) -> ObjectRef {
+        let m = self.mezzanine();
+        ObjectRef::new(
+            &m.bucket,
+            format!("{}.pieces/waveform-{index:05}.json", m.key),
+        )
+    }
+
     /// The loudness meter's readings of chunk `index`, of the source (`what` = `source`) or
     /// of a rendition as delivered, beside the pieces.
     pub fn loudness_meter(&self, what: &str, index: u32) -> ObjectRef {

@@ -716,6 +716,10 @@ pub enum AudioChunkWork {
         prefix: String,
         renditions: Vec<AudioRendition>,
         loudness: Option<LoudnessMeasurement>,
+        /// Where the chunk's stretch of the waveform (of the normalized sound) is stored,
+        /// for audio jobs.
+        #[serde(default)]
+        waveform_dest: Option<ObjectRef>,
     },
 }
 
@@ -729,6 +733,9 @@ pub struct AudioChunkOutput {
     pub renditions: Vec<(String, Vec<SegmentInfo>)>,
     /// The meter's readings.
     pub meter: ObjectRef,
+    /// The chunk's stretch of the waveform, when asked.
+    #[serde(default)]
+    pub waveform: Option<ObjectRef>,
 }
 
 impl AudioChunkOutput {
@@ -760,4 +767,34 @@ pub struct FinishAudioInput {
     /// Every chunk's segments, in timeline order.
     pub segments: Vec<SegmentInfo>,
     pub meters: Vec<ObjectRef>,
+}
+
+/// An audio job's mezzanine from its chunks' ADTS pieces, joined without re-encoding.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinAudioInput {
+    /// In timeline order.
+    pub pieces: Vec<ObjectRef>,
+    pub dest: ObjectRef,
+    pub duration_seconds: f64,
+}
+
+/// An audio job's HLS ladder made in chunks, finished: each rendition's playlist, the
+/// master, and what listeners get (the first rendition) from the chunks' meter readings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FinishAudioHlsInput {
+    pub bucket: String,
+    pub prefix: String,
+    /// Each rendition with every chunk's segments, in timeline order.
+    pub renditions: Vec<(String, Vec<SegmentInfo>)>,
+    pub meters: Vec<ObjectRef>,
+}
+
+/// The waveform JSON and picture joined from the chunks' stretches.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FinishWaveformInput {
+    /// In timeline order.
+    pub pieces: Vec<ObjectRef>,
+    pub duration_seconds: f64,
+    pub json_dest: ObjectRef,
+    pub png_dest: ObjectRef,
 }

@@ -13,10 +13,11 @@ use crate::ladder::{
 use crate::media::{
     AssembleInput, AudioChunkInput, AudioChunkOutput, AudioChunkWork, AudioHlsInput,
     AudioRendition, AudioRenditionInput, AudioRenditionOutput, ChunkPlan, FetchInput,
-    FinishAudioInput, HlsOutput, JoinMezzanineInput, LadderChunkInput, LadderChunkOutput,
-    LoudnessInput, LoudnessMeasurement, LoudnessSummaryInput, MezzanineAudioInput, MezzanineInput,
-    MezzaninePieceInput, MezzanineVideo, ObjectRef, PreviewPlan, ProbeInput, ProbeResult,
-    StoredObject, ThumbnailInput, VerifyInput, WaveformInput,
+    FinishAudioHlsInput, FinishAudioInput, FinishWaveformInput, HlsOutput, JoinAudioInput,
+    JoinMezzanineInput, LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement,
+    LoudnessSummaryInput, MezzanineAudioInput, MezzanineInput, MezzaninePieceInput, MezzanineVideo,
+    ObjectRef, PreviewPlan, ProbeInput, ProbeResult, SegmentInfo, StoredObject, ThumbnailInput,
+    VerifyInput, WaveformInput, WaveformOutput,
 };
 use crate::receipt::{Receipt, StepTiming, WebhookDelivery};
 use crate::search;
@@ -346,8 +347,17 @@ async fn process(
         },
         _ => None,
     };
+    // An audio job makes everything in chunks; histories from before that run it whole.
+    let audio_in_chunks = video_plan.is_none() && ctx.patched(AUDIO_IN_CHUNKS);
+    let mut audio_job_done = None;
     // A chunked mezzanine encodes the ladder as it goes: what it returns is ready.
     let (mezzanine, loudness, ladder_done) = match in_pieces {
+        None if audio_in_chunks => {
+            let (mezzanine, hls, waveform) =
+                audio_job_in_chunks(ctx, job, &keys, &config, &probe, &chunks).await?;
+            audio_job_done = Some((hls, waveform));
+            (mezzanine, None, None)
+        }
         Some((plan, video)) => {
             let (mezzanine, made, audio) = chunked_mezzanine_and_ladder(
                 ctx, job, &keys, &config, &probe, plan, video, &chunks,
@@ -495,49 +505,12 @@ async fn process(
             hls
         }
         None => {
-            step(ctx, "audio HLS", 30);
-            let t = clock(ctx);
-            let hls = ctx
-                .execute_activity(
-                    act::AudioHls,
-                    AudioHlsInput {
-                        source: mezzanine.object.clone(),
-                        bucket: job.output_bucket.clone(),
-                        prefix: keys.hls_prefix().to_string(),
-                        renditions: audio_ladder(),
-                        segment_seconds: config.segment_seconds,
-                        loudness,
-                    },
-                    long_running(&probe),
-                )
-                .await
-                .map_err(|e| step_failed("audio HLS", &e))?;
-            record(
-                ctx,
-                StepTiming::new("audio_hls", t, clock(ctx))
-                    .media(duration)
-                    .encoder("aac")
-                    .bytes(hls.bytes_out),
-            );
-            step(ctx, "waveform", 80);
-            let t = clock(ctx);
-            let waveform = ctx
-                .execute_activity(
-                    act::Waveform,
-                    WaveformInput {
-                        source: mezzanine.object.clone(),
-                        loudness,
-                        json_dest: keys.waveform_json(),
-                        png_dest: keys.waveform_png(),
-                    },
-                    long_running(&probe),
-                )
-                .await
-                .map_err(|e| step_failed("waveform", &e))?;
-            record(
-                ctx,
-                StepTiming::new("waveform", t, clock(ctx)).media(duration),
-            );
+            let (hls, waveform) = match audio_job_done {
+                Some(done) => done,
+                None => {
+                    audio_job_whole(ctx, job, &keys, &config, &probe, &mezzanine, loudness).await?
+                }
+            };
             output.waveform_key = Some(waveform.json.key.clone());
             output.waveform_image_key = Some(waveform.png.key.clone());
             verify.waveform_json_key = Some(waveform.json.key);
@@ -566,6 +539,64 @@ async fn process(
         .map(|v| (v.name.clone(), v.encoder.clone()))
         .collect();
     Ok((output, encoders))
+}
+
+/// An audio job's HLS ladder and waveform in whole-file activities, as jobs started before
+/// audio was chunked made them.
+async fn audio_job_whole(
+    ctx: &WorkflowContext<TranscodeWorkflow>,
+    job: &Job,
+    keys: &JobKeys<'_>,
+    config: &PlanConfig,
+    probe: &ProbeResult,
+    mezzanine: &StoredObject,
+    loudness: Option<LoudnessMeasurement>,
+) -> Result<(HlsOutput, WaveformOutput), String> {
+    let duration = probe.duration_seconds;
+    step(ctx, "audio HLS", 30);
+    let t = clock(ctx);
+    let hls = ctx
+        .execute_activity(
+            act::AudioHls,
+            AudioHlsInput {
+                source: mezzanine.object.clone(),
+                bucket: job.output_bucket.clone(),
+                prefix: keys.hls_prefix().to_string(),
+                renditions: audio_ladder(),
+                segment_seconds: config.segment_seconds,
+                loudness,
+            },
+            long_running(probe),
+        )
+        .await
+        .map_err(|e| step_failed("audio HLS", &e))?;
+    record(
+        ctx,
+        StepTiming::new("audio_hls", t, clock(ctx))
+            .media(duration)
+            .encoder("aac")
+            .bytes(hls.bytes_out),
+    );
+    step(ctx, "waveform", 80);
+    let t = clock(ctx);
+    let waveform = ctx
+        .execute_activity(
+            act::Waveform,
+            WaveformInput {
+                source: mezzanine.object.clone(),
+                loudness,
+                json_dest: keys.waveform_json(),
+                png_dest: keys.waveform_png(),
+            },
+            long_running(probe),
+        )
+        .await
+        .map_err(|e| step_failed("waveform", &e))?;
+    record(
+        ctx,
+        StepTiming::new("waveform", t, clock(ctx)).media(duration),
+    );
+    Ok((hls, waveform))
 }
 
 /// Encodes the ladder in chunks (bounded parallelism, fanned out to every worker on the
@@ -779,10 +810,9 @@ struct ProgrammeSound {
 }
 
 /// The sound of a video job in chunks, on the ladder's chunk boundaries (ARCHITECTURE.md,
-/// "Audio in chunks"): each chunk's mezzanine piece beside the source's meter readings; the
-/// programme's loudness from those readings; each chunk's normalized rendition segments;
-/// then the rendition's playlist and its delivered loudness. No step does more than a chunk
-/// of media work.
+/// "Audio in chunks"): the archive round (mezzanine pieces and the source's loudness), the
+/// rendition round, then the rendition's playlist and its delivered loudness. No step does
+/// more than a chunk of media work.
 async fn chunked_audio(
     ctx: &WorkflowContext<TranscodeWorkflow>,
     job: &Job,
@@ -791,99 +821,33 @@ async fn chunked_audio(
     probe: &ProbeResult,
     chunks: &[ChunkPlan],
 ) -> Result<ProgrammeSound, String> {
-    let duration = probe.duration_seconds;
-    let rate = probe.audio.as_ref().map_or(0, |a| a.sample_rate);
-    let input = |chunk: &ChunkPlan, meter: ObjectRef, work: AudioChunkWork| AudioChunkInput {
-        source: keys.input(),
-        chunk: *chunk,
-        segment_seconds: config.segment_seconds,
-        duration_seconds: duration,
-        source_sample_rate: rate,
-        meter_dest: meter,
-        work,
-    };
-    let width = config.max_parallel_chunks;
-
-    let t = clock(ctx);
-    let archive = run_windowed(
+    let rounds = SoundRounds {
+        ctx,
+        job,
+        keys,
+        config,
+        probe,
         chunks,
-        width,
-        |chunk| {
-            let work = AudioChunkWork::Archive {
-                dest: keys.mezzanine_audio_piece(chunk.index),
-            };
-            let meter = keys.loudness_meter("source", chunk.index);
-            Box::pin(audio_chunk(
-                ctx,
-                input(chunk, meter, work),
-                "mezzanine audio",
-            ))
-        },
-        |_| {},
-    )
-    .await?;
-    let archive = in_order(archive);
-    let bytes = archive.iter().map(AudioChunkOutput::bytes).sum();
-    record(
-        ctx,
-        StepTiming::new("mezzanine_audio", t, clock(ctx))
-            .media(duration)
-            .encoder("aac")
-            .bytes(bytes),
-    );
-
-    let t = clock(ctx);
-    let source_meters: Vec<ObjectRef> = archive.iter().map(|c| c.meter.clone()).collect();
-    let loudness = ctx
-        .execute_activity(
-            act::LoudnessSummary,
-            LoudnessSummaryInput {
-                meters: source_meters.clone(),
-            },
-            short_step(Duration::from_secs(300)),
-        )
-        .await
-        .map_err(|e| step_failed("loudness analysis", &e))?;
-    record(
-        ctx,
-        StepTiming::new("loudness", t, clock(ctx)).media(duration),
-    );
-
-    let t = clock(ctx);
+    };
+    let archive = rounds.archive().await?;
+    let name = AUDIO_RENDITION.to_string();
     let rendition = AudioRendition {
-        name: AUDIO_RENDITION.to_string(),
+        name: name.clone(),
         bitrate_kbps: config.video_audio_bitrate_kbps,
     };
-    let made = run_windowed(
-        chunks,
-        width,
-        |chunk| {
-            let work = AudioChunkWork::Renditions {
-                bucket: job.output_bucket.clone(),
-                prefix: keys.hls_prefix().to_string(),
-                renditions: vec![rendition.clone()],
-                loudness,
-            };
-            let meter = keys.loudness_meter("delivered", chunk.index);
-            Box::pin(audio_chunk(ctx, input(chunk, meter, work), "audio"))
-        },
-        |_| {},
-    )
-    .await?;
-    let made = in_order(made);
-    let delivered_meters: Vec<ObjectRef> = made.iter().map(|c| c.meter.clone()).collect();
+    let t = clock(ctx);
+    let made = rounds
+        .renditions(vec![rendition], archive.loudness, false)
+        .await?;
     let finished = ctx
         .execute_activity(
             act::FinishAudioRendition,
             FinishAudioInput {
                 bucket: job.output_bucket.clone(),
                 prefix: keys.hls_prefix().to_string(),
-                name: rendition.name.clone(),
-                segments: made
-                    .into_iter()
-                    .flat_map(|c| c.renditions.into_iter().flat_map(|(_, s)| s))
-                    .collect(),
-                meters: delivered_meters.clone(),
+                name,
+                segments: made.segments.into_iter().flat_map(|(_, s)| s).collect(),
+                meters: made.meters.clone(),
             },
             short_step(Duration::from_secs(300)),
         )
@@ -892,24 +856,258 @@ async fn chunked_audio(
     record(
         ctx,
         StepTiming::new("audio_rendition", t, clock(ctx))
-            .media(duration)
+            .media(probe.duration_seconds)
             .encoder("aac")
             .bytes(finished.bytes()),
     );
-
-    let pieces: Vec<ObjectRef> = archive
-        .into_iter()
-        .filter_map(|c| c.piece.map(|p| p.object))
-        .collect();
-    let mut scratch = pieces.clone();
-    scratch.extend(source_meters);
-    scratch.extend(delivered_meters);
+    let mut scratch = archive.scratch();
+    scratch.extend(made.meters);
     Ok(ProgrammeSound {
         track: None,
-        pieces,
+        pieces: archive.pieces,
         scratch,
         rendition: Some(finished),
     })
+}
+
+/// An audio job in chunks: the archive round, the mezzanine joined from its pieces beside
+/// the rendition round (every rung of the audio ladder and the waveform's stretches), then
+/// the playlists, the master and the waveform from what the chunks made.
+async fn audio_job_in_chunks(
+    ctx: &WorkflowContext<TranscodeWorkflow>,
+    job: &Job,
+    keys: &JobKeys<'_>,
+    config: &PlanConfig,
+    probe: &ProbeResult,
+    chunks: &[ChunkPlan],
+) -> Result<(StoredObject, HlsOutput, WaveformOutput), String> {
+    let duration = probe.duration_seconds;
+    let rounds = SoundRounds {
+        ctx,
+        job,
+        keys,
+        config,
+        probe,
+        chunks,
+    };
+    step(ctx, "mezzanine", 5);
+    let archive = rounds.archive().await?;
+    step(ctx, "audio HLS", 30);
+    let t = clock(ctx);
+    let mezzanine = async {
+        let t = clock(ctx);
+        ctx.execute_activity(
+            act::JoinAudioMezzanine,
+            JoinAudioInput {
+                pieces: archive.pieces.clone(),
+                dest: keys.mezzanine(),
+                duration_seconds: duration,
+            },
+            short_step(Duration::from_secs(1800)),
+        )
+        .await
+        .inspect(|made| {
+            record(
+                ctx,
+                StepTiming::new("mezzanine_join", t, clock(ctx)).bytes(made.size_bytes),
+            )
+        })
+        .map_err(|e| step_failed("mezzanine join", &e))
+    };
+    let made = rounds.renditions(audio_ladder(), archive.loudness, true);
+    let (mezzanine, made) = futures::join!(mezzanine, made);
+    let (mezzanine, made) = (mezzanine?, made?);
+    let hls = ctx.execute_activity(
+        act::FinishAudioHls,
+        FinishAudioHlsInput {
+            bucket: job.output_bucket.clone(),
+            prefix: keys.hls_prefix().to_string(),
+            renditions: made.segments,
+            meters: made.meters.clone(),
+        },
+        short_step(Duration::from_secs(300)),
+    );
+    let waveform = ctx.execute_activity(
+        act::FinishWaveform,
+        FinishWaveformInput {
+            pieces: made.waveforms.clone(),
+            duration_seconds: duration,
+            json_dest: keys.waveform_json(),
+            png_dest: keys.waveform_png(),
+        },
+        short_step(Duration::from_secs(300)),
+    );
+    let (hls, waveform) = futures::join!(hls, waveform);
+    let hls = hls.map_err(|e| step_failed("audio HLS", &e))?;
+    record(
+        ctx,
+        StepTiming::new("audio_hls", t, clock(ctx))
+            .media(duration)
+            .encoder("aac")
+            .bytes(hls.bytes_out),
+    );
+    let waveform = waveform.map_err(|e| step_failed("waveform", &e))?;
+    let mut scratch = archive.scratch();
+    scratch.extend(made.meters);
+    scratch.extend(made.waveforms);
+    // Steps on the way; failing to remove them costs storage, not the job.
+    let _ = ctx
+        .execute_activity(
+            act::RemoveObjects,
+            scratch,
+            short_step(Duration::from_secs(600)),
+        )
+        .await;
+    Ok((mezzanine, hls, waveform))
+}
+
+/// The two rounds of chunks a programme's sound goes through.
+struct SoundRounds<'a, 'k> {
+    ctx: &'a WorkflowContext<TranscodeWorkflow>,
+    job: &'a Job,
+    keys: &'a JobKeys<'k>,
+    config: &'a PlanConfig,
+    probe: &'a ProbeResult,
+    chunks: &'a [ChunkPlan],
+}
+
+/// What the archive round made.
+struct ArchiveRound {
+    /// The mezzanine's sound, a piece per chunk, in order.
+    pieces: Vec<ObjectRef>,
+    meters: Vec<ObjectRef>,
+    /// The source's loudness, `None` for silence.
+    loudness: Option<LoudnessMeasurement>,
+}
+
+impl ArchiveRound {
+    fn scratch(&self) -> Vec<ObjectRef> {
+        self.pieces.iter().chain(&self.meters).cloned().collect()
+    }
+}
+
+/// What the rendition round made.
+struct RenditionRound {
+    /// Each rendition with every chunk's segments, in order.
+    segments: Vec<(String, Vec<SegmentInfo>)>,
+    /// Meter readings of the first rendition as delivered.
+    meters: Vec<ObjectRef>,
+    /// The waveform's stretches, when asked.
+    waveforms: Vec<ObjectRef>,
+}
+
+impl SoundRounds<'_, '_> {
+    fn input(&self, chunk: &ChunkPlan, meter: ObjectRef, work: AudioChunkWork) -> AudioChunkInput {
+        AudioChunkInput {
+            source: self.keys.input(),
+            chunk: *chunk,
+            segment_seconds: self.config.segment_seconds,
+            duration_seconds: self.probe.duration_seconds,
+            source_sample_rate: self.probe.audio.as_ref().map_or(0, |a| a.sample_rate),
+            meter_dest: meter,
+            work,
+        }
+    }
+
+    /// Each chunk's mezzanine piece and the source's meter readings, then the programme's
+    /// loudness from them (pass 1 of the normalization).
+    async fn archive(&self) -> Result<ArchiveRound, String> {
+        let (ctx, keys) = (self.ctx, self.keys);
+        let duration = self.probe.duration_seconds;
+        let t = clock(ctx);
+        let made = run_windowed(
+            self.chunks,
+            self.config.max_parallel_chunks,
+            |chunk| {
+                let work = AudioChunkWork::Archive {
+                    dest: keys.mezzanine_audio_piece(chunk.index),
+                };
+                let meter = keys.loudness_meter("source", chunk.index);
+                Box::pin(audio_chunk(
+                    ctx,
+                    self.input(chunk, meter, work),
+                    "mezzanine audio",
+                ))
+            },
+            |_| {},
+        )
+        .await?;
+        let made = in_order(made);
+        record(
+            ctx,
+            StepTiming::new("mezzanine_audio", t, clock(ctx))
+                .media(duration)
+                .encoder("aac")
+                .bytes(made.iter().map(AudioChunkOutput::bytes).sum()),
+        );
+        let t = clock(ctx);
+        let meters: Vec<ObjectRef> = made.iter().map(|c| c.meter.clone()).collect();
+        let loudness = ctx
+            .execute_activity(
+                act::LoudnessSummary,
+                LoudnessSummaryInput {
+                    meters: meters.clone(),
+                },
+                short_step(Duration::from_secs(300)),
+            )
+            .await
+            .map_err(|e| step_failed("loudness analysis", &e))?;
+        record(
+            ctx,
+            StepTiming::new("loudness", t, clock(ctx)).media(duration),
+        );
+        Ok(ArchiveRound {
+            pieces: made
+                .into_iter()
+                .filter_map(|c| c.piece.map(|p| p.object))
+                .collect(),
+            meters,
+            loudness,
+        })
+    }
+
+    /// Each chunk's segments of every rendition, normalized by `loudness`, with the
+    /// delivered sound's meter readings and, when asked, the waveform's stretches.
+    async fn renditions(
+        &self,
+        renditions: Vec<AudioRendition>,
+        loudness: Option<LoudnessMeasurement>,
+        waveform: bool,
+    ) -> Result<RenditionRound, String> {
+        let (ctx, job, keys) = (self.ctx, self.job, self.keys);
+        let made = run_windowed(
+            self.chunks,
+            self.config.max_parallel_chunks,
+            |chunk| {
+                let work = AudioChunkWork::Renditions {
+                    bucket: job.output_bucket.clone(),
+                    prefix: keys.hls_prefix().to_string(),
+                    renditions: renditions.clone(),
+                    loudness,
+                    waveform_dest: waveform.then(|| keys.waveform_piece(chunk.index)),
+                };
+                let meter = keys.loudness_meter("delivered", chunk.index);
+                Box::pin(audio_chunk(ctx, self.input(chunk, meter, work), "audio"))
+            },
+            |_| {},
+        )
+        .await?;
+        let made = in_order(made);
+        let mut segments: Vec<(String, Vec<SegmentInfo>)> = renditions
+            .iter()
+            .map(|r| (r.name.clone(), Vec::new()))
+            .collect();
+        for chunk in &made {
+            for ((_, all), (_, these)) in segments.iter_mut().zip(&chunk.renditions) {
+                all.extend(these.iter().cloned());
+            }
+        }
+        Ok(RenditionRound {
+            segments,
+            meters: made.iter().map(|c| c.meter.clone()).collect(),
+            waveforms: made.iter().filter_map(|c| c.waveform.clone()).collect(),
+        })
+    }
 }
 
 /// Chunk outputs in timeline order.
