@@ -1,11 +1,13 @@
 //! The Temporal face of the activities: decode the input, run the plain function with a
 //! scratch folder and heartbeats, map errors to retryable or not.
 
+use crate::audio_chunks::AdtsTrack;
 use crate::encoder::EncoderSettings;
 use crate::error::MediaError;
 use crate::ffmpeg::ProgressSink;
 use crate::live;
 use crate::metrics::{encoder_label, Metrics, StepOutcome};
+use crate::mezzanine::JoinedAudio;
 use crate::nvenc::NvencBudget;
 use crate::scratch::ScratchSpace;
 use crate::secrets::{SecretBox, SecretError};
@@ -750,24 +752,27 @@ impl MediaActivities {
         let run = async {
             let work = self.work_dir(&ctx)?;
             let pieces = self.fetch_all(&input.pieces, work.path(), "piece").await?;
-            let audio = if !input.audio_pieces.is_empty() {
+            let mut track = None;
+            let mut adts = None;
+            if !input.audio_pieces.is_empty() {
                 let pieces = self
                     .fetch_all(&input.audio_pieces, work.path(), "audio")
                     .await?;
                 let joined = work.path().join("audio.aac");
-                audio_chunks::join_adts(&pieces, &joined)?;
-                Some(joined)
-            } else {
-                match &input.audio {
-                    Some(audio) => Some(self.storage.readable_path(audio, work.path()).await?),
-                    None => None,
-                }
+                adts = Some(AdtsTrack::join(&pieces, &joined, input.duration_seconds)?);
+            } else if let Some(audio) = &input.audio {
+                track = Some(self.storage.readable_path(audio, work.path()).await?);
+            }
+            let audio = match (&adts, &track) {
+                (Some(adts), _) => Some(JoinedAudio::Adts(adts)),
+                (None, Some(track)) => Some(JoinedAudio::Track(track)),
+                (None, None) => None,
             };
             let out = work.path().join("mezzanine.mp4");
             mezzanine::join_pieces(
                 &input,
                 &pieces,
-                audio.as_deref(),
+                audio,
                 work.path(),
                 &out,
                 &progress.scaled(0.0, 0.9),

@@ -567,24 +567,72 @@ fn waveform_stretch(raw: &Path, w: &AudioWindow, duration: f64) -> Result<Wavefo
     ))
 }
 
-/// Joins ADTS pieces (local files, in order) into one stream at `dest`: ADTS frames carry
-/// their own headers, so the pieces join byte for byte.
-pub fn join_adts(pieces: &[PathBuf], dest: &Path) -> Result<()> {
-    let mut bytes = Vec::new();
-    for piece in pieces {
-        bytes.extend(std::fs::read(piece).map_err(MediaError::io("reading", piece))?);
-    }
-    adts_frames(&bytes)?;
-    std::fs::write(dest, bytes).map_err(MediaError::io("writing", dest))
+/// A programme's sound joined from its chunks' ADTS pieces, ready to mux.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdtsTrack {
+    pub path: PathBuf,
+    /// AAC packets, the priming frame included.
+    pub packets: u64,
+    /// The programme's samples.
+    pub samples: u64,
 }
 
-/// Adds a joined ADTS stream as an input. ADTS says nothing of the encoder's priming frame:
-/// placed one frame early, an MP4 muxer trims it with an edit list, as it does for a track
-/// encoded in one run.
-pub fn adts_input(a: &mut FfmpegArgs, path: &Path) {
-    a.opt("-itsoffset", format!("-{}", seconds(AAC_FRAME)))
-        .opt("-f", "aac")
-        .input(path);
+impl AdtsTrack {
+    /// Joins `pieces` (local files, in order) at `dest` for a programme of `duration`
+    /// seconds: ADTS frames carry their own headers, so the pieces join byte for byte.
+    pub fn join(pieces: &[PathBuf], dest: &Path, duration: f64) -> Result<AdtsTrack> {
+        let mut bytes = Vec::new();
+        for piece in pieces {
+            bytes.extend(std::fs::read(piece).map_err(MediaError::io("reading", piece))?);
+        }
+        let track = AdtsTrack {
+            path: dest.to_path_buf(),
+            packets: adts_frames(&bytes)?.len() as u64,
+            samples: programme_samples(duration),
+        };
+        track.last_packet_samples()?;
+        std::fs::write(dest, bytes).map_err(MediaError::io("writing", dest))?;
+        Ok(track)
+    }
+
+    /// Samples of the last packet that belong to the programme: packet `j` holds samples
+    /// `[(j-1)·1024, j·1024)`, so the last ends `packets·1024 - samples` past the end.
+    fn last_packet_samples(&self) -> Result<u64> {
+        let before_last = self.packets.saturating_sub(2) * AAC_FRAME;
+        match self.samples.checked_sub(before_last) {
+            Some(n) if self.packets >= 2 && (1..=AAC_FRAME).contains(&n) => Ok(n),
+            _ => Err(MediaError::Verification(format!(
+                "the joined sound has {} AAC packets, not the {} samples of the programme",
+                self.packets, self.samples
+            ))),
+        }
+    }
+
+    /// Adds the track as an input. ADTS says nothing of the encoder's priming frame: placed
+    /// one frame early, an MP4 muxer trims it with an edit list, as it does for a track
+    /// encoded in one run.
+    pub fn input(&self, a: &mut FfmpegArgs) {
+        a.opt("-itsoffset", format!("-{}", seconds(AAC_FRAME)))
+            .opt("-f", "aac")
+            .input(&self.path);
+    }
+
+    /// Output options for its stream `spec` (e.g. `a:0`): the last packet lasts only to
+    /// the programme's end, so the MP4 says exactly how many samples it holds, as a run
+    /// that encoded the whole programme says (ADTS gives every packet a whole frame).
+    pub fn end_exactly(&self, a: &mut FfmpegArgs, spec: &str) -> Result<()> {
+        let last = self.last_packet_samples()?;
+        if last < AAC_FRAME {
+            a.opt(
+                &format!("-bsf:{spec}"),
+                format!(
+                    "setts=duration=if(eq(N\\,{})\\,DURATION*{last}/{AAC_FRAME}\\,DURATION)",
+                    self.packets - 1
+                ),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// An audio job's mezzanine from its joined ADTS pieces: stream copy, faststart, checked as
@@ -596,13 +644,12 @@ pub async fn join_audio_mezzanine(
     duration: f64,
     progress: &ScaledProgress,
 ) -> Result<()> {
-    let joined = work_dir.join("audio.aac");
-    join_adts(pieces, &joined)?;
+    let track = AdtsTrack::join(pieces, &work_dir.join("audio.aac"), duration)?;
     let mut a = FfmpegArgs::new();
-    adts_input(&mut a, &joined);
-    a.opt("-map", "0:a:0")
-        .opt("-c", "copy")
-        .opt("-map_metadata", "-1")
+    track.input(&mut a);
+    a.opt("-map", "0:a:0").opt("-c", "copy");
+    track.end_exactly(&mut a, "a:0")?;
+    a.opt("-map_metadata", "-1")
         .opt("-movflags", "+faststart")
         .opt("-f", "mp4")
         .output(dest);
@@ -806,6 +853,30 @@ mod tests {
         bytes.push(0);
         let e = adts_frames(&bytes).unwrap_err().to_string();
         assert!(e.contains("byte 29"), "{e}");
+    }
+
+    #[test]
+    fn a_joined_track_ends_where_the_programme_does() {
+        use crate::ffmpeg::args::test_support::{strings, value};
+        let track = |packets, samples| AdtsTrack {
+            path: PathBuf::from("a.aac"),
+            packets,
+            samples,
+        };
+        // 7.99 s: 375 packets of sound and the priming one; the last holds 544 samples.
+        let mut a = FfmpegArgs::new();
+        track(376, 383_520).end_exactly(&mut a, "a:0").unwrap();
+        let args = strings(a);
+        assert_eq!(
+            value(&args, "-bsf:a:0"),
+            Some("setts=duration=if(eq(N\\,375)\\,DURATION*544/1024\\,DURATION)")
+        );
+        // A whole last packet needs nothing; a count that does not fit is refused.
+        let mut a = FfmpegArgs::new();
+        track(376, 384_000).end_exactly(&mut a, "a:0").unwrap();
+        assert!(!strings(a).contains(&"-bsf:a:0".to_string()));
+        assert!(track(370, 384_000).last_packet_samples().is_err());
+        assert!(track(380, 384_000).last_packet_samples().is_err());
     }
 
     #[test]

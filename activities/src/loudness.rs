@@ -122,9 +122,16 @@ pub fn parse_meter_print(text: &str) -> Result<Vec<MeterReading>> {
         let Some(r) = readings.last_mut() else {
             continue;
         };
+        // `ebur128` keeps running sums: over digital silence they can round to just under
+        // zero, and it prints `nan` where it means silence, as `-inf` does.
         let value = || match value.trim() {
-            "-inf" => Ok(f64::NEG_INFINITY),
-            v => v.parse::<f64>().map_err(|_| bad(format!("{key}={v}"))),
+            "-inf" | "nan" | "-nan" => Ok(METER_FLOOR),
+            v => v
+                .parse::<f64>()
+                .ok()
+                .filter(|v| !v.is_nan())
+                .map(|v| v.max(METER_FLOOR))
+                .ok_or_else(|| bad(format!("{key}={v}"))),
         };
         match key {
             "lavfi.r128.M" => r.momentary = value()?,
@@ -144,6 +151,10 @@ pub fn parse_meter_print(text: &str) -> Result<Vec<MeterReading>> {
     }
     Ok(readings)
 }
+
+/// Meter readings of silence, LUFS: far under every gate, and finite, so that stored
+/// readings stay plain JSON numbers.
+pub const METER_FLOOR: f64 = -200.0;
 
 /// Absolute gate of EBU R128 (and BS.1770), LUFS.
 const ABSOLUTE_GATE: f64 = -70.0;
@@ -397,6 +408,11 @@ mod tests {
             (-21.757, -23.5, 0.5)
         );
         assert!(parse_meter_print("frame:0 pts:0\nlavfi.r128.S=-1\n").is_err());
+        assert!(parse_meter_print("frame:0 pts:0 pts_time:0\nlavfi.r128.S=-1\n").is_err());
+        let silent =
+            parse_meter_print("frame:0 pts:0 pts_time:0\nlavfi.r128.M=nan\nlavfi.r128.S=-inf\n")
+                .expect("silence");
+        assert_eq!(silent[0].momentary, METER_FLOOR);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! 8-bit 4:2:0, stereo AAC, picture and sound spanning the same timeline, IDR every GOP,
 //! faststart), so every later step reads a predictable file.
 
+use crate::audio_chunks::AdtsTrack;
 use crate::encoder::{EncoderSettings, MEZZANINE_NVENC};
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::args::h264_gop_from;
@@ -214,30 +215,46 @@ pub fn audio_args(source: &Path, dest: &Path, duration: f64) -> FfmpegArgs {
     a
 }
 
+/// The sound a join muxes beside the pieces.
+#[derive(Debug, Clone, Copy)]
+pub enum JoinedAudio<'a> {
+    /// One track encoded in one run (jobs from before audio was chunked).
+    Track(&'a Path),
+    /// The chunks' ADTS pieces, joined.
+    Adts(&'a AdtsTrack),
+}
+
 /// The join: the pieces one after the other (ffmpeg's concat demuxer, listed in `list`) and
 /// the audio, stream copy only, faststart.
-pub fn join_args(list: &Path, audio: Option<&Path>, dest: &Path, rate: FrameRate) -> FfmpegArgs {
+pub fn join_args(
+    list: &Path,
+    audio: Option<JoinedAudio<'_>>,
+    dest: &Path,
+    rate: FrameRate,
+) -> Result<FfmpegArgs> {
     let mut a = FfmpegArgs::new();
     a.opt("-f", "concat").opt("-safe", "0").input(list);
-    if let Some(audio) = audio {
-        if audio.extension().is_some_and(|e| e == "aac") {
-            // The chunks' ADTS pieces, joined.
-            crate::audio_chunks::adts_input(&mut a, audio);
-        } else {
-            a.input(audio);
+    match audio {
+        Some(JoinedAudio::Track(path)) => {
+            a.input(path);
         }
+        Some(JoinedAudio::Adts(track)) => track.input(&mut a),
+        None => {}
     }
     a.opt("-map", "0:v:0");
     if audio.is_some() {
         a.opt("-map", "1:a:0");
     }
-    a.opt("-c", "copy")
-        .opt("-video_track_timescale", video_timescale(rate).to_string())
+    a.opt("-c", "copy");
+    if let Some(JoinedAudio::Adts(track)) = audio {
+        track.end_exactly(&mut a, "a:0")?;
+    }
+    a.opt("-video_track_timescale", video_timescale(rate).to_string())
         .opt("-map_metadata", "-1")
         .opt("-movflags", "+faststart")
         .opt("-f", "mp4")
         .output(dest);
-    a
+    Ok(a)
 }
 
 /// The concat demuxer's list of `pieces` (local paths), each quoted as it requires and made
@@ -363,7 +380,7 @@ pub async fn encode_audio_track(
 pub async fn join_pieces(
     input: &JoinMezzanineInput,
     pieces: &[std::path::PathBuf],
-    audio: Option<&Path>,
+    audio: Option<JoinedAudio<'_>>,
     work: &Path,
     dest: &Path,
     progress: &ScaledProgress,
@@ -373,7 +390,7 @@ pub async fn join_pieces(
     let rate = input.video.frame_rate;
     let seconds = ChunkPlan::frame_time(input.frames, rate);
     ffmpeg(
-        join_args(&list, audio, dest, rate).as_slice(),
+        join_args(&list, audio, dest, rate)?.as_slice(),
         seconds,
         progress,
     )
@@ -528,12 +545,15 @@ mod tests {
 
     #[test]
     fn the_join_copies_and_the_list_is_quoted() {
-        let a = strings(join_args(
-            Path::new("list.txt"),
-            Some(Path::new("audio.m4a")),
-            Path::new("out.mp4"),
-            FrameRate { num: 25, den: 1 },
-        ));
+        let a = strings(
+            join_args(
+                Path::new("list.txt"),
+                Some(JoinedAudio::Track(Path::new("audio.m4a"))),
+                Path::new("out.mp4"),
+                FrameRate { num: 25, den: 1 },
+            )
+            .unwrap(),
+        );
         assert_eq!(value(&a, "-f"), Some("concat"));
         assert_eq!(value(&a, "-c"), Some("copy"));
         assert_eq!(value(&a, "-movflags"), Some("+faststart"));

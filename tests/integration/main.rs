@@ -8,6 +8,7 @@
 
 mod common;
 
+mod audio_joins;
 mod chunk_resume;
 mod doctor;
 mod durability;
