@@ -256,21 +256,21 @@ impl MediaActivities {
         }
     }
 
-    /// Local copies of `objects`, each in its own folder `work/<what>-<i>` (pieces share
-    /// file names).
-    async fn fetch_all(
+    /// Stores a mezzanine joined from `pieces` pieces.
+    async fn store_joined(
         &self,
-        objects: &[ObjectRef],
-        work: &std::path::Path,
-        what: &str,
-    ) -> Result<Vec<PathBuf>, MediaError> {
-        let mut paths = Vec::with_capacity(objects.len());
-        for (i, object) in objects.iter().enumerate() {
-            let dir = work.join(format!("{what}-{i}"));
-            std::fs::create_dir_all(&dir).map_err(MediaError::io("creating", &dir))?;
-            paths.push(self.storage.readable_path(object, &dir).await?);
-        }
-        Ok(paths)
+        out: &std::path::Path,
+        dest: &ObjectRef,
+        pieces: usize,
+    ) -> Result<(StoredObject, StepFacts), MediaError> {
+        let size_bytes = self.storage.put_file(out, dest).await?;
+        tracing::info!(dest = %dest, pieces, size_bytes, "mezzanine stored (joined from its pieces)");
+        let stored = StoredObject {
+            object: dest.clone(),
+            size_bytes,
+            encoder: None,
+        };
+        Ok((stored, StepFacts::default().with_bytes(size_bytes)))
     }
 
     fn work_dir(&self, ctx: &ActivityContext) -> Result<tempfile::TempDir, MediaError> {
@@ -678,7 +678,10 @@ impl MediaActivities {
         let (progress, _hb) = Heartbeat::start(&ctx);
         let run = async {
             let work = self.work_dir(&ctx)?;
-            let pieces = self.fetch_all(&input.pieces, work.path(), "audio").await?;
+            let pieces = self
+                .storage
+                .readable_paths(&input.pieces, work.path())
+                .await?;
             let out = work.path().join("mezzanine.mp4");
             audio_chunks::join_audio_mezzanine(
                 &pieces,
@@ -688,14 +691,7 @@ impl MediaActivities {
                 &progress.scaled(0.0, 0.9),
             )
             .await?;
-            let size_bytes = self.storage.put_file(&out, &input.dest).await?;
-            tracing::info!(dest = %input.dest, pieces = pieces.len(), size_bytes, "audio mezzanine stored (joined from its pieces)");
-            let stored = StoredObject {
-                object: input.dest.clone(),
-                size_bytes,
-                encoder: None,
-            };
-            Ok((stored, StepFacts::default().with_bytes(size_bytes)))
+            self.store_joined(&out, &input.dest, pieces.len()).await
         };
         self.observed(&ctx, run).await
     }
@@ -751,12 +747,16 @@ impl MediaActivities {
         let (progress, _hb) = Heartbeat::start(&ctx);
         let run = async {
             let work = self.work_dir(&ctx)?;
-            let pieces = self.fetch_all(&input.pieces, work.path(), "piece").await?;
+            let pieces = self
+                .storage
+                .readable_paths(&input.pieces, work.path())
+                .await?;
             let mut track = None;
             let mut adts = None;
             if !input.audio_pieces.is_empty() {
                 let pieces = self
-                    .fetch_all(&input.audio_pieces, work.path(), "audio")
+                    .storage
+                    .readable_paths(&input.audio_pieces, work.path())
                     .await?;
                 let joined = work.path().join("audio.aac");
                 adts = Some(AdtsTrack::join(&pieces, &joined, input.duration_seconds)?);
@@ -778,14 +778,7 @@ impl MediaActivities {
                 &progress.scaled(0.0, 0.9),
             )
             .await?;
-            let size_bytes = self.storage.put_file(&out, &input.dest).await?;
-            tracing::info!(dest = %input.dest, pieces = pieces.len(), size_bytes, "mezzanine stored (joined from its pieces)");
-            let stored = StoredObject {
-                object: input.dest.clone(),
-                size_bytes,
-                encoder: None,
-            };
-            Ok((stored, StepFacts::default().with_bytes(size_bytes)))
+            self.store_joined(&out, &input.dest, pieces.len()).await
         };
         self.observed(&ctx, run).await
     }

@@ -23,6 +23,7 @@ use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
 use crate::hls::{media_playlist, publish_playlists, put_playlist, PublishedRendition, AAC_LC};
 use crate::loudness::{self, MeterSeries};
+use crate::mezzanine::MEZZANINE_AUDIO_KBPS;
 use crate::storage::Storage;
 use crate::waveform::{self, WaveformPiece};
 use std::ops::Range;
@@ -46,9 +47,6 @@ const PREROLL: u64 = 3 * SAMPLE_RATE + 2 * METER_STEP;
 /// Decoded after a chunk's last sample, so the encoder's and the limiter's look-ahead see
 /// what comes next, as in a single run.
 const POSTROLL: u64 = SAMPLE_RATE;
-
-/// The bitrate of the mezzanine's AAC track.
-pub use crate::mezzanine::MEZZANINE_AUDIO_KBPS;
 
 /// Where one chunk's decode runs and what it owns, on the programme's 48 kHz timeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,15 +150,9 @@ pub fn segment_packets(
     segment_seconds: u32,
     packets: u64,
 ) -> Result<Vec<(u32, Range<u64>)>> {
+    let own = own_packets(w, chunk, packets)?;
     let offset = w.packet_offset();
-    let made_end = offset + packets;
-    let end = w.end_packet.unwrap_or(made_end);
-    if end > made_end || w.first_packet < offset {
-        return Err(MediaError::Verification(format!(
-            "audio chunk {} made packets {offset}..{made_end}, short of its own {}..{end}",
-            chunk.index, w.first_packet
-        )));
-    }
+    let end = own.end as u64 + offset;
     let mut out = Vec::new();
     let mut k = u64::from(chunk.first_segment);
     loop {
@@ -433,11 +425,9 @@ pub async fn encode_audio_chunk(
             if let Some(dest) = waveform_dest {
                 let piece =
                     waveform_stretch(&work_dir.join(WAVE_FILE), &w, input.duration_seconds)?;
-                let path = work_dir.join("waveform.json");
-                let json = serde_json::to_vec(&piece)
-                    .map_err(|e| MediaError::Verification(format!("waveform stretch: {e}")))?;
-                std::fs::write(&path, json).map_err(MediaError::io("writing", &path))?;
-                storage.put_file(&path, dest).await?;
+                storage
+                    .put_json(&piece, &work_dir.join("waveform.json"), dest)
+                    .await?;
                 output.waveform = Some(dest.clone());
             }
             for (i, r) in renditions.iter().enumerate() {
@@ -485,11 +475,9 @@ pub async fn encode_audio_chunk(
     let text =
         std::fs::read_to_string(&meter_file).map_err(MediaError::io("reading", &meter_file))?;
     let series = own_readings(&text, &w)?;
-    let json = serde_json::to_vec(&series)
-        .map_err(|e| MediaError::Verification(format!("meter readings: {e}")))?;
-    let meter_path = work_dir.join("meter.json");
-    std::fs::write(&meter_path, json).map_err(MediaError::io("writing", &meter_path))?;
-    storage.put_file(&meter_path, &input.meter_dest).await?;
+    storage
+        .put_json(&series, &work_dir.join("meter.json"), &input.meter_dest)
+        .await?;
     Ok(output)
 }
 
@@ -499,16 +487,7 @@ pub async fn summarize_meters(
     meters: &[ObjectRef],
     work_dir: &Path,
 ) -> Result<Option<LoudnessMeasurement>> {
-    let mut stretches = Vec::with_capacity(meters.len());
-    for (i, meter) in meters.iter().enumerate() {
-        let dir = work_dir.join(format!("meter-{i}"));
-        std::fs::create_dir_all(&dir).map_err(MediaError::io("creating", &dir))?;
-        let path = storage.readable_path(meter, &dir).await?;
-        let bytes = std::fs::read(&path).map_err(MediaError::io("reading", &path))?;
-        let series: MeterSeries = serde_json::from_slice(&bytes)
-            .map_err(|e| MediaError::Verification(format!("meter readings {meter}: {e}")))?;
-        stretches.push(series);
-    }
+    let stretches: Vec<MeterSeries> = storage.get_json(meters, work_dir).await?;
     Ok(loudness::summarize(&stretches))
 }
 
@@ -699,16 +678,7 @@ pub async fn finish_waveform(
     duration: f64,
     work_dir: &Path,
 ) -> Result<waveform::WaveformFiles> {
-    let mut stretches = Vec::with_capacity(pieces.len());
-    for (i, piece) in pieces.iter().enumerate() {
-        let dir = work_dir.join(format!("waveform-{i}"));
-        std::fs::create_dir_all(&dir).map_err(MediaError::io("creating", &dir))?;
-        let path = storage.readable_path(piece, &dir).await?;
-        let bytes = std::fs::read(&path).map_err(MediaError::io("reading", &path))?;
-        let stretch: WaveformPiece = serde_json::from_slice(&bytes)
-            .map_err(|e| MediaError::Verification(format!("waveform stretch {piece}: {e}")))?;
-        stretches.push(stretch);
-    }
+    let stretches: Vec<WaveformPiece> = storage.get_json(pieces, work_dir).await?;
     waveform::write_joined(&stretches, work_dir, duration)
 }
 

@@ -779,17 +779,10 @@ async fn chunked_mezzanine_and_ladder(
         ctx,
         StepTiming::new("mezzanine_join", t, clock(ctx)).bytes(mezzanine.size_bytes),
     );
-    // The pieces were steps on the way; the joined mezzanine is the archive. Failing to
-    // remove them costs storage, not the job.
+    // The pieces were steps on the way; the joined mezzanine is the archive.
     let mut leftovers = piece_objects;
     leftovers.extend(sound.scratch);
-    let _ = ctx
-        .execute_activity(
-            act::RemoveObjects,
-            leftovers,
-            short_step(Duration::from_secs(600)),
-        )
-        .await;
+    remove_scratch(ctx, leftovers).await;
     Ok((mezzanine, chunks, sound.rendition))
 }
 
@@ -950,15 +943,20 @@ async fn audio_job_in_chunks(
     let mut scratch = archive.scratch();
     scratch.extend(made.meters);
     scratch.extend(made.waveforms);
-    // Steps on the way; failing to remove them costs storage, not the job.
+    remove_scratch(ctx, scratch).await;
+    Ok((mezzanine, hls, waveform))
+}
+
+/// Removes objects that were only steps on the way (pieces, meter readings, stretches).
+/// Failing to remove them costs storage, not the job.
+async fn remove_scratch(ctx: &WorkflowContext<TranscodeWorkflow>, objects: Vec<ObjectRef>) {
     let _ = ctx
         .execute_activity(
             act::RemoveObjects,
-            scratch,
+            objects,
             short_step(Duration::from_secs(600)),
         )
         .await;
-    Ok((mezzanine, hls, waveform))
 }
 
 /// The two rounds of chunks a programme's sound goes through.

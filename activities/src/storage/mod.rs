@@ -186,6 +186,45 @@ impl Storage {
         }
     }
 
+    /// [`Storage::readable_path`] of each of `objs`, in order (each object has its own path).
+    pub async fn readable_paths(&self, objs: &[ObjectRef], scratch: &Path) -> Result<Vec<PathBuf>> {
+        let mut paths = Vec::with_capacity(objs.len());
+        for obj in objs {
+            paths.push(self.readable_path(obj, scratch).await?);
+        }
+        Ok(paths)
+    }
+
+    /// Stores `value` as JSON at `obj`, written first to `path`.
+    pub async fn put_json<T: serde::Serialize>(
+        &self,
+        value: &T,
+        path: &Path,
+        obj: &ObjectRef,
+    ) -> Result<u64> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| MediaError::Verification(format!("{obj} as JSON: {e}")))?;
+        std::fs::write(path, bytes).map_err(MediaError::io("writing", path))?;
+        self.put_file(path, obj).await
+    }
+
+    /// Reads each of `objs` (JSON written by [`Storage::put_json`]), in order.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        objs: &[ObjectRef],
+        scratch: &Path,
+    ) -> Result<Vec<T>> {
+        let mut values = Vec::with_capacity(objs.len());
+        for (obj, path) in objs.iter().zip(self.readable_paths(objs, scratch).await?) {
+            let bytes = std::fs::read(&path).map_err(MediaError::io("reading", &path))?;
+            values.push(
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| MediaError::Verification(format!("{obj}: {e}")))?,
+            );
+        }
+        Ok(values)
+    }
+
     /// Stores the file at `src` as `obj` and returns the stored size after checking it.
     pub async fn put_file(&self, src: &Path, obj: &ObjectRef) -> Result<u64> {
         Ok(self.put_file_report(src, obj).await?.bytes)
