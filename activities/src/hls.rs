@@ -1,7 +1,7 @@
-//! HLS ladders: one ffmpeg run decodes the source once and encodes every rendition
-//! (`split` + `scale`), then we measure the segments, write the master playlist ourselves,
-//! and publish segments and variant playlists before the master, so a player never finds a
-//! master that points at missing media.
+//! HLS helpers: the muxer options of our segments, measured bandwidths, variant playlists and
+//! the master written by us over published renditions (segments and variant playlists
+//! before the master, so a player never finds a master that points at missing media), and
+//! the audio job's ladder in one run (jobs started before the sound was chunked).
 
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::run::ScaledProgress;

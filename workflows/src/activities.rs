@@ -99,7 +99,8 @@ impl TranscodeActivities {
         unimplemented!()
     }
 
-    /// Encode the audio of a chunked mezzanine (the whole timeline, audio only).
+    /// Encode the audio of a chunked mezzanine in one run (jobs started before the sound was
+    /// chunked; new ones use `audio_chunk`).
     #[activity(name = "mezzanine_audio")]
     pub fn mezzanine_audio(input: MezzanineAudioInput) -> Result<StoredObject, ActivityError> {
         unimplemented!()
@@ -161,14 +162,16 @@ impl TranscodeActivities {
         unimplemented!()
     }
 
-    /// Pass 1 of loudness normalization: measure the programme (audio decode only).
+    /// Pass 1 of loudness normalization in one run (a video of one chunk, and jobs started
+    /// before the sound was chunked): measure the programme (audio decode only).
     /// `None` when the audio is silent (nothing to normalize).
     #[activity(name = "loudness")]
     pub fn loudness(input: LoudnessInput) -> Result<Option<LoudnessMeasurement>, ActivityError> {
         unimplemented!()
     }
 
-    /// Waveform JSON and PNG from the normalized audio.
+    /// Waveform JSON and PNG from the normalized audio in one run (audio jobs started before
+    /// the sound was chunked).
     #[activity(name = "waveform")]
     pub fn waveform(input: WaveformInput) -> Result<WaveformOutput, ActivityError> {
         unimplemented!()
@@ -187,7 +190,8 @@ impl TranscodeActivities {
         unimplemented!()
     }
 
-    /// Encode the normalized audio rendition of a video job, once for the whole file.
+    /// Encode the normalized audio rendition of a video job in one run (a video of one
+    /// chunk, and jobs started before the sound was chunked).
     #[activity(name = "audio_rendition")]
     pub fn audio_rendition(
         input: AudioRenditionInput,
@@ -202,7 +206,8 @@ impl TranscodeActivities {
         unimplemented!()
     }
 
-    /// Encode and publish the audio-only HLS ladder.
+    /// Encode and publish the audio-only HLS ladder in one run (audio jobs started before the
+    /// sound was chunked).
     #[activity(name = "audio_hls")]
     pub fn audio_hls(input: AudioHlsInput) -> Result<HlsOutput, ActivityError> {
         unimplemented!()

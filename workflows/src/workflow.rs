@@ -600,8 +600,8 @@ async fn audio_job_whole(
 }
 
 /// Encodes the ladder in chunks (bounded parallelism, fanned out to every worker on the
-/// task queue) from the whole mezzanine, while the audio rendition is encoded once for the
-/// whole file.
+/// task queue) from the whole mezzanine, while the audio rendition is encoded in one run
+/// (a video of one chunk, or a source whose mezzanine is made whole).
 #[allow(clippy::too_many_arguments)]
 async fn encode_ladder(
     ctx: &WorkflowContext<TranscodeWorkflow>,
