@@ -16,7 +16,7 @@ use crate::{
     assemble, audio_chunks, chunks, fetch, hls, loudness, mezzanine, probe, thumbnail, verify,
     waveform, webhook,
 };
-use transcoder_workflows::cleanup::{may_delete, CleanupInput, CleanupOutcome};
+use transcoder_workflows::keys::may_delete;
 
 use opentelemetry::trace::get_active_span;
 use opentelemetry::KeyValue;
@@ -28,15 +28,17 @@ use std::time::{Duration, Instant};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::ApplicationFailure;
-use transcoder_workflows::activities::{defs, JobEvent, WebhookReceipt, WebhookRequest};
+use transcoder_workflows::activities::{defs, JobEvent, WebhookRequest};
 use transcoder_workflows::media::{
     AssembleInput, AudioChunkInput, AudioChunkOutput, AudioHlsInput, AudioRenditionInput,
-    AudioRenditionOutput, ChunkCheckpoint, FetchInput, FinishAudioHlsInput, FinishAudioInput,
-    FinishWaveformInput, HeartbeatDetails, HlsOutput, JoinAudioInput, JoinMezzanineInput,
-    LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement, LoudnessSummaryInput,
-    MezzanineAudioInput, MezzanineInput, MezzaninePieceInput, ObjectRef, ProbeInput, ProbeResult,
-    StoredObject, ThumbnailInput, VerifyInput, VerifyReport, WaveformInput, WaveformOutput,
+    AudioRenditionOutput, ChunkCheckpoint, CleanupInput, CleanupOutcome, FetchInput,
+    FinishAudioHlsInput, FinishAudioInput, FinishWaveformInput, HeartbeatDetails, HlsOutput,
+    JoinAudioInput, JoinMezzanineInput, LadderChunkInput, LadderChunkOutput, LoudnessInput,
+    LoudnessMeasurement, LoudnessSummaryInput, MezzanineAudioInput, MezzanineInput,
+    MezzaninePieceInput, ObjectRef, ProbeInput, ProbeResult, StoredObject, ThumbnailInput,
+    VerifyInput, VerifyReport, WaveformInput, WaveformOutput,
 };
+use transcoder_workflows::webhook::WebhookReceipt;
 
 /// Everything an activity needs from the worker: where objects live, where to work, how
 /// to encode.

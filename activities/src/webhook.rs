@@ -4,7 +4,8 @@ use crate::error::{MediaError, Result};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::time::Duration;
-use transcoder_workflows::activities::{WebhookReceipt, WebhookRequest};
+use transcoder_workflows::activities::WebhookRequest;
+use transcoder_workflows::webhook::WebhookReceipt;
 
 pub const SIGNATURE_HEADER: &str = "X-Runpod-Signature";
 pub const TIMESTAMP_HEADER: &str = "X-Runpod-Timestamp";

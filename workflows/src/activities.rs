@@ -4,17 +4,16 @@
 // The bodies below are never called: `activity_definitions` reads only the signatures.
 #![allow(unused_variables, clippy::unimplemented)]
 
-use crate::cleanup::{CleanupInput, CleanupOutcome};
 use crate::media::{
     AssembleInput, AudioChunkInput, AudioChunkOutput, AudioHlsInput, AudioRenditionInput,
-    AudioRenditionOutput, FetchInput, FinishAudioHlsInput, FinishAudioInput, FinishWaveformInput,
-    HlsOutput, JoinAudioInput, JoinMezzanineInput, LadderChunkInput, LadderChunkOutput,
-    LoudnessInput, LoudnessMeasurement, LoudnessSummaryInput, MezzanineAudioInput, MezzanineInput,
-    MezzaninePieceInput, ObjectRef, ProbeInput, ProbeResult, StoredObject, ThumbnailInput,
-    VerifyInput, VerifyReport, WaveformInput, WaveformOutput,
+    AudioRenditionOutput, CleanupInput, CleanupOutcome, FetchInput, FinishAudioHlsInput,
+    FinishAudioInput, FinishWaveformInput, HlsOutput, JoinAudioInput, JoinMezzanineInput,
+    LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement, LoudnessSummaryInput,
+    MezzanineAudioInput, MezzanineInput, MezzaninePieceInput, ObjectRef, ProbeInput, ProbeResult,
+    StoredObject, ThumbnailInput, VerifyInput, VerifyReport, WaveformInput, WaveformOutput,
 };
 use crate::receipt::Receipt;
-use crate::webhook::WebhookBody;
+use crate::webhook::{WebhookBody, WebhookReceipt};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use temporalio_macros::activity_definitions;
@@ -36,19 +35,6 @@ impl fmt::Debug for WebhookRequest {
             .field("body", &self.body)
             .finish()
     }
-}
-
-/// What happened to a webhook.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookReceipt {
-    /// True when the receiver answered 2xx.
-    pub delivered: bool,
-    /// The receiver's last HTTP status, if it answered at all.
-    pub status_code: Option<u16>,
-    /// Why it was not sent at all: the worker's policy refused the URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refused: Option<String>,
 }
 
 /// A job started or finished, for the worker's job metrics and the receipt log line. Run as

@@ -3,15 +3,11 @@
 //! future re-encode starts from) still exists, and only keys under `originals/`.
 
 use crate::activities::defs as act;
-use crate::media::ObjectRef;
-use serde::{Deserialize, Serialize};
+use crate::media::{CleanupInput, CleanupOutcome};
 use std::time::Duration;
 use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
-
-/// Default time an original is kept after its job succeeded.
-pub const DEFAULT_RETENTION_SECONDS: u64 = 24 * 3600;
 
 /// Prefix of every clean-up workflow id.
 pub(crate) const CLEANUP_PREFIX: &str = "cleanup-original-";
@@ -19,30 +15,6 @@ pub(crate) const CLEANUP_PREFIX: &str = "cleanup-original-";
 /// Workflow id of the clean-up of one media item.
 pub fn cleanup_workflow_id(media_id: &str) -> String {
     format!("{CLEANUP_PREFIX}{media_id}")
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CleanupInput {
-    pub original: ObjectRef,
-    pub mezzanine: ObjectRef,
-    pub retention_seconds: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CleanupOutcome {
-    pub deleted: bool,
-    /// Why nothing was deleted, when nothing was.
-    pub kept_because: Option<String>,
-}
-
-/// Only originals may ever be deleted by clean-up.
-pub fn may_delete(key: &str) -> bool {
-    key.starts_with("originals/")
-        && !key
-            .split('/')
-            .any(|s| s == ".." || s == "." || s.is_empty())
 }
 
 #[workflow]
@@ -75,19 +47,5 @@ impl OriginalCleanupWorkflow {
             )
             .await?;
         Ok(outcome)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_originals_may_be_deleted() {
-        assert!(may_delete("originals/c1/m1/original.mp4"));
-        assert!(!may_delete("mezzanine/c1/m1/mezzanine.mp4"));
-        assert!(!may_delete("originals/../mezzanine/c1/m1/mezzanine.mp4"));
-        assert!(!may_delete("c1/hls/m1/master.m3u8"));
-        assert!(!may_delete("originals//x"));
     }
 }

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Default time an original is kept after its job succeeded.
+pub const DEFAULT_RETENTION_SECONDS: u64 = 24 * 3600;
 /// The payload as received. Every field is optional here so that a malformed job still
 /// deserializes, reaches validation, and gets a `failed` webhook naming what is wrong.
 #[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -387,7 +389,7 @@ impl JobInput {
                 webhook_secret,
                 original_retention_seconds: self
                     .original_retention_seconds
-                    .unwrap_or(crate::cleanup::DEFAULT_RETENTION_SECONDS),
+                    .unwrap_or(DEFAULT_RETENTION_SECONDS),
                 segments_per_chunk: self.segments_per_chunk,
                 webhook_retry_hours: self.webhook_retry_hours,
                 input_uri: self.input_uri.clone(),

@@ -154,6 +154,14 @@ pub fn segment_file_name(number: u32) -> String {
     format!("{number:05}.ts")
 }
 
+/// Only originals may ever be deleted by clean-up.
+pub fn may_delete(key: &str) -> bool {
+    key.starts_with("originals/")
+        && !key
+            .split('/')
+            .any(|s| s == ".." || s == "." || s.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +225,14 @@ mod tests {
         let b = job();
         assert_eq!(JobKeys::new(&a).hls_master(), JobKeys::new(&b).hls_master());
         assert_eq!(JobKeys::new(&a).mezzanine(), JobKeys::new(&b).mezzanine());
+    }
+
+    #[test]
+    fn only_originals_may_be_deleted() {
+        assert!(may_delete("originals/c1/m1/original.mp4"));
+        assert!(!may_delete("mezzanine/c1/m1/mezzanine.mp4"));
+        assert!(!may_delete("originals/../mezzanine/c1/m1/mezzanine.mp4"));
+        assert!(!may_delete("c1/hls/m1/master.m3u8"));
+        assert!(!may_delete("originals//x"));
     }
 }

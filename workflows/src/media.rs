@@ -798,3 +798,20 @@ pub struct FinishWaveformInput {
     pub json_dest: ObjectRef,
     pub png_dest: ObjectRef,
 }
+
+/// Input of the original's clean-up (its workflow and its `delete_original` activity).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CleanupInput {
+    pub original: ObjectRef,
+    pub mezzanine: ObjectRef,
+    pub retention_seconds: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CleanupOutcome {
+    pub deleted: bool,
+    /// Why nothing was deleted, when nothing was.
+    pub kept_because: Option<String>,
+}

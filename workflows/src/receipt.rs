@@ -68,7 +68,7 @@ impl WebhookDelivery {
     /// From the webhook activity's result, or `None` when it never succeeded (it ran out
     /// of its retry window, `retry_hours`).
     pub fn from_receipt(
-        receipt: Option<&crate::activities::WebhookReceipt>,
+        receipt: Option<&crate::webhook::WebhookReceipt>,
         retry_hours: u64,
     ) -> Self {
         let detail = match receipt {

@@ -123,6 +123,19 @@ pub fn clean_error(error: &str, secrets: &[&str]) -> String {
     text
 }
 
+/// What happened to a webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookReceipt {
+    /// True when the receiver answered 2xx.
+    pub delivered: bool,
+    /// The receiver's last HTTP status, if it answered at all.
+    pub status_code: Option<u16>,
+    /// Why it was not sent at all: the worker's policy refused the URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

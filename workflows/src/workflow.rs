@@ -3,8 +3,8 @@
 //! Replay-safe: all decisions come from the job and from activity results recorded in
 //! history; anything that touches the outside world is an activity.
 
-use crate::activities::{defs as act, JobEvent, WebhookReceipt, WebhookRequest};
-use crate::cleanup::{cleanup_workflow_id, CleanupInput, OriginalCleanupWorkflow};
+use crate::activities::{defs as act, JobEvent, WebhookRequest};
+use crate::cleanup::{cleanup_workflow_id, OriginalCleanupWorkflow};
 use crate::job::{Job, JobInput, MediaType};
 use crate::keys::JobKeys;
 use crate::ladder::{
@@ -12,7 +12,7 @@ use crate::ladder::{
 };
 use crate::media::{
     AssembleInput, AudioChunkInput, AudioChunkOutput, AudioChunkWork, AudioHlsInput,
-    AudioRendition, AudioRenditionInput, AudioRenditionOutput, ChunkPlan, FetchInput,
+    AudioRendition, AudioRenditionInput, AudioRenditionOutput, ChunkPlan, CleanupInput, FetchInput,
     FinishAudioHlsInput, FinishAudioInput, FinishWaveformInput, HlsOutput, JoinAudioInput,
     JoinMezzanineInput, LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement,
     LoudnessSummaryInput, MezzanineAudioInput, MezzanineInput, MezzaninePieceInput, MezzanineVideo,
@@ -21,7 +21,7 @@ use crate::media::{
 };
 use crate::receipt::{Receipt, StepTiming, WebhookDelivery};
 use crate::search;
-use crate::webhook::{CompletedOutput, MediaTypeText, WebhookBody};
+use crate::webhook::{CompletedOutput, MediaTypeText, WebhookBody, WebhookReceipt};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use temporalio_common::RetryPolicy;
