@@ -949,7 +949,9 @@ impl MediaActivities {
             .await?;
             let delivered = match variants.first() {
                 Some(first) => {
-                    let playlist = out.join(&first.name).join("playlist.m3u8");
+                    let playlist = out
+                        .join(&first.name)
+                        .join(transcoder_workflows::keys::MEDIA_PLAYLIST);
                     loudness::measure_delivered(&playlist, duration, &progress.scaled(0.85, 0.95))
                         .await?
                 }

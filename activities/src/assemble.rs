@@ -13,7 +13,10 @@ use crate::loudness::{self, output_audio_filter};
 use crate::storage::Storage;
 use m3u8_rs::{AlternativeMedia, AlternativeMediaType, MasterPlaylist, Resolution, VariantStream};
 use std::path::{Path, PathBuf};
-use transcoder_workflows::keys::SEGMENT_PATTERN;
+use transcoder_workflows::keys::{
+    hls_file_key, hls_master_key, media_playlist_key, media_playlist_uri, MASTER_PLAYLIST,
+    MEDIA_PLAYLIST, SEGMENT_PATTERN,
+};
 use transcoder_workflows::media::{
     AssembleInput, AudioRenditionInput, AudioRenditionOutput, HlsOutput, ObjectRef, PreviewPlan,
     SegmentInfo, VariantResult,
@@ -41,7 +44,7 @@ pub fn audio_rendition_args(input: &AudioRenditionInput, source: &Path, dir: &Pa
             "-hls_segment_filename",
             dir.join(SEGMENT_PATTERN).into_os_string(),
         )
-        .output(&dir.join("playlist.m3u8"));
+        .output(&dir.join(MEDIA_PLAYLIST));
     a
 }
 
@@ -62,7 +65,7 @@ pub async fn encode_audio_rendition(
         &progress.sub(0.0, 0.8),
     )
     .await?;
-    let playlist_path = dir.join("playlist.m3u8");
+    let playlist_path = dir.join(MEDIA_PLAYLIST);
     let delivered =
         loudness::measure_delivered(&playlist_path, duration, &progress.sub(0.8, 0.95)).await?;
     let playlist = read_media_playlist(&playlist_path)?;
@@ -73,7 +76,7 @@ pub async fn encode_audio_rendition(
                 &dir.join(&seg.uri),
                 &ObjectRef::new(
                     &input.bucket,
-                    format!("{}/{}/{}", input.prefix, input.name, seg.uri),
+                    hls_file_key(&input.prefix, &input.name, &seg.uri),
                 ),
             )
             .await?;
@@ -83,7 +86,7 @@ pub async fn encode_audio_rendition(
             bytes,
         });
     }
-    let playlist_key = format!("{}/{}/playlist.m3u8", input.prefix, input.name);
+    let playlist_key = media_playlist_key(&input.prefix, &input.name);
     put_playlist(
         storage,
         &media_playlist(&segments),
@@ -109,7 +112,8 @@ fn measured(segments: &[SegmentInfo]) -> Measured {
 async fn concat_segments(
     storage: &Storage,
     bucket: &str,
-    dir_key: &str,
+    prefix: &str,
+    rendition: &str,
     segments: &[SegmentInfo],
     dest: &Path,
     scratch: &Path,
@@ -118,7 +122,7 @@ async fn concat_segments(
     for seg in segments {
         let path = storage
             .readable_path(
-                &ObjectRef::new(bucket, format!("{dir_key}/{}", seg.uri)),
+                &ObjectRef::new(bucket, hls_file_key(prefix, rendition, &seg.uri)),
                 scratch,
             )
             .await?;
@@ -166,7 +170,8 @@ async fn publish_preview(
     concat_segments(
         storage,
         &input.bucket,
-        &format!("{}/{}", input.prefix, plan.from_rendition),
+        &input.prefix,
+        &plan.from_rendition,
         take,
         &video,
         work,
@@ -182,7 +187,8 @@ async fn publish_preview(
         concat_segments(
             storage,
             &input.bucket,
-            &format!("{}/{}", input.prefix, audio.name),
+            &input.prefix,
+            &audio.name,
             audio_take,
             &path,
             work,
@@ -265,7 +271,7 @@ pub async fn assemble(
     if let Some(audio) = &input.audio {
         master.alternatives.push(AlternativeMedia {
             media_type: AlternativeMediaType::Audio,
-            uri: Some(format!("{}/playlist.m3u8", audio.name)),
+            uri: Some(media_playlist_uri(&audio.name)),
             group_id: AUDIO_GROUP.to_string(),
             name: "Main".to_string(),
             default: true,
@@ -305,8 +311,7 @@ pub async fn assemble(
                 r.name, dup.uri
             )));
         }
-        let dir_key = format!("{}/{}", input.prefix, r.name);
-        let playlist_key = format!("{dir_key}/playlist.m3u8");
+        let playlist_key = media_playlist_key(&input.prefix, &r.name);
         put_playlist(
             storage,
             &media_playlist(&segments),
@@ -322,7 +327,10 @@ pub async fn assemble(
         };
         let first = storage
             .readable_path(
-                &ObjectRef::new(&input.bucket, format!("{dir_key}/{}", segments[0].uri)),
+                &ObjectRef::new(
+                    &input.bucket,
+                    hls_file_key(&input.prefix, &r.name, &segments[0].uri),
+                ),
                 work,
             )
             .await?;
@@ -332,7 +340,7 @@ pub async fn assemble(
             codecs.push_str(AAC_LC);
         }
         master.variants.push(VariantStream {
-            uri: format!("{}/playlist.m3u8", r.name),
+            uri: media_playlist_uri(&r.name),
             bandwidth: peak,
             average_bandwidth: Some(average),
             codecs: Some(codecs.clone()),
@@ -370,11 +378,11 @@ pub async fn assemble(
         }
     }
 
-    let master_key = format!("{}/master.m3u8", input.prefix);
+    let master_key = hls_master_key(&input.prefix);
     put_master_playlist(
         storage,
         &master,
-        &work.join("master.m3u8"),
+        &work.join(MASTER_PLAYLIST),
         &ObjectRef::new(&input.bucket, &master_key),
     )
     .await?;

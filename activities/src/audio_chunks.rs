@@ -28,7 +28,7 @@ use crate::storage::Storage;
 use crate::waveform::{self, WaveformPiece};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use transcoder_workflows::keys::{hls_file_key, segment_file_name};
+use transcoder_workflows::keys::{hls_file_key, media_playlist_key, segment_file_name};
 use transcoder_workflows::media::{
     AudioChunkInput, AudioChunkOutput, AudioChunkWork, AudioRenditionOutput, ChunkPlan,
     FinishAudioHlsInput, FinishAudioInput, HlsOutput, LoudnessMeasurement, MezzanineInput,
@@ -505,7 +505,7 @@ pub async fn finish_rendition(
         )));
     }
     let delivered = summarize_meters(storage, &input.meters, work_dir).await?;
-    let playlist_key = hls_file_key(&input.prefix, &input.name, "playlist.m3u8");
+    let playlist_key = media_playlist_key(&input.prefix, &input.name);
     put_playlist(
         storage,
         &media_playlist(&input.segments),

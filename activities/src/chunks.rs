@@ -19,7 +19,7 @@ use crate::storage::Storage;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::watch;
-use transcoder_workflows::keys::segment_file_name;
+use transcoder_workflows::keys::{hls_file_key, segment_file_name};
 use transcoder_workflows::media::{
     run_segment_start, ChunkCheckpoint, ChunkPlan, ChunkVariant, LadderChunkInput,
     LadderChunkOutput, ObjectRef, SegmentInfo,
@@ -365,7 +365,7 @@ impl Publisher<'_> {
         let uri = segment_file_name(number);
         let storage = self.storage;
         let uploads = input.renditions.iter().map(|r| {
-            let obj = ObjectRef::new(&input.bucket, format!("{}/{}/{uri}", input.prefix, r.name));
+            let obj = ObjectRef::new(&input.bucket, hls_file_key(&input.prefix, &r.name, &uri));
             let path = self.file(&r.name, number);
             async move { storage.put_file(&path, &obj).await }
         });

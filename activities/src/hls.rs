@@ -11,7 +11,10 @@ use crate::storage::Storage;
 use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, Resolution, VariantStream};
 use std::ffi::OsString;
 use std::path::Path;
-use transcoder_workflows::keys::{hls_file_key, SEGMENT_PATTERN};
+use transcoder_workflows::keys::{
+    hls_file_key, hls_master_key, media_playlist_key, media_playlist_uri, MASTER_PLAYLIST,
+    MEDIA_PLAYLIST, SEGMENT_PATTERN,
+};
 use transcoder_workflows::media::{
     AudioHlsInput, HlsOutput, LoudnessMeasurement, ObjectRef, SegmentInfo, VariantResult,
 };
@@ -42,7 +45,7 @@ pub fn hls_muxer_numbered(
             work.join("%v").join(SEGMENT_PATTERN).into_os_string(),
         )
         .opt("-var_stream_map", stream_map)
-        .output(&work.join("%v").join("playlist.m3u8"));
+        .output(&work.join("%v").join(MEDIA_PLAYLIST));
 }
 
 /// A VOD media playlist for published segments.
@@ -277,7 +280,7 @@ pub async fn publish_hls(
     let mut published = Vec::new();
     for v in variants {
         let dir = work.join(&v.name);
-        let playlist = read_media_playlist(&dir.join("playlist.m3u8"))?;
+        let playlist = read_media_playlist(&dir.join(MEDIA_PLAYLIST))?;
         let mut segments = Vec::new();
         let mut first_file = None;
         for seg in &playlist.segments {
@@ -368,7 +371,7 @@ pub async fn publish_playlists(
         let sizes: Vec<u64> = r.segments.iter().map(|s| s.bytes).collect();
         let measured = measure(&durations, &sizes);
         bytes_out += sizes.iter().sum::<u64>();
-        let playlist_key = hls_file_key(prefix, &r.name, "playlist.m3u8");
+        let playlist_key = media_playlist_key(prefix, &r.name);
         put_playlist(
             storage,
             &media_playlist(&r.segments),
@@ -377,7 +380,7 @@ pub async fn publish_playlists(
         )
         .await?;
         master.variants.push(VariantStream {
-            uri: format!("{}/playlist.m3u8", r.name),
+            uri: media_playlist_uri(&r.name),
             bandwidth: measured.peak,
             average_bandwidth: Some(measured.average),
             codecs: Some(r.codecs.clone()),
@@ -399,11 +402,11 @@ pub async fn publish_playlists(
             encoder: r.encoder.clone(),
         });
     }
-    let master_key = format!("{prefix}/master.m3u8");
+    let master_key = hls_master_key(prefix);
     put_master_playlist(
         storage,
         &master,
-        &work.join("master.m3u8"),
+        &work.join(MASTER_PLAYLIST),
         &ObjectRef::new(bucket, &master_key),
     )
     .await?;

@@ -6,11 +6,13 @@ use crate::ffmpeg::ffprobe_json;
 use crate::hls::{avc1_codec, measure, Measured, AAC_LC};
 use crate::storage::Storage;
 use crate::thumbnail::verify_jpeg;
+use crate::waveform;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use m3u8_rs::{AlternativeMediaType, MasterPlaylist, MediaPlaylist, MediaPlaylistType};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use transcoder_workflows::media::{ObjectRef, VerifyInput, VerifyReport};
+use transcoder_workflows::workflow::THUMBNAIL_SIZE;
 
 /// How many ffprobe processes run at once while checking segments.
 const PROBE_CONCURRENCY: usize = 4;
@@ -431,67 +433,26 @@ pub async fn verify_outputs(
     let assets = input.assets_bucket.as_str();
     if let Some(key) = &input.thumbnail_key {
         let path = local(storage, assets, key, scratch).await?;
-        verify_jpeg(&path, 1280, 720)?;
-        report.checks.push("thumbnail is a 1280x720 JPEG".into());
+        let (w, h) = THUMBNAIL_SIZE;
+        verify_jpeg(&path, w, h)?;
+        report.checks.push(format!("thumbnail is a {w}x{h} JPEG"));
     }
     if let Some(key) = &input.waveform_json_key {
-        let doc: serde_json::Value =
-            serde_json::from_slice(&read(storage, assets, key, scratch).await?)
-                .map_err(|e| fail(format!("waveform JSON does not parse: {e}")))?;
-        check_waveform_json(&doc, input.duration_seconds)?;
+        let bytes = read(storage, assets, key, scratch).await?;
+        waveform::check_json_bytes(&bytes, input.duration_seconds)?;
         report
             .checks
             .push("waveform JSON is audiowaveform v2, 8-bit, 10 points/s".into());
     }
     if let Some(key) = &input.waveform_png_key {
-        let path = local(storage, assets, key, scratch).await?;
-        let (w, h) =
-            image::image_dimensions(&path).map_err(|e| fail(format!("waveform PNG: {e}")))?;
-        if (w, h) != (1280, 720) {
-            return Err(fail(format!("waveform PNG is {w}x{h}, expected 1280x720")));
-        }
-        report.checks.push("waveform PNG is 1280x720".into());
+        waveform::check_png(&local(storage, assets, key, scratch).await?)?;
+        report.checks.push(format!(
+            "waveform PNG is {}x{}",
+            waveform::IMAGE_WIDTH,
+            waveform::IMAGE_HEIGHT
+        ));
     }
     Ok(report)
-}
-
-/// audiowaveform JSON v2 at 10 points per second: `length` pairs, ceil(duration × 10) ± 1.
-pub fn check_waveform_json(doc: &serde_json::Value, duration: f64) -> Result<()> {
-    let num = |k: &str| {
-        doc[k]
-            .as_u64()
-            .ok_or_else(|| fail(format!("waveform JSON lacks {k}")))
-    };
-    if num("version")? != 2 || num("bits")? != 8 {
-        return Err(fail("waveform JSON is not version 2 with 8 bits"));
-    }
-    let (rate, spp, length, channels) = (
-        num("sample_rate")?,
-        num("samples_per_pixel")?,
-        num("length")?,
-        num("channels")?,
-    );
-    if spp == 0 || rate / spp != 10 || rate % spp != 0 {
-        return Err(fail(format!(
-            "waveform has {rate}/{spp} points per second, expected 10"
-        )));
-    }
-    let data = doc["data"]
-        .as_array()
-        .ok_or_else(|| fail("waveform JSON lacks data"))?;
-    if data.len() as u64 != length * 2 * channels.max(1) {
-        return Err(fail(format!(
-            "waveform data has {} values for length {length}",
-            data.len()
-        )));
-    }
-    let expected = (duration * 10.0).ceil() as i64;
-    if (length as i64 - expected).abs() > 1 {
-        return Err(fail(format!(
-            "waveform length {length}, expected {expected} ± 1"
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -570,10 +531,14 @@ mod tests {
     #[test]
     fn waveform_json_rules() {
         let good = serde_json::json!({"version":2,"channels":1,"sample_rate":44100,"samples_per_pixel":4410,"bits":8,"length":3,"data":[0,1,-1,2,-2,3]});
-        check_waveform_json(&good, 0.25).unwrap();
-        assert!(check_waveform_json(&good, 1.0).is_err(), "length 3 for 1 s");
+        let bytes = |v: &serde_json::Value| serde_json::to_vec(v).unwrap();
+        waveform::check_json_bytes(&bytes(&good), 0.25).unwrap();
+        assert!(
+            waveform::check_json_bytes(&bytes(&good), 1.0).is_err(),
+            "length 3 for 1 s"
+        );
         let mut bad = good.clone();
         bad["bits"] = 16.into();
-        assert!(check_waveform_json(&bad, 0.25).is_err());
+        assert!(waveform::check_json_bytes(&bytes(&bad), 0.25).is_err());
     }
 }

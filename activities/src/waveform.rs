@@ -778,11 +778,23 @@ fn verify_png(path: &Path) -> Result<()> {
 /// Checks both files; returns the number of points.
 fn verify(json: &Path, png: &Path, duration: f64) -> Result<u64> {
     let text = std::fs::read(json).map_err(MediaError::io("reading", json))?;
-    let doc: WaveformJson = serde_json::from_slice(&text)
+    let length = check_json_bytes(&text, duration)?;
+    verify_png(png)?;
+    Ok(length)
+}
+
+/// The waveform JSON's rules (module documentation), for the generator and the
+/// verification gate alike: returns the number of points. `duration` 0 skips the length.
+pub fn check_json_bytes(bytes: &[u8], duration: f64) -> Result<u64> {
+    let doc: WaveformJson = serde_json::from_slice(bytes)
         .map_err(|e| MediaError::Verification(format!("{JSON_NAME} does not parse: {e}")))?;
     check_json(&doc, duration)?;
-    verify_png(png)?;
     Ok(doc.length)
+}
+
+/// The picture's rules: a PNG of [`IMAGE_WIDTH`]x[`IMAGE_HEIGHT`] that decodes.
+pub fn check_png(path: &Path) -> Result<()> {
+    verify_png(path)
 }
 
 #[cfg(test)]

@@ -92,11 +92,11 @@ impl<'a> JobKeys<'a> {
     }
 
     pub fn hls_master(&self) -> String {
-        format!("{}/master.m3u8", self.job.output_prefix)
+        hls_master_key(&self.job.output_prefix)
     }
 
     pub fn variant_playlist(&self, variant: &str) -> String {
-        format!("{}/{variant}/playlist.m3u8", self.job.output_prefix)
+        media_playlist_key(&self.job.output_prefix, variant)
     }
 
     pub fn preview_playlist(&self) -> String {
@@ -140,16 +140,37 @@ impl<'a> JobKeys<'a> {
     }
 }
 
-/// Segment file name inside a variant folder: numeric and zero-padded, so names are
-/// deterministic and sort in playback order.
-pub const SEGMENT_PATTERN: &str = "%05d.ts";
+/// The HLS tree under a job's `outputPrefix` (DESIGN §3.3): the master, and a folder per
+/// rendition holding its media playlist and numbered segments.
+pub const MASTER_PLAYLIST: &str = "master.m3u8";
+/// Name of a rendition's media playlist in its folder.
+pub const MEDIA_PLAYLIST: &str = "playlist.m3u8";
 
-/// The name [`SEGMENT_PATTERN`] gives segment `number`.
+/// Key of the master playlist of the HLS tree under `prefix`.
+pub fn hls_master_key(prefix: &str) -> String {
+    format!("{prefix}/{MASTER_PLAYLIST}")
+}
+
 /// Key of `file` (a playlist or segment) of `rendition` in the HLS tree under `prefix`.
 pub fn hls_file_key(prefix: &str, rendition: &str, file: &str) -> String {
     format!("{prefix}/{rendition}/{file}")
 }
 
+/// Key of `rendition`'s media playlist in the HLS tree under `prefix`.
+pub fn media_playlist_key(prefix: &str, rendition: &str) -> String {
+    hls_file_key(prefix, rendition, MEDIA_PLAYLIST)
+}
+
+/// `rendition`'s media playlist as the master refers to it (relative).
+pub fn media_playlist_uri(rendition: &str) -> String {
+    format!("{rendition}/{MEDIA_PLAYLIST}")
+}
+
+/// Segment file name inside a variant folder: numeric and zero-padded, so names are
+/// deterministic and sort in playback order.
+pub const SEGMENT_PATTERN: &str = "%05d.ts";
+
+/// The name [`SEGMENT_PATTERN`] gives segment `number`.
 pub fn segment_file_name(number: u32) -> String {
     format!("{number:05}.ts")
 }
