@@ -24,7 +24,14 @@ fn bar_name(step: &str) -> &str {
     match step {
         "ladder_chunk" => "ladder",
         // A mezzanine made in pieces is still one step to watch.
-        "mezzanine_piece" | "mezzanine_audio" | "join_mezzanine" => "mezzanine",
+        "mezzanine_piece" | "mezzanine_audio" | "join_mezzanine" | "join_audio_mezzanine" => {
+            "mezzanine"
+        }
+        // The sound's chunks and what finishes them.
+        "audio_chunk" | "loudness_summary" | "finish_audio_rendition" | "finish_audio_hls" => {
+            "audio"
+        }
+        "finish_waveform" => "waveform",
         other => other,
     }
 }
@@ -165,5 +172,18 @@ mod tests {
         assert_eq!(steps.get("ladder"), Some(&0.75));
         assert_eq!(steps.get("thumbnail"), Some(&0.25));
         assert_eq!(steps.len(), 2);
+    }
+
+    #[test]
+    fn the_sound_s_chunks_share_one_bar() {
+        let progress = Progress::default();
+        let running = [
+            activity("audio_chunk", 0.5),
+            activity("audio_chunk", 0.25),
+            activity("mezzanine_piece", 0.1),
+        ];
+        let steps = step_fractions(&running, &progress);
+        assert_eq!(steps.get("audio"), Some(&0.5));
+        assert_eq!(steps.get("mezzanine"), Some(&0.1));
     }
 }

@@ -1,7 +1,8 @@
 //! The Temporal face of the activities: decode the input, run the plain function with a
 //! scratch folder and heartbeats, map errors to retryable or not.
 
-use crate::audio_chunks::AdtsTrack;
+use crate::audio::chunks::AdtsTrack;
+use crate::audio::{chunks as audio_chunks, loudness, whole as audio_whole};
 use crate::encoder::EncoderSettings;
 use crate::error::MediaError;
 use crate::ffmpeg::ProgressSink;
@@ -12,10 +13,7 @@ use crate::nvenc::NvencBudget;
 use crate::scratch::ScratchSpace;
 use crate::secrets::{SecretBox, SecretError};
 use crate::storage::Storage;
-use crate::{
-    assemble, audio_chunks, chunks, fetch, hls, loudness, mezzanine, probe, thumbnail, verify,
-    waveform, webhook,
-};
+use crate::{assemble, chunks, fetch, hls, mezzanine, probe, thumbnail, verify, waveform, webhook};
 use transcoder_workflows::keys::may_delete;
 
 use opentelemetry::trace::get_active_span;
@@ -890,7 +888,7 @@ impl MediaActivities {
         annotate(vec![KeyValue::new("rendition", input.name.clone())]);
         let run = async {
             let (work, source, duration) = self.open_source(&ctx, &input.source).await?;
-            let made = assemble::encode_audio_rendition(
+            let made = audio_whole::encode_audio_rendition(
                 &self.storage,
                 &input,
                 &source,
@@ -939,7 +937,7 @@ impl MediaActivities {
         let run = async {
             let (work, source, duration) = self.open_source(&ctx, &input.source).await?;
             let out = work.path().join("hls");
-            let variants = hls::encode_audio_ladder(
+            let variants = audio_whole::encode_audio_ladder(
                 &input,
                 &source,
                 &out,

@@ -4,9 +4,7 @@
 //! the audio job's ladder in one run (jobs started before the sound was chunked).
 
 use crate::error::{MediaError, Result};
-use crate::ffmpeg::run::ScaledProgress;
-use crate::ffmpeg::{ffmpeg, ffprobe_json, FfmpegArgs};
-use crate::loudness::output_audio_filter;
+use crate::ffmpeg::{ffprobe_json, FfmpegArgs};
 use crate::storage::Storage;
 use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, Resolution, VariantStream};
 use std::ffi::OsString;
@@ -15,14 +13,12 @@ use transcoder_workflows::keys::{
     hls_file_key, hls_master_key, media_playlist_key, media_playlist_uri, MASTER_PLAYLIST,
     MEDIA_PLAYLIST, SEGMENT_PATTERN,
 };
-use transcoder_workflows::media::{
-    AudioHlsInput, HlsOutput, LoudnessMeasurement, ObjectRef, SegmentInfo, VariantResult,
-};
+use transcoder_workflows::media::{HlsOutput, ObjectRef, SegmentInfo, VariantResult};
 
 /// AAC-LC, the only audio codec string our outputs use.
 pub const AAC_LC: &str = "mp4a.40.2";
 
-fn hls_muxer(a: &mut FfmpegArgs, work: &Path, segment_seconds: u32, stream_map: String) {
+pub fn hls_muxer(a: &mut FfmpegArgs, work: &Path, segment_seconds: u32, stream_map: String) {
     hls_muxer_numbered(a, work, segment_seconds, 0, stream_map);
 }
 
@@ -109,40 +105,6 @@ async fn put_written(
     Ok(())
 }
 
-/// Filter graph that decodes the audio once, applies pass-2 loudness normalization once and
-/// splits it to `n` encoders (`[a0]`…): every rendition carries the same normalized audio.
-fn audio_graph(loudness: Option<&LoudnessMeasurement>, n: usize) -> String {
-    let mut g = format!("[0:a:0]{},asplit={n}", output_audio_filter(loudness));
-    for i in 0..n {
-        g.push_str(&format!("[a{i}]"));
-    }
-    g
-}
-
-pub fn audio_ladder_args(input: &AudioHlsInput, source: &Path, work: &Path) -> FfmpegArgs {
-    let n = input.renditions.len();
-    let mut a = FfmpegArgs::new();
-    a.input(source)
-        .flag("-vn")
-        .opt("-filter_complex", audio_graph(input.loudness.as_ref(), n));
-    for i in 0..n {
-        a.opt("-map", format!("[a{i}]"));
-    }
-    a.opt("-c:a", "aac").opt("-ac", "2").opt("-ar", "48000");
-    for (i, r) in input.renditions.iter().enumerate() {
-        a.opt(&format!("-b:a:{i}"), format!("{}k", r.bitrate_kbps));
-    }
-    let map = input
-        .renditions
-        .iter()
-        .enumerate()
-        .map(|(i, r)| format!("a:{i},name:{}", r.name))
-        .collect::<Vec<_>>()
-        .join(" ");
-    hls_muxer(&mut a, work, input.segment_seconds, map);
-    a
-}
-
 /// A variant encoded into the work folder, not yet published.
 #[derive(Debug)]
 pub struct LocalVariant {
@@ -152,33 +114,6 @@ pub struct LocalVariant {
     pub encoder: String,
     pub has_video: bool,
     pub has_audio: bool,
-}
-
-pub async fn encode_audio_ladder(
-    input: &AudioHlsInput,
-    source: &Path,
-    work: &Path,
-    duration: f64,
-    progress: &ScaledProgress,
-) -> Result<Vec<LocalVariant>> {
-    ffmpeg(
-        audio_ladder_args(input, source, work).as_slice(),
-        duration,
-        progress,
-    )
-    .await?;
-    Ok(input
-        .renditions
-        .iter()
-        .map(|r| LocalVariant {
-            name: r.name.clone(),
-            resolution: None,
-            frame_rate: None,
-            encoder: "aac".to_string(),
-            has_video: false,
-            has_audio: true,
-        })
-        .collect())
 }
 
 /// Bitrates measured from a variant's segments, in bits per second.

@@ -4,7 +4,7 @@
 
 pub mod allowlist;
 pub mod assemble;
-pub mod audio_chunks;
+pub mod audio;
 pub mod chunks;
 pub mod encoder;
 pub mod error;
@@ -12,10 +12,10 @@ pub mod fetch;
 pub mod ffmpeg;
 pub mod hls;
 pub mod live;
-pub mod loudness;
 pub mod metrics;
 pub mod mezzanine;
 pub mod nvenc;
+pub mod preview;
 pub mod probe;
 pub mod process;
 pub mod scratch;

@@ -366,11 +366,11 @@ async fn prometheus_scrapes_a_worker_during_a_job() {
     for step in [
         "probe",
         "mezzanine_piece",
-        "mezzanine_audio",
+        "audio_chunk",
+        "loudness_summary",
         "join_mezzanine",
-        "loudness",
         "ladder_chunk",
-        "audio_rendition",
+        "finish_audio_rendition",
         "thumbnail",
         "assemble_hls",
         "verify",
@@ -786,7 +786,7 @@ async fn run_draws_a_bar_per_step_on_a_terminal() {
     assert!(run.status.success(), "{}", run.dump());
     let frames = bar_frames(&run.stdout);
     let steps: std::collections::BTreeSet<&str> = frames.iter().map(|f| f.step.as_str()).collect();
-    for step in ["mezzanine", "loudness", "thumbnail", "ladder"] {
+    for step in ["mezzanine", "audio", "thumbnail", "ladder"] {
         assert!(
             steps.contains(step),
             "no {step} bar among {steps:?}\n{}",

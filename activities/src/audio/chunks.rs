@@ -15,14 +15,14 @@
 //!   reaches the boundary). Consecutive chunks share no packet and skip none.
 //! - The meter (EBU R128 momentary and short-term loudness every 100 ms, true peak) keeps the
 //!   readings whose 100 ms step ends inside the chunk; with the pre-roll, each is the reading
-//!   a single pass gives. [`crate::loudness::summarize`] gates them into the programme's
+//!   a single pass gives. [`crate::audio::loudness::summarize`] gates them into the programme's
 //!   loudness.
 
+use crate::audio::loudness::{self, MeterSeries};
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
 use crate::hls::{media_playlist, publish_playlists, put_playlist, PublishedRendition, AAC_LC};
-use crate::loudness::{self, MeterSeries};
 use crate::mezzanine::MEZZANINE_AUDIO_KBPS;
 use crate::storage::Storage;
 use crate::waveform::{self, WaveformPiece};
