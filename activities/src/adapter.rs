@@ -1,7 +1,7 @@
 //! The Temporal face of the activities: decode the input, run the plain function with a
 //! scratch folder and heartbeats, map errors to retryable or not.
 
-use crate::audio::chunks::AdtsTrack;
+use crate::audio::adts::AdtsTrack;
 use crate::audio::{chunks as audio_chunks, loudness, whole as audio_whole};
 use crate::encoder::EncoderSettings;
 use crate::error::MediaError;

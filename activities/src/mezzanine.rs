@@ -2,7 +2,7 @@
 //! 8-bit 4:2:0, stereo AAC, picture and sound spanning the same timeline, IDR every GOP,
 //! faststart), so every later step reads a predictable file.
 
-use crate::audio::chunks::AdtsTrack;
+use crate::audio::adts::AdtsTrack;
 use crate::encoder::{EncoderSettings, MEZZANINE_NVENC};
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::args::h264_gop_from;
