@@ -1,0 +1,233 @@
+//! A video job's picture in chunks: the mezzanine's pieces with the ladder streaming behind
+//! them, or the ladder in chunks from a mezzanine made in one run.
+
+use super::*;
+
+/// Encodes the ladder in chunks (bounded parallelism, fanned out to every worker on the
+/// task queue) from the whole mezzanine, while the audio rendition is encoded in one run
+/// (a video of one chunk, or a source whose mezzanine is made whole).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn encode_ladder(
+    ctx: &WorkflowContext<TranscodeWorkflow>,
+    job: &Job,
+    keys: &JobKeys<'_>,
+    config: &PlanConfig,
+    probe: &ProbeResult,
+    chunks: &[ChunkPlan],
+    mezzanine: &ObjectRef,
+    plan: &VideoPlan,
+    loudness: Option<LoudnessMeasurement>,
+) -> Result<(Vec<LadderChunkOutput>, Option<AudioRenditionOutput>), String> {
+    let audio = async {
+        match probe.audio {
+            Some(_) => audio_rendition(ctx, job, keys, config, probe, mezzanine, loudness)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    };
+    let video = async {
+        let mut done = in_window(ctx, chunks, config.max_parallel_chunks, |chunk| {
+            let chunk = *chunk;
+            Box::pin(async move {
+                ladder_chunk(ctx, job, keys, config, plan, mezzanine, 0.0, chunk).await
+            })
+        })
+        .await?;
+        done.sort_by_key(|c| c.index);
+        Ok::<_, String>(done)
+    };
+    let (video, audio) = futures::join!(video, audio);
+    Ok((video?, audio?))
+}
+
+/// The chunked path of a video job: each chunk's mezzanine piece, then that chunk's ladder
+/// from the piece, in a sliding window over every worker, so the ladder streams behind the
+/// mezzanine and no activity does more than a chunk of video; beside them the audio (its
+/// mezzanine track, the loudness pass, the audio rendition). Then the pieces and the track
+/// are joined into the one mezzanine and removed. Returns the mezzanine, the chunks and
+/// the audio rendition.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn chunked_mezzanine_and_ladder(
+    ctx: &WorkflowContext<TranscodeWorkflow>,
+    job: &Job,
+    keys: &JobKeys<'_>,
+    config: &PlanConfig,
+    probe: &ProbeResult,
+    plan: &VideoPlan,
+    video: MezzanineVideo,
+    pieces: &[ChunkPlan],
+) -> Result<
+    (
+        StoredObject,
+        Vec<LadderChunkOutput>,
+        Option<AudioRenditionOutput>,
+    ),
+    String,
+> {
+    step(ctx, "ladder", LADDER_START);
+    let duration = probe.duration_seconds;
+    let audio = async {
+        if probe.audio.is_none() {
+            return Ok(ProgrammeSound::default());
+        }
+        if ctx.patched(AUDIO_IN_CHUNKS) {
+            return chunked_audio(ctx, job, keys, config, probe, pieces).await;
+        }
+        // Jobs started before audio was chunked replay this path unchanged.
+        let t = clock(ctx);
+        let track = async {
+            ctx.execute_activity(
+                act::MezzanineAudio,
+                MezzanineAudioInput {
+                    source: keys.input(),
+                    dest: keys.mezzanine_audio(),
+                    duration_seconds: duration,
+                },
+                long_running(probe),
+            )
+            .await
+            .inspect(|made| {
+                record(
+                    ctx,
+                    StepTiming::new("mezzanine_audio", t, clock(ctx))
+                        .media(duration)
+                        .encoder("aac")
+                        .bytes(made.size_bytes),
+                )
+            })
+            .map_err(|e| step_failed("mezzanine audio", &e))
+        };
+        let (track, loudness) = futures::join!(track, loudness_pass(ctx, keys, probe));
+        let (track, loudness) = (track?, loudness?);
+        let rendition =
+            audio_rendition(ctx, job, keys, config, probe, &track.object, loudness).await?;
+        Ok::<_, String>(ProgrammeSound {
+            track: Some(track.object.clone()),
+            scratch: vec![track.object],
+            rendition: Some(rendition),
+            ..Default::default()
+        })
+    };
+    let ladder = async {
+        let mut done = in_window(ctx, pieces, config.max_parallel_chunks, |chunk| {
+            let chunk = *chunk;
+            let video = video.clone();
+            Box::pin(async move {
+                let t = clock(ctx);
+                let piece = ctx
+                    .execute_activity(
+                        act::MezzaninePiece,
+                        MezzaninePieceInput {
+                            source: keys.input(),
+                            dest: keys.mezzanine_piece(chunk.index),
+                            video,
+                            chunk,
+                            duration_seconds: duration,
+                        },
+                        chunk_options(&chunk),
+                    )
+                    .await
+                    .map_err(|e| step_failed(&format!("mezzanine piece {}", chunk.index), &e))?;
+                record(
+                    ctx,
+                    StepTiming::new("mezzanine", t, clock(ctx))
+                        .media(chunk.duration_seconds)
+                        .encoder(piece.encoder.as_deref().unwrap_or("libx264"))
+                        .bytes(piece.size_bytes),
+                );
+                let made = ladder_chunk(
+                    ctx,
+                    job,
+                    keys,
+                    config,
+                    plan,
+                    &piece.object,
+                    chunk.start_seconds,
+                    chunk,
+                )
+                .await?;
+                Ok((made, piece.object))
+            })
+        })
+        .await?;
+        done.sort_by_key(|(c, _)| c.index);
+        Ok::<_, String>(done)
+    };
+    let (ladder, audio) = futures::join!(ladder, audio);
+    let (chunks, piece_objects): (Vec<_>, Vec<_>) = ladder?.into_iter().unzip();
+    let sound = audio?;
+
+    let t = clock(ctx);
+    let frames = pieces
+        .last()
+        .map(|c| c.frame_range(video.frame_rate).1)
+        .unwrap_or_default();
+    let mezzanine = ctx
+        .execute_activity(
+            act::JoinMezzanine,
+            JoinMezzanineInput {
+                pieces: piece_objects.clone(),
+                audio: sound.track,
+                audio_pieces: sound.pieces,
+                dest: keys.mezzanine(),
+                video: video.clone(),
+                frames,
+                duration_seconds: duration,
+            },
+            long_running(probe),
+        )
+        .await
+        .map_err(|e| step_failed("mezzanine join", &e))?;
+    record(
+        ctx,
+        StepTiming::new("mezzanine_join", t, clock(ctx)).bytes(mezzanine.size_bytes),
+    );
+    // The pieces were steps on the way; the joined mezzanine is the archive.
+    let mut leftovers = piece_objects;
+    leftovers.extend(sound.scratch);
+    remove_scratch(ctx, leftovers).await;
+    Ok((mezzanine, chunks, sound.rendition))
+}
+
+/// One ladder chunk, read from `source`, which starts `source_offset` seconds into the
+/// programme (the whole mezzanine, or the chunk's own piece).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn ladder_chunk(
+    ctx: &WorkflowContext<TranscodeWorkflow>,
+    job: &Job,
+    keys: &JobKeys<'_>,
+    config: &PlanConfig,
+    plan: &VideoPlan,
+    source: &ObjectRef,
+    source_offset: f64,
+    chunk: ChunkPlan,
+) -> Result<LadderChunkOutput, String> {
+    let t = clock(ctx);
+    ctx.execute_activity(
+        act::LadderChunk,
+        LadderChunkInput {
+            source: source.clone(),
+            bucket: job.output_bucket.clone(),
+            prefix: keys.hls_prefix().to_string(),
+            renditions: plan.renditions.clone(),
+            frame_rate: plan.frame_rate,
+            gop_seconds: config.gop_seconds,
+            segment_seconds: config.segment_seconds,
+            chunk,
+            source_offset_seconds: source_offset,
+        },
+        chunk_options(&chunk),
+    )
+    .await
+    .inspect(|made| {
+        record(
+            ctx,
+            StepTiming::new("ladder", t, clock(ctx))
+                .media(chunk.duration_seconds)
+                .encoder(&made.encoder)
+                .bytes(made.bytes()),
+        )
+    })
+    .map_err(|e| step_failed(&format!("ladder chunk {}", chunk.index), &e))
+}
