@@ -11,10 +11,11 @@
 use crate::error::{MediaError, Result};
 use crate::storage::config::{BackendKind, S3Settings};
 use crate::storage::{open_download, MultipartPolicy, ObjectMeta, S3Backend, Storage};
+use sha2::Digest as _;
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use transcoder_workflows::media::ObjectRef;
+use transcoder_workflows::media::{ObjectRef, StoredObject};
 
 /// A parsed input URI.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,6 +134,43 @@ impl FetchPolicy {
         self.allowed_hosts
             .push(host.trim_end_matches('.').to_ascii_lowercase());
     }
+}
+
+/// Archives the job's input at `uri_text` as `dest`, and returns what is stored and how many
+/// bytes were downloaded. An input an earlier attempt already archived is not downloaded
+/// again (0 bytes). The download goes to a file under `partial_dir` named after the URI, not
+/// into a per-attempt folder, so a retry on the same worker continues it by range.
+pub async fn archive_input(
+    uri_text: &str,
+    dest: &ObjectRef,
+    policy: &FetchPolicy,
+    storage: &Storage,
+    partial_dir: &Path,
+) -> Result<(StoredObject, u64)> {
+    let uri = InputUri::parse(uri_text).map_err(|detail| MediaError::Input {
+        uri: transcoder_workflows::job::redact_uri(uri_text),
+        detail,
+        permanent: true,
+    })?;
+    let stored = |size_bytes| StoredObject {
+        object: dest.clone(),
+        size_bytes,
+        encoder: None,
+    };
+    if let Some(meta) = storage.head(dest).await? {
+        if meta.size > 0 {
+            tracing::info!(dest = %dest, "input already archived; not downloading again");
+            return Ok((stored(meta.size), 0));
+        }
+    }
+    std::fs::create_dir_all(partial_dir).map_err(MediaError::io("creating", partial_dir))?;
+    let digest = hex::encode(&sha2::Sha256::digest(uri_text.as_bytes())[..12]);
+    let partial = partial_dir.join(format!("input-{digest}.partial"));
+    let bytes = fetch(&uri, &partial, policy, storage).await?;
+    let size = storage.put_file(&partial, dest).await?;
+    let _ = tokio::fs::remove_file(&partial).await;
+    tracing::info!(input = %uri.redacted(), dest = %dest, bytes, "input fetched and archived");
+    Ok((stored(size), bytes))
 }
 
 /// Downloads `uri` into `dest` (resuming what an earlier attempt left there) and returns its

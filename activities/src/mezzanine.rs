@@ -8,10 +8,11 @@ use crate::error::{MediaError, Result};
 use crate::ffmpeg::args::h264_gop_from;
 use crate::ffmpeg::run::{count_video_packets, ScaledProgress};
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
+use crate::storage::Storage;
 use std::path::Path;
 use transcoder_workflows::media::{
     ChunkPlan, FrameRate, HdrTransfer, JoinMezzanineInput, MezzanineInput, MezzaninePieceInput,
-    MezzanineVideo, ProbeResult,
+    MezzanineVideo, ProbeResult, StoredObject,
 };
 
 /// The share of the source's audio and video frames that may fail to decode. Below it, a
@@ -413,6 +414,55 @@ pub async fn join_pieces(
         has_audio: audio.is_some(),
     };
     check_mezzanine(&as_planned, &made, input.duration_seconds)
+}
+
+/// The mezzanine an earlier attempt stored before its worker died without reporting it:
+/// when it passes the checks a new one would, it is the checkpoint and is not encoded again.
+pub async fn stored_mezzanine(
+    storage: &Storage,
+    input: &MezzanineInput,
+    duration: f64,
+    work: &Path,
+) -> Result<Option<StoredObject>> {
+    if !storage.exists(&input.dest).await? {
+        return Ok(None);
+    }
+    let existing = storage.readable_path(&input.dest, work).await?;
+    let Ok(made) = crate::probe::probe_file(&existing).await else {
+        return Ok(None);
+    };
+    if check_mezzanine(input, &made, duration).is_err() {
+        return Ok(None);
+    }
+    tracing::info!(dest = %input.dest, "verified mezzanine already stored; not encoding again");
+    Ok(Some(StoredObject {
+        object: input.dest.clone(),
+        size_bytes: std::fs::metadata(&existing)
+            .map(|m| m.len())
+            .unwrap_or(made.size_bytes),
+        encoder: None,
+    }))
+}
+
+/// A piece an earlier attempt stored before its worker died: the checkpoint, when it passes
+/// the piece's checks.
+pub async fn stored_piece(
+    storage: &Storage,
+    input: &MezzaninePieceInput,
+    work: &Path,
+) -> Result<Option<StoredObject>> {
+    if !storage.exists(&input.dest).await? {
+        return Ok(None);
+    }
+    let existing = storage.readable_path(&input.dest, work).await?;
+    if check_piece(input, &existing).await.is_err() {
+        return Ok(None);
+    }
+    Ok(Some(StoredObject {
+        object: input.dest.clone(),
+        size_bytes: std::fs::metadata(&existing).map(|m| m.len()).unwrap_or(0),
+        encoder: None,
+    }))
 }
 
 /// Video packets in a local MP4 (demuxing only, no decode): one per frame.

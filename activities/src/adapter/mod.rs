@@ -1,13 +1,19 @@
 //! The Temporal face of the activities: decode the input, run the plain function with a
-//! scratch folder and heartbeats, map errors to retryable or not.
+//! scratch folder, map the result; what is the same around every activity (spans, metrics,
+//! heartbeats, cancellation, error mapping) is in [`observe`].
+
+mod observe;
+
+pub use observe::HEARTBEAT_EVERY;
+use observe::{
+    annotate, annotate_bytes_in, to_activity_error, CheckpointFeed, Heartbeat, StepFacts,
+};
 
 use crate::audio::adts::AdtsTrack;
 use crate::audio::{chunks as audio_chunks, loudness, whole as audio_whole};
 use crate::encoder::EncoderSettings;
 use crate::error::MediaError;
-use crate::ffmpeg::ProgressSink;
-use crate::live;
-use crate::metrics::{encoder_label, Metrics, StepOutcome};
+use crate::metrics::Metrics;
 use crate::mezzanine::JoinedAudio;
 use crate::nvenc::NvencBudget;
 use crate::scratch::ScratchSpace;
@@ -16,16 +22,12 @@ use crate::storage::Storage;
 use crate::{assemble, chunks, fetch, hls, mezzanine, probe, thumbnail, verify, waveform, webhook};
 use transcoder_workflows::keys::may_delete;
 
-use opentelemetry::trace::get_active_span;
 use opentelemetry::KeyValue;
-use sha2::Digest as _;
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
-use temporalio_sdk::ApplicationFailure;
 use transcoder_workflows::activities::{defs, JobEvent, WebhookRequest};
 use transcoder_workflows::media::{
     AssembleInput, AudioChunkInput, AudioChunkOutput, AudioHlsInput, AudioRenditionInput,
@@ -53,61 +55,6 @@ pub struct MediaActivities {
     webhook_policy: webhook::WebhookPolicy,
     fetch_policy: fetch::FetchPolicy,
     metrics: Metrics,
-}
-
-/// What one activity did, for its span, the worker's metrics and the logs.
-#[derive(Default)]
-struct StepFacts {
-    /// Seconds of media processed.
-    media_seconds: f64,
-    /// The ffmpeg encoder that did the work (`libx264`, `h264_nvenc`, `aac`).
-    encoder: Option<String>,
-    bytes_out: u64,
-}
-
-impl StepFacts {
-    fn media(seconds: f64) -> Self {
-        StepFacts {
-            media_seconds: seconds,
-            ..Default::default()
-        }
-    }
-
-    fn bytes(bytes: u64) -> Self {
-        StepFacts {
-            bytes_out: bytes,
-            ..Default::default()
-        }
-    }
-
-    fn encoder(mut self, encoder: &str) -> Self {
-        self.encoder = Some(encoder.to_string());
-        self
-    }
-
-    fn with_bytes(mut self, bytes: u64) -> Self {
-        self.bytes_out = bytes;
-        self
-    }
-}
-
-/// Sets attributes on the span of the activity running now (the SDK's `RunActivity:…`
-/// span); a no-op when traces are not exported.
-fn annotate(attributes: Vec<KeyValue>) {
-    get_active_span(|span| span.set_attributes(attributes));
-}
-
-/// Records the size of the file a step reads whole as `bytes.in` on its span.
-fn annotate_bytes_in(path: &std::path::Path) {
-    if let Ok(meta) = std::fs::metadata(path) {
-        annotate(vec![KeyValue::new("bytes.in", meta.len() as i64)]);
-    }
-}
-
-/// The media id of the job an activity works for, from its workflow id.
-fn media_id_of(ctx: &ActivityContext) -> String {
-    let workflow_id = ctx.info().workflow_id.as_deref().unwrap_or_default();
-    transcoder_workflows::media_id_of_workflow(workflow_id).to_string()
 }
 
 impl MediaActivities {
@@ -149,74 +96,6 @@ impl MediaActivities {
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = metrics;
         self
-    }
-
-    /// Runs one activity body with everything around it that is the same for all steps:
-    /// the in-flight gauge, the duration histogram, span attributes (media id, step,
-    /// attempt, bytes, media seconds, realtime factor, encoder), the realtime-factor and
-    /// bytes metrics, and the mapping of errors to retryable or not.
-    async fn observed<T>(
-        &self,
-        ctx: &ActivityContext,
-        body: impl Future<Output = Result<(T, StepFacts), MediaError>>,
-    ) -> Result<T, ActivityError> {
-        let info = ctx.info();
-        let step = info.activity_type.clone();
-        let attempt = info.attempt;
-        annotate(vec![
-            KeyValue::new("media.id", media_id_of(ctx)),
-            KeyValue::new("step", step.clone()),
-            KeyValue::new("attempt", i64::from(attempt)),
-        ]);
-        if step == "ladder_chunk" && attempt > 1 {
-            self.metrics.chunk_retry();
-        }
-        let _running = self.metrics.step_running(&step);
-        // If this process dies mid-attempt, the next worker on this scratch folder hands
-        // the attempt back at once (see `scratch`).
-        let _note = (!info.is_local).then(|| self.scratch.note_task(&info.task_token, &step));
-        let started = Instant::now();
-        // The SDK only flips the token on cancellation (a cancelled workflow, a heartbeat
-        // answered "not found", a worker shutdown past its grace); the body must be dropped
-        // here, which kills its ffmpeg (`kill_on_drop`), or a stopped job keeps encoding.
-        let result = tokio::select! {
-            result = body => result,
-            _ = ctx.cancelled() => {
-                let wall = started.elapsed();
-                self.metrics.step_finished(&step, StepOutcome::Cancelled, wall);
-                tracing::info!(step, attempt, elapsed = ?wall, "activity cancelled; its work is stopped");
-                return Err(ActivityError::cancelled());
-            }
-        };
-        let wall = started.elapsed();
-        let outcome = if result.is_ok() {
-            StepOutcome::Ok
-        } else {
-            StepOutcome::Error
-        };
-        self.metrics.step_finished(&step, outcome, wall);
-        match result {
-            Ok((value, facts)) => {
-                let mut attributes = vec![KeyValue::new("bytes.out", facts.bytes_out as i64)];
-                if facts.media_seconds > 0.0 {
-                    attributes.push(KeyValue::new("media.seconds", facts.media_seconds));
-                    if let Some(factor) = crate::metrics::realtime_factor(facts.media_seconds, wall)
-                    {
-                        attributes.push(KeyValue::new("realtime.factor", factor));
-                    }
-                }
-                let encoder = facts.encoder.as_deref().map_or("none", encoder_label);
-                if facts.encoder.is_some() {
-                    attributes.push(KeyValue::new("encoder", encoder.to_string()));
-                }
-                annotate(attributes);
-                self.metrics
-                    .media_processed(&step, encoder, facts.media_seconds, wall);
-                self.metrics.uploaded(&step, facts.bytes_out);
-                Ok(value)
-            }
-            Err(e) => Err(to_activity_error(&step, e)),
-        }
     }
 
     /// Replaces the input download policy read from the environment.
@@ -284,109 +163,6 @@ impl MediaActivities {
     }
 }
 
-/// Permanent errors are non-retryable application failures; the rest retry per the
-/// workflow's policy.
-fn to_activity_error(step: &str, err: MediaError) -> ActivityError {
-    tracing::warn!(step, error = %err, permanent = err.is_permanent(), "activity failed");
-    if err.is_permanent() {
-        ActivityError::from(ApplicationFailure::non_retryable(err))
-    } else {
-        ActivityError::from(ApplicationFailure::new(err))
-    }
-}
-
-/// How often a running activity heartbeats its progress. Workers raise the SDK's heartbeat
-/// throttle to match (`WorkerOptions::max_heartbeat_throttle_interval`), so the server, and
-/// `transcoder status` through it, sees progress this fresh.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
-
-/// Heartbeats with the latest progress every few seconds until dropped, so the server
-/// notices a dead worker within the heartbeat timeout. The same progress is shown live to
-/// `transcoder run` in this process (`crate::live`).
-struct Heartbeat(
-    tokio::task::JoinHandle<()>,
-    #[allow(dead_code)] live::Registration,
-);
-
-/// A ladder chunk's checkpoint for its heartbeat: where it is read, and the scratch folder
-/// that keeps a copy for the hand-back of this attempt if the process dies.
-struct CheckpointFeed {
-    checkpoint: tokio::sync::watch::Receiver<ChunkCheckpoint>,
-    scratch: Arc<ScratchSpace>,
-}
-
-impl Heartbeat {
-    fn start(ctx: &ActivityContext) -> (ProgressSink, Heartbeat) {
-        Self::start_with(ctx, None)
-    }
-
-    /// As `start`, with the chunk's checkpoint in every heartbeat's details, sent as soon as
-    /// it changes (the SDK still throttles what reaches the server to one per 5 s).
-    fn start_with(
-        ctx: &ActivityContext,
-        feed: Option<CheckpointFeed>,
-    ) -> (ProgressSink, Heartbeat) {
-        let (sink, rx) = ProgressSink::channel();
-        let info = ctx.info();
-        let registration = live::register(
-            info.workflow_id.as_deref().unwrap_or_default(),
-            &info.activity_type,
-            &info.activity_id,
-            info.attempt,
-            rx.clone(),
-        );
-        let ctx = ctx.clone();
-        let task = tokio::spawn(async move {
-            let mut feed = feed;
-            // The scratch note is rewritten only when the checkpoint changed (and once at
-            // the start, for what earlier attempts published), not on every beat.
-            let mut noted = false;
-            loop {
-                let (checkpoint, changed) = match feed.as_mut() {
-                    Some(f) => {
-                        let current = f.checkpoint.borrow_and_update();
-                        (Some(current.clone()), current.has_changed())
-                    }
-                    None => (None, false),
-                };
-                let details = HeartbeatDetails {
-                    progress: *rx.borrow(),
-                    checkpoint: checkpoint.filter(|c| !c.variants.is_empty()),
-                };
-                if let (Some(f), Some(_)) = (&feed, &details.checkpoint) {
-                    if changed || !noted {
-                        if let Ok(json) = serde_json::to_vec(&details) {
-                            f.scratch.note_details(&ctx.info().task_token, &json);
-                            noted = true;
-                        }
-                    }
-                }
-                let _ = ctx.record_heartbeat(details).await;
-                match feed.as_mut() {
-                    Some(f) => {
-                        tokio::select! {
-                            _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
-                            changed = f.checkpoint.changed() => {
-                                if changed.is_err() {
-                                    tokio::time::sleep(HEARTBEAT_EVERY).await;
-                                }
-                            }
-                        }
-                    }
-                    None => tokio::time::sleep(HEARTBEAT_EVERY).await,
-                }
-            }
-        });
-        (sink, Heartbeat(task, registration))
-    }
-}
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 #[activities]
 impl MediaActivities {
     #[activity(definition = defs::FetchInput)]
@@ -398,40 +174,22 @@ impl MediaActivities {
         let _hb = Heartbeat::start(&ctx);
         let run = async {
             let uri_text = self.open_sealed(&input.uri)?;
-            let uri = fetch::InputUri::parse(&uri_text).map_err(|detail| MediaError::Input {
-                uri: transcoder_workflows::job::redact_uri(&uri_text),
-                detail,
-                permanent: true,
-            })?;
-            // Already archived by an earlier attempt: nothing to download again.
-            if let Some(meta) = self.storage.head(&input.dest).await? {
-                if meta.size > 0 {
-                    tracing::info!(dest = %input.dest, "input already archived; not downloading again");
-                    let stored = StoredObject {
-                        object: input.dest.clone(),
-                        size_bytes: meta.size,
-                        encoder: None,
-                    };
-                    return Ok((stored, StepFacts::default()));
-                }
-            }
-            // A name derived from the URI, outside the per-attempt work folder, so a retry on
-            // this worker continues the partial download by range.
-            let root = self.scratch.root();
-            std::fs::create_dir_all(root).map_err(MediaError::io("creating", root))?;
-            let digest = hex::encode(&sha2::Sha256::digest(uri_text.as_bytes())[..12]);
-            let partial = root.join(format!("input-{digest}.partial"));
-            let bytes = fetch::fetch(&uri, &partial, &self.fetch_policy, &self.storage).await?;
-            annotate(vec![KeyValue::new("bytes.in", bytes as i64)]);
-            let stored = self.storage.put_file(&partial, &input.dest).await?;
-            let _ = tokio::fs::remove_file(&partial).await;
-            tracing::info!(input = %uri.redacted(), dest = %input.dest, bytes, "input fetched and archived");
-            let object = StoredObject {
-                object: input.dest.clone(),
-                size_bytes: stored,
-                encoder: None,
+            let (stored, fetched) = fetch::archive_input(
+                &uri_text,
+                &input.dest,
+                &self.fetch_policy,
+                &self.storage,
+                self.scratch.root(),
+            )
+            .await?;
+            // What this attempt downloaded and stored (nothing when it was archived already).
+            let facts = if fetched > 0 {
+                annotate(vec![KeyValue::new("bytes.in", fetched as i64)]);
+                StepFacts::bytes(stored.size_bytes)
+            } else {
+                StepFacts::default()
             };
-            Ok::<_, MediaError>((object, StepFacts::bytes(stored)))
+            Ok::<_, MediaError>((stored, facts))
         };
         self.observed(&ctx, run).await
     }
@@ -466,24 +224,10 @@ impl MediaActivities {
         let (progress, _hb) = Heartbeat::start(&ctx);
         let run = async {
             let (work, source, duration) = self.open_source(&ctx, &input.source).await?;
-            // A retry after the mezzanine was stored (the worker died before reporting it)
-            // must not encode it again: a verified mezzanine is the checkpoint.
-            if self.storage.exists(&input.dest).await? {
-                let existing = self.storage.readable_path(&input.dest, work.path()).await?;
-                if let Ok(made) = probe::probe_file(&existing).await {
-                    if mezzanine::check_mezzanine(&input, &made, duration).is_ok() {
-                        let size_bytes = std::fs::metadata(&existing)
-                            .map(|m| m.len())
-                            .unwrap_or(made.size_bytes);
-                        tracing::info!(dest = %input.dest, "verified mezzanine already stored; not encoding again");
-                        let stored = StoredObject {
-                            object: input.dest.clone(),
-                            size_bytes,
-                            encoder: None,
-                        };
-                        return Ok((stored, StepFacts::default()));
-                    }
-                }
+            if let Some(stored) =
+                mezzanine::stored_mezzanine(&self.storage, &input, duration, work.path()).await?
+            {
+                return Ok((stored, StepFacts::default()));
             }
             let out = work.path().join("mezzanine.mp4");
             let _session = self.mezzanine_session(input.video.is_some()).await;
@@ -528,18 +272,10 @@ impl MediaActivities {
         annotate(vec![KeyValue::new("chunk", i64::from(input.chunk.index))]);
         let run = async {
             let work = self.work_dir(&ctx)?;
-            // A piece stored by an attempt that died before reporting it is the checkpoint.
-            if self.storage.exists(&input.dest).await? {
-                let existing = self.storage.readable_path(&input.dest, work.path()).await?;
-                if mezzanine::check_piece(&input, &existing).await.is_ok() {
-                    let size_bytes = std::fs::metadata(&existing).map(|m| m.len()).unwrap_or(0);
-                    let stored = StoredObject {
-                        object: input.dest.clone(),
-                        size_bytes,
-                        encoder: None,
-                    };
-                    return Ok((stored, StepFacts::default()));
-                }
+            if let Some(stored) =
+                mezzanine::stored_piece(&self.storage, &input, work.path()).await?
+            {
+                return Ok((stored, StepFacts::default()));
             }
             let source = self
                 .storage
