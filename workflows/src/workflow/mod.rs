@@ -262,9 +262,11 @@ async fn process(
 
     step(ctx, "fetch_input", 1);
     if let Some(uri) = &job.input_uri {
-        let t = clock(ctx);
-        let fetched = ctx
-            .execute_activity(
+        timed(
+            ctx,
+            "fetch_input",
+            "fetching the input",
+            ctx.execute_activity(
                 act::FetchInput,
                 FetchInput {
                     uri: uri.clone(),
@@ -275,28 +277,27 @@ async fn process(
                     .heartbeat_timeout(Duration::from_secs(60))
                     .retry_policy(transient_retries(5))
                     .build(),
-            )
-            .await
-            .map_err(|e| step_failed("fetching the input", &e))?;
-        record(
-            ctx,
-            StepTiming::new("fetch_input", t, clock(ctx)).bytes(fetched.size_bytes),
-        );
+            ),
+            |t, fetched| t.bytes(fetched.size_bytes),
+        )
+        .await?;
     }
 
     step(ctx, "probe", 2);
-    let t = clock(ctx);
-    let probe: ProbeResult = ctx
-        .execute_activity(
+    let probe: ProbeResult = timed(
+        ctx,
+        "probe",
+        "probe",
+        ctx.execute_activity(
             act::Probe,
             ProbeInput {
                 source: keys.input(),
             },
             short_step(Duration::from_secs(120)),
-        )
-        .await
-        .map_err(|e| step_failed("probe", &e))?;
-    record(ctx, StepTiming::new("probe", t, clock(ctx)));
+        ),
+        |t, _| t,
+    )
+    .await?;
     let duration = probe.duration_seconds;
     ctx.state_mut(|s| s.receipt.media_seconds = duration);
 
@@ -446,9 +447,11 @@ async fn process(
             let (chunks, audio) = ladder?;
             let thumb = thumb.map_err(|e| step_failed("thumbnail", &e))?;
             step(ctx, "assemble", 90);
-            let t = clock(ctx);
-            let hls = ctx
-                .execute_activity(
+            let hls = timed(
+                ctx,
+                "assemble_hls",
+                "HLS assembly",
+                ctx.execute_activity(
                     act::AssembleHls,
                     AssembleInput {
                         bucket: job.output_bucket.clone(),
@@ -464,13 +467,10 @@ async fn process(
                         }),
                     },
                     long_running(&probe),
-                )
-                .await
-                .map_err(|e| step_failed("HLS assembly", &e))?;
-            record(
-                ctx,
-                StepTiming::new("assemble_hls", t, clock(ctx)).bytes(hls.bytes_out),
-            );
+                ),
+                |t, hls| t.bytes(hls.bytes_out),
+            )
+            .await?;
             output.thumbnail_key = Some(thumb.object.key.clone());
             output.width = Some(plan.display_width);
             output.height = Some(plan.display_height);
@@ -504,11 +504,14 @@ async fn process(
 
     verify.master_key = hls.master_key.clone();
     step(ctx, "verify", 95);
-    let t = clock(ctx);
-    ctx.execute_activity(act::Verify, verify, long_running(&probe))
-        .await
-        .map_err(|e| step_failed("verification", &e))?;
-    record(ctx, StepTiming::new("verify", t, clock(ctx)));
+    timed(
+        ctx,
+        "verify",
+        "verification",
+        ctx.execute_activity(act::Verify, verify, long_running(&probe)),
+        |t, _| t,
+    )
+    .await?;
 
     output.hls_master_playlist_key = Some(hls.master_key.clone());
     output.ready_variants = hls.variants.iter().map(|v| v.name.clone()).collect();

@@ -17,9 +17,11 @@ pub(super) async fn audio_job_whole(
 ) -> Result<(HlsOutput, WaveformOutput), String> {
     let duration = probe.duration_seconds;
     step(ctx, "audio HLS", 30);
-    let t = clock(ctx);
-    let hls = ctx
-        .execute_activity(
+    let hls = timed(
+        ctx,
+        "audio_hls",
+        "audio HLS",
+        ctx.execute_activity(
             act::AudioHls,
             AudioHlsInput {
                 source: mezzanine.object.clone(),
@@ -30,20 +32,16 @@ pub(super) async fn audio_job_whole(
                 loudness,
             },
             long_running(probe),
-        )
-        .await
-        .map_err(|e| step_failed("audio HLS", &e))?;
-    record(
-        ctx,
-        StepTiming::new("audio_hls", t, clock(ctx))
-            .media(duration)
-            .encoder("aac")
-            .bytes(hls.bytes_out),
-    );
+        ),
+        |t, hls| t.media(duration).encoder("aac").bytes(hls.bytes_out),
+    )
+    .await?;
     step(ctx, "waveform", 80);
-    let t = clock(ctx);
-    let waveform = ctx
-        .execute_activity(
+    let waveform = timed(
+        ctx,
+        "waveform",
+        "waveform",
+        ctx.execute_activity(
             act::Waveform,
             WaveformInput {
                 source: mezzanine.object.clone(),
@@ -52,13 +50,10 @@ pub(super) async fn audio_job_whole(
                 png_dest: keys.waveform_png(),
             },
             long_running(probe),
-        )
-        .await
-        .map_err(|e| step_failed("waveform", &e))?;
-    record(
-        ctx,
-        StepTiming::new("waveform", t, clock(ctx)).media(duration),
-    );
+        ),
+        |t, _| t.media(duration),
+    )
+    .await?;
     Ok((hls, waveform))
 }
 
@@ -164,24 +159,22 @@ pub(super) async fn audio_job_in_chunks(
     step(ctx, "audio HLS", 30);
     let t = clock(ctx);
     let mezzanine = async {
-        let t = clock(ctx);
-        ctx.execute_activity(
-            act::JoinAudioMezzanine,
-            JoinAudioInput {
-                pieces: archive.pieces.clone(),
-                dest: keys.mezzanine(),
-                duration_seconds: duration,
-            },
-            short_step(Duration::from_secs(1800)),
+        timed(
+            ctx,
+            "mezzanine_join",
+            "mezzanine join",
+            ctx.execute_activity(
+                act::JoinAudioMezzanine,
+                JoinAudioInput {
+                    pieces: archive.pieces.clone(),
+                    dest: keys.mezzanine(),
+                    duration_seconds: duration,
+                },
+                short_step(Duration::from_secs(1800)),
+            ),
+            |t, made| t.bytes(made.size_bytes),
         )
         .await
-        .inspect(|made| {
-            record(
-                ctx,
-                StepTiming::new("mezzanine_join", t, clock(ctx)).bytes(made.size_bytes),
-            )
-        })
-        .map_err(|e| step_failed("mezzanine join", &e))
     };
     let made = rounds.renditions(audio_ladder(), archive.loudness, true);
     let (mezzanine, made) = futures::join!(mezzanine, made);
@@ -405,31 +398,30 @@ pub(super) async fn audio_rendition(
     source: &ObjectRef,
     loudness: Option<LoudnessMeasurement>,
 ) -> Result<AudioRenditionOutput, String> {
-    let t = clock(ctx);
-    ctx.execute_activity(
-        act::AudioRendition,
-        AudioRenditionInput {
-            source: source.clone(),
-            bucket: job.output_bucket.clone(),
-            prefix: keys.hls_prefix().to_string(),
-            name: AUDIO_RENDITION.to_string(),
-            bitrate_kbps: config.video_audio_bitrate_kbps,
-            segment_seconds: config.segment_seconds,
-            loudness,
+    timed(
+        ctx,
+        "audio_rendition",
+        "audio encode",
+        ctx.execute_activity(
+            act::AudioRendition,
+            AudioRenditionInput {
+                source: source.clone(),
+                bucket: job.output_bucket.clone(),
+                prefix: keys.hls_prefix().to_string(),
+                name: AUDIO_RENDITION.to_string(),
+                bitrate_kbps: config.video_audio_bitrate_kbps,
+                segment_seconds: config.segment_seconds,
+                loudness,
+            },
+            long_running(probe),
+        ),
+        |t, made| {
+            t.media(probe.duration_seconds)
+                .encoder("aac")
+                .bytes(made.bytes())
         },
-        long_running(probe),
     )
     .await
-    .inspect(|made| {
-        record(
-            ctx,
-            StepTiming::new("audio_rendition", t, clock(ctx))
-                .media(probe.duration_seconds)
-                .encoder("aac")
-                .bytes(made.bytes()),
-        )
-    })
-    .map_err(|e| step_failed("audio encode", &e))
 }
 
 /// Pass 1 of the two-pass loudness normalization: it decodes only the source's audio,
@@ -442,22 +434,20 @@ pub(super) async fn loudness_pass(
     if probe.audio.is_none() {
         return Ok(None);
     }
-    let t = clock(ctx);
-    ctx.execute_activity(
-        act::Loudness,
-        LoudnessInput {
-            source: keys.input(),
-        },
-        long_running(probe),
+    timed(
+        ctx,
+        "loudness",
+        "loudness analysis",
+        ctx.execute_activity(
+            act::Loudness,
+            LoudnessInput {
+                source: keys.input(),
+            },
+            long_running(probe),
+        ),
+        |t, _| t.media(probe.duration_seconds),
     )
     .await
-    .inspect(|_| {
-        record(
-            ctx,
-            StepTiming::new("loudness", t, clock(ctx)).media(probe.duration_seconds),
-        )
-    })
-    .map_err(|e| step_failed("loudness analysis", &e))
 }
 
 /// Name of the audio rendition's folder in a video job's HLS tree.

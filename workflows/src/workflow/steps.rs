@@ -172,3 +172,19 @@ pub fn ladder_percent(done: f64, total: u32) -> u8 {
     };
     LADDER_START + share as u8
 }
+
+/// One activity as a step of the job: runs `call`, adds its wall time to the receipt as
+/// `name` with what `facts` reads of the result, and words a failure with `what`, as every
+/// step's error is worded.
+pub(super) async fn timed<T>(
+    ctx: &WorkflowContext<TranscodeWorkflow>,
+    name: &str,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, ActivityExecutionError>>,
+    facts: impl FnOnce(StepTiming, &T) -> StepTiming,
+) -> Result<T, String> {
+    let t = clock(ctx);
+    let made = call.await.map_err(|e| step_failed(what, &e))?;
+    record(ctx, facts(StepTiming::new(name, t, clock(ctx)), &made));
+    Ok(made)
+}

@@ -203,31 +203,30 @@ pub(super) async fn ladder_chunk(
     source_offset: f64,
     chunk: ChunkPlan,
 ) -> Result<LadderChunkOutput, String> {
-    let t = clock(ctx);
-    ctx.execute_activity(
-        act::LadderChunk,
-        LadderChunkInput {
-            source: source.clone(),
-            bucket: job.output_bucket.clone(),
-            prefix: keys.hls_prefix().to_string(),
-            renditions: plan.renditions.clone(),
-            frame_rate: plan.frame_rate,
-            gop_seconds: config.gop_seconds,
-            segment_seconds: config.segment_seconds,
-            chunk,
-            source_offset_seconds: source_offset,
+    timed(
+        ctx,
+        "ladder",
+        &format!("ladder chunk {}", chunk.index),
+        ctx.execute_activity(
+            act::LadderChunk,
+            LadderChunkInput {
+                source: source.clone(),
+                bucket: job.output_bucket.clone(),
+                prefix: keys.hls_prefix().to_string(),
+                renditions: plan.renditions.clone(),
+                frame_rate: plan.frame_rate,
+                gop_seconds: config.gop_seconds,
+                segment_seconds: config.segment_seconds,
+                chunk,
+                source_offset_seconds: source_offset,
+            },
+            chunk_options(&chunk),
+        ),
+        |t, made| {
+            t.media(chunk.duration_seconds)
+                .encoder(&made.encoder)
+                .bytes(made.bytes())
         },
-        chunk_options(&chunk),
     )
     .await
-    .inspect(|made| {
-        record(
-            ctx,
-            StepTiming::new("ladder", t, clock(ctx))
-                .media(chunk.duration_seconds)
-                .encoder(&made.encoder)
-                .bytes(made.bytes()),
-        )
-    })
-    .map_err(|e| step_failed(&format!("ladder chunk {}", chunk.index), &e))
 }
