@@ -1,6 +1,6 @@
-//! The parts of a chunked video ladder that are not chunks: the audio rendition in one run
-//! (a video of one chunk; longer ones make it in `audio_chunks`), and the assembly of
-//! playlists, master and preview from what the chunks published.
+//! The parts of a chunked video ladder that are not chunks: the variant playlists and the
+//! measured master from what the chunks published (the preview is in `preview`, the audio
+//! rendition in `audio`).
 
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::run::ScaledProgress;
