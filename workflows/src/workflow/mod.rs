@@ -400,92 +400,21 @@ async fn process(
 
     let hls: HlsOutput = match &video_plan {
         Some(plan) => {
-            let ladder = async {
-                match ladder_done {
-                    Some(done) => Ok(done),
-                    None => {
-                        step(ctx, "ladder", LADDER_START);
-                        encode_ladder(
-                            ctx,
-                            job,
-                            &keys,
-                            &config,
-                            &probe,
-                            &chunks,
-                            &mezzanine.object,
-                            plan,
-                            loudness,
-                        )
-                        .await
-                    }
-                }
-            };
-            let t = clock(ctx);
-            let thumbnail = ctx.execute_activity(
-                act::Thumbnail,
-                ThumbnailInput {
-                    source: mezzanine.object.clone(),
-                    dest: keys.thumbnail(),
-                    at_seconds: plan.thumbnail_at_seconds,
-                    width: THUMBNAIL_SIZE.0,
-                    height: THUMBNAIL_SIZE.1,
-                },
-                short_step(Duration::from_secs(300)),
-            );
-            let thumbnail = async {
-                let made = thumbnail.await;
-                if let Ok(made) = &made {
-                    record(
-                        ctx,
-                        StepTiming::new("thumbnail", t, clock(ctx)).bytes(made.size_bytes),
-                    );
-                }
-                made
-            };
-            // The poster frame does not wait for the ladder.
-            let (ladder, thumb) = futures::join!(ladder, thumbnail);
-            let (chunks, audio) = ladder?;
-            let thumb = thumb.map_err(|e| step_failed("thumbnail", &e))?;
-            step(ctx, "assemble", 90);
-            let hls = timed(
+            video_outputs(
                 ctx,
-                "assemble_hls",
-                "HLS assembly",
-                ctx.execute_activity(
-                    act::AssembleHls,
-                    AssembleInput {
-                        bucket: job.output_bucket.clone(),
-                        prefix: keys.hls_prefix().to_string(),
-                        renditions: plan.renditions.clone(),
-                        frame_rate: plan.frame_rate,
-                        chunks,
-                        audio,
-                        preview: plan.preview_from.as_ref().map(|from| PreviewPlan {
-                            from_rendition: from.clone(),
-                            seconds: plan.preview_seconds,
-                            playlist_key: keys.preview_playlist(),
-                        }),
-                    },
-                    long_running(&probe),
-                ),
-                |t, hls| t.bytes(hls.bytes_out),
+                job,
+                &keys,
+                &config,
+                &probe,
+                &chunks,
+                plan,
+                &mezzanine,
+                loudness,
+                ladder_done,
+                &mut output,
+                &mut verify,
             )
-            .await?;
-            output.thumbnail_key = Some(thumb.object.key.clone());
-            output.width = Some(plan.display_width);
-            output.height = Some(plan.display_height);
-            if let Some(preview_key) = &hls.preview_key {
-                output.hls_preview_key = Some(preview_key.clone());
-                verify.preview_key = Some(preview_key.clone());
-                verify.preview_seconds = plan.preview_seconds;
-            }
-            verify.thumbnail_key = Some(thumb.object.key);
-            verify.video_renditions = plan
-                .renditions
-                .iter()
-                .map(|r| (r.name.clone(), r.width, r.height))
-                .collect();
-            hls
+            .await?
         }
         None => {
             let (hls, waveform) = match audio_job_done {

@@ -230,3 +230,105 @@ pub(super) async fn ladder_chunk(
     )
     .await
 }
+
+/// The rest of a video job once its mezzanine exists: the ladder (already made beside the
+/// pieces, or now in chunks from the mezzanine) with the poster frame beside it, then the
+/// assembly of playlists, master and preview. Fills the webhook's output and what the gate
+/// checks.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn video_outputs(
+    ctx: &WorkflowContext<TranscodeWorkflow>,
+    job: &Job,
+    keys: &JobKeys<'_>,
+    config: &PlanConfig,
+    probe: &ProbeResult,
+    chunks: &[ChunkPlan],
+    plan: &VideoPlan,
+    mezzanine: &StoredObject,
+    loudness: Option<LoudnessMeasurement>,
+    ladder_done: Option<(Vec<LadderChunkOutput>, Option<AudioRenditionOutput>)>,
+    output: &mut CompletedOutput,
+    verify: &mut VerifyInput,
+) -> Result<HlsOutput, String> {
+    let ladder = async {
+        match ladder_done {
+            Some(done) => Ok(done),
+            None => {
+                step(ctx, "ladder", LADDER_START);
+                encode_ladder(
+                    ctx,
+                    job,
+                    keys,
+                    config,
+                    probe,
+                    chunks,
+                    &mezzanine.object,
+                    plan,
+                    loudness,
+                )
+                .await
+            }
+        }
+    };
+    let thumbnail = timed(
+        ctx,
+        "thumbnail",
+        "thumbnail",
+        ctx.execute_activity(
+            act::Thumbnail,
+            ThumbnailInput {
+                source: mezzanine.object.clone(),
+                dest: keys.thumbnail(),
+                at_seconds: plan.thumbnail_at_seconds,
+                width: THUMBNAIL_SIZE.0,
+                height: THUMBNAIL_SIZE.1,
+            },
+            short_step(Duration::from_secs(300)),
+        ),
+        |t, made| t.bytes(made.size_bytes),
+    );
+    // The poster frame does not wait for the ladder.
+    let (ladder, thumb) = futures::join!(ladder, thumbnail);
+    let (chunks, audio) = ladder?;
+    let thumb = thumb?;
+    step(ctx, "assemble", 90);
+    let hls = timed(
+        ctx,
+        "assemble_hls",
+        "HLS assembly",
+        ctx.execute_activity(
+            act::AssembleHls,
+            AssembleInput {
+                bucket: job.output_bucket.clone(),
+                prefix: keys.hls_prefix().to_string(),
+                renditions: plan.renditions.clone(),
+                frame_rate: plan.frame_rate,
+                chunks,
+                audio,
+                preview: plan.preview_from.as_ref().map(|from| PreviewPlan {
+                    from_rendition: from.clone(),
+                    seconds: plan.preview_seconds,
+                    playlist_key: keys.preview_playlist(),
+                }),
+            },
+            long_running(probe),
+        ),
+        |t, hls| t.bytes(hls.bytes_out),
+    )
+    .await?;
+    output.thumbnail_key = Some(thumb.object.key.clone());
+    output.width = Some(plan.display_width);
+    output.height = Some(plan.display_height);
+    if let Some(preview_key) = &hls.preview_key {
+        output.hls_preview_key = Some(preview_key.clone());
+        verify.preview_key = Some(preview_key.clone());
+        verify.preview_seconds = plan.preview_seconds;
+    }
+    verify.thumbnail_key = Some(thumb.object.key);
+    verify.video_renditions = plan
+        .renditions
+        .iter()
+        .map(|r| (r.name.clone(), r.width, r.height))
+        .collect();
+    Ok(hls)
+}
