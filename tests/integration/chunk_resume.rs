@@ -195,11 +195,17 @@ async fn killed_worker_costs_at_most_the_chunks_in_flight() {
     );
 
     // Only chunks in flight ran again; every chunk was scheduled once. The mezzanine is
-    // made in pieces, one per chunk, in the same window as the ladder: a piece and a ladder
-    // chunk in flight count alike, and no activity encoded the whole mezzanine.
+    // made in pieces, one per chunk, in the same window as the ladder, and the sound in two
+    // rounds of chunks beside them: a piece, a ladder chunk and a chunk of sound in flight
+    // count alike, and no activity encoded the whole mezzanine or the whole sound.
     let attempts = chunk_attempts(&h, "transcode-kill1", "ladder_chunk").await;
     let pieces = chunk_attempts(&h, "transcode-kill1", "mezzanine_piece").await;
+    let sound = chunk_attempts(&h, "transcode-kill1", "audio_chunk").await;
     let whole = chunk_attempts(&h, "transcode-kill1", "mezzanine").await;
+    for step in ["mezzanine_audio", "loudness", "audio_rendition"] {
+        let ran = chunk_attempts(&h, "transcode-kill1", step).await;
+        assert!(ran.is_empty(), "a whole-file {step} ran: {ran:?}");
+    }
     let chunks = (f64::from(SECONDS) / CHUNK_SECONDS).ceil() as usize;
     assert_eq!(
         attempts.len(),
@@ -211,20 +217,30 @@ async fn killed_worker_costs_at_most_the_chunks_in_flight() {
         chunks,
         "one mezzanine_piece activity per chunk: {pieces:?}"
     );
+    assert_eq!(
+        sound.len(),
+        2 * chunks,
+        "two audio_chunk activities per chunk (archive and renditions): {sound:?}"
+    );
     assert!(whole.is_empty(), "a whole-file mezzanine ran: {whole:?}");
     let redone = attempts.iter().filter(|a| **a > 1).count();
     let pieces_redone = pieces.iter().filter(|a| **a > 1).count();
+    let sound_redone = sound.iter().filter(|a| **a > 1).count();
+    let all_redone = redone + pieces_redone + sound_redone;
     assert!(
-        redone + pieces_redone >= 1,
-        "the kill should have interrupted at least one chunk: {attempts:?} {pieces:?}"
+        all_redone >= 1,
+        "the kill should have interrupted at least one chunk: ladder {attempts:?}, pieces \
+         {pieces:?}, sound {sound:?}"
     );
+    // Worker A runs 4 activities at once: what was in flight, and no more, runs again.
     assert!(
-        redone + pieces_redone <= 4,
-        "at most the 4 chunks in flight may run again: ladder {attempts:?}, pieces {pieces:?}"
+        all_redone <= 4,
+        "at most the 4 chunks in flight may run again: ladder {attempts:?}, pieces \
+         {pieces:?}, sound {sound:?}"
     );
     eprintln!(
-        "resume waste: {redone} ladder chunk(s) and {pieces_redone} mezzanine piece(s) re-encoded = {:.0} media-seconds each way (chunk = {CHUNK_SECONDS} s, {chunks} chunks)",
-        (redone + pieces_redone) as f64 * CHUNK_SECONDS
+        "resume waste: {redone} ladder chunk(s), {pieces_redone} mezzanine piece(s) and \
+         {sound_redone} chunk(s) of sound run again (chunk = {CHUNK_SECONDS} s, {chunks} chunks)"
     );
     // The joined mezzanine is the archive; its pieces are gone.
     let mezzanine = object_path(&out, ARCHIVE_BUCKET, "mezzanine/c1/kill1/mezzanine.mp4");
