@@ -43,6 +43,10 @@ pub enum MediaError {
     /// values, so this means the workers' TRANSCODER_SECRETS_KEY differs from the client's.
     #[error("cannot open the sealed {what}: {detail} (the client and every worker need the same TRANSCODER_SECRETS_KEY)")]
     Sealed { what: &'static str, detail: String },
+    /// A sealed value reached a worker started without any key. Retryable: another worker
+    /// on the queue may have the key.
+    #[error("cannot open the sealed {what}: this worker has no TRANSCODER_SECRETS_KEY")]
+    NoSecretsKey { what: &'static str },
     /// A storage request failed; `detail` is the store's status and code, never credentials.
     #[error("storage: {operation} {object}: {detail}")]
     Storage {

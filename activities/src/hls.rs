@@ -31,6 +31,19 @@ pub fn hls_muxer_numbered(
     stream_map: String,
 ) {
     a.opt("-start_number", first_segment.to_string());
+    hls_segmenter(a, &work.join("%v"), segment_seconds);
+    a.opt("-var_stream_map", stream_map)
+        .output(&work.join("%v").join(MEDIA_PLAYLIST));
+}
+
+/// The HLS muxer writing one playlist, `dir/playlist`, and its segments `dir/NNNNN.ts`.
+pub fn hls_muxer_single(a: &mut FfmpegArgs, dir: &Path, segment_seconds: u32, playlist: &str) {
+    hls_segmenter(a, dir, segment_seconds);
+    a.output(&dir.join(playlist));
+}
+
+/// Our segments: VOD, MPEG-TS, each starting on a keyframe, named `NNNNN.ts` in `dir`.
+fn hls_segmenter(a: &mut FfmpegArgs, dir: &Path, segment_seconds: u32) {
     a.opt("-f", "hls")
         .opt("-hls_time", segment_seconds.to_string())
         .opt("-hls_playlist_type", "vod")
@@ -38,10 +51,8 @@ pub fn hls_muxer_numbered(
         .opt("-hls_segment_type", "mpegts")
         .opt(
             "-hls_segment_filename",
-            work.join("%v").join(SEGMENT_PATTERN).into_os_string(),
-        )
-        .opt("-var_stream_map", stream_map)
-        .output(&work.join("%v").join(MEDIA_PLAYLIST));
+            dir.join(SEGMENT_PATTERN).into_os_string(),
+        );
 }
 
 /// A VOD media playlist for published segments.

@@ -20,6 +20,7 @@ pub mod probe;
 pub mod process;
 pub mod scratch;
 pub mod secrets;
+mod span;
 pub mod storage;
 pub mod thumbnail;
 pub mod verify;
@@ -27,6 +28,7 @@ pub mod waveform;
 pub mod webhook;
 
 mod adapter;
+mod original;
 
 pub use adapter::{MediaActivities, HEARTBEAT_EVERY};
 pub use encoder::EncoderSettings;

@@ -1,18 +1,24 @@
 //! The mezzanine: the source normalized once (upright, progressive, constant frame rate,
 //! 8-bit 4:2:0, stereo AAC, picture and sound spanning the same timeline, IDR every GOP,
 //! faststart), so every later step reads a predictable file.
+//!
+//! About 600 lines: the one-run mezzanine, its pieces and their join share the encode
+//! settings and the checks that make a piece and a whole file interchangeable, so they stay
+//! together (the tests are in `mezzanine/tests.rs`).
 
 use crate::audio::adts::AdtsTrack;
+use crate::audio::AAC_ENCODER;
 use crate::encoder::{EncoderSettings, MEZZANINE_NVENC};
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::args::h264_gop_from;
 use crate::ffmpeg::run::{count_video_packets, ScaledProgress};
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
+use crate::nvenc::NvencBudget;
 use crate::storage::Storage;
 use std::path::Path;
 use transcoder_workflows::media::{
-    ChunkPlan, FrameRate, HdrTransfer, JoinMezzanineInput, MezzanineInput, MezzaninePieceInput,
-    MezzanineVideo, ProbeResult, StoredObject,
+    ChunkPlan, FrameRate, HdrTransfer, JoinMezzanineInput, MezzanineAudioInput, MezzanineInput,
+    MezzaninePieceInput, MezzanineVideo, ProbeResult, StoredObject,
 };
 
 /// The share of the source's audio and video frames that may fail to decode. Below it, a
@@ -144,7 +150,7 @@ fn encode_audio(a: &mut FfmpegArgs, over_timeline: bool) {
     if over_timeline {
         a.opt("-af", "aresample=async=1:first_pts=0,apad");
     }
-    a.opt("-c:a", "aac")
+    a.opt("-c:a", AAC_ENCODER)
         .opt("-b:a", format!("{MEZZANINE_AUDIO_KBPS}k"))
         .opt("-ac", "2")
         .opt("-ar", "48000");
@@ -465,6 +471,126 @@ pub async fn stored_piece(
     }))
 }
 
+/// An NVENC session for an encode of the picture when the mezzanine uses NVENC (`video`).
+async fn nvenc_session(
+    enc: &EncoderSettings,
+    nvenc: &NvencBudget,
+    video: bool,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    if video && enc.mezzanine_nvenc {
+        nvenc.acquire(1).await
+    } else {
+        None
+    }
+}
+
+/// The mezzanine in one run: what an earlier attempt stored when it passes the checks, or
+/// a new encode, checked before it is stored. Says whether this attempt encoded it.
+#[allow(clippy::too_many_arguments)]
+pub async fn make_mezzanine(
+    storage: &Storage,
+    input: &MezzanineInput,
+    source: &Path,
+    duration: f64,
+    work: &Path,
+    enc: &EncoderSettings,
+    nvenc: &NvencBudget,
+    progress: &ScaledProgress,
+) -> Result<(StoredObject, bool)> {
+    if let Some(stored) = stored_mezzanine(storage, input, duration, work).await? {
+        return Ok((stored, false));
+    }
+    let out = work.join("mezzanine.mp4");
+    let _session = nvenc_session(enc, nvenc, input.video.is_some()).await;
+    encode_mezzanine(input, source, &out, duration, enc, progress).await?;
+    // Check what we made before anyone builds on it.
+    let made = crate::probe::probe_file(&out)
+        .await
+        .map_err(|e| MediaError::Verification(format!("mezzanine: {e}")))?;
+    check_mezzanine(input, &made, duration)?;
+    let mut stored = storage.store(&out, &input.dest).await?;
+    tracing::info!(dest = %input.dest, size_bytes = stored.size_bytes, "mezzanine stored");
+    stored.encoder = input
+        .video
+        .is_some()
+        .then(|| enc.mezzanine_encoder_name().to_string());
+    Ok((stored, true))
+}
+
+/// One piece of a chunked mezzanine: what an earlier attempt stored when it holds its
+/// chunk's frames, or a new encode. Says whether this attempt encoded it.
+pub async fn make_piece(
+    storage: &Storage,
+    input: &MezzaninePieceInput,
+    work: &Path,
+    enc: &EncoderSettings,
+    nvenc: &NvencBudget,
+    progress: &ScaledProgress,
+) -> Result<(StoredObject, bool)> {
+    if let Some(stored) = stored_piece(storage, input, work).await? {
+        return Ok((stored, false));
+    }
+    let source = storage.readable_path(&input.source, work).await?;
+    crate::span::bytes_in(&source);
+    let out = work.join("piece.mp4");
+    let _session = nvenc_session(enc, nvenc, true).await;
+    encode_piece(input, &source, &out, enc, progress).await?;
+    let mut stored = storage.store(&out, &input.dest).await?;
+    tracing::info!(dest = %input.dest, chunk = input.chunk.index, size_bytes = stored.size_bytes, "mezzanine piece stored");
+    stored.encoder = Some(enc.mezzanine_encoder_name().to_string());
+    Ok((stored, true))
+}
+
+/// The audio track of a chunked mezzanine (jobs from before the sound was chunked).
+pub async fn make_audio_track(
+    storage: &Storage,
+    input: &MezzanineAudioInput,
+    work: &Path,
+    progress: &ScaledProgress,
+) -> Result<StoredObject> {
+    let source = storage.readable_path(&input.source, work).await?;
+    let out = work.join("audio.m4a");
+    encode_audio_track(&source, &out, input.duration_seconds, progress).await?;
+    let mut stored = storage.store(&out, &input.dest).await?;
+    stored.encoder = Some(AAC_ENCODER.to_string());
+    Ok(stored)
+}
+
+/// Joins the stored pieces, with the sound's ADTS pieces (or, in jobs from before the sound
+/// was chunked, its one track), checks the result and stores it.
+pub async fn join_stored(
+    storage: &Storage,
+    input: &JoinMezzanineInput,
+    work: &Path,
+    progress: &ScaledProgress,
+) -> Result<StoredObject> {
+    let pieces = storage.readable_paths(&input.pieces, work).await?;
+    let adts = if input.audio_pieces.is_empty() {
+        None
+    } else {
+        let sound = storage.readable_paths(&input.audio_pieces, work).await?;
+        Some(AdtsTrack::join(
+            &sound,
+            &work.join("audio.aac"),
+            input.duration_seconds,
+        )?)
+    };
+    let track = match (&adts, &input.audio) {
+        (None, Some(audio)) => Some(storage.readable_path(audio, work).await?),
+        _ => None,
+    };
+    let audio = match (&adts, &track) {
+        (Some(adts), _) => Some(JoinedAudio::Adts(adts)),
+        (None, Some(track)) => Some(JoinedAudio::Track(track)),
+        (None, None) => None,
+    };
+    let out = work.join("mezzanine.mp4");
+    join_pieces(input, &pieces, audio, work, &out, progress).await?;
+    let stored = storage.store(&out, &input.dest).await?;
+    tracing::info!(dest = %input.dest, pieces = pieces.len(), size_bytes = stored.size_bytes, "mezzanine stored (joined from its pieces)");
+    Ok(stored)
+}
+
 /// Video packets in a local MP4 (demuxing only, no decode): one per frame.
 async fn video_packets(path: &Path) -> Result<u64> {
     count_video_packets(&[], path)
@@ -473,185 +599,4 @@ async fn video_packets(path: &Path) -> Result<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ffmpeg::args::test_support::{strings, value};
-    use transcoder_workflows::media::{FrameRate, MezzanineVideo, ObjectRef};
-
-    fn input(deinterlace: bool) -> MezzanineInput {
-        MezzanineInput {
-            source: ObjectRef::new("b", "in.mp4"),
-            dest: ObjectRef::new("b", "mezzanine.mp4"),
-            video: Some(MezzanineVideo {
-                frame_rate: FrameRate { num: 25, den: 1 },
-                gop_seconds: 2,
-                tone_map_from: None,
-                deinterlace,
-                size: Some((1280, 720)),
-            }),
-            has_audio: true,
-        }
-    }
-
-    fn args(input: &MezzanineInput, duration: f64) -> Vec<String> {
-        let enc = EncoderSettings::default();
-        strings(mezzanine_args(
-            input,
-            Path::new("in"),
-            Path::new("out"),
-            duration,
-            &enc,
-        ))
-    }
-
-    fn video_filter(args: &[String]) -> &str {
-        value(args, "-vf").expect("a -vf")
-    }
-
-    #[test]
-    fn planned_size_and_damage_limit_are_set() {
-        let a = args(&input(false), 8.0);
-        assert!(video_filter(&a).starts_with("scale=1280:720,setsar=1,"));
-        assert_eq!(value(&a, "-max_error_rate"), Some("0.05"));
-        let a = args(
-            &MezzanineInput {
-                video: None,
-                ..input(false)
-            },
-            8.0,
-        );
-        assert_eq!(value(&a, "-max_error_rate"), Some("0.05"));
-    }
-
-    #[test]
-    fn a_piece_is_its_chunk_of_the_programme_grid() {
-        let chunk = ChunkPlan {
-            index: 2,
-            start_seconds: 12.0,
-            duration_seconds: 6.0,
-            first_segment: 2,
-            max_segments: 1,
-            last: false,
-        };
-        let piece = MezzaninePieceInput {
-            source: ObjectRef::new("b", "in.mp4"),
-            dest: ObjectRef::new("b", "p.mp4"),
-            video: MezzanineVideo {
-                frame_rate: FrameRate {
-                    num: 30000,
-                    den: 1001,
-                },
-                ..input(false).video.unwrap()
-            },
-            chunk,
-            duration_seconds: 20.0,
-        };
-        let a = strings(piece_args(
-            &piece,
-            Path::new("in"),
-            Path::new("out"),
-            &EncoderSettings::default(),
-        ));
-        // Decoded from 1 s early, put back on the programme's timeline, frames 360..540.
-        assert_eq!(value(&a, "-ss"), Some("11.000"));
-        let vf = video_filter(&a);
-        assert!(
-            vf.contains("setpts=PTS+11.000/TB,fps=30000/1001:start_time=12.012000,"),
-            "{vf}"
-        );
-        assert!(vf.contains(",setpts=PTS-STARTPTS"), "{vf}");
-        assert_eq!(value(&a, "-frames:v"), Some("180"));
-        assert_eq!(value(&a, "-video_track_timescale"), Some("30000"));
-        // IDR frames counted from the programme's GOP boundary 12.000 s.
-        assert_eq!(
-            value(&a, "-force_key_frames:v"),
-            Some("expr:gte(t+0.012000000,n_forced*2)")
-        );
-        assert!(a.iter().any(|x| x == "-an"));
-    }
-
-    #[test]
-    fn an_nvenc_mezzanine_keeps_the_gop_grid() {
-        let enc = EncoderSettings {
-            mezzanine_nvenc: true,
-            ..EncoderSettings::default()
-        };
-        let a = strings(mezzanine_args(
-            &input(false),
-            Path::new("in"),
-            Path::new("out"),
-            8.0,
-            &enc,
-        ));
-        assert_eq!(value(&a, "-c:v"), Some("h264_nvenc"));
-        assert_eq!(value(&a, "-cq"), Some("19"));
-        assert_eq!(value(&a, "-no-scenecut"), Some("1"));
-        assert_eq!(value(&a, "-crf"), None);
-        assert_eq!(
-            value(&a, "-force_key_frames:v"),
-            Some("expr:gte(t,n_forced*2)")
-        );
-    }
-
-    #[test]
-    fn the_join_copies_and_the_list_is_quoted() {
-        let a = strings(
-            join_args(
-                Path::new("list.txt"),
-                Some(JoinedAudio::Track(Path::new("audio.m4a"))),
-                Path::new("out.mp4"),
-                FrameRate { num: 25, den: 1 },
-            )
-            .unwrap(),
-        );
-        assert_eq!(value(&a, "-f"), Some("concat"));
-        assert_eq!(value(&a, "-c"), Some("copy"));
-        assert_eq!(value(&a, "-movflags"), Some("+faststart"));
-        assert_eq!(value(&a, "-video_track_timescale"), Some("10000"));
-        assert_eq!(
-            concat_list(&[std::path::PathBuf::from("/w/it's/00000.mp4")]),
-            "file '/w/it'\\''s/00000.mp4'\n"
-        );
-        let relative = concat_list(&[std::path::PathBuf::from("out/p/00001.mp4")]);
-        let cwd = std::env::current_dir().unwrap();
-        assert_eq!(
-            relative,
-            format!("file '{}/out/p/00001.mp4'\n", cwd.display())
-        );
-    }
-
-    #[test]
-    fn both_streams_span_the_whole_timeline() {
-        let a = args(&input(false), 8.5);
-        let vf = video_filter(&a);
-        assert!(
-            vf.contains("fps=25/1:start_time=0,tpad=stop_mode=clone:stop_duration=8.500"),
-            "{vf}"
-        );
-        assert_eq!(value(&a, "-af"), Some("aresample=async=1:first_pts=0,apad"));
-        assert_eq!(value(&a, "-t"), Some("8.500000"));
-
-        // An audio-only mezzanine is the audio as it is: nothing to line up with.
-        let audio_only = MezzanineInput {
-            video: None,
-            ..input(false)
-        };
-        let a = args(&audio_only, 8.5);
-        assert_eq!(value(&a, "-af"), None);
-        assert_eq!(value(&a, "-t"), None);
-    }
-
-    #[test]
-    fn interlaced_sources_are_deinterlaced_before_scaling() {
-        let a = args(&input(true), 8.0);
-        let vf = video_filter(&a);
-        assert!(
-            vf.starts_with(&format!("{DEINTERLACE_FILTER},scale=")),
-            "{vf}"
-        );
-
-        let a = args(&input(false), 8.0);
-        let vf = video_filter(&a);
-        assert!(vf.starts_with("scale=") && !vf.contains("bwdif"), "{vf}");
-    }
-}
+mod tests;

@@ -4,10 +4,13 @@
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
-use crate::hls::{media_playlist, put_playlist, read_media_playlist};
+use crate::hls::{hls_muxer_single, media_playlist, put_playlist, read_media_playlist};
 use crate::storage::Storage;
 use std::path::{Path, PathBuf};
-use transcoder_workflows::keys::{hls_file_key, SEGMENT_PATTERN};
+use transcoder_workflows::keys::{hls_file_key, PREVIEW_PLAYLIST};
+
+/// The preview's segments: cut again from the remux, on its keyframes (every 2 s).
+const PREVIEW_SEGMENT_SECONDS: u32 = 6;
 use transcoder_workflows::media::{AssembleInput, ObjectRef, PreviewPlan, SegmentInfo};
 
 /// Concatenates published segments (MPEG-TS concatenates byte-wise) into one local file.
@@ -105,20 +108,10 @@ pub async fn publish_preview(
     }
     let dir = work.join("preview");
     std::fs::create_dir_all(&dir).map_err(MediaError::io("creating", &dir))?;
-    a.opt("-t", format!("{total:.6}"))
-        .opt("-c", "copy")
-        .opt("-f", "hls")
-        .opt("-hls_time", "6")
-        .opt("-hls_playlist_type", "vod")
-        .opt("-hls_flags", "independent_segments")
-        .opt("-hls_segment_type", "mpegts")
-        .opt(
-            "-hls_segment_filename",
-            dir.join(SEGMENT_PATTERN).into_os_string(),
-        )
-        .output(&dir.join("preview.m3u8"));
+    a.opt("-t", format!("{total:.6}")).opt("-c", "copy");
+    hls_muxer_single(&mut a, &dir, PREVIEW_SEGMENT_SECONDS, PREVIEW_PLAYLIST);
     ffmpeg(a.as_slice(), total, progress).await?;
-    let playlist = read_media_playlist(&dir.join("preview.m3u8"))?;
+    let playlist = read_media_playlist(&dir.join(PREVIEW_PLAYLIST))?;
     let prefix = plan
         .playlist_key
         .rsplit_once('/')

@@ -7,6 +7,7 @@
 //! embedded mode, where client and worker are one process, keeps a generated key in its
 //! state folder when the variable is unset.
 
+use crate::error::MediaError;
 use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -33,6 +34,24 @@ pub enum SecretError {
         path: String,
         source: std::io::Error,
     },
+}
+
+/// Opens `text` with the worker's key when it is sealed; plain values pass through. A value
+/// the key cannot open will not open on a retry either (permanent); a worker without any
+/// key may be alone in that, so that stays retryable.
+pub fn open_if_sealed(
+    key: Option<&SecretBox>,
+    what: &'static str,
+    text: &str,
+) -> Result<String, MediaError> {
+    if !SecretBox::is_sealed(text) {
+        return Ok(text.to_string());
+    }
+    let key = key.ok_or(MediaError::NoSecretsKey { what })?;
+    key.open(text).map_err(|e| MediaError::Sealed {
+        what,
+        detail: e.to_string(),
+    })
 }
 
 #[derive(Clone)]
@@ -147,6 +166,29 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsealing_passes_plain_values_and_says_why_a_sealed_one_cannot_open() {
+        let key = SecretBox::from_key_bytes(&[7u8; 32]).unwrap();
+        let other = SecretBox::from_key_bytes(&[8u8; 32]).unwrap();
+        let sealed = key.seal("s3cret-value");
+        assert_eq!(
+            open_if_sealed(None, "webhook secret", "plain").unwrap(),
+            "plain"
+        );
+        assert_eq!(
+            open_if_sealed(Some(&key), "webhook secret", &sealed).unwrap(),
+            "s3cret-value"
+        );
+        // No key here: another worker may have it.
+        let e = open_if_sealed(None, "input URI", &sealed).unwrap_err();
+        assert!(!e.is_permanent(), "{e}");
+        assert!(e.to_string().contains("input URI"), "{e}");
+        // The wrong key will never open it.
+        let e = open_if_sealed(Some(&other), "webhook secret", &sealed).unwrap_err();
+        assert!(e.is_permanent(), "{e}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
 
     #[test]
     fn seal_and_open_round_trip_and_hide_the_secret() {

@@ -4,7 +4,9 @@
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
+use crate::storage::Storage;
 use std::path::Path;
+use transcoder_workflows::media::{StoredObject, ThumbnailInput};
 
 /// The output picture: fitted into `width`x`height` with black bars, square pixels.
 fn fit_filter(width: u32, height: u32) -> String {
@@ -149,6 +151,28 @@ async fn candidates(
         });
     }
     Ok(out)
+}
+
+/// The poster frame of `input.source`, checked and stored at `input.dest`.
+pub async fn make_thumbnail(
+    storage: &Storage,
+    input: &ThumbnailInput,
+    work: &Path,
+    progress: &ScaledProgress,
+) -> Result<StoredObject> {
+    let source = storage.readable_path(&input.source, work).await?;
+    let out = work.join("thumbnail.jpg");
+    extract_thumbnail(
+        &source,
+        input.at_seconds,
+        input.width,
+        input.height,
+        work,
+        &out,
+        progress,
+    )
+    .await?;
+    storage.store(&out, &input.dest).await
 }
 
 pub async fn extract_thumbnail(

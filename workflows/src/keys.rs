@@ -51,39 +51,34 @@ impl<'a> JobKeys<'a> {
     /// Piece `index` of a chunked mezzanine, beside the mezzanine (removed once it is joined
     /// and the ladder has read it).
     pub fn mezzanine_piece(&self, index: u32) -> ObjectRef {
-        let m = self.mezzanine();
-        ObjectRef::new(&m.bucket, format!("{}.pieces/{index:05}.mp4", m.key))
+        self.beside_pieces(&format!("{index:05}.mp4"))
     }
 
     /// The audio of a chunked mezzanine, before the join.
     pub fn mezzanine_audio(&self) -> ObjectRef {
-        let m = self.mezzanine();
-        ObjectRef::new(&m.bucket, format!("{}.pieces/audio.m4a", m.key))
+        self.beside_pieces("audio.m4a")
     }
 
     /// Chunk `index` of the mezzanine's sound (ADTS), beside the pieces.
     pub fn mezzanine_audio_piece(&self, index: u32) -> ObjectRef {
-        let m = self.mezzanine();
-        ObjectRef::new(&m.bucket, format!("{}.pieces/audio-{index:05}.aac", m.key))
+        self.beside_pieces(&format!("audio-{index:05}.aac"))
     }
 
     /// Chunk `index`'s stretch of an audio job's waveform, beside the pieces.
     pub fn waveform_piece(&self, index: u32) -> ObjectRef {
-        let m = self.mezzanine();
-        ObjectRef::new(
-            &m.bucket,
-            format!("{}.pieces/waveform-{index:05}.json", m.key),
-        )
+        self.beside_pieces(&format!("waveform-{index:05}.json"))
     }
 
     /// The loudness meter's readings of chunk `index`, of the source (`what` = `source`) or
     /// of a rendition as delivered, beside the pieces.
     pub fn loudness_meter(&self, what: &str, index: u32) -> ObjectRef {
+        self.beside_pieces(&format!("meter-{what}-{index:05}.json"))
+    }
+
+    /// A job's scratch object in the `.pieces/` folder beside its mezzanine.
+    fn beside_pieces(&self, name: &str) -> ObjectRef {
         let m = self.mezzanine();
-        ObjectRef::new(
-            &m.bucket,
-            format!("{}.pieces/meter-{what}-{index:05}.json", m.key),
-        )
+        ObjectRef::new(&m.bucket, format!("{}.pieces/{name}", m.key))
     }
 
     /// The HLS tree: `{outputPrefix}/master.m3u8`, `{outputPrefix}/{variant}/playlist.m3u8`.
@@ -100,42 +95,28 @@ impl<'a> JobKeys<'a> {
     }
 
     pub fn preview_playlist(&self) -> String {
-        format!("{}/preview/preview.m3u8", self.job.output_prefix)
+        format!("{}/preview/{PREVIEW_PLAYLIST}", self.job.output_prefix)
     }
 
     pub fn thumbnail(&self) -> ObjectRef {
-        let Job {
-            creator_id,
-            media_id,
-            ..
-        } = self.job;
-        ObjectRef::new(
-            &self.job.assets_bucket,
-            format!("{creator_id}/thumbnails/media/{media_id}/auto-generated.jpg"),
-        )
+        self.asset(|creator, media| {
+            format!("{creator}/thumbnails/media/{media}/auto-generated.jpg")
+        })
     }
 
     pub fn waveform_json(&self) -> ObjectRef {
-        let Job {
-            creator_id,
-            media_id,
-            ..
-        } = self.job;
-        ObjectRef::new(
-            &self.job.assets_bucket,
-            format!("{creator_id}/waveforms/{media_id}/waveform.json"),
-        )
+        self.asset(|creator, media| format!("{creator}/waveforms/{media}/waveform.json"))
     }
 
     pub fn waveform_png(&self) -> ObjectRef {
-        let Job {
-            creator_id,
-            media_id,
-            ..
-        } = self.job;
+        self.asset(|creator, media| format!("{creator}/thumbnails/media/{media}/waveform.png"))
+    }
+
+    /// An object in the assets bucket, its key made from the creator and media ids.
+    fn asset(&self, key: impl Fn(&str, &str) -> String) -> ObjectRef {
         ObjectRef::new(
             &self.job.assets_bucket,
-            format!("{creator_id}/thumbnails/media/{media_id}/waveform.png"),
+            key(&self.job.creator_id, &self.job.media_id),
         )
     }
 }
@@ -145,6 +126,8 @@ impl<'a> JobKeys<'a> {
 pub const MASTER_PLAYLIST: &str = "master.m3u8";
 /// Name of a rendition's media playlist in its folder.
 pub const MEDIA_PLAYLIST: &str = "playlist.m3u8";
+/// The preview's own playlist, in its `preview/` folder.
+pub const PREVIEW_PLAYLIST: &str = "preview.m3u8";
 
 /// Key of the master playlist of the HLS tree under `prefix`.
 pub fn hls_master_key(prefix: &str) -> String {

@@ -516,6 +516,7 @@ mod tests {
                 playlist_key: "x/audio/playlist.m3u8".into(),
                 segments: (0..segments).map(segment).collect(),
                 delivered_loudness: None,
+                encoder: Some("aac".into()),
             }),
             preview: None,
         };

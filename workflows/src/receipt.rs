@@ -201,8 +201,9 @@ impl StepTiming {
         self
     }
 
-    pub fn encoder(mut self, encoder: &str) -> Self {
-        self.encoder = Some(encoder_label(encoder).to_string());
+    /// The encoder the step's activity reported running (`None`: none reported).
+    pub fn encoder(mut self, encoder: Option<&str>) -> Self {
+        self.encoder = encoder.map(|e| encoder_label(e).to_string());
         self
     }
 
@@ -234,13 +235,13 @@ mod tests {
         r.add(
             StepTiming::new("ladder", 110.0, 130.0)
                 .media(60.0)
-                .encoder("libx264")
+                .encoder(Some("libx264"))
                 .bytes(1000),
         );
         r.add(
             StepTiming::new("ladder", 111.0, 140.0)
                 .media(60.0)
-                .encoder("libx264")
+                .encoder(Some("libx264"))
                 .bytes(500),
         );
         r.finish(true, 50.0, 120.0);

@@ -13,6 +13,16 @@ pub enum JobStatus {
     Failed,
 }
 
+impl JobStatus {
+    /// The status as the webhook body spells it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WebhookBody {
     pub id: String,

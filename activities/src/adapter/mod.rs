@@ -1,29 +1,31 @@
-//! The Temporal face of the activities: decode the input, run the plain function with a
-//! scratch folder, map the result; what is the same around every activity (spans, metrics,
-//! heartbeats, cancellation, error mapping) is in [`observe`].
+//! The Temporal face of the activities: each decodes its input, calls the plain function
+//! that does the work and maps the result to what the workflow reads; what is the same
+//! around every activity (scratch folder, heartbeats, spans, metrics, cancellation, error
+//! mapping) is in [`observe`].
+//!
+//! About 670 lines because there are 24 activities, each a few lines of the same shape;
+//! nothing else lives here.
 
 mod observe;
 
 pub use observe::HEARTBEAT_EVERY;
-use observe::{
-    annotate, annotate_bytes_in, to_activity_error, CheckpointFeed, Heartbeat, StepFacts,
-};
+use observe::{CheckpointFeed, StepFacts};
 
-use crate::audio::adts::AdtsTrack;
 use crate::audio::{chunks as audio_chunks, loudness, whole as audio_whole};
 use crate::encoder::EncoderSettings;
 use crate::error::MediaError;
 use crate::metrics::Metrics;
-use crate::mezzanine::JoinedAudio;
 use crate::nvenc::NvencBudget;
 use crate::scratch::ScratchSpace;
-use crate::secrets::{SecretBox, SecretError};
+use crate::secrets::{open_if_sealed, SecretBox};
+use crate::span::{annotate, bytes_in};
 use crate::storage::Storage;
-use crate::{assemble, chunks, fetch, hls, mezzanine, probe, thumbnail, verify, waveform, webhook};
-use transcoder_workflows::keys::may_delete;
+use crate::{
+    assemble, chunks, fetch, mezzanine, original, probe, thumbnail, verify, waveform, webhook,
+};
 
 use opentelemetry::KeyValue;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use temporalio_macros::activities;
@@ -77,15 +79,6 @@ impl MediaActivities {
         }
     }
 
-    /// An NVENC session for a mezzanine encode when the mezzanine uses NVENC (`video`).
-    async fn mezzanine_session(&self, video: bool) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        if video && self.encoder.mezzanine_nvenc {
-            self.nvenc.acquire(1).await
-        } else {
-            None
-        }
-    }
-
     /// The NVENC sessions this worker may hold at once (`TRANSCODER_NVENC_SESSIONS`).
     pub fn with_nvenc_budget(mut self, budget: NvencBudget) -> Self {
         self.nvenc = budget;
@@ -104,62 +97,22 @@ impl MediaActivities {
         self
     }
 
-    /// A scratch folder for this activity, a local path to `source` and its duration.
-    async fn open_source(
+    /// A local path to `source` in `work` (recorded as the step's `bytes.in`).
+    async fn local(&self, source: &ObjectRef, work: &Path) -> Result<PathBuf, MediaError> {
+        let path = self.storage.readable_path(source, work).await?;
+        bytes_in(&path);
+        Ok(path)
+    }
+
+    /// A local path to `source` and its duration.
+    async fn local_with_duration(
         &self,
-        ctx: &ActivityContext,
         source: &ObjectRef,
-    ) -> Result<(tempfile::TempDir, PathBuf, f64), MediaError> {
-        let work = self.work_dir(ctx)?;
-        let path = self.storage.readable_path(source, work.path()).await?;
-        annotate_bytes_in(&path);
+        work: &Path,
+    ) -> Result<(PathBuf, f64), MediaError> {
+        let path = self.local(source, work).await?;
         let duration = probe::probe_file(&path).await?.duration_seconds;
-        Ok((work, path, duration))
-    }
-
-    /// Opens a value sealed by `transcoder submit`/`run` (plain values pass through).
-    fn open_sealed(&self, text: &str) -> Result<String, MediaError> {
-        if !SecretBox::is_sealed(text) {
-            return Ok(text.to_string());
-        }
-        match &self.secrets {
-            Some(key) => key.open(text).map_err(|e| MediaError::Sealed {
-                what: "input URI",
-                detail: e.to_string(),
-            }),
-            None => Err(MediaError::Input {
-                uri: "(sealed input URI)".into(),
-                detail: SecretError::NoKey.to_string(),
-                permanent: false,
-            }),
-        }
-    }
-
-    /// Stores a mezzanine joined from `pieces` pieces.
-    async fn store_joined(
-        &self,
-        out: &std::path::Path,
-        dest: &ObjectRef,
-        pieces: usize,
-    ) -> Result<(StoredObject, StepFacts), MediaError> {
-        let size_bytes = self.storage.put_file(out, dest).await?;
-        tracing::info!(dest = %dest, pieces, size_bytes, "mezzanine stored (joined from its pieces)");
-        let stored = StoredObject {
-            object: dest.clone(),
-            size_bytes,
-            encoder: None,
-        };
-        Ok((stored, StepFacts::default().with_bytes(size_bytes)))
-    }
-
-    fn work_dir(&self, ctx: &ActivityContext) -> Result<tempfile::TempDir, MediaError> {
-        let dir = self.scratch.dir();
-        std::fs::create_dir_all(dir).map_err(MediaError::io("creating", dir))?;
-        let prefix = format!("{}-", ctx.info().activity_type);
-        tempfile::Builder::new()
-            .prefix(&prefix)
-            .tempdir_in(dir)
-            .map_err(MediaError::io("creating a work folder in", dir))
+        Ok((path, duration))
     }
 }
 
@@ -171,11 +124,10 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: FetchInput,
     ) -> Result<StoredObject, ActivityError> {
-        let _hb = Heartbeat::start(&ctx);
-        let run = async {
-            let uri_text = self.open_sealed(&input.uri)?;
+        self.observed(&ctx, async |_step| {
+            let uri = open_if_sealed(self.secrets.as_ref(), "input URI", &input.uri)?;
             let (stored, fetched) = fetch::archive_input(
-                &uri_text,
+                &uri,
                 &input.dest,
                 &self.fetch_policy,
                 &self.storage,
@@ -189,9 +141,9 @@ impl MediaActivities {
             } else {
                 StepFacts::default()
             };
-            Ok::<_, MediaError>((stored, facts))
-        };
-        self.observed(&ctx, run).await
+            Ok((stored, facts))
+        })
+        .await
     }
 
     #[activity(definition = defs::Probe)]
@@ -200,19 +152,13 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: ProbeInput,
     ) -> Result<ProbeResult, ActivityError> {
-        let _hb = Heartbeat::start(&ctx);
-        let run = async {
-            let work = self.work_dir(&ctx)?;
-            let path = self
-                .storage
-                .readable_path(&input.source, work.path())
-                .await?;
-            annotate_bytes_in(&path);
+        self.observed(&ctx, async |step| {
+            let path = self.local(&input.source, step.dir()).await?;
             let result = probe::probe_input(&path).await?;
             tracing::info!(source = %input.source, duration = result.duration_seconds, video = ?result.video, audio = ?result.audio, "probed");
-            Ok::<_, MediaError>((result, StepFacts::default()))
-        };
-        self.observed(&ctx, run).await
+            Ok((result, StepFacts::default()))
+        })
+        .await
     }
 
     #[activity(definition = defs::Mezzanine)]
@@ -221,45 +167,28 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: MezzanineInput,
     ) -> Result<StoredObject, ActivityError> {
-        let (progress, _hb) = Heartbeat::start(&ctx);
-        let run = async {
-            let (work, source, duration) = self.open_source(&ctx, &input.source).await?;
-            if let Some(stored) =
-                mezzanine::stored_mezzanine(&self.storage, &input, duration, work.path()).await?
-            {
-                return Ok((stored, StepFacts::default()));
-            }
-            let out = work.path().join("mezzanine.mp4");
-            let _session = self.mezzanine_session(input.video.is_some()).await;
-            mezzanine::encode_mezzanine(
+        self.observed(&ctx, async |step| {
+            let (source, duration) = self.local_with_duration(&input.source, step.dir()).await?;
+            let (stored, encoded) = mezzanine::make_mezzanine(
+                &self.storage,
                 &input,
                 &source,
-                &out,
                 duration,
+                step.dir(),
                 &self.encoder,
-                &progress.scaled(0.0, 0.95),
+                &self.nvenc,
+                &step.progress.scaled(0.0, 0.95),
             )
             .await?;
-            // Check what we made before anyone builds on it.
-            let made = probe::probe_file(&out)
-                .await
-                .map_err(|e| MediaError::Verification(format!("mezzanine: {e}")))?;
-            mezzanine::check_mezzanine(&input, &made, duration)?;
-            let size_bytes = self.storage.put_file(&out, &input.dest).await?;
-            tracing::info!(dest = %input.dest, size_bytes, "mezzanine stored");
-            let encoder = self.encoder.mezzanine_encoder_name();
-            let stored = StoredObject {
-                object: input.dest.clone(),
-                size_bytes,
-                encoder: input.video.is_some().then(|| encoder.to_string()),
+            let facts = match encoded {
+                true => StepFacts::media(duration)
+                    .with_bytes(stored.size_bytes)
+                    .encoder(stored.encoder.as_deref()),
+                false => StepFacts::default(),
             };
-            let mut facts = StepFacts::media(duration).with_bytes(size_bytes);
-            if input.video.is_some() {
-                facts = facts.encoder(encoder);
-            }
             Ok((stored, facts))
-        };
-        self.observed(&ctx, run).await
+        })
+        .await
     }
 
     #[activity(definition = defs::MezzaninePiece)]
@@ -268,44 +197,26 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: MezzaninePieceInput,
     ) -> Result<StoredObject, ActivityError> {
-        let (progress, _hb) = Heartbeat::start(&ctx);
         annotate(vec![KeyValue::new("chunk", i64::from(input.chunk.index))]);
-        let run = async {
-            let work = self.work_dir(&ctx)?;
-            if let Some(stored) =
-                mezzanine::stored_piece(&self.storage, &input, work.path()).await?
-            {
-                return Ok((stored, StepFacts::default()));
-            }
-            let source = self
-                .storage
-                .readable_path(&input.source, work.path())
-                .await?;
-            annotate_bytes_in(&source);
-            let out = work.path().join("piece.mp4");
-            let _session = self.mezzanine_session(true).await;
-            mezzanine::encode_piece(
+        self.observed(&ctx, async |step| {
+            let (stored, encoded) = mezzanine::make_piece(
+                &self.storage,
                 &input,
-                &source,
-                &out,
+                step.dir(),
                 &self.encoder,
-                &progress.scaled(0.0, 0.95),
+                &self.nvenc,
+                &step.progress.scaled(0.0, 0.95),
             )
             .await?;
-            let size_bytes = self.storage.put_file(&out, &input.dest).await?;
-            tracing::info!(dest = %input.dest, chunk = input.chunk.index, size_bytes, "mezzanine piece stored");
-            let encoder = self.encoder.mezzanine_encoder_name();
-            let stored = StoredObject {
-                object: input.dest.clone(),
-                size_bytes,
-                encoder: Some(encoder.to_string()),
+            let facts = match encoded {
+                true => StepFacts::media(input.chunk.duration_seconds)
+                    .with_bytes(stored.size_bytes)
+                    .encoder(stored.encoder.as_deref()),
+                false => StepFacts::default(),
             };
-            let facts = StepFacts::media(input.chunk.duration_seconds)
-                .with_bytes(size_bytes)
-                .encoder(encoder);
             Ok((stored, facts))
-        };
-        self.observed(&ctx, run).await
+        })
+        .await
     }
 
     #[activity(definition = defs::MezzanineAudio)]
@@ -314,33 +225,20 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: MezzanineAudioInput,
     ) -> Result<StoredObject, ActivityError> {
-        let (progress, _hb) = Heartbeat::start(&ctx);
-        let run = async {
-            let work = self.work_dir(&ctx)?;
-            let source = self
-                .storage
-                .readable_path(&input.source, work.path())
-                .await?;
-            let out = work.path().join("audio.m4a");
-            mezzanine::encode_audio_track(
-                &source,
-                &out,
-                input.duration_seconds,
-                &progress.scaled(0.0, 0.95),
+        self.observed(&ctx, async |step| {
+            let stored = mezzanine::make_audio_track(
+                &self.storage,
+                &input,
+                step.dir(),
+                &step.progress.scaled(0.0, 0.95),
             )
             .await?;
-            let size_bytes = self.storage.put_file(&out, &input.dest).await?;
-            let stored = StoredObject {
-                object: input.dest.clone(),
-                size_bytes,
-                encoder: None,
-            };
             let facts = StepFacts::media(input.duration_seconds)
-                .with_bytes(size_bytes)
-                .encoder("aac");
+                .with_bytes(stored.size_bytes)
+                .encoder(stored.encoder.as_deref());
             Ok((stored, facts))
-        };
-        self.observed(&ctx, run).await
+        })
+        .await
     }
 
     #[activity(definition = defs::AudioChunk)]
@@ -349,28 +247,23 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: AudioChunkInput,
     ) -> Result<AudioChunkOutput, ActivityError> {
-        let (progress, _hb) = Heartbeat::start(&ctx);
         annotate(vec![KeyValue::new("chunk", i64::from(input.chunk.index))]);
-        let run = async {
-            let work = self.work_dir(&ctx)?;
-            let source = self
-                .storage
-                .readable_path(&input.source, work.path())
-                .await?;
+        self.observed(&ctx, async |step| {
+            let source = self.local(&input.source, step.dir()).await?;
             let made = audio_chunks::encode_audio_chunk(
                 &self.storage,
                 &input,
                 &source,
-                work.path(),
-                &progress.scaled(0.0, 1.0),
+                step.dir(),
+                &step.progress.scaled(0.0, 1.0),
             )
             .await?;
             let facts = StepFacts::media(input.chunk.duration_seconds)
-                .encoder("aac")
+                .encoder(made.encoder.as_deref())
                 .with_bytes(made.bytes());
             Ok((made, facts))
-        };
-        self.observed(&ctx, run).await
+        })
+        .await
     }
 
     #[activity(definition = defs::LoudnessSummary)]
@@ -379,14 +272,12 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: LoudnessSummaryInput,
     ) -> Result<Option<LoudnessMeasurement>, ActivityError> {
-        let run = async {
-            let work = self.work_dir(&ctx)?;
-            let m =
-                audio_chunks::summarize_meters(&self.storage, &input.meters, work.path()).await?;
+        self.observed(&ctx, async |step| {
+            let m = audio_chunks::summarize_meters(&self.storage, &input.meters, step.dir()).await?;
             tracing::info!(measurement = ?m, chunks = input.meters.len(), "loudness measured (pass 1, in chunks)");
-            Ok::<_, MediaError>((m, StepFacts::default()))
-        };
-        self.observed(&ctx, run).await
+            Ok((m, StepFacts::default()))
+        })
+        .await
     }
 
     #[activity(definition = defs::FinishAudioRendition)]
@@ -396,13 +287,12 @@ impl MediaActivities {
         input: FinishAudioInput,
     ) -> Result<AudioRenditionOutput, ActivityError> {
         annotate(vec![KeyValue::new("rendition", input.name.clone())]);
-        let run = async {
-            let work = self.work_dir(&ctx)?;
-            let made = audio_chunks::finish_rendition(&self.storage, &input, work.path()).await?;
+        self.observed(&ctx, async |step| {
+            let made = audio_chunks::finish_rendition(&self.storage, &input, step.dir()).await?;
             let facts = StepFacts::bytes(made.bytes());
             Ok((made, facts))
-        };
-        self.observed(&ctx, run).await
+        })
+        .await
     }
 
     #[activity(definition = defs::JoinAudioMezzanine)]
@@ -411,25 +301,18 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: JoinAudioInput,
     ) -> Result<StoredObject, ActivityError> {
-        let (progress, _hb) = Heartbeat::start(&ctx);
-        let run = async {
-            let work = self.work_dir(&ctx)?;
-            let pieces = self
-                .storage
-                .readable_paths(&input.pieces, work.path())
-                .await?;
-            let out = work.path().join("mezzanine.mp4");
-            audio_chunks::join_audio_mezzanine(
-                &pieces,
-                work.path(),
-                &out,
-                input.duration_seconds,
-                &progress.scaled(0.0, 0.9),
+        self.observed(&ctx, async |step| {
+            let stored = audio_chunks::join_stored_audio(
+                &self.storage,
+                &input,
+                step.dir(),
+                &step.progress.scaled(0.0, 0.9),
             )
             .await?;
-            self.store_joined(&out, &input.dest, pieces.len()).await
-        };
-        self.observed(&ctx, run).await
+            let facts = StepFacts::bytes(stored.size_bytes);
+            Ok((stored, facts))
+        })
+        .await
     }
 
     #[activity(definition = defs::FinishAudioHls)]
@@ -438,13 +321,12 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: FinishAudioHlsInput,
     ) -> Result<HlsOutput, ActivityError> {
-        let run = async {
-            let work = self.work_dir(&ctx)?;
-            let hls = audio_chunks::finish_audio_hls(&self.storage, &input, work.path()).await?;
+        self.observed(&ctx, async |step| {
+            let hls = audio_chunks::finish_audio_hls(&self.storage, &input, step.dir()).await?;
             let facts = StepFacts::bytes(hls.bytes_out);
             Ok((hls, facts))
-        };
-        self.observed(&ctx, run).await
+        })
+        .await
     }
 
     #[activity(definition = defs::FinishWaveform)]
@@ -453,25 +335,12 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: FinishWaveformInput,
     ) -> Result<WaveformOutput, ActivityError> {
-        let run = async {
-            let work = self.work_dir(&ctx)?;
-            let files = audio_chunks::finish_waveform(
-                &self.storage,
-                &input.pieces,
-                input.duration_seconds,
-                work.path(),
-            )
-            .await?;
-            let json_bytes = self.storage.put_file(&files.json, &input.json_dest).await?;
-            let png_bytes = self.storage.put_file(&files.png, &input.png_dest).await?;
-            let made = WaveformOutput {
-                json: input.json_dest.clone(),
-                png: input.png_dest.clone(),
-                length: files.length,
-            };
-            Ok((made, StepFacts::bytes(json_bytes + png_bytes)))
-        };
-        self.observed(&ctx, run).await
+        self.observed(&ctx, async |step| {
+            let (made, bytes) =
+                audio_chunks::finish_stored_waveform(&self.storage, &input, step.dir()).await?;
+            Ok((made, StepFacts::bytes(bytes)))
+        })
+        .await
     }
 
     #[activity(definition = defs::JoinMezzanine)]
@@ -480,43 +349,18 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: JoinMezzanineInput,
     ) -> Result<StoredObject, ActivityError> {
-        let (progress, _hb) = Heartbeat::start(&ctx);
-        let run = async {
-            let work = self.work_dir(&ctx)?;
-            let pieces = self
-                .storage
-                .readable_paths(&input.pieces, work.path())
-                .await?;
-            let mut track = None;
-            let mut adts = None;
-            if !input.audio_pieces.is_empty() {
-                let pieces = self
-                    .storage
-                    .readable_paths(&input.audio_pieces, work.path())
-                    .await?;
-                let joined = work.path().join("audio.aac");
-                adts = Some(AdtsTrack::join(&pieces, &joined, input.duration_seconds)?);
-            } else if let Some(audio) = &input.audio {
-                track = Some(self.storage.readable_path(audio, work.path()).await?);
-            }
-            let audio = match (&adts, &track) {
-                (Some(adts), _) => Some(JoinedAudio::Adts(adts)),
-                (None, Some(track)) => Some(JoinedAudio::Track(track)),
-                (None, None) => None,
-            };
-            let out = work.path().join("mezzanine.mp4");
-            mezzanine::join_pieces(
+        self.observed(&ctx, async |step| {
+            let stored = mezzanine::join_stored(
+                &self.storage,
                 &input,
-                &pieces,
-                audio,
-                work.path(),
-                &out,
-                &progress.scaled(0.0, 0.9),
+                step.dir(),
+                &step.progress.scaled(0.0, 0.9),
             )
             .await?;
-            self.store_joined(&out, &input.dest, pieces.len()).await
-        };
-        self.observed(&ctx, run).await
+            let facts = StepFacts::bytes(stored.size_bytes);
+            Ok((stored, facts))
+        })
+        .await
     }
 
     #[activity(definition = defs::RemoveObjects)]
@@ -525,13 +369,13 @@ impl MediaActivities {
         ctx: ActivityContext,
         objects: Vec<ObjectRef>,
     ) -> Result<(), ActivityError> {
-        let run = async {
+        self.observed(&ctx, async |_step| {
             for obj in &objects {
                 self.storage.delete(obj).await?;
             }
-            Ok::<_, MediaError>(((), StepFacts::default()))
-        };
-        self.observed(&ctx, run).await
+            Ok(((), StepFacts::default()))
+        })
+        .await
     }
 
     #[activity(definition = defs::Loudness)]
@@ -540,14 +384,13 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: LoudnessInput,
     ) -> Result<Option<LoudnessMeasurement>, ActivityError> {
-        let (progress, _hb) = Heartbeat::start(&ctx);
-        let run = async {
-            let (_work, source, duration) = self.open_source(&ctx, &input.source).await?;
-            let m = loudness::measure(&source, duration, &progress.scaled(0.0, 1.0)).await?;
+        self.observed(&ctx, async |step| {
+            let (source, duration) = self.local_with_duration(&input.source, step.dir()).await?;
+            let m = loudness::measure(&source, duration, &step.progress.scaled(0.0, 1.0)).await?;
             tracing::info!(source = %input.source, measurement = ?m, "loudness measured (pass 1)");
-            Ok::<_, MediaError>((m, StepFacts::media(duration)))
-        };
-        self.observed(&ctx, run).await
+            Ok((m, StepFacts::media(duration)))
+        })
+        .await
     }
 
     #[activity(definition = defs::LadderChunk)]
@@ -568,33 +411,26 @@ impl MediaActivities {
                 variants: Vec::new(),
             });
         let (checkpoint, feed) = chunks::CheckpointSink::channel(earlier);
-        let (progress, _hb) = Heartbeat::start_with(
-            &ctx,
-            Some(CheckpointFeed {
-                checkpoint: feed,
-                scratch: self.scratch.clone(),
-            }),
-        );
+        let feed = CheckpointFeed {
+            checkpoint: feed,
+            scratch: self.scratch.clone(),
+        };
         let renditions: Vec<String> = input.renditions.iter().map(|r| r.name.clone()).collect();
         annotate(vec![
             KeyValue::new("chunk", i64::from(input.chunk.index)),
             KeyValue::new("rendition", renditions.join(",")),
         ]);
-        let run = async {
-            let work = self.work_dir(&ctx)?;
-            let source = self
-                .storage
-                .readable_path(&input.source, work.path())
-                .await?;
-            let out = work.path().join("hls");
+        let attempt = ctx.info().attempt;
+        self.observed_with(&ctx, Some(feed), async |step| {
+            let source = self.local(&input.source, step.dir()).await?;
             let result = chunks::encode_chunk_budgeted(
                 &self.storage,
                 &input,
                 &source,
-                &out,
+                &step.dir().join("hls"),
                 &self.encoder,
                 &self.nvenc,
-                &progress.scaled(0.0, 1.0),
+                &step.progress.scaled(0.0, 1.0),
                 &checkpoint,
             )
             .await?;
@@ -603,15 +439,15 @@ impl MediaActivities {
                 start = input.chunk.start_seconds,
                 seconds = input.chunk.duration_seconds,
                 encoder = %result.encoder,
-                attempt = ctx.info().attempt,
+                attempt,
                 "ladder chunk encoded"
             );
             let facts = StepFacts::media(input.chunk.duration_seconds)
-                .encoder(&result.encoder)
+                .encoder(Some(&result.encoder))
                 .with_bytes(result.bytes());
-            Ok::<_, MediaError>((result, facts))
-        };
-        self.observed(&ctx, run).await
+            Ok((result, facts))
+        })
+        .await
     }
 
     #[activity(definition = defs::AudioRendition)]
@@ -620,25 +456,24 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: AudioRenditionInput,
     ) -> Result<AudioRenditionOutput, ActivityError> {
-        let (progress, _hb) = Heartbeat::start(&ctx);
         annotate(vec![KeyValue::new("rendition", input.name.clone())]);
-        let run = async {
-            let (work, source, duration) = self.open_source(&ctx, &input.source).await?;
+        self.observed(&ctx, async |step| {
+            let (source, duration) = self.local_with_duration(&input.source, step.dir()).await?;
             let made = audio_whole::encode_audio_rendition(
                 &self.storage,
                 &input,
                 &source,
-                work.path(),
+                step.dir(),
                 duration,
-                &progress.scaled(0.0, 1.0),
+                &step.progress.scaled(0.0, 1.0),
             )
             .await?;
             let facts = StepFacts::media(duration)
-                .encoder("aac")
+                .encoder(made.encoder.as_deref())
                 .with_bytes(made.bytes());
             Ok((made, facts))
-        };
-        self.observed(&ctx, run).await
+        })
+        .await
     }
 
     #[activity(definition = defs::AssembleHls)]
@@ -647,20 +482,18 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: AssembleInput,
     ) -> Result<HlsOutput, ActivityError> {
-        let (progress, _hb) = Heartbeat::start(&ctx);
-        let run = async {
-            let work = self.work_dir(&ctx)?;
+        self.observed(&ctx, async |step| {
             let hls = assemble::assemble(
                 &self.storage,
                 &input,
-                work.path(),
-                &progress.scaled(0.0, 1.0),
+                step.dir(),
+                &step.progress.scaled(0.0, 1.0),
             )
             .await?;
             let facts = StepFacts::bytes(hls.bytes_out);
             Ok((hls, facts))
-        };
-        self.observed(&ctx, run).await
+        })
+        .await
     }
 
     #[activity(definition = defs::AudioHls)]
@@ -669,38 +502,23 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: AudioHlsInput,
     ) -> Result<HlsOutput, ActivityError> {
-        let (progress, _hb) = Heartbeat::start(&ctx);
-        let run = async {
-            let (work, source, duration) = self.open_source(&ctx, &input.source).await?;
-            let out = work.path().join("hls");
-            let variants = audio_whole::encode_audio_ladder(
+        self.observed(&ctx, async |step| {
+            let (source, duration) = self.local_with_duration(&input.source, step.dir()).await?;
+            let hls = audio_whole::audio_hls(
+                &self.storage,
                 &input,
                 &source,
-                &out,
+                step.dir(),
                 duration,
-                &progress.scaled(0.0, 0.85),
+                &step.progress.scaled(0.0, 0.95),
             )
             .await?;
-            let delivered = match variants.first() {
-                Some(first) => {
-                    let playlist = out
-                        .join(&first.name)
-                        .join(transcoder_workflows::keys::MEDIA_PLAYLIST);
-                    loudness::measure_delivered(&playlist, duration, &progress.scaled(0.85, 0.95))
-                        .await?
-                }
-                None => None,
-            };
-            let mut result =
-                hls::publish_hls(&self.storage, &input.bucket, &input.prefix, &out, &variants)
-                    .await?;
-            result.delivered_loudness = delivered;
             let facts = StepFacts::media(duration)
-                .encoder("aac")
-                .with_bytes(result.bytes_out);
-            Ok((result, facts))
-        };
-        self.observed(&ctx, run).await
+                .encoder(hls.encoder())
+                .with_bytes(hls.bytes_out);
+            Ok((hls, facts))
+        })
+        .await
     }
 
     #[activity(definition = defs::Waveform)]
@@ -709,34 +527,20 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: WaveformInput,
     ) -> Result<WaveformOutput, ActivityError> {
-        let (progress, _hb) = Heartbeat::start(&ctx);
-        let run = async {
-            let (work, source, duration) = self.open_source(&ctx, &input.source).await?;
-            // The waveform shows what listeners hear: the loudness-normalized audio, applied
-            // in the same decode.
-            let filter = loudness::output_audio_filter(input.loudness.as_ref());
-            let files = waveform::generate_waveform_filtered(
+        self.observed(&ctx, async |step| {
+            let (source, duration) = self.local_with_duration(&input.source, step.dir()).await?;
+            let (made, bytes) = waveform::make_waveform(
+                &self.storage,
+                &input,
                 &source,
-                Some(&filter),
-                work.path(),
+                step.dir(),
                 duration,
-                &progress.scaled(0.0, 0.95),
+                &step.progress.scaled(0.0, 0.95),
             )
             .await?;
-            tracing::info!(generator = %files.generator, length = files.length, "waveform drawn");
-            let json_bytes = self.storage.put_file(&files.json, &input.json_dest).await?;
-            let png_bytes = self.storage.put_file(&files.png, &input.png_dest).await?;
-            let made = WaveformOutput {
-                json: input.json_dest.clone(),
-                png: input.png_dest.clone(),
-                length: files.length,
-            };
-            Ok((
-                made,
-                StepFacts::media(duration).with_bytes(json_bytes + png_bytes),
-            ))
-        };
-        self.observed(&ctx, run).await
+            Ok((made, StepFacts::media(duration).with_bytes(bytes)))
+        })
+        .await
     }
 
     #[activity(definition = defs::Verify)]
@@ -745,18 +549,16 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: VerifyInput,
     ) -> Result<VerifyReport, ActivityError> {
-        let _hb = Heartbeat::start(&ctx);
-        let run = async {
-            let work = self.work_dir(&ctx)?;
-            let report = verify::verify_outputs(&self.storage, &input, work.path()).await?;
+        self.observed(&ctx, async |step| {
+            let report = verify::verify_outputs(&self.storage, &input, step.dir()).await?;
             tracing::info!(
                 playlists = report.playlists,
                 segments = report.segments,
                 "verification gate passed"
             );
-            Ok::<_, MediaError>((report, StepFacts::default()))
-        };
-        self.observed(&ctx, run).await
+            Ok((report, StepFacts::default()))
+        })
+        .await
     }
 
     #[activity(definition = defs::Thumbnail)]
@@ -765,33 +567,18 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: ThumbnailInput,
     ) -> Result<StoredObject, ActivityError> {
-        let (progress, _hb) = Heartbeat::start(&ctx);
-        let run = async {
-            let work = self.work_dir(&ctx)?;
-            let source = self
-                .storage
-                .readable_path(&input.source, work.path())
-                .await?;
-            let out = work.path().join("thumbnail.jpg");
-            thumbnail::extract_thumbnail(
-                &source,
-                input.at_seconds,
-                input.width,
-                input.height,
-                work.path(),
-                &out,
-                &progress.scaled(0.0, 1.0),
+        self.observed(&ctx, async |step| {
+            let stored = thumbnail::make_thumbnail(
+                &self.storage,
+                &input,
+                step.dir(),
+                &step.progress.scaled(0.0, 1.0),
             )
             .await?;
-            let size_bytes = self.storage.put_file(&out, &input.dest).await?;
-            let stored = StoredObject {
-                object: input.dest.clone(),
-                size_bytes,
-                encoder: None,
-            };
-            Ok((stored, StepFacts::bytes(size_bytes)))
-        };
-        self.observed(&ctx, run).await
+            let facts = StepFacts::bytes(stored.size_bytes);
+            Ok((stored, facts))
+        })
+        .await
     }
 
     #[activity(definition = defs::DeleteOriginal)]
@@ -800,31 +587,11 @@ impl MediaActivities {
         ctx: ActivityContext,
         input: CleanupInput,
     ) -> Result<CleanupOutcome, ActivityError> {
-        let run = async {
-            if !may_delete(&input.original.key) {
-                let kept = CleanupOutcome {
-                    deleted: false,
-                    kept_because: Some(format!("{} is not under originals/", input.original.key)),
-                };
-                return Ok((kept, StepFacts::default()));
-            }
-            if !self.storage.exists(&input.mezzanine).await? {
-                tracing::warn!(mezzanine = %input.mezzanine, "mezzanine missing: keeping the original");
-                let kept = CleanupOutcome {
-                    deleted: false,
-                    kept_because: Some(format!("mezzanine {} does not exist", input.mezzanine)),
-                };
-                return Ok((kept, StepFacts::default()));
-            }
-            self.storage.delete(&input.original).await?;
-            tracing::info!(original = %input.original, "original deleted after its retention period");
-            let deleted = CleanupOutcome {
-                deleted: true,
-                kept_because: None,
-            };
-            Ok::<_, MediaError>((deleted, StepFacts::default()))
-        };
-        self.observed(&ctx, run).await
+        self.observed(&ctx, async |_step| {
+            let outcome = original::delete_original(&self.storage, &input).await?;
+            Ok((outcome, StepFacts::default()))
+        })
+        .await
     }
 
     #[activity(definition = defs::Webhook)]
@@ -834,24 +601,9 @@ impl MediaActivities {
         input: WebhookRequest,
     ) -> Result<WebhookReceipt, ActivityError> {
         let attempt = ctx.info().attempt;
-        let mut input = input;
-        if SecretBox::is_sealed(&input.secret) {
-            // A value this key cannot open will not open on a retry either (permanent); a worker
-            // started without any key may be alone in that, so that stays retryable.
-            let opened = match &self.secrets {
-                Some(key) => key.open(&input.secret).map_err(|e| MediaError::Sealed {
-                    what: "webhook secret",
-                    detail: e.to_string(),
-                }),
-                None => Err(MediaError::Webhook(SecretError::NoKey.to_string())),
-            };
-            input.secret = opened.map_err(|e| to_activity_error("webhook", e))?;
-        }
-        let status = match input.body.status {
-            transcoder_workflows::webhook::JobStatus::Completed => "completed",
-            transcoder_workflows::webhook::JobStatus::Failed => "failed",
-        };
-        let run = async {
+        self.observed(&ctx, async |_step| {
+            let mut input = input;
+            input.secret = open_if_sealed(self.secrets.as_ref(), "webhook secret", &input.secret)?;
             let delivered = webhook::deliver(&self.http, &input, &self.webhook_policy).await;
             self.metrics.webhook_attempt(match &delivered {
                 Ok(r) if r.delivered => "delivered",
@@ -860,7 +612,7 @@ impl MediaActivities {
             });
             let receipt = delivered?;
             annotate(vec![
-                KeyValue::new("webhook.status", status),
+                KeyValue::new("webhook.status", input.body.status.as_str()),
                 KeyValue::new(
                     "http.response.status_code",
                     receipt.status_code.map_or(0, i64::from),
@@ -868,12 +620,13 @@ impl MediaActivities {
             ]);
             tracing::info!(url = %input.url, attempt, status = ?receipt.status_code, delivered = receipt.delivered, "webhook sent");
             Ok((receipt, StepFacts::default()))
-        };
-        self.observed(&ctx, run).await
+        })
+        .await
     }
 
     /// A job started or ended (a local activity, so it runs once per job, not per replay):
-    /// counts it and, at the end, logs the receipt.
+    /// counts it and, at the end, logs the receipt. Not wrapped by `observed`: it is
+    /// bookkeeping about the job, not a step of it (no scratch, heartbeat or step metrics).
     #[activity(definition = defs::JobEvent)]
     pub async fn job_event(
         self: Arc<Self>,

@@ -1,7 +1,7 @@
-//! What is the same around every activity: its span attributes and step metrics, its
-//! heartbeat (progress, and a chunk's checkpoint), cancellation that stops its work, and
-//! the mapping of its errors to retryable or not. The activities in `mod.rs` only decode,
-//! call and map.
+//! What is the same around every activity: its scratch folder, its heartbeat (progress,
+//! and a chunk's checkpoint), its span attributes and step metrics, cancellation that stops
+//! its work, and the mapping of its errors to retryable or not. The activities in `mod.rs`
+//! only decode, call and map.
 
 use super::MediaActivities;
 use crate::error::MediaError;
@@ -9,9 +9,8 @@ use crate::ffmpeg::ProgressSink;
 use crate::live;
 use crate::metrics::{encoder_label, StepOutcome};
 use crate::scratch::ScratchSpace;
-use opentelemetry::trace::get_active_span;
+use crate::span::annotate;
 use opentelemetry::KeyValue;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -43,8 +42,9 @@ impl StepFacts {
         }
     }
 
-    pub(super) fn encoder(mut self, encoder: &str) -> Self {
-        self.encoder = Some(encoder.to_string());
+    /// The encoder the step reports having run, if any.
+    pub(super) fn encoder(mut self, encoder: Option<&str>) -> Self {
+        self.encoder = encoder.map(str::to_string);
         self
     }
 
@@ -54,16 +54,17 @@ impl StepFacts {
     }
 }
 
-/// Sets attributes on the span of the activity running now (the SDK's `RunActivity:…`
-/// span); a no-op when traces are not exported.
-pub(super) fn annotate(attributes: Vec<KeyValue>) {
-    get_active_span(|span| span.set_attributes(attributes));
+/// What an activity body gets besides its input: where to report progress (read by the
+/// heartbeat and by `transcoder run`'s bars) and a scratch folder of its own, removed when
+/// the activity ends.
+pub(super) struct Step {
+    pub(super) progress: ProgressSink,
+    pub(super) work: tempfile::TempDir,
 }
 
-/// Records the size of the file a step reads whole as `bytes.in` on its span.
-pub(super) fn annotate_bytes_in(path: &std::path::Path) {
-    if let Ok(meta) = std::fs::metadata(path) {
-        annotate(vec![KeyValue::new("bytes.in", meta.len() as i64)]);
+impl Step {
+    pub(super) fn dir(&self) -> &std::path::Path {
+        self.work.path()
     }
 }
 
@@ -75,14 +76,26 @@ pub(super) fn media_id_of(ctx: &ActivityContext) -> String {
 
 impl MediaActivities {
     /// Runs one activity body with everything around it that is the same for all steps:
-    /// the in-flight gauge, the duration histogram, span attributes (media id, step,
-    /// attempt, bytes, media seconds, realtime factor, encoder), the realtime-factor and
-    /// bytes metrics, and the mapping of errors to retryable or not.
+    /// a scratch folder, the heartbeat, the in-flight gauge, the duration histogram, span
+    /// attributes (media id, step, attempt, bytes, media seconds, realtime factor,
+    /// encoder), the realtime-factor and bytes metrics, and the mapping of errors to
+    /// retryable or not.
     pub(super) async fn observed<T>(
         &self,
         ctx: &ActivityContext,
-        body: impl Future<Output = Result<(T, StepFacts), MediaError>>,
+        body: impl AsyncFnOnce(Step) -> Result<(T, StepFacts), MediaError>,
     ) -> Result<T, ActivityError> {
+        self.observed_with(ctx, None, body).await
+    }
+
+    /// [`Self::observed`] for a ladder chunk, whose heartbeats carry its checkpoint.
+    pub(super) async fn observed_with<T>(
+        &self,
+        ctx: &ActivityContext,
+        feed: Option<CheckpointFeed>,
+        body: impl AsyncFnOnce(Step) -> Result<(T, StepFacts), MediaError>,
+    ) -> Result<T, ActivityError> {
+        let (progress, _heartbeat) = Heartbeat::start(ctx, feed);
         let info = ctx.info();
         let step = info.activity_type.clone();
         let attempt = info.attempt;
@@ -99,6 +112,10 @@ impl MediaActivities {
         // the attempt back at once (see `scratch`).
         let _note = (!info.is_local).then(|| self.scratch.note_task(&info.task_token, &step));
         let started = Instant::now();
+        let body = async {
+            let work = self.work_dir(ctx)?;
+            body(Step { progress, work }).await
+        };
         // The SDK only flips the token on cancellation (a cancelled workflow, a heartbeat
         // answered "not found", a worker shutdown past its grace); the body must be dropped
         // here, which kills its ffmpeg (`kill_on_drop`), or a stopped job keeps encoding.
@@ -143,6 +160,19 @@ impl MediaActivities {
     }
 }
 
+impl MediaActivities {
+    /// A scratch folder of the activity's own in this process's scratch space.
+    fn work_dir(&self, ctx: &ActivityContext) -> Result<tempfile::TempDir, MediaError> {
+        let dir = self.scratch.dir();
+        std::fs::create_dir_all(dir).map_err(MediaError::io("creating", dir))?;
+        let prefix = format!("{}-", ctx.info().activity_type);
+        tempfile::Builder::new()
+            .prefix(&prefix)
+            .tempdir_in(dir)
+            .map_err(MediaError::io("creating a work folder in", dir))
+    }
+}
+
 /// Permanent errors are non-retryable application failures; the rest retry per the
 /// workflow's policy.
 pub(super) fn to_activity_error(step: &str, err: MediaError) -> ActivityError {
@@ -162,7 +192,7 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 /// Heartbeats with the latest progress every few seconds until dropped, so the server
 /// notices a dead worker within the heartbeat timeout. The same progress is shown live to
 /// `transcoder run` in this process (`crate::live`).
-pub(super) struct Heartbeat(
+struct Heartbeat(
     tokio::task::JoinHandle<()>,
     #[allow(dead_code)] live::Registration,
 );
@@ -175,16 +205,10 @@ pub(super) struct CheckpointFeed {
 }
 
 impl Heartbeat {
-    pub(super) fn start(ctx: &ActivityContext) -> (ProgressSink, Heartbeat) {
-        Self::start_with(ctx, None)
-    }
-
-    /// As `start`, with the chunk's checkpoint in every heartbeat's details, sent as soon as
-    /// it changes (the SDK still throttles what reaches the server to one per 5 s).
-    pub(super) fn start_with(
-        ctx: &ActivityContext,
-        feed: Option<CheckpointFeed>,
-    ) -> (ProgressSink, Heartbeat) {
+    /// Starts beating; with a `feed`, the chunk's checkpoint is in every heartbeat's
+    /// details, sent as soon as it changes (the SDK still throttles what reaches the server
+    /// to one per 5 s).
+    fn start(ctx: &ActivityContext, feed: Option<CheckpointFeed>) -> (ProgressSink, Heartbeat) {
         let (sink, rx) = ProgressSink::channel();
         let info = ctx.info();
         let registration = live::register(

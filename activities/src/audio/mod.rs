@@ -8,3 +8,7 @@ pub mod chunks;
 pub mod grid;
 pub mod loudness;
 pub mod whole;
+
+/// The audio encoder every sound path uses (ffmpeg's native AAC), named once for the
+/// command lines and for what the activities report having run.
+pub const AAC_ENCODER: &str = "aac";

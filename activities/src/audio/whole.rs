@@ -3,18 +3,20 @@
 //! makes it for every other job).
 
 use super::loudness::{self, output_audio_filter};
+use super::AAC_ENCODER;
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
-use crate::hls::{hls_muxer, media_playlist, put_playlist, read_media_playlist, LocalVariant};
+use crate::hls::{
+    hls_muxer, hls_muxer_single, media_playlist, publish_hls, put_playlist, read_media_playlist,
+    LocalVariant,
+};
 use crate::storage::Storage;
 use std::path::Path;
-use transcoder_workflows::keys::{
-    hls_file_key, media_playlist_key, MEDIA_PLAYLIST, SEGMENT_PATTERN,
-};
+use transcoder_workflows::keys::{hls_file_key, media_playlist_key, MEDIA_PLAYLIST};
 use transcoder_workflows::media::{
-    AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, LoudnessMeasurement, ObjectRef,
-    SegmentInfo,
+    AudioHlsInput, AudioRenditionInput, AudioRenditionOutput, HlsOutput, LoudnessMeasurement,
+    ObjectRef, SegmentInfo,
 };
 
 pub fn audio_rendition_args(input: &AudioRenditionInput, source: &Path, dir: &Path) -> FfmpegArgs {
@@ -23,20 +25,11 @@ pub fn audio_rendition_args(input: &AudioRenditionInput, source: &Path, dir: &Pa
         .flag("-vn")
         .opt("-map", "0:a:0")
         .opt("-af", output_audio_filter(input.loudness.as_ref()))
-        .opt("-c:a", "aac")
+        .opt("-c:a", AAC_ENCODER)
         .opt("-b:a", format!("{}k", input.bitrate_kbps))
         .opt("-ac", "2")
-        .opt("-ar", "48000")
-        .opt("-f", "hls")
-        .opt("-hls_time", input.segment_seconds.to_string())
-        .opt("-hls_playlist_type", "vod")
-        .opt("-hls_flags", "independent_segments")
-        .opt("-hls_segment_type", "mpegts")
-        .opt(
-            "-hls_segment_filename",
-            dir.join(SEGMENT_PATTERN).into_os_string(),
-        )
-        .output(&dir.join(MEDIA_PLAYLIST));
+        .opt("-ar", "48000");
+    hls_muxer_single(&mut a, dir, input.segment_seconds, MEDIA_PLAYLIST);
     a
 }
 
@@ -91,6 +84,7 @@ pub async fn encode_audio_rendition(
         playlist_key,
         segments,
         delivered_loudness: delivered,
+        encoder: Some(AAC_ENCODER.to_string()),
     })
 }
 
@@ -113,7 +107,9 @@ pub fn audio_ladder_args(input: &AudioHlsInput, source: &Path, work: &Path) -> F
     for i in 0..n {
         a.opt("-map", format!("[a{i}]"));
     }
-    a.opt("-c:a", "aac").opt("-ac", "2").opt("-ar", "48000");
+    a.opt("-c:a", AAC_ENCODER)
+        .opt("-ac", "2")
+        .opt("-ar", "48000");
     for (i, r) in input.renditions.iter().enumerate() {
         a.opt(&format!("-b:a:{i}"), format!("{}k", r.bitrate_kbps));
     }
@@ -148,9 +144,34 @@ pub async fn encode_audio_ladder(
             name: r.name.clone(),
             resolution: None,
             frame_rate: None,
-            encoder: "aac".to_string(),
+            encoder: AAC_ENCODER.to_string(),
             has_video: false,
             has_audio: true,
         })
         .collect())
+}
+
+/// An audio job's ladder in one run: encoded, the first rendition measured as listeners
+/// decode it, then published with its playlists and master.
+pub async fn audio_hls(
+    storage: &Storage,
+    input: &AudioHlsInput,
+    source: &Path,
+    work: &Path,
+    duration: f64,
+    progress: &ScaledProgress,
+) -> Result<HlsOutput> {
+    let out = work.join("hls");
+    let variants =
+        encode_audio_ladder(input, source, &out, duration, &progress.sub(0.0, 0.85)).await?;
+    let delivered = match variants.first() {
+        Some(first) => {
+            let playlist = out.join(&first.name).join(MEDIA_PLAYLIST);
+            loudness::measure_delivered(&playlist, duration, &progress.sub(0.85, 0.95)).await?
+        }
+        None => None,
+    };
+    let mut result = publish_hls(storage, &input.bucket, &input.prefix, &out, &variants).await?;
+    result.delivered_loudness = delivered;
+    Ok(result)
 }

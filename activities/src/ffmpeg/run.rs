@@ -259,22 +259,32 @@ async fn run_ffmpeg(args: &[OsString], duration: f64, progress: &ScaledProgress)
     }
 }
 
-/// Runs ffprobe with JSON output and returns the parsed document. A file ffprobe cannot
-/// parse is [`MediaError::Unreadable`]: no retry will change that.
-pub async fn ffprobe_json(args: &[OsString]) -> Result<serde_json::Value> {
-    let mut cmd = Command::new(ffprobe_bin());
+/// Runs a short-lived tool to its end with no input, collecting what it prints; it dies
+/// with us, and with the activity that awaits it (`kill_on_drop`).
+pub async fn run_to_end(
+    tool: &'static str,
+    bin: impl AsRef<std::ffi::OsStr>,
+    args: &[OsString],
+) -> Result<std::process::Output> {
+    let mut cmd = Command::new(bin);
     crate::process::die_with_parent(cmd.as_std_mut());
-    let output = cmd
-        .args(["-v", "error", "-of", "json"])
-        .args(args)
+    cmd.args(args)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(|source| MediaError::Spawn {
-            tool: "ffprobe",
-            source,
-        })?;
+        .map_err(|source| MediaError::Spawn { tool, source })
+}
+
+/// Runs ffprobe with JSON output and returns the parsed document. A file ffprobe cannot
+/// parse is [`MediaError::Unreadable`]: no retry will change that.
+pub async fn ffprobe_json(args: &[OsString]) -> Result<serde_json::Value> {
+    let mut all: Vec<OsString> = ["-v", "error", "-of", "json"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    all.extend(args.iter().cloned());
+    let output = run_to_end("ffprobe", ffprobe_bin(), &all).await?;
     if !output.status.success() {
         return Err(MediaError::Unreadable(format!(
             "ffprobe: {}",

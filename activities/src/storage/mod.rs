@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use transcoder_workflows::media::ObjectRef;
+use transcoder_workflows::media::{ObjectRef, StoredObject};
 
 /// Where each bucket lives, plus the download cache for remote reads.
 #[derive(Clone, Debug)]
@@ -228,6 +228,16 @@ impl Storage {
     /// Stores the file at `src` as `obj` and returns the stored size after checking it.
     pub async fn put_file(&self, src: &Path, obj: &ObjectRef) -> Result<u64> {
         Ok(self.put_file_report(src, obj).await?.bytes)
+    }
+
+    /// Stores the file at `src` as `obj` and describes what was stored (no encoder named).
+    pub async fn store(&self, src: &Path, obj: &ObjectRef) -> Result<StoredObject> {
+        let size_bytes = self.put_file(src, obj).await?;
+        Ok(StoredObject {
+            object: obj.clone(),
+            size_bytes,
+            encoder: None,
+        })
     }
 
     /// Like [`Storage::put_file`], saying how the upload went (parts sent and resumed).

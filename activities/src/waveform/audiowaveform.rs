@@ -78,18 +78,7 @@ pub fn audiowaveform_png_args(wav: &Path, png: &Path) -> Vec<OsString> {
 
 pub(super) async fn run_audiowaveform(bin: &Path, args: &[OsString]) -> Result<()> {
     tracing::debug!(bin = %bin.display(), args = ?args, "audiowaveform");
-    let mut cmd = Command::new(bin);
-    crate::process::die_with_parent(cmd.as_std_mut());
-    let output = cmd
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|source| MediaError::Spawn {
-            tool: "audiowaveform",
-            source,
-        })?;
+    let output = crate::ffmpeg::run::run_to_end("audiowaveform", bin, args).await?;
     if output.status.success() {
         Ok(())
     } else {

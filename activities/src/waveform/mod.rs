@@ -51,12 +51,12 @@
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
+use crate::storage::Storage;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use tokio::io::AsyncReadExt;
-use tokio::process::Command;
+use transcoder_workflows::media::{ObjectRef, WaveformInput, WaveformOutput};
 
 /// Points (min/max pairs) per second of audio.
 pub const POINTS_PER_SECOND: u32 = 10;
@@ -107,6 +107,39 @@ pub async fn generate_waveform(
     progress: &ScaledProgress,
 ) -> Result<WaveformFiles> {
     generate_waveform_filtered(source, None, work, duration_seconds, progress).await
+}
+
+/// Stores the drawn files where the job's keys say; returns what was stored and its bytes.
+pub async fn publish(
+    storage: &Storage,
+    files: &WaveformFiles,
+    json_dest: &ObjectRef,
+    png_dest: &ObjectRef,
+) -> Result<(WaveformOutput, u64)> {
+    let json_bytes = storage.put_file(&files.json, json_dest).await?;
+    let png_bytes = storage.put_file(&files.png, png_dest).await?;
+    let made = WaveformOutput {
+        json: json_dest.clone(),
+        png: png_dest.clone(),
+        length: files.length,
+    };
+    Ok((made, json_bytes + png_bytes))
+}
+
+/// An audio job's waveform in one run (jobs from before the sound was chunked): drawn from
+/// what listeners hear, the loudness-normalized sound, in the same decode, and stored.
+pub async fn make_waveform(
+    storage: &Storage,
+    input: &WaveformInput,
+    source: &Path,
+    work: &Path,
+    duration: f64,
+    progress: &ScaledProgress,
+) -> Result<(WaveformOutput, u64)> {
+    let filter = crate::audio::loudness::output_audio_filter(input.loudness.as_ref());
+    let files = generate_waveform_filtered(source, Some(&filter), work, duration, progress).await?;
+    tracing::info!(generator = %files.generator, length = files.length, "waveform drawn");
+    publish(storage, &files, &input.json_dest, &input.png_dest).await
 }
 
 /// [`generate_waveform`] of `source` passed through the ffmpeg audio filter `audio_filter`

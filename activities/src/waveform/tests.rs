@@ -1,6 +1,7 @@
 use super::*;
 use crate::ffmpeg::ProgressSink;
 use serde_json::Value;
+use tokio::process::Command;
 
 fn strings(args: &[OsString]) -> Vec<String> {
     args.iter()

@@ -33,7 +33,11 @@ pub(super) async fn audio_job_whole(
             },
             long_running(probe),
         ),
-        |t, hls| t.media(duration).encoder("aac").bytes(hls.bytes_out),
+        |t, hls| {
+            t.media(duration)
+                .encoder(hls.encoder())
+                .bytes(hls.bytes_out)
+        },
     )
     .await?;
     step(ctx, "waveform", 80);
@@ -121,7 +125,7 @@ pub(super) async fn chunked_audio(
         ctx,
         StepTiming::new("audio_rendition", t, clock(ctx))
             .media(probe.duration_seconds)
-            .encoder("aac")
+            .encoder(made.encoder.as_deref())
             .bytes(finished.bytes()),
     );
     let mut scratch = archive.scratch();
@@ -205,7 +209,7 @@ pub(super) async fn audio_job_in_chunks(
         ctx,
         StepTiming::new("audio_hls", t, clock(ctx))
             .media(duration)
-            .encoder("aac")
+            .encoder(hls.encoder())
             .bytes(hls.bytes_out),
     );
     let waveform = waveform.map_err(|e| step_failed("waveform", &e))?;
@@ -249,6 +253,8 @@ pub(super) struct RenditionRound {
     pub(super) meters: Vec<ObjectRef>,
     /// The waveform's stretches, when asked.
     pub(super) waveforms: Vec<ObjectRef>,
+    /// The audio encoder the chunks reported.
+    pub(super) encoder: Option<String>,
 }
 
 impl SoundRounds<'_, '_> {
@@ -297,7 +303,7 @@ impl SoundRounds<'_, '_> {
             ctx,
             StepTiming::new("mezzanine_audio", t, clock(ctx))
                 .media(duration)
-                .encoder("aac")
+                .encoder(made.first().and_then(|c| c.encoder.as_deref()))
                 .bytes(made.iter().map(AudioChunkOutput::bytes).sum()),
         );
         let t = clock(ctx);
@@ -363,6 +369,7 @@ impl SoundRounds<'_, '_> {
             }
         }
         Ok(RenditionRound {
+            encoder: made.first().and_then(|c| c.encoder.clone()),
             segments,
             meters: made.iter().map(|c| c.meter.clone()).collect(),
             waveforms: made.iter().filter_map(|c| c.waveform.clone()).collect(),
@@ -417,7 +424,7 @@ pub(super) async fn audio_rendition(
         ),
         |t, made| {
             t.media(probe.duration_seconds)
-                .encoder("aac")
+                .encoder(made.encoder.as_deref())
                 .bytes(made.bytes())
         },
     )

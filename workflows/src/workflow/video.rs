@@ -92,7 +92,7 @@ pub(super) async fn chunked_mezzanine_and_ladder(
                     ctx,
                     StepTiming::new("mezzanine_audio", t, clock(ctx))
                         .media(duration)
-                        .encoder("aac")
+                        .encoder(made.encoder.as_deref())
                         .bytes(made.size_bytes),
                 )
             })
@@ -133,7 +133,7 @@ pub(super) async fn chunked_mezzanine_and_ladder(
                     ctx,
                     StepTiming::new("mezzanine", t, clock(ctx))
                         .media(chunk.duration_seconds)
-                        .encoder(piece.encoder.as_deref().unwrap_or("libx264"))
+                        .encoder(piece.encoder.as_deref())
                         .bytes(piece.size_bytes),
                 );
                 let made = ladder_chunk(
@@ -224,7 +224,7 @@ pub(super) async fn ladder_chunk(
         ),
         |t, made| {
             t.media(chunk.duration_seconds)
-                .encoder(&made.encoder)
+                .encoder(Some(&made.encoder))
                 .bytes(made.bytes())
         },
     )
