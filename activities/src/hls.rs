@@ -1,7 +1,8 @@
 //! HLS helpers: the muxer options of our segments, measured bandwidths, variant playlists and
 //! the master written by us over published renditions (segments and variant playlists
-//! before the master, so a player never finds a master that points at missing media), and
-//! the audio job's ladder in one run (jobs started before the sound was chunked).
+//! before the master, so a player never finds a master that points at missing media), from
+//! local renditions ffmpeg wrote (`publish_hls`) or segments chunks already published
+//! (`publish_playlists`).
 
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::{ffprobe_json, FfmpegArgs};

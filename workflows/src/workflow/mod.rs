@@ -3,7 +3,7 @@
 //! Replay-safe: all decisions come from the job and from activity results recorded in
 //! history; anything that touches the outside world is an activity.
 //!
-//! About 520 lines: the job's whole order of steps, which is what a reader of this file
+//! About 540 lines: the job's whole order of steps, which is what a reader of this file
 //! wants in one place; the picture (`video.rs`), the sound (`sound.rs`) and the step
 //! plumbing (`steps.rs`) are beside it.
 
@@ -354,35 +354,9 @@ async fn process(
             (mezzanine, None, Some((made, audio)))
         }
         None => {
-            step(ctx, "mezzanine", 5);
-            let t = clock(ctx);
-            let mezzanine = ctx.execute_activity(
-                act::Mezzanine,
-                MezzanineInput {
-                    source: keys.input(),
-                    dest: keys.mezzanine(),
-                    video: mezzanine_video.clone(),
-                    has_audio: probe.audio.is_some(),
-                },
-                long_running(&probe),
-            );
-            let mezzanine = async {
-                let made = mezzanine.await;
-                if let Ok(made) = &made {
-                    // The activity names an encoder only when it encoded a picture.
-                    let timing = StepTiming::new("mezzanine", t, clock(ctx))
-                        .media(duration)
-                        .encoder(made.encoder.as_deref())
-                        .bytes(made.size_bytes);
-                    record(ctx, timing);
-                }
-                made
-            };
-            // Pass 1 of the loudness normalization runs beside the mezzanine encode.
-            let loudness = loudness_pass(ctx, &keys, &probe);
-            let (mezzanine, loudness) = futures::join!(mezzanine, loudness);
-            let mezzanine = mezzanine.map_err(|e| step_failed("mezzanine", &e))?;
-            (mezzanine, loudness?, None)
+            let (mezzanine, loudness) =
+                whole_mezzanine(ctx, &keys, &probe, mezzanine_video).await?;
+            (mezzanine, loudness, None)
         }
     };
 
@@ -457,6 +431,44 @@ async fn process(
         .map(|v| (v.name.clone(), v.encoder.clone()))
         .collect();
     Ok((output, encoders))
+}
+
+/// The mezzanine in one run (a video of one chunk, an audio job from before the sound was
+/// chunked), with pass 1 of the loudness normalization beside it.
+async fn whole_mezzanine(
+    ctx: &WorkflowContext<TranscodeWorkflow>,
+    keys: &JobKeys<'_>,
+    probe: &ProbeResult,
+    video: Option<MezzanineVideo>,
+) -> Result<(StoredObject, Option<LoudnessMeasurement>), String> {
+    step(ctx, "mezzanine", 5);
+    let t = clock(ctx);
+    let mezzanine = ctx.execute_activity(
+        act::Mezzanine,
+        MezzanineInput {
+            source: keys.input(),
+            dest: keys.mezzanine(),
+            video,
+            has_audio: probe.audio.is_some(),
+        },
+        long_running(probe),
+    );
+    let mezzanine = async {
+        let made = mezzanine.await;
+        if let Ok(made) = &made {
+            // The activity names an encoder only when it encoded a picture.
+            let timing = StepTiming::new("mezzanine", t, clock(ctx))
+                .media(probe.duration_seconds)
+                .encoder(made.encoder.as_deref())
+                .bytes(made.size_bytes);
+            record(ctx, timing);
+        }
+        made
+    };
+    let loudness = loudness_pass(ctx, keys, probe);
+    let (mezzanine, loudness) = futures::join!(mezzanine, loudness);
+    let mezzanine = mezzanine.map_err(|e| step_failed("mezzanine", &e))?;
+    Ok((mezzanine, loudness?))
 }
 
 /// Size of the poster JPEG.
