@@ -7,18 +7,50 @@ use crate::ffmpeg::run::ScaledProgress;
 use crate::hls::{
     measure, media_playlist, put_master_playlist, put_playlist, video_codec_of, Measured, AAC_LC,
 };
+use crate::probe::language_name;
 use crate::storage::Storage;
-use m3u8_rs::{AlternativeMedia, AlternativeMediaType, MasterPlaylist, Resolution, VariantStream};
+use m3u8_rs::{
+    AlternativeMedia, AlternativeMediaType, ClosedCaptionGroupId, MasterPlaylist, Resolution,
+    VariantStream,
+};
 use std::path::Path;
 use transcoder_workflows::keys::{
     hls_file_key, hls_master_key, media_playlist_key, media_playlist_uri, MASTER_PLAYLIST,
 };
 use transcoder_workflows::media::{
-    AssembleInput, HlsOutput, ObjectRef, SegmentInfo, VariantResult,
+    AssembleInput, AudioInfo, AudioRenditionOutput, HlsOutput, ObjectRef, SegmentInfo,
+    VariantResult,
 };
 
 /// `GROUP-ID` of the audio rendition every video variant refers to.
 pub const AUDIO_GROUP: &str = "audio";
+
+/// The audio rendition's `EXT-X-MEDIA`: stereo, the default and auto-selected, its
+/// `LANGUAGE` the source track's (`und` when it names none) and its `NAME` the track's
+/// title, else the language's name, else `Main`.
+pub fn audio_media(audio: &AudioRenditionOutput, source: Option<&AudioInfo>) -> AlternativeMedia {
+    let language = source.and_then(|s| s.language.clone());
+    let name = source
+        .and_then(|s| s.title.clone())
+        .or_else(|| {
+            language
+                .as_deref()
+                .and_then(language_name)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "Main".to_string());
+    AlternativeMedia {
+        media_type: AlternativeMediaType::Audio,
+        uri: Some(media_playlist_uri(&audio.name)),
+        group_id: AUDIO_GROUP.to_string(),
+        language: Some(language.unwrap_or_else(|| "und".to_string())),
+        name,
+        default: true,
+        autoselect: true,
+        channels: Some("2".to_string()),
+        ..Default::default()
+    }
+}
 
 fn measured(segments: &[SegmentInfo]) -> Measured {
     let durations: Vec<f64> = segments.iter().map(|s| s.duration).collect();
@@ -44,16 +76,9 @@ pub async fn assemble(
         ..Default::default()
     };
     if let Some(audio) = &input.audio {
-        master.alternatives.push(AlternativeMedia {
-            media_type: AlternativeMediaType::Audio,
-            uri: Some(media_playlist_uri(&audio.name)),
-            group_id: AUDIO_GROUP.to_string(),
-            name: "Main".to_string(),
-            default: true,
-            autoselect: true,
-            channels: Some("2".to_string()),
-            ..Default::default()
-        });
+        master
+            .alternatives
+            .push(audio_media(audio, input.audio_source.as_ref()));
     }
     let mut results = Vec::new();
     let mut preview = None;
@@ -125,6 +150,8 @@ pub async fn assemble(
             }),
             frame_rate: Some((input.frame_rate.as_f64() * 1000.0).round() / 1000.0),
             audio: input.audio.as_ref().map(|_| AUDIO_GROUP.to_string()),
+            // No captions are carried in the video (Apple's rule: say so, or players look).
+            closed_captions: Some(ClosedCaptionGroupId::None),
             ..Default::default()
         });
         let encoder = chunks
@@ -171,4 +198,47 @@ pub async fn assemble(
         // Playlists are a few KB; the preview's remuxed segments are what this step wrote.
         bytes_out: preview_bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(language: Option<&str>, title: Option<&str>) -> AudioInfo {
+        AudioInfo {
+            codec: "aac".into(),
+            channels: 2,
+            sample_rate: 48_000,
+            language: language.map(str::to_string),
+            title: title.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_audio_rendition_is_named_by_its_title_then_its_language() {
+        let audio = AudioRenditionOutput {
+            name: "audio".into(),
+            playlist_key: "x/audio/playlist.m3u8".into(),
+            segments: Vec::new(),
+            delivered_loudness: None,
+            encoder: None,
+        };
+        let media = |s: Option<AudioInfo>| {
+            let m = audio_media(&audio, s.as_ref());
+            (m.language.unwrap_or_default(), m.name)
+        };
+        assert_eq!(media(None), ("und".into(), "Main".into()));
+        assert_eq!(
+            media(Some(source(Some("fr"), None))),
+            ("fr".into(), "French".into())
+        );
+        assert_eq!(
+            media(Some(source(Some("en"), Some("Director's commentary")))),
+            ("en".into(), "Director's commentary".into())
+        );
+        let m = audio_media(&audio, None);
+        assert!(m.default && m.autoselect);
+        assert_eq!(m.channels.as_deref(), Some("2"));
+        assert_eq!(m.group_id, AUDIO_GROUP);
+    }
 }

@@ -263,6 +263,12 @@ fn parse_probe_with(doc: &Value, measured: Option<f64>) -> Option<Result<ProbeRe
         codec: s["codec_name"].as_str().unwrap_or("unknown").to_string(),
         channels: num(&s["channels"]).unwrap_or(0),
         sample_rate: num(&s["sample_rate"]).unwrap_or(0),
+        language: s["tags"]["language"].as_str().and_then(language_tag),
+        title: s["tags"]["title"]
+            .as_str()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string),
     });
 
     // The timeline the streams span together: a stream that starts late (audio after a
@@ -319,9 +325,100 @@ fn parse_probe_with(doc: &Value, measured: Option<f64>) -> Option<Result<ProbeRe
     }))
 }
 
+/// A container's language tag as an RFC 5646 tag, which HLS's `LANGUAGE` wants: the ISO
+/// 639-1 code where one exists (`eng`, `en` → `en`; the bibliographic `fre` and the
+/// terminology `fra` both → `fr`), the ISO 639-3 code otherwise (`yue`), a region kept
+/// (`en_US` → `en-US`). `None` for a missing, undetermined (`und`) or unknown tag.
+pub fn language_tag(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let (primary, region) = match raw.split_once(['-', '_']) {
+        Some((p, r)) => (p, Some(r)),
+        None => (raw, None),
+    };
+    let primary = primary.to_ascii_lowercase();
+    let language = match primary.len() {
+        2 => isolang::Language::from_639_1(&primary),
+        3 => isolang::Language::from_639_3(bibliographic_to_terminology(&primary)),
+        _ => None,
+    }?;
+    let code = language.to_639_1().unwrap_or(language.to_639_3());
+    if matches!(code, "und" | "mul" | "zxx" | "mis") {
+        return None;
+    }
+    match region {
+        Some(r) if r.len() == 2 && r.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            Some(format!("{code}-{}", r.to_ascii_uppercase()))
+        }
+        _ => Some(code.to_string()),
+    }
+}
+
+/// The ISO 639-2 bibliographic codes (what MP4 and Matroska files often carry) that differ
+/// from the terminology codes ISO 639-3 uses.
+fn bibliographic_to_terminology(code: &str) -> &str {
+    match code {
+        "alb" => "sqi",
+        "arm" => "hye",
+        "baq" => "eus",
+        "bur" => "mya",
+        "chi" => "zho",
+        "cze" => "ces",
+        "dut" => "nld",
+        "fre" => "fra",
+        "geo" => "kat",
+        "ger" => "deu",
+        "gre" => "ell",
+        "ice" => "isl",
+        "mac" => "mkd",
+        "mao" => "mri",
+        "may" => "msa",
+        "per" => "fas",
+        "rum" => "ron",
+        "slo" => "slk",
+        "tib" => "bod",
+        "wel" => "cym",
+        other => other,
+    }
+}
+
+/// A person's name for a language tag [`language_tag`] made (`fr` → `French`).
+pub fn language_name(tag: &str) -> Option<&'static str> {
+    let primary = tag.split('-').next().unwrap_or(tag);
+    let language = match primary.len() {
+        2 => isolang::Language::from_639_1(primary),
+        _ => isolang::Language::from_639_3(primary),
+    }?;
+    Some(language.to_name())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_languages_become_rfc_5646_tags_with_names() {
+        for (raw, tag) in [
+            ("eng", Some("en")),
+            ("fre", Some("fr")),
+            ("fra", Some("fr")),
+            ("ger", Some("de")),
+            ("chi", Some("zh")),
+            ("EN", Some("en")),
+            ("en_US", Some("en-US")),
+            ("pt-br", Some("pt-BR")),
+            ("yue", Some("yue")),
+            ("und", None),
+            ("mul", None),
+            ("", None),
+            ("xx", None),
+            ("english", None),
+        ] {
+            assert_eq!(language_tag(raw).as_deref(), tag, "{raw:?}");
+        }
+        assert_eq!(language_name("fr"), Some("French"));
+        assert_eq!(language_name("en-US"), Some("English"));
+        assert_eq!(language_name("yue"), Some("Yue Chinese"));
+    }
     use serde_json::json;
 
     #[test]

@@ -141,7 +141,7 @@ async fn sound_in_chunks_has_no_seams() {
             TONE_END - TONE_START
         ),
         TONE_START,
-        &[],
+        &["-metadata:s:a:0", "language=fre"],
     )
     .await;
 
@@ -154,6 +154,13 @@ async fn sound_in_chunks_has_no_seams() {
         "delivered loudness {integrated} (x100 LUFS): {loudness}"
     );
 
+    // The track is tagged `fre` (ISO 639-2/B): HLS gets the RFC 5646 `fr`, and a name.
+    let master = read_master(&object_path(&out, MEDIA_BUCKET, "c1/hls/seams/master.m3u8"));
+    let audio = &master.alternatives[0];
+    assert_eq!(
+        (audio.language.as_deref(), audio.name.as_str()),
+        (Some("fr"), "French")
+    );
     let rendition = object_path(&out, MEDIA_BUCKET, "c1/hls/seams/audio/playlist.m3u8");
     let delivered = samples(&rendition).await;
     // The rendition starts with the encoder's priming frame (MPEG-TS cannot say to skip it).

@@ -192,6 +192,12 @@ async fn check_video_job(body: &Value, out: &Path, e: &VideoExpect<'_>) {
             "{name} RESOLUTION:\n{master_text}"
         );
         assert!(v.bandwidth > 0, "{name} BANDWIDTH is 0:\n{master_text}");
+        // Apple's authoring rules: a variant says it carries no closed captions.
+        assert_eq!(
+            v.closed_captions,
+            Some(m3u8_rs::ClosedCaptionGroupId::None),
+            "{name} has no CLOSED-CAPTIONS=NONE:\n{master_text}"
+        );
         if let Some(avg) = v.average_bandwidth {
             assert!(
                 avg > 0 && avg <= v.bandwidth,
@@ -282,6 +288,15 @@ async fn check_video_job(body: &Value, out: &Path, e: &VideoExpect<'_>) {
                     panic!("{name} refers to undefined audio group {group}:\n{master_text}")
                 });
             let uri = alt.uri.as_deref().expect("audio rendition URI");
+            // Apple's authoring rules for an audio rendition: LANGUAGE (the source's, or
+            // `und`), NAME, CHANNELS, DEFAULT and AUTOSELECT.
+            assert!(
+                alt.language.as_deref().is_some_and(|l| !l.is_empty()),
+                "{master_text}"
+            );
+            assert!(!alt.name.is_empty(), "{master_text}");
+            assert_eq!(alt.channels.as_deref(), Some("2"), "{master_text}");
+            assert!(alt.default && alt.autoselect, "{master_text}");
             let audio_segments = check_vod_playlist(&master_path.parent().unwrap().join(uri));
             let total: f64 = audio_segments.iter().map(|(_, d)| d).sum();
             assert!(
@@ -485,6 +500,17 @@ async fn video_end_to_end() {
         },
     )
     .await;
+    // The fixture's sound is tagged `eng`: the rendition says so as HLS wants it.
+    let master = read_master(&object_path(
+        &out,
+        MEDIA_BUCKET,
+        &format!("{creator}/hls/{media}/master.m3u8"),
+    ));
+    let audio = &master.alternatives[0];
+    assert_eq!(
+        (audio.language.as_deref(), audio.name.as_str()),
+        (Some("en"), "English")
+    );
 }
 
 /// 2. The ladder never upscales and follows the picture's orientation: a 360p source gets

@@ -519,6 +519,7 @@ mod tests {
                 encoder: Some("aac".into()),
             }),
             preview: None,
+            audio_source: None,
         };
         let largest = serde_json::to_vec(&assemble).unwrap().len();
         let chunk_result = serde_json::to_vec(&outputs[0]).unwrap().len();

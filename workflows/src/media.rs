@@ -223,6 +223,13 @@ pub struct AudioInfo {
     pub codec: String,
     pub channels: u32,
     pub sample_rate: u32,
+    /// The track's language as an RFC 5646 tag (`fr`, not the container's `fre`), when the
+    /// source names a real one.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// The track's title, when the source gives one.
+    #[serde(default)]
+    pub title: Option<String>,
 }
 
 /// Input of the probe activity.

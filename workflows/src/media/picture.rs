@@ -225,6 +225,9 @@ pub struct AssembleInput {
     pub chunks: Vec<LadderChunkOutput>,
     pub audio: Option<AudioRenditionOutput>,
     pub preview: Option<PreviewPlan>,
+    /// The source's audio track as probed (its language and title name the rendition).
+    #[serde(default)]
+    pub audio_source: Option<AudioInfo>,
 }
 
 /// The preview: the first seconds of one rendition, republished as its own playlist.

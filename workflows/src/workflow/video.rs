@@ -310,6 +310,7 @@ pub(super) async fn video_outputs(
                     seconds: plan.preview_seconds,
                     playlist_key: keys.preview_playlist(),
                 }),
+                audio_source: probe.audio.clone(),
             },
             long_running(probe),
         ),
