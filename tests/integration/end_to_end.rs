@@ -304,6 +304,21 @@ async fn check_video_job(body: &Value, out: &Path, e: &VideoExpect<'_>) {
                 "audio lasts {total} s, expected ~{}",
                 e.duration
             );
+            // Audio segments follow the video's: each boundary between segments within one
+            // AAC frame (1024 samples at 48 kHz) of the video's, never drifting further
+            // (the programme's end is checked above, with the encoder's last frame).
+            let video = &timelines.last().expect("this variant's timeline").1;
+            assert_eq!(audio_segments.len(), video.len(), "{name}: audio segments");
+            let (mut audio_end, mut video_end) = (0.0, 0.0);
+            let inner = audio_segments.len().saturating_sub(1);
+            for ((_, a), v) in audio_segments.iter().zip(video).take(inner) {
+                audio_end += a;
+                video_end += v;
+                assert!(
+                    (audio_end - video_end).abs() <= 1024.0 / 48_000.0 + 1e-3,
+                    "{name}: an audio segment ends at {audio_end} s, the video's at {video_end} s"
+                );
+            }
             for (seg, _) in &audio_segments {
                 let probe = ffprobe(seg)
                     .await
