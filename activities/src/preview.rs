@@ -83,6 +83,10 @@ pub async fn publish_preview(
     )
     .await?;
     let mut a = FfmpegArgs::new();
+    // The segments' own stamps are what keep picture and sound together (the sound's
+    // priming frame stamped a frame early): kept as they are, not each input shifted to
+    // start at zero.
+    a.flag("-copyts");
     a.input(&video);
     let mut audio_file: Option<PathBuf> = None;
     if let Some(audio) = &input.audio {

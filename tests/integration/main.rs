@@ -9,6 +9,7 @@
 mod common;
 
 mod audio_joins;
+mod av_sync;
 mod chunk_resume;
 mod doctor;
 mod durability;

@@ -178,13 +178,18 @@ async fn write_segment(
         .input(scratch)
         .opt("-map", "0:a:0")
         .opt("-c:a", "copy")
+        // Packet `m` decodes to samples `[(m-1)·1024, m·1024)`: stamped where its sound
+        // starts, so a player that does not know of the encoder's priming frame (MPEG-TS
+        // has no way to say) plays the sound with its picture, not one frame late.
         .opt(
             "-output_ts_offset",
             format!(
                 "{:.6}",
-                (packets.start * AAC_FRAME) as f64 / SAMPLE_RATE as f64
+                (packets.start as f64 - 1.0) * AAC_FRAME as f64 / SAMPLE_RATE as f64
             ),
         )
+        // The first segment's priming packet is stamped before zero: kept there, not shifted.
+        .opt("-avoid_negative_ts", "disabled")
         .opt("-f", "mpegts")
         .output(dest);
     ffmpeg(

@@ -2,6 +2,7 @@
 //! audio job's ladder, for jobs started before the sound was made in chunks ([`super::chunks`]
 //! makes it for every other job).
 
+use super::grid::{AAC_FRAME, SAMPLE_RATE};
 use super::loudness::{self, output_audio_filter};
 use super::AAC_ENCODER;
 use crate::error::{MediaError, Result};
@@ -19,6 +20,9 @@ use transcoder_workflows::media::{
     ObjectRef, SegmentInfo,
 };
 
+/// ffmpeg's `-muxdelay` when none is given, in seconds.
+const DEFAULT_MUXDELAY: f64 = 0.7;
+
 pub fn audio_rendition_args(input: &AudioRenditionInput, source: &Path, dir: &Path) -> FfmpegArgs {
     let mut a = FfmpegArgs::new();
     a.input(source)
@@ -28,7 +32,20 @@ pub fn audio_rendition_args(input: &AudioRenditionInput, source: &Path, dir: &Pa
         .opt("-c:a", AAC_ENCODER)
         .opt("-b:a", format!("{}k", input.bitrate_kbps))
         .opt("-ac", "2")
-        .opt("-ar", "48000");
+        .opt("-ar", "48000")
+        // The encoder's priming frame comes first and MPEG-TS cannot say it is not to be
+        // played, so it must be stamped one frame before the sound's start, which the muxer
+        // puts at the picture's start (it clamps earlier stamps). The HLS muxer starts its
+        // stamps at twice `-muxdelay` (0.7 s by default, what the picture's chunks use):
+        // half a frame less here puts the priming frame a whole frame earlier, and the sound
+        // plays with its picture, not one frame late (tests/integration/av_sync.rs).
+        .opt(
+            "-muxdelay",
+            format!(
+                "{:.6}",
+                DEFAULT_MUXDELAY - AAC_FRAME as f64 / SAMPLE_RATE as f64 / 2.0
+            ),
+        );
     hls_muxer_single(&mut a, dir, input.segment_seconds, MEDIA_PLAYLIST);
     a
 }

@@ -203,8 +203,14 @@ mod against_one_run {
                 .lines()
                 .find_map(|l| l.trim().trim_end_matches(',').parse().ok())
                 .expect("a packet");
-            // In 1/90000; MPEG-TS starts one run at 1.4 s.
-            assert_eq!(first_pts, 126_000 + packet as i64 * 1920, "segment {k}");
+            // In 1/90000: the programme's sound starts at 1.4 s (where MPEG-TS starts one
+            // run), and packet `m` is stamped where its sound starts, `m - 1` frames in (the
+            // priming packet a frame before).
+            assert_eq!(
+                first_pts,
+                126_000 + (packet as i64 - 1) * 1920,
+                "segment {k}"
+            );
             packet += (seg.duration * SAMPLE_RATE as f64 / AAC_FRAME as f64).round() as u64;
         }
         assert_eq!(packet, packets);
