@@ -4,6 +4,9 @@
 //! The meter (EBU R128 momentary and short-term loudness every 100 ms, true peak) keeps the
 //! readings whose 100 ms step ends inside the chunk; with the pre-roll, each is the reading a
 //! single pass gives. [`super::loudness::summarize`] gates them into the programme's loudness.
+//!
+//! About 500 lines: the chunk's encode and the finishing steps that read what it stored
+//! share the packet, segment and meter layouts; the tests are in `chunks/tests.rs`.
 
 use super::adts::{adts_frames, AdtsTrack};
 use super::grid::{
