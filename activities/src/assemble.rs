@@ -7,6 +7,7 @@ use crate::ffmpeg::run::ScaledProgress;
 use crate::hls::{
     measure, media_playlist, put_master_playlist, put_playlist, video_codec_of, Measured, AAC_LC,
 };
+use crate::iframes::iframe_playlist;
 use crate::probe::language_name;
 use crate::storage::Storage;
 use m3u8_rs::{
@@ -15,7 +16,8 @@ use m3u8_rs::{
 };
 use std::path::Path;
 use transcoder_workflows::keys::{
-    hls_file_key, hls_master_key, media_playlist_key, media_playlist_uri, MASTER_PLAYLIST,
+    hls_file_key, hls_master_key, iframe_playlist_uri, media_playlist_key, media_playlist_uri,
+    IFRAME_PLAYLIST, MASTER_PLAYLIST,
 };
 use transcoder_workflows::media::{
     AssembleInput, AudioInfo, AudioRenditionOutput, HlsOutput, ObjectRef, SegmentInfo,
@@ -80,6 +82,9 @@ pub async fn assemble(
             .alternatives
             .push(audio_media(audio, input.audio_source.as_ref()));
     }
+    let iframes =
+        crate::iframes::gather(storage, &input.bucket, &input.prefix, &chunks, work).await?;
+    let mut trick_play = Vec::new();
     let mut results = Vec::new();
     let mut preview = None;
     let mut preview_bytes = 0u64;
@@ -135,6 +140,32 @@ pub async fn assemble(
             )
             .await?;
         let mut codecs = video_codec_of(&first).await?;
+        let resolution = Resolution {
+            width: u64::from(r.width),
+            height: u64::from(r.height),
+        };
+        if let Some(frames) = iframes.get(&r.name) {
+            let (playlist, bandwidth) = iframe_playlist(&segments, frames)?;
+            put_playlist(
+                storage,
+                &playlist,
+                &work.join(format!("{}-iframe.m3u8", r.name)),
+                &ObjectRef::new(
+                    &input.bucket,
+                    hls_file_key(&input.prefix, &r.name, IFRAME_PLAYLIST),
+                ),
+            )
+            .await?;
+            trick_play.push(VariantStream {
+                is_i_frame: true,
+                uri: iframe_playlist_uri(&r.name),
+                bandwidth: bandwidth.peak,
+                average_bandwidth: Some(bandwidth.average),
+                codecs: Some(codecs.clone()),
+                resolution: Some(resolution),
+                ..Default::default()
+            });
+        }
         if input.audio.is_some() {
             codecs.push(',');
             codecs.push_str(AAC_LC);
@@ -144,10 +175,7 @@ pub async fn assemble(
             bandwidth: peak,
             average_bandwidth: Some(average),
             codecs: Some(codecs.clone()),
-            resolution: Some(Resolution {
-                width: u64::from(r.width),
-                height: u64::from(r.height),
-            }),
+            resolution: Some(resolution),
             frame_rate: Some((input.frame_rate.as_f64() * 1000.0).round() / 1000.0),
             audio: input.audio.as_ref().map(|_| AUDIO_GROUP.to_string()),
             // No captions are carried in the video (Apple's rule: say so, or players look).
@@ -181,6 +209,8 @@ pub async fn assemble(
         }
     }
 
+    // The trick-play renditions follow the ones that play.
+    master.variants.extend(trick_play);
     let master_key = hls_master_key(&input.prefix);
     put_master_playlist(
         storage,
@@ -189,6 +219,7 @@ pub async fn assemble(
         &ObjectRef::new(&input.bucket, &master_key),
     )
     .await?;
+    crate::iframes::remove_notes(storage, &input.bucket, &input.prefix, &chunks).await;
     Ok(HlsOutput {
         master_key,
         variants: results,

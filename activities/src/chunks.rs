@@ -495,8 +495,28 @@ fn output_of(
 /// rung before its ffmpeg starts, runs its rungs in groups when the budget cannot hold them
 /// all, and waits out a session that fails to open (the GPU busy with other encodes)
 /// instead of failing. libx264 chunks run as they are.
+/// Then notes the byte ranges of the chunk's IDR frames for the I-frame playlists.
 #[allow(clippy::too_many_arguments)]
 pub async fn encode_chunk_budgeted(
+    storage: &Storage,
+    input: &LadderChunkInput,
+    source: &Path,
+    work: &Path,
+    enc: &EncoderSettings,
+    budget: &NvencBudget,
+    progress: &ScaledProgress,
+    checkpoint: &CheckpointSink,
+) -> Result<LadderChunkOutput> {
+    let made = encode_within_budget(
+        storage, input, source, work, enc, budget, progress, checkpoint,
+    )
+    .await?;
+    crate::iframes::note_chunk(storage, &input.bucket, &input.prefix, &made, work).await?;
+    Ok(made)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn encode_within_budget(
     storage: &Storage,
     input: &LadderChunkInput,
     source: &Path,

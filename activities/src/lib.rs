@@ -11,6 +11,7 @@ pub mod error;
 pub mod fetch;
 pub mod ffmpeg;
 pub mod hls;
+pub mod iframes;
 pub mod live;
 pub mod metrics;
 pub mod mezzanine;

@@ -332,6 +332,82 @@ async fn check_video_job(body: &Value, out: &Path, e: &VideoExpect<'_>) {
         }
     }
 
+    // Trick play (Apple's rule 6.1): an I-frame playlist per rendition, each entry an IDR
+    // frame of the rendition's own segments by byte range; with its segment's tables
+    // (EXT-X-MAP) it decodes to one picture of the rendition's size.
+    let trick: Vec<_> = master.variants.iter().filter(|v| v.is_i_frame).collect();
+    assert_eq!(
+        trick.len(),
+        e.variants.len(),
+        "I-frame playlists:\n{master_text}"
+    );
+    for &(name, w, h) in e.variants {
+        let v = trick
+            .iter()
+            .find(|v| v.uri == format!("{name}/iframe.m3u8"))
+            .unwrap_or_else(|| panic!("{name} has no I-frame playlist:\n{master_text}"));
+        assert!(v.bandwidth > 0 && v.codecs.as_deref().is_some_and(|c| c.starts_with("avc1")));
+        let path = master_path.parent().unwrap().join(&v.uri);
+        let playlist = m3u8_rs::parse_media_playlist_res(&std::fs::read(&path).unwrap())
+            .unwrap_or_else(|err| panic!("{name} I-frame playlist: {err:?}"));
+        assert!(playlist.i_frames_only && playlist.end_list);
+        let total: f32 = playlist.segments.iter().map(|s| s.duration).sum();
+        assert!(
+            (f64::from(total) - e.duration).abs() < 0.6,
+            "{name} I-frames last {total} s"
+        );
+        // One IDR frame every 2 s.
+        let expected = (e.duration / 2.0).ceil() as usize;
+        assert!(
+            playlist.segments.len().abs_diff(expected) <= 1,
+            "{name}: {} I-frames for {} s",
+            playlist.segments.len(),
+            e.duration
+        );
+        let mut tables = Vec::new();
+        for (i, entry) in playlist.segments.iter().enumerate().take(4) {
+            let segment = std::fs::read(path.parent().unwrap().join(&entry.uri)).unwrap();
+            if let Some(map) = &entry.map {
+                let r = map.byte_range.as_ref().expect("map range");
+                let at = r.offset.unwrap_or(0) as usize;
+                tables = segment[at..at + r.length as usize].to_vec();
+            }
+            let r = entry.byte_range.as_ref().expect("I-frame range");
+            let at = r.offset.unwrap_or(0) as usize;
+            let mut bytes = tables.clone();
+            bytes.extend_from_slice(&segment[at..at + r.length as usize]);
+            let one = out.join(format!("{name}-iframe-{i}.ts"));
+            std::fs::write(&one, &bytes).unwrap();
+            let probe = ffprobe_json(&[
+                "-of",
+                "json",
+                "-count_frames",
+                "-show_entries",
+                "stream=nb_read_frames,width,height",
+                "-select_streams",
+                "v:0",
+                s(&one),
+            ])
+            .await
+            .unwrap_or_else(|err| panic!("{name} I-frame {i}: {err}"));
+            let stream = &probe["streams"][0];
+            assert_eq!(stream["nb_read_frames"], "1", "{name} I-frame {i}: {probe}");
+            assert_eq!(
+                (stream["width"].as_u64(), stream["height"].as_u64()),
+                (Some(u64::from(w)), Some(u64::from(h))),
+                "{name} I-frame {i}"
+            );
+            std::fs::remove_file(&one).unwrap();
+        }
+    }
+    assert!(
+        std::fs::read_dir(master_path.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .all(|f| !f.file_name().to_string_lossy().starts_with("iframes-")),
+        "the chunks' I-frame notes are left beside the master"
+    );
+
     // Aligned renditions (a player switches between them at segment boundaries): the same
     // number of segments with the same durations in every variant.
     let (first_name, first) = &timelines[0];

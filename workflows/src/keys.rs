@@ -149,6 +149,21 @@ pub fn media_playlist_uri(rendition: &str) -> String {
     format!("{rendition}/{MEDIA_PLAYLIST}")
 }
 
+/// A rendition's I-frame playlist (trick play, scrubbing): the IDR frames of its segments,
+/// addressed by byte range.
+pub const IFRAME_PLAYLIST: &str = "iframe.m3u8";
+
+/// `rendition`'s I-frame playlist as the master refers to it (relative).
+pub fn iframe_playlist_uri(rendition: &str) -> String {
+    format!("{rendition}/{IFRAME_PLAYLIST}")
+}
+
+/// Where ladder chunk `chunk` notes the byte ranges of its segments' IDR frames, for the
+/// assembly's I-frame playlists (removed once the master is published).
+pub fn iframe_index_key(prefix: &str, chunk: u32) -> String {
+    format!("{prefix}/iframes-{chunk:05}.json")
+}
+
 /// Segment file name inside a variant folder: numeric and zero-padded, so names are
 /// deterministic and sort in playback order.
 pub const SEGMENT_PATTERN: &str = "%05d.ts";

@@ -31,7 +31,7 @@ pub(super) async fn check_tree(gate: &mut Gate<'_>) -> Result<()> {
     let master = check_master(gate).await?;
     let groups = check_audio_renditions(gate, &master).await?;
     let mut reference: Option<Timeline> = None;
-    for variant in &master.variants {
+    for variant in master.variants.iter().filter(|v| !v.is_i_frame) {
         let timeline = check_variant(gate, variant, &groups).await?;
         match &reference {
             None => reference = Some(timeline),
@@ -41,6 +41,16 @@ pub(super) async fn check_tree(gate: &mut Gate<'_>) -> Result<()> {
     if let Some(first) = &reference {
         let total: f64 = first.durations.iter().sum();
         check_length("the renditions last", total, gate.input.duration_seconds)?;
+    }
+    let trick_play: Vec<&VariantStream> = master.variants.iter().filter(|v| v.is_i_frame).collect();
+    for variant in &trick_play {
+        check_iframes(gate, variant).await?;
+    }
+    if !trick_play.is_empty() {
+        gate.passed(format!(
+            "{} I-frame playlists address IDR frames inside their renditions' segments",
+            trick_play.len()
+        ));
     }
     gate.passed("playlists parse, are VOD with ENDLIST, EXTINF within TARGETDURATION");
     gate.passed(
@@ -75,6 +85,7 @@ async fn check_master(gate: &mut Gate<'_>) -> Result<MasterPlaylist> {
         let listed: Vec<(String, Option<(u64, u64)>)> = master
             .variants
             .iter()
+            .filter(|v| !v.is_i_frame)
             .map(|v| {
                 let name = v.uri.split('/').next().unwrap_or_default().to_string();
                 (name, v.resolution.map(|r| (r.width, r.height)))
@@ -145,6 +156,61 @@ async fn check_audio_renditions(
 
 /// One variant: its segments exist and are not empty, its declared bandwidths and codecs
 /// are what was made, and its video segments start with IDR frames.
+/// An I-frame playlist: I-frames only, VOD, each entry a byte range inside a segment that
+/// exists, each segment's first entry mapped to the tables at its start, lasting as long as
+/// the programme.
+async fn check_iframes(gate: &mut Gate<'_>, variant: &VariantStream) -> Result<()> {
+    let bucket = gate.input.media_bucket.clone();
+    let key = sibling_key(&gate.input.master_key, &variant.uri)?;
+    let bytes = gate.read(&bucket, &key).await?;
+    let playlist = m3u8_rs::parse_media_playlist_res(&bytes)
+        .map_err(|e| fail(format!("{key} does not parse: {e:?}")))?;
+    gate.report.playlists += 1;
+    if !playlist.i_frames_only || !playlist.end_list || playlist.segments.is_empty() {
+        return Err(fail(format!(
+            "{key} is not a finished I-frame playlist with entries"
+        )));
+    }
+    let mut sizes: HashMap<String, u64> = HashMap::new();
+    let mut total = 0.0;
+    let mut mapped: Option<String> = None;
+    for entry in &playlist.segments {
+        total += f64::from(entry.duration);
+        if let Some(map) = &entry.map {
+            mapped = Some(map.uri.clone());
+        }
+        if mapped.as_deref() != Some(entry.uri.as_str()) {
+            return Err(fail(format!(
+                "{key}: {} has no EXT-X-MAP of its own tables",
+                entry.uri
+            )));
+        }
+        let size = match sizes.get(&entry.uri) {
+            Some(size) => *size,
+            None => {
+                let path = gate.local(&bucket, &sibling_key(&key, &entry.uri)?).await?;
+                let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                sizes.insert(entry.uri.clone(), size);
+                size
+            }
+        };
+        let range = entry
+            .byte_range
+            .as_ref()
+            .ok_or_else(|| fail(format!("{key}: {} has no byte range", entry.uri)))?;
+        let end = range.offset.unwrap_or(0) + range.length;
+        if range.length == 0 || end > size {
+            return Err(fail(format!(
+                "{key}: the range {}@{} lies outside {} ({size} bytes)",
+                range.length,
+                range.offset.unwrap_or(0),
+                entry.uri
+            )));
+        }
+    }
+    check_length(&format!("{key} lasts"), total, gate.input.duration_seconds)
+}
+
 async fn check_variant(
     gate: &mut Gate<'_>,
     variant: &VariantStream,
