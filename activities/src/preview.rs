@@ -103,7 +103,11 @@ pub async fn publish_preview(
             work,
         )
         .await?;
-        a.input(&path);
+        // With `-copyts` an output `-t` would count from the stamps' origin, not the
+        // preview's start: the picture is already exactly its segments, and the sound is
+        // cut to the same length as it is read (its stamps start a priming frame early).
+        a.opt("-t", format!("{:.6}", total + 1024.0 / 48_000.0))
+            .input(&path);
         audio_file = Some(path);
     }
     a.opt("-map", "0:v:0");
@@ -112,7 +116,7 @@ pub async fn publish_preview(
     }
     let dir = work.join("preview");
     std::fs::create_dir_all(&dir).map_err(MediaError::io("creating", &dir))?;
-    a.opt("-t", format!("{total:.6}")).opt("-c", "copy");
+    a.opt("-c", "copy");
     hls_muxer_single(&mut a, &dir, PREVIEW_SEGMENT_SECONDS, PREVIEW_PLAYLIST);
     ffmpeg(a.as_slice(), total, progress).await?;
     let playlist = read_media_playlist(&dir.join(PREVIEW_PLAYLIST))?;
