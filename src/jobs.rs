@@ -8,7 +8,9 @@ use temporalio_client::{
 };
 use temporalio_common::search_attributes::SearchAttributes;
 use transcoder_activities::secrets::SecretBox;
+use transcoder_workflows::job::MediaType;
 use transcoder_workflows::receipt::{Receipt, WEBHOOK_NOT_DELIVERED_EXIT};
+use transcoder_workflows::rungs::{ladder_from_text, LADDER_VAR};
 use transcoder_workflows::search;
 use transcoder_workflows::webhook::{clean_error, JobStatus, MediaTypeText, WebhookBody};
 use transcoder_workflows::workflow::{Progress, TranscodeResult};
@@ -393,8 +395,15 @@ pub fn succeeded(body: &WebhookBody) -> bool {
 }
 
 /// Deployment defaults a payload may leave out: chunk size, webhook retry window, original
-/// retention.
+/// retention, and a video job's ladder.
 pub fn apply_env_defaults(job: &mut JobInput) -> Result<()> {
+    let video = job.media_type.as_deref().and_then(MediaType::parse) == Some(MediaType::Video);
+    if video && job.renditions.is_none() {
+        if let Ok(text) = std::env::var(LADDER_VAR) {
+            job.renditions =
+                Some(ladder_from_text(LADDER_VAR, &text).map_err(|why| anyhow::anyhow!(why))?);
+        }
+    }
     default_from_env(
         &mut job.segments_per_chunk,
         "TRANSCODER_SEGMENTS_PER_CHUNK",
@@ -456,6 +465,11 @@ pub fn seal_secret(job: &mut JobInput, key: &SecretBox) -> Result<(), Validation
     if let Some(uri) = job.input_uri.as_mut() {
         if uri.contains('?') {
             *uri = key.seal(uri);
+        }
+    }
+    for sidecar in job.subtitles.iter_mut().flatten() {
+        if sidecar.uri.contains('?') {
+            sidecar.uri = key.seal(&sidecar.uri);
         }
     }
     Ok(())

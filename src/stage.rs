@@ -123,6 +123,8 @@ fn payload(
         segments_per_chunk: None,
         webhook_retry_hours: None,
         input_uri,
+        renditions: None,
+        subtitles: None,
         intake_problems: Vec::new(),
     }
 }

@@ -5,7 +5,8 @@
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::run::ScaledProgress;
 use crate::hls::{
-    measure, media_playlist, put_master_playlist, put_playlist, video_codec_of, Measured, AAC_LC,
+    measure, media_playlist, playlist_text, put_master_playlist, put_playlist, video_codec_of,
+    Measured, AAC_LC,
 };
 use crate::iframes::iframe_playlist;
 use crate::probe::language_name;
@@ -46,11 +47,26 @@ pub fn audio_media(audio: &AudioRenditionOutput, source: Option<&AudioInfo>) -> 
         uri: Some(media_playlist_uri(&audio.name)),
         group_id: AUDIO_GROUP.to_string(),
         language: Some(language.unwrap_or_else(|| "und".to_string())),
-        name,
+        name: playlist_text(&name),
         default: true,
         autoselect: true,
         channels: Some("2".to_string()),
         ..Default::default()
+    }
+}
+
+/// Where a player should start: Apple's authoring spec advises a first variant of about
+/// 2 Mb/s, since players (AVPlayer, hls.js) begin with the first one listed before they
+/// have measured the network.
+pub const START_BANDWIDTH: u64 = 2_000_000;
+
+/// Moves the variant whose average bandwidth is nearest `target` to the front; the others
+/// keep their order (largest first).
+pub fn start_near(variants: &mut Vec<VariantStream>, target: u64) {
+    let distance = |v: &VariantStream| v.average_bandwidth.unwrap_or(v.bandwidth).abs_diff(target);
+    if let Some(best) = (0..variants.len()).min_by_key(|&i| distance(&variants[i])) {
+        let first = variants.remove(best);
+        variants.insert(0, first);
     }
 }
 
@@ -88,6 +104,8 @@ pub async fn assemble(
     let mut results = Vec::new();
     let mut preview = None;
     let mut preview_bytes = 0u64;
+    // The first rendition's segments and first segment: the subtitles follow their timing.
+    let mut timing: Option<(Vec<SegmentInfo>, std::path::PathBuf)> = None;
     for r in &input.renditions {
         let mut segments: Vec<SegmentInfo> = Vec::new();
         for chunk in &chunks {
@@ -140,6 +158,9 @@ pub async fn assemble(
             )
             .await?;
         let mut codecs = video_codec_of(&first).await?;
+        if timing.is_none() {
+            timing = Some((segments.clone(), first.clone()));
+        }
         let resolution = Resolution {
             width: u64::from(r.width),
             height: u64::from(r.height),
@@ -209,6 +230,24 @@ pub async fn assemble(
         }
     }
 
+    if let (false, Some((segments, first))) = (input.subtitles.is_empty(), &timing) {
+        let zero = crate::subtitles::mpegts_zero(first).await?;
+        let media = crate::subtitles::publish(
+            storage,
+            &input.bucket,
+            &input.prefix,
+            &input.subtitles,
+            segments,
+            zero,
+            work,
+        )
+        .await?;
+        master.alternatives.extend(media);
+        for v in &mut master.variants {
+            v.subtitles = Some(crate::subtitles::SUBTITLE_GROUP.to_string());
+        }
+    }
+    start_near(&mut master.variants, START_BANDWIDTH);
     // The trick-play renditions follow the ones that play.
     master.variants.extend(trick_play);
     let master_key = hls_master_key(&input.prefix);
@@ -243,6 +282,28 @@ mod tests {
             language: language.map(str::to_string),
             title: title.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn the_first_variant_is_the_one_nearest_two_megabits() {
+        let variant = |kbps: u64| VariantStream {
+            uri: format!("{kbps}"),
+            bandwidth: kbps * 1200,
+            average_bandwidth: Some(kbps * 1000),
+            ..Default::default()
+        };
+        let order = |kbps: &[u64]| {
+            let mut v: Vec<VariantStream> = kbps.iter().map(|k| variant(*k)).collect();
+            start_near(&mut v, START_BANDWIDTH);
+            v.into_iter().map(|v| v.uri).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            order(&[5000, 2500, 1000, 500]),
+            ["2500", "5000", "1000", "500"]
+        );
+        assert_eq!(order(&[5000, 1800, 1000]), ["1800", "5000", "1000"]);
+        assert_eq!(order(&[700, 300]), ["700", "300"]);
+        assert!(order(&[]).is_empty());
     }
 
     #[test]

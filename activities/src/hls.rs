@@ -83,6 +83,21 @@ pub fn media_playlist(segments: &[SegmentInfo]) -> MediaPlaylist {
     }
 }
 
+/// `text` as a playlist's quoted attribute may hold it (`NAME="…"`): a quote or a line break
+/// (from a track title in the source, or a payload's name) would end the attribute or the
+/// tag early, so quotes become apostrophes and control characters spaces.
+pub fn playlist_text(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
 /// Writes `playlist` to `path` and stores it as `obj`.
 pub async fn put_playlist(
     storage: &Storage,
@@ -370,6 +385,11 @@ pub async fn publish_playlists(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_attributes_cannot_be_broken_out_of() {
+        assert_eq!(playlist_text("The \"Cut\"\n,URI=x"), "The 'Cut' ,URI=x");
+    }
 
     #[test]
     fn measures_peak_and_average() {

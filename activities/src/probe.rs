@@ -5,7 +5,7 @@ use crate::ffmpeg::{args::INPUT_PROTOCOLS, ffprobe_json};
 use serde_json::Value;
 use std::ffi::OsString;
 use std::path::Path;
-use transcoder_workflows::media::{AudioInfo, FrameRate, ProbeResult, VideoInfo};
+use transcoder_workflows::media::{AudioInfo, FrameRate, ProbeResult, SubtitleStream, VideoInfo};
 
 /// Runs ffprobe on `path` with `show` (what to print) and returns its JSON.
 async fn ffprobe_file(path: &Path, show: &[&str]) -> Result<Value> {
@@ -322,7 +322,36 @@ fn parse_probe_with(doc: &Value, measured: Option<f64>) -> Option<Result<ProbeRe
         video,
         audio,
         video_extent,
+        timeline_origin: if first.is_finite() && clock_sane {
+            first
+        } else {
+            0.0
+        },
+        subtitles: subtitle_streams(doc),
     }))
+}
+
+/// Every subtitle stream, text or bitmap, with its language and title.
+fn subtitle_streams(doc: &Value) -> Vec<SubtitleStream> {
+    doc["streams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["codec_type"] == "subtitle")
+        .filter_map(|s| {
+            Some(SubtitleStream {
+                index: num(&s["index"])?,
+                codec: s["codec_name"].as_str().unwrap_or("unknown").to_string(),
+                language: s["tags"]["language"].as_str().and_then(language_tag),
+                title: s["tags"]["title"]
+                    .as_str()
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string),
+                forced: s["disposition"]["forced"].as_i64() == Some(1),
+            })
+        })
+        .collect()
 }
 
 /// A container's language tag as an RFC 5646 tag, which HLS's `LANGUAGE` wants: the ISO

@@ -10,7 +10,8 @@ use crate::media::{
     FinishAudioInput, FinishWaveformInput, HlsOutput, JoinAudioInput, JoinMezzanineInput,
     LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement, LoudnessSummaryInput,
     MezzanineAudioInput, MezzanineInput, MezzaninePieceInput, ObjectRef, ProbeInput, ProbeResult,
-    StoredObject, ThumbnailInput, VerifyInput, VerifyReport, WaveformInput, WaveformOutput,
+    StoredObject, SubtitlesInput, SubtitlesOutput, ThumbnailInput, VerifyInput, VerifyReport,
+    WaveformInput, WaveformOutput,
 };
 use crate::receipt::Receipt;
 use crate::webhook::{WebhookBody, WebhookReceipt};
@@ -196,6 +197,13 @@ impl TranscodeActivities {
     /// sound was chunked).
     #[activity(name = "audio_hls")]
     pub fn audio_hls(input: AudioHlsInput) -> Result<HlsOutput, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Extract the source's text subtitles and fetch the job's sidecar files, each to one
+    /// WebVTT file the assembly segments.
+    #[activity(name = "extract_subtitles")]
+    pub fn extract_subtitles(input: SubtitlesInput) -> Result<SubtitlesOutput, ActivityError> {
         unimplemented!()
     }
 

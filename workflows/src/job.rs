@@ -3,6 +3,7 @@
 //! Why one file of about 550 lines: the payload's fields and the rule for each sit side by
 //! side, so a field is never added without its check (the tests are in `job/tests.rs`).
 
+use crate::rungs::{check_ladder, ladder_from_json, Rung};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -41,11 +42,164 @@ pub struct JobInput {
     /// A URI with a query string (a presigned URL) is sealed like the webhook secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_uri: Option<String>,
+    /// The video ladder this job asks for (`renditions`: names from
+    /// [`crate::rungs::NAMED_RUNGS`] or `{"height", "bitrateKbps"}`); the deployment's
+    /// ladder when left out. Read and range-checked by [`JobInput::from_json`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renditions: Option<Vec<Rung>>,
+    /// Subtitle files to publish beside the source's own text tracks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtitles: Option<Vec<SidecarSubtitle>>,
     /// What [`JobInput::from_json`] could not take from the payload as sent (a value of the
     /// wrong type, one over its size limit), each naming its field. The value itself is left
     /// out, so a 5 MB string never reaches workflow history; validation reports these first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub intake_problems: Vec<String>,
+}
+
+/// A subtitle file a job gives beside its input (`subtitles` in the payload).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarSubtitle {
+    /// `s3://`, `gs://` or `http(s)://`, like `inputUri` (sealed when it has a query string).
+    pub uri: String,
+    /// RFC 5646 tag (`en`, `pt-BR`).
+    pub language: String,
+    /// What players list; the language's name when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub forced: bool,
+}
+
+/// The most sidecar subtitle files one job may give.
+pub const MAX_SIDECARS: usize = 16;
+/// The longest `name` a sidecar may have (players show it in a menu).
+const MAX_SIDECAR_NAME: usize = 64;
+
+/// A payload's `subtitles`: each entry an object with `uri`, `language`, and optionally
+/// `name` and `forced`; every problem names its entry.
+fn sidecars_from_json(value: &serde_json::Value) -> Result<Vec<SidecarSubtitle>, Vec<String>> {
+    let Some(entries) = value.as_array() else {
+        return Err(vec![format!(
+            "subtitles must be an array of {{\"uri\", \"language\"}} objects, got {}",
+            json_kind(value)
+        )]);
+    };
+    if entries.len() > MAX_SIDECARS {
+        return Err(vec![format!(
+            "subtitles may list at most {MAX_SIDECARS} files, got {}",
+            entries.len()
+        )]);
+    }
+    let mut problems = Vec::new();
+    let mut sidecars = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let here = format!("subtitles[{i}]");
+        let Some(fields) = entry.as_object() else {
+            problems.push(format!(
+                "{here} must be an object with \"uri\" and \"language\", got {}",
+                json_kind(entry)
+            ));
+            continue;
+        };
+        let mut text = |name: &str, required: bool| -> Option<String> {
+            match fields.get(name) {
+                None | Some(serde_json::Value::Null) if required => {
+                    problems.push(format!("{here}.{name} is required"));
+                    None
+                }
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(s)) if s.len() > MAX_TEXT_FIELD => {
+                    problems.push(format!("{here}.{name} is over {MAX_TEXT_FIELD} bytes"));
+                    None
+                }
+                Some(serde_json::Value::String(s)) => Some(s.trim().to_string()),
+                Some(other) => {
+                    problems.push(format!(
+                        "{here}.{name} must be a string, got {}",
+                        json_kind(other)
+                    ));
+                    None
+                }
+            }
+        };
+        let (uri, language, name) = (
+            text("uri", true),
+            text("language", true),
+            text("name", false),
+        );
+        if let Some(unknown) = fields
+            .keys()
+            .find(|k| !["uri", "language", "name", "forced"].contains(&k.as_str()))
+        {
+            problems.push(format!(
+                "{here} has an unknown field {:?} (uri, language, name, forced)",
+                truncate(unknown, 32)
+            ));
+        }
+        let forced = match fields.get("forced") {
+            None | Some(serde_json::Value::Null) => false,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(other) => {
+                problems.push(format!(
+                    "{here}.forced must be true or false, got {}",
+                    json_kind(other)
+                ));
+                false
+            }
+        };
+        if let (Some(uri), Some(language)) = (uri, language) {
+            sidecars.push(SidecarSubtitle {
+                uri,
+                language,
+                name,
+                forced,
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(sidecars)
+    } else {
+        Err(problems)
+    }
+}
+
+/// What is wrong with sidecar `i`, each problem naming its field.
+fn sidecar_problems(i: usize, s: &SidecarSubtitle) -> Vec<String> {
+    let here = format!("subtitles[{i}]");
+    let mut problems = Vec::new();
+    if let Err(why) = check_input_uri(&s.uri) {
+        problems.push(format!("{here}.uri {why}"));
+    }
+    if !is_language_tag(&s.language) {
+        problems.push(format!(
+            "{here}.language must be a language tag such as \"en\" or \"pt-BR\", got {:?}",
+            truncate(&s.language, 32)
+        ));
+    }
+    if let Some(name) = &s.name {
+        if name.is_empty()
+            || name.chars().count() > MAX_SIDECAR_NAME
+            || name.chars().any(char::is_control)
+        {
+            problems.push(format!(
+                "{here}.name must be 1 to {MAX_SIDECAR_NAME} characters on one line"
+            ));
+        }
+    }
+    problems
+}
+
+/// An RFC 5646 tag as far as HLS needs: a 2-3 letter language, then subtags of letters and
+/// digits (`en`, `pt-BR`, `zh-Hant`, `es-419`).
+pub fn is_language_tag(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let primary = parts.next().unwrap_or_default();
+    (2..=3).contains(&primary.len())
+        && primary.chars().all(|c| c.is_ascii_alphabetic())
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
+        && tag.len() <= 35
 }
 
 /// The largest payload read at all (a job file, a RunPod job's `input`), a memory guard.
@@ -135,6 +289,20 @@ impl JobInput {
         job.original_retention_seconds = whole("originalRetentionSeconds", u64::MAX);
         job.segments_per_chunk = whole("segmentsPerChunk", u64::from(u32::MAX)).map(|n| n as u32);
         job.webhook_retry_hours = whole("webhookRetryHours", u64::from(u32::MAX)).map(|n| n as u32);
+        match fields.get("renditions") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(value) => match ladder_from_json("renditions", value) {
+                Ok(ladder) => job.renditions = Some(ladder),
+                Err(why) => problems.extend(why),
+            },
+        }
+        match fields.get("subtitles") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(value) => match sidecars_from_json(value) {
+                Ok(sidecars) => job.subtitles = Some(sidecars),
+                Err(why) => problems.extend(why),
+            },
+        }
         job.intake_problems = problems;
         job
     }
@@ -226,6 +394,12 @@ pub struct Job {
     pub segments_per_chunk: Option<u32>,
     pub webhook_retry_hours: Option<u32>,
     pub input_uri: Option<String>,
+    /// The ladder this job asked for; `None` takes the deployment's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renditions: Option<Vec<Rung>>,
+    /// Sidecar subtitle files (URIs sealed like `inputUri` when they carry a query string).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subtitles: Vec<SidecarSubtitle>,
 }
 
 /// A URI without its query string (where presigned URLs keep their signature).
@@ -368,6 +542,24 @@ impl JobInput {
                 ));
             }
         }
+        if let Some(ladder) = &self.renditions {
+            // Read by from_json already; checked again for a job that reached us otherwise.
+            problems.extend(check_ladder("renditions", ladder));
+            if media_type == Some(MediaType::Audio) {
+                problems.push(
+                    "renditions applies to video jobs; an audio job has its own AAC ladder"
+                        .to_string(),
+                );
+            }
+        }
+        for (i, sidecar) in self.subtitles.iter().flatten().enumerate() {
+            problems.extend(sidecar_problems(i, sidecar));
+        }
+        if media_type == Some(MediaType::Audio)
+            && self.subtitles.as_ref().is_some_and(|s| !s.is_empty())
+        {
+            problems.push("subtitles applies to video jobs".to_string());
+        }
         if let Some(uri) = &self.input_uri {
             if let Err(why) = check_input_uri(uri) {
                 problems.push(format!("inputUri {why}"));
@@ -396,6 +588,8 @@ impl JobInput {
                 segments_per_chunk: self.segments_per_chunk,
                 webhook_retry_hours: self.webhook_retry_hours,
                 input_uri: self.input_uri.clone(),
+                renditions: self.renditions.clone(),
+                subtitles: self.subtitles.clone().unwrap_or_default(),
             }),
             _ => Err(ValidationError { problems }),
         }

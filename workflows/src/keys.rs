@@ -164,6 +164,23 @@ pub fn iframe_index_key(prefix: &str, chunk: u32) -> String {
     format!("{prefix}/iframes-{chunk:05}.json")
 }
 
+/// The folder of the subtitle renditions under the HLS tree: `subtitles/NAME/` holds a
+/// track's playlist, its WebVTT segments and the whole track (`all.vtt`).
+pub const SUBTITLES_FOLDER: &str = "subtitles";
+/// A subtitle track as one WebVTT file on the programme's clock, for players that take a
+/// single file; the assembly cuts it into the segments.
+pub const SUBTITLE_FILE: &str = "all.vtt";
+
+/// The rendition name (folder under the HLS tree) of subtitle track `name`.
+pub fn subtitle_rendition(name: &str) -> String {
+    format!("{SUBTITLES_FOLDER}/{name}")
+}
+
+/// Segment file name of a subtitle rendition: numbered like the video's.
+pub fn subtitle_segment_name(number: u32) -> String {
+    format!("{number:05}.vtt")
+}
+
 /// Segment file name inside a variant folder: numeric and zero-padded, so names are
 /// deterministic and sort in playback order.
 pub const SEGMENT_PATTERN: &str = "%05d.ts";
@@ -203,6 +220,8 @@ mod tests {
             segments_per_chunk: None,
             webhook_retry_hours: None,
             input_uri: None,
+            renditions: None,
+            subtitles: None,
             intake_problems: Vec::new(),
         }
         .validate()

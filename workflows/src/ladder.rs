@@ -6,32 +6,7 @@ use crate::media::{
 };
 use serde::{Deserialize, Serialize};
 
-/// One rung of the configured ladder: the short side of the picture and its bitrate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rung {
-    pub short_side: u32,
-    pub bitrate_kbps: u32,
-}
-
-/// DESIGN §4: 1080p 5000k, 720p 2500k, 480p 1000k, 360p 500k.
-pub const DEFAULT_LADDER: [Rung; 4] = [
-    Rung {
-        short_side: 1080,
-        bitrate_kbps: 5000,
-    },
-    Rung {
-        short_side: 720,
-        bitrate_kbps: 2500,
-    },
-    Rung {
-        short_side: 480,
-        bitrate_kbps: 1000,
-    },
-    Rung {
-        short_side: 360,
-        bitrate_kbps: 500,
-    },
-];
+pub use crate::rungs::{Rung, DEFAULT_LADDER};
 
 /// Audio-only ladder: AAC 128k and 64k.
 pub fn audio_ladder() -> Vec<AudioRendition> {
@@ -520,6 +495,7 @@ mod tests {
             }),
             preview: None,
             audio_source: None,
+            subtitles: Vec::new(),
         };
         let largest = serde_json::to_vec(&assemble).unwrap().len();
         let chunk_result = serde_json::to_vec(&outputs[0]).unwrap().len();
@@ -580,6 +556,8 @@ mod tests {
             video: None,
             audio: None,
             video_extent: extent,
+            timeline_origin: 0.0,
+            subtitles: Vec::new(),
         };
         let chunks = plan_chunks(20.0, 6, 1);
         assert_eq!(chunks.len(), 4);

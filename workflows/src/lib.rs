@@ -11,6 +11,7 @@ pub mod keys;
 pub mod ladder;
 pub mod media;
 pub mod receipt;
+pub mod rungs;
 pub mod search;
 pub mod webhook;
 pub mod workflow;

@@ -2,15 +2,17 @@
 //! Activity inputs and outputs carry keys and numbers, never bytes (Temporal payload limits).
 //! This file holds what every kind of job shares (objects, probe facts, segments, the gate,
 //! the clean-up); [`picture`] the video's chunks, mezzanine and ladder; [`sound`] the
-//! programme's sound, its loudness and the waveform.
+//! programme's sound, its loudness and the waveform; [`text`] the subtitles.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 mod picture;
 mod sound;
+mod text;
 pub use picture::*;
 pub use sound::*;
+pub use text::*;
 
 /// An object in a bucket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +103,13 @@ pub struct ProbeResult {
     /// streams' timing is known and sane; `None` otherwise (then nothing is cut by time).
     #[serde(default)]
     pub video_extent: Option<(f64, f64)>,
+    /// Where the programme's time 0 lies on the source's own clock (its streams' earliest
+    /// start): what a subtitle cue's time is measured from.
+    #[serde(default)]
+    pub timeline_origin: f64,
+    /// Subtitle streams, text and bitmap.
+    #[serde(default)]
+    pub subtitles: Vec<SubtitleStream>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

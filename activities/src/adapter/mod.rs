@@ -21,7 +21,8 @@ use crate::secrets::{open_if_sealed, SecretBox};
 use crate::span::{annotate, bytes_in};
 use crate::storage::Storage;
 use crate::{
-    assemble, chunks, fetch, mezzanine, original, probe, thumbnail, verify, waveform, webhook,
+    assemble, chunks, fetch, mezzanine, original, probe, subtitles, thumbnail, verify, waveform,
+    webhook,
 };
 
 use opentelemetry::KeyValue;
@@ -37,8 +38,8 @@ use transcoder_workflows::media::{
     FinishAudioHlsInput, FinishAudioInput, FinishWaveformInput, HeartbeatDetails, HlsOutput,
     JoinAudioInput, JoinMezzanineInput, LadderChunkInput, LadderChunkOutput, LoudnessInput,
     LoudnessMeasurement, LoudnessSummaryInput, MezzanineAudioInput, MezzanineInput,
-    MezzaninePieceInput, ObjectRef, ProbeInput, ProbeResult, StoredObject, ThumbnailInput,
-    VerifyInput, VerifyReport, WaveformInput, WaveformOutput,
+    MezzaninePieceInput, ObjectRef, ProbeInput, ProbeResult, StoredObject, SubtitlesInput,
+    SubtitlesOutput, ThumbnailInput, VerifyInput, VerifyReport, WaveformInput, WaveformOutput,
 };
 use transcoder_workflows::webhook::WebhookReceipt;
 
@@ -577,6 +578,26 @@ impl MediaActivities {
             .await?;
             let facts = StepFacts::bytes(stored.size_bytes);
             Ok((stored, facts))
+        })
+        .await
+    }
+
+    #[activity(definition = defs::ExtractSubtitles)]
+    pub async fn extract_subtitles(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: SubtitlesInput,
+    ) -> Result<SubtitlesOutput, ActivityError> {
+        self.observed(&ctx, async |step| {
+            let extracted = subtitles::extract(
+                &self.storage,
+                &input,
+                &self.fetch_policy,
+                self.secrets.as_ref(),
+                step.dir(),
+            )
+            .await?;
+            Ok((extracted, StepFacts::default()))
         })
         .await
     }

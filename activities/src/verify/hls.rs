@@ -41,6 +41,7 @@ pub(super) async fn check_tree(gate: &mut Gate<'_>) -> Result<()> {
     if let Some(first) = &reference {
         let total: f64 = first.durations.iter().sum();
         check_length("the renditions last", total, gate.input.duration_seconds)?;
+        check_subtitles(gate, &master, &first.durations).await?;
     }
     let trick_play: Vec<&VariantStream> = master.variants.iter().filter(|v| v.is_i_frame).collect();
     for variant in &trick_play {
@@ -71,7 +72,7 @@ fn check_length(what: &str, total: f64, expected: f64) -> Result<()> {
 }
 
 /// The master parses, lists variants, and (for a video) exactly the planned renditions at
-/// their planned sizes, in ladder order.
+/// their planned sizes (in any order: the one to start with comes first).
 async fn check_master(gate: &mut Gate<'_>) -> Result<MasterPlaylist> {
     let (bucket, key) = (&gate.input.media_bucket, &gate.input.master_key);
     let bytes = gate.read(bucket, key).await?;
@@ -82,7 +83,7 @@ async fn check_master(gate: &mut Gate<'_>) -> Result<MasterPlaylist> {
     }
     gate.report.playlists += 1;
     if !gate.input.video_renditions.is_empty() {
-        let listed: Vec<(String, Option<(u64, u64)>)> = master
+        let mut listed: Vec<(String, Option<(u64, u64)>)> = master
             .variants
             .iter()
             .filter(|v| !v.is_i_frame)
@@ -91,12 +92,14 @@ async fn check_master(gate: &mut Gate<'_>) -> Result<MasterPlaylist> {
                 (name, v.resolution.map(|r| (r.width, r.height)))
             })
             .collect();
-        let expected: Vec<(String, Option<(u64, u64)>)> = gate
+        let mut expected: Vec<(String, Option<(u64, u64)>)> = gate
             .input
             .video_renditions
             .iter()
             .map(|(n, w, h)| (n.clone(), Some((u64::from(*w), u64::from(*h)))))
             .collect();
+        listed.sort();
+        expected.sort();
         if listed != expected {
             return Err(fail(format!(
                 "master lists {listed:?}, expected {expected:?}"
@@ -152,6 +155,80 @@ async fn check_audio_renditions(
         gate.passed(format!("audio rendition {key} lasts {total:.2} s"));
     }
     Ok(groups)
+}
+
+/// Subtitle renditions (`EXT-X-MEDIA TYPE=SUBTITLES`): each a finished VOD playlist whose
+/// segments span the video's exactly, every segment a WebVTT file with the
+/// `X-TIMESTAMP-MAP` that places its cues on the video's clock, and every variant names
+/// the group.
+async fn check_subtitles(
+    gate: &mut Gate<'_>,
+    master: &MasterPlaylist,
+    video_durations: &[f64],
+) -> Result<()> {
+    let bucket = gate.input.media_bucket.clone();
+    let tracks: Vec<_> = master
+        .alternatives
+        .iter()
+        .filter(|a| a.media_type == AlternativeMediaType::Subtitles)
+        .collect();
+    for alt in &tracks {
+        let Some(uri) = &alt.uri else {
+            return Err(fail(format!("subtitles {:?} have no URI", alt.name)));
+        };
+        if master
+            .variants
+            .iter()
+            .any(|v| !v.is_i_frame && v.subtitles.as_deref() != Some(alt.group_id.as_str()))
+        {
+            return Err(fail(format!(
+                "a variant does not name the subtitle group {:?}",
+                alt.group_id
+            )));
+        }
+        let key = sibling_key(&gate.input.master_key, uri)?;
+        let playlist = gate.media_playlist(&key).await?;
+        let durations: Vec<f64> = playlist
+            .segments
+            .iter()
+            .map(|s| f64::from(s.duration))
+            .collect();
+        if durations.len() != video_durations.len()
+            || durations
+                .iter()
+                .zip(video_durations)
+                .any(|(a, b)| (a - b).abs() > 0.001)
+        {
+            return Err(fail(format!(
+                "{key}: its segments do not span the video's ({} against {})",
+                durations.len(),
+                video_durations.len()
+            )));
+        }
+        for seg in &playlist.segments {
+            let seg_key = sibling_key(&key, &seg.uri)?;
+            let text = gate.read(&bucket, &seg_key).await?;
+            let text = String::from_utf8_lossy(&text);
+            let mut lines = text.lines();
+            if lines.next() != Some("WEBVTT")
+                || !lines
+                    .next()
+                    .is_some_and(|l| l.starts_with("X-TIMESTAMP-MAP=MPEGTS:"))
+            {
+                return Err(fail(format!(
+                    "{seg_key} is not WebVTT with an X-TIMESTAMP-MAP"
+                )));
+            }
+            gate.report.segments += 1;
+        }
+    }
+    if !tracks.is_empty() {
+        gate.passed(format!(
+            "{} subtitle renditions are WebVTT segments spanning the video's, mapped to its clock",
+            tracks.len()
+        ));
+    }
+    Ok(())
 }
 
 /// One variant: its segments exist and are not empty, its declared bandwidths and codecs

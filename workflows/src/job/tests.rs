@@ -230,6 +230,8 @@ fn valid() -> JobInput {
         segments_per_chunk: None,
         webhook_retry_hours: None,
         input_uri: None,
+        renditions: None,
+        subtitles: None,
         intake_problems: Vec::new(),
     }
 }
@@ -379,4 +381,103 @@ fn camel_case_payload_parses() {
     )
     .unwrap();
     assert_eq!(j.validate().unwrap().media_type, MediaType::Audio);
+}
+
+#[test]
+fn a_ladder_and_sidecar_subtitles_are_read_and_checked() {
+    let mut payload = serde_json::to_value(valid()).unwrap();
+    payload["renditions"] =
+        serde_json::json!(["720p", {"height": 540, "bitrateKbps": 1800}, "234p"]);
+    payload["subtitles"] = serde_json::json!([
+        {"uri": "https://cdn.example/subs/en.srt?sig=abc", "language": "en"},
+        {"uri": "s3://bucket/fr.vtt", "language": "fr-CA", "name": "Français (Canada)", "forced": true}
+    ]);
+    let job = JobInput::from_json(&payload).validate().expect("valid");
+    assert_eq!(
+        job.renditions.as_deref(),
+        Some(
+            &[
+                Rung {
+                    short_side: 720,
+                    bitrate_kbps: 2500
+                },
+                Rung {
+                    short_side: 540,
+                    bitrate_kbps: 1800
+                },
+                Rung {
+                    short_side: 234,
+                    bitrate_kbps: 145
+                },
+            ][..]
+        )
+    );
+    assert_eq!(job.subtitles.len(), 2);
+    assert!(job.subtitles[1].forced);
+    assert_eq!(job.subtitles[1].name.as_deref(), Some("Français (Canada)"));
+
+    payload["renditions"] = serde_json::json!(["720p", "999p"]);
+    payload["subtitles"] = serde_json::json!([
+        {"uri": "file:///etc/passwd", "language": "english"},
+        {"language": "en", "name": "a\nb"},
+        "en.srt",
+        {"uri": "s3://b/k.srt", "language": "en", "offset": 3}
+    ]);
+    let problems = JobInput::from_json(&payload)
+        .validate()
+        .expect_err("invalid")
+        .problems;
+    for expected in [
+        "renditions[1] is \"999p\", not one of 2160p, 1440p, 1080p, 720p, 540p, 480p, 432p, 360p, 234p",
+        "subtitles[1].uri is required",
+        "subtitles[2] must be an object with \"uri\" and \"language\", got a string",
+        "subtitles[3] has an unknown field \"offset\" (uri, language, name, forced)",
+    ] {
+        assert!(
+            problems.iter().any(|p| p == expected),
+            "{expected:?} not in {problems:?}"
+        );
+    }
+
+    // Read fine, but wrong: checked by validate.
+    payload["renditions"] = serde_json::json!(["720p"]);
+    payload["subtitles"] = serde_json::json!([
+        {"uri": "file:///etc/passwd", "language": "english"}
+    ]);
+    let problems = JobInput::from_json(&payload)
+        .validate()
+        .expect_err("invalid")
+        .problems;
+    assert_eq!(
+        problems,
+        [
+            "subtitles[0].uri has unsupported scheme \"file\" (use s3://, gs://, http:// or https://)",
+            "subtitles[0].language must be a language tag such as \"en\" or \"pt-BR\", got \"english\"",
+        ]
+    );
+
+    // An audio job has no picture to put them on.
+    payload["mediaType"] = serde_json::json!("audio");
+    payload["subtitles"] = serde_json::json!([{"uri": "s3://b/k.srt", "language": "en"}]);
+    let problems = JobInput::from_json(&payload)
+        .validate()
+        .expect_err("invalid")
+        .problems;
+    assert_eq!(
+        problems,
+        [
+            "renditions applies to video jobs; an audio job has its own AAC ladder",
+            "subtitles applies to video jobs",
+        ]
+    );
+}
+
+#[test]
+fn language_tags() {
+    for ok in ["en", "pt-BR", "zh-Hant", "es-419", "yue"] {
+        assert!(is_language_tag(ok), "{ok}");
+    }
+    for bad in ["", "e", "english", "en_US", "en-", "1a", "en-toolongsubtag"] {
+        assert!(!is_language_tag(bad), "{bad}");
+    }
 }

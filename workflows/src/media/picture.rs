@@ -228,6 +228,9 @@ pub struct AssembleInput {
     /// The source's audio track as probed (its language and title name the rendition).
     #[serde(default)]
     pub audio_source: Option<AudioInfo>,
+    /// Subtitle tracks extracted for this job, segmented beside the video.
+    #[serde(default)]
+    pub subtitles: Vec<SubtitleTrack>,
 }
 
 /// The preview: the first seconds of one rendition, republished as its own playlist.

@@ -20,8 +20,8 @@ use crate::media::{
     FinishAudioHlsInput, FinishAudioInput, FinishWaveformInput, HlsOutput, JoinAudioInput,
     JoinMezzanineInput, LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement,
     LoudnessSummaryInput, MezzanineAudioInput, MezzanineInput, MezzaninePieceInput, MezzanineVideo,
-    ObjectRef, PreviewPlan, ProbeInput, ProbeResult, SegmentInfo, StoredObject, ThumbnailInput,
-    VerifyInput, WaveformInput, WaveformOutput,
+    ObjectRef, PreviewPlan, ProbeInput, ProbeResult, SegmentInfo, StoredObject, SubtitlesInput,
+    SubtitlesOutput, ThumbnailInput, VerifyInput, WaveformInput, WaveformOutput,
 };
 use crate::receipt::{Receipt, StepTiming, WebhookDelivery};
 use crate::search;
@@ -262,6 +262,9 @@ async fn process(
     let mut config = PlanConfig::default();
     if let Some(n) = job.segments_per_chunk {
         config.segments_per_chunk = n;
+    }
+    if let Some(ladder) = &job.renditions {
+        config.ladder = ladder.clone();
     }
 
     step(ctx, "fetch_input", 1);

@@ -287,10 +287,37 @@ pub(super) async fn video_outputs(
         ),
         |t, made| t.bytes(made.size_bytes),
     );
+    // Subtitles, when the source has any or the job gives some, beside the ladder. A job
+    // recorded before subtitles existed has neither in its history, so it replays as it ran.
+    let subtitles = async {
+        if probe.subtitles.is_empty() && job.subtitles.is_empty() {
+            return Ok(SubtitlesOutput::default());
+        }
+        timed(
+            ctx,
+            "subtitles",
+            "subtitles",
+            ctx.execute_activity(
+                act::ExtractSubtitles,
+                SubtitlesInput {
+                    source: keys.input(),
+                    origin_seconds: probe.timeline_origin,
+                    streams: probe.subtitles.clone(),
+                    sidecars: job.subtitles.clone(),
+                    bucket: job.output_bucket.clone(),
+                    prefix: keys.hls_prefix().to_string(),
+                },
+                short_step(Duration::from_secs(600)),
+            ),
+            |t, _| t,
+        )
+        .await
+    };
     // The poster frame does not wait for the ladder.
-    let (ladder, thumb) = futures::join!(ladder, thumbnail);
+    let (ladder, thumb, subtitles) = futures::join!(ladder, thumbnail, subtitles);
     let (chunks, audio) = ladder?;
     let thumb = thumb?;
+    let subtitles = subtitles?;
     step(ctx, "assemble", 90);
     let hls = timed(
         ctx,
@@ -311,6 +338,7 @@ pub(super) async fn video_outputs(
                     playlist_key: keys.preview_playlist(),
                 }),
                 audio_source: probe.audio.clone(),
+                subtitles: subtitles.tracks,
             },
             long_running(probe),
         ),
