@@ -55,6 +55,14 @@ pub enum MediaError {
         detail: String,
         permanent: bool,
     },
+    /// A subtitle file the job names cannot be used; `field` says which (`subtitles[0]`),
+    /// `detail` shows its URI without any query string.
+    #[error("{field}: {detail}")]
+    Sidecar {
+        field: String,
+        detail: String,
+        permanent: bool,
+    },
     /// A download of the job's input failed (`uri` is shown without any query string).
     #[error("input {uri}: {detail}")]
     Input {
@@ -81,6 +89,10 @@ impl MediaError {
                     ..
                 }
                 | MediaError::Input {
+                    permanent: true,
+                    ..
+                }
+                | MediaError::Sidecar {
                     permanent: true,
                     ..
                 }

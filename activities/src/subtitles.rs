@@ -348,26 +348,35 @@ async fn fetch_sidecar(
     work: &Path,
     i: usize,
 ) -> Result<Vec<Cue>> {
-    let refuse = |detail: String| MediaError::Input {
-        uri: field.to_string(),
+    let refuse = |detail: String| MediaError::Sidecar {
+        field: field.to_string(),
         detail,
         permanent: true,
     };
     let uri_text = open_if_sealed(secrets, "subtitle URI", &sidecar.uri)?;
     let uri = InputUri::parse(&uri_text).map_err(refuse)?;
+    let shown = uri.redacted();
     let mut policy = policy.clone();
     policy.max_bytes = policy.max_bytes.min(SIDECAR_MAX_BYTES);
     let file = work.join(format!("sidecar-{i}.sub"));
+    // A download that failed for now (a 503, a reset) is retried like any step; one that
+    // cannot succeed (not found, not allowed, too large) fails the job naming the entry.
     crate::fetch::fetch(&uri, &file, &policy, storage)
         .await
-        .map_err(|e| refuse(format!("{}: {e}", uri.redacted())))?;
+        .map_err(|e| MediaError::Sidecar {
+            field: field.to_string(),
+            permanent: e.is_permanent(),
+            detail: match e {
+                MediaError::Input { uri, detail, .. } => format!("{uri}: {detail}"),
+                other => format!("{shown}: {other}"),
+            },
+        })?;
     let bytes = tokio::fs::read(&file)
         .await
         .map_err(MediaError::io("reading", &file))?;
     let format = sidecar_format(&bytes).ok_or_else(|| {
         refuse(format!(
-            "{} is not an SRT, WebVTT or ASS subtitle file",
-            uri.redacted()
+            "{shown} is not an SRT, WebVTT or ASS subtitle file"
         ))
     })?;
     let cues = to_webvtt(
@@ -378,14 +387,9 @@ async fn fetch_sidecar(
         false,
     )
     .await
-    .map_err(|e| {
-        refuse(format!(
-            "{} could not be read as {format}: {e}",
-            uri.redacted()
-        ))
-    })?;
+    .map_err(|e| refuse(format!("{shown} could not be read as {format}: {e}")))?;
     if cues.is_empty() {
-        return Err(refuse(format!("{} holds no cues", uri.redacted())));
+        return Err(refuse(format!("{shown} holds no cues")));
     }
     Ok(cues)
 }

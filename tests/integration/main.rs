@@ -24,6 +24,7 @@ mod playback;
 mod replay;
 mod runpod;
 mod search;
+mod subtitles;
 mod temporal_profiles;
 mod transient_storage;
 mod webhook_policy;

@@ -75,7 +75,7 @@ fn missing_prerequisites() -> Vec<String> {
 
 /// Returns false (after saying so loudly) when the test cannot run here and is not required
 /// to; panics when it is required.
-fn prerequisites_met() -> bool {
+pub(crate) fn prerequisites_met() -> bool {
     let missing = missing_prerequisites();
     if missing.is_empty() {
         return true;
@@ -95,8 +95,8 @@ fn prerequisites_met() -> bool {
 }
 
 /// What play.mjs said about one playlist.
-struct Played {
-    report: Value,
+pub(crate) struct Played {
+    pub(crate) report: Value,
     stderr: String,
     code: Option<i32>,
     elapsed: Duration,
@@ -116,10 +116,16 @@ impl Played {
 
 /// Runs `node tests/playback/play.mjs PLAYLIST` and parses its JSON report.
 async fn play(playlist: &Path) -> Played {
+    play_with(playlist, &[]).await
+}
+
+/// [`play`] with more of play.mjs's options (`--cue-at SECONDS`).
+pub(crate) async fn play_with(playlist: &Path, options: &[String]) -> Played {
     let started = Instant::now();
     let mut cmd = Command::new("node");
     cmd.arg(playback_dir().join("play.mjs"))
         .arg(playlist)
+        .args(options)
         .arg("--timeout")
         .arg(PLAY_TIMEOUT_S.to_string())
         .arg("--chromium")
@@ -157,7 +163,7 @@ async fn play(playlist: &Path) -> Played {
 
 /// The checks every playlist shares: play.mjs succeeded, hls.js raised no fatal error and no
 /// error outside its own gap handling, and every level was switched to and played.
-fn check_played(what: &str, p: &Played, expect_audio: bool) {
+pub(crate) fn check_played(what: &str, p: &Played, expect_audio: bool) {
     let r = &p.report;
     eprintln!(
         "[playback] {what}: exit {:?} in {:.1} s; {}; levels: {}",

@@ -5,7 +5,11 @@
 // loads, plays and shows its own picture size. Prints one JSON report on stdout; progress and
 // diagnostics go to stderr.
 //
-//   node play.mjs PLAYLIST [--root DIR] [--timeout SECONDS] [--chromium PATH]
+//   node play.mjs PLAYLIST [--root DIR] [--timeout SECONDS] [--chromium PATH] [--cue-at SECONDS]...
+//
+// With --cue-at, every subtitle track hls.js lists is selected in turn after the levels
+// have played, the player seeks to each given time, and the report's `subtitles` says what
+// the <video> element showed there (its showing text track's active cues).
 //
 // PLAYLIST is a local .m3u8 file (a master playlist or a single media playlist) or an
 // http://127.0.0.1 URL. A local file is served by a tiny static HTTP server this script starts
@@ -41,6 +45,7 @@ const opts = {
   initialSeconds: 2,     // play this far before the first switch
   playSeconds: 0.75,     // after a switch, the new level must play this long
   stepTimeoutS: 20,      // one step (start, one switch) may take this long
+  cueTimes: [],          // where to look for subtitles (--cue-at)
 };
 {
   const argv = process.argv.slice(2);
@@ -53,6 +58,7 @@ const opts = {
     if (a === '--root') opts.root = value();
     else if (a === '--timeout') opts.timeoutS = Number(value());
     else if (a === '--chromium') opts.chromium = value();
+    else if (a === '--cue-at') opts.cueTimes.push(Number(value()));
     else if (a === '-h' || a === '--help') usage();
     else if (a.startsWith('--')) usage(`unknown option ${a}`);
     else if (opts.playlist === null) opts.playlist = a;
@@ -90,6 +96,7 @@ const report = {
   pageErrors: [],
   consoleErrors: [],
   videoErrors: [],
+  subtitles: [],
 };
 let reported = false;
 let browser = null;
@@ -461,7 +468,38 @@ async function main() {
     log(`level ${i} ${level.width}x${level.height} played ${from.toFixed(2)} -> ${st.currentTime.toFixed(2)} s (${level.switchMs} ms)`);
   }
 
-  // 4. The verdict.
+  // 4. Subtitles: each track hls.js lists, selected and shown, read back at the cue times.
+  const tracks = await page.evaluate(() => (window.player.hls.subtitleTracks || []).map((t) => ({
+    id: t.id, name: t.name, lang: t.lang, forced: !!t.forced, default: !!t.default, autoselect: !!t.autoselect,
+  })));
+  for (const track of tracks) {
+    await page.evaluate((id) => { const h = window.player.hls; h.subtitleDisplay = true; h.subtitleTrack = id; }, track.id);
+    track.shown = [];
+    for (const at of opts.cueTimes) {
+      // Paused at the moment, so the playhead stays there while hls.js loads the track's
+      // fragment for it. Once the seek is done, the cues the element shows (its active cues
+      // that contain the playhead) are read; a moment with no cue is given 3 s for the
+      // fragment to arrive, then read as empty.
+      await page.evaluate((t) => { const v = document.getElementById('video'); v.pause(); v.currentTime = t; }, at);
+      const read = (t) => page.evaluate((at) => {
+        const v = document.getElementById('video');
+        if (v.seeking || Math.abs(v.currentTime - at) > 0.05) return null;
+        const now = v.currentTime;
+        const showing = [...v.textTracks].filter((tt) => tt.mode === 'showing');
+        const texts = showing.flatMap((tt) => [...(tt.activeCues || [])]
+          .filter((c) => c.startTime <= now && now < c.endTime)
+          .map((c) => c.text));
+        return { texts, currentTime: now, label: showing.map((tt) => tt.label).join(',') };
+      }, t);
+      const settled = await until(10, () => read(at));
+      const seen = settled && ((await until(3, async () => { const r = await read(at); return r && r.texts.length ? r : null; })) || (await read(at)));
+      track.shown.push({ at, texts: seen ? seen.texts : [], currentTime: seen ? seen.currentTime : null, label: seen ? seen.label : null });
+      log(`subtitles ${track.lang}/${track.name} at ${at} s: ${JSON.stringify(seen ? seen.texts : [])}`);
+    }
+    report.subtitles.push(track);
+  }
+
+  // 5. The verdict.
   const st = await state();
   for (const l of report.levels) if (!l.played && !report.failureReasons.some((r) => r.includes(`level ${l.index} `))) fail(`level ${l.index} (${l.width}x${l.height}) was not played`);
   const hasAudio = report.levels.some((l) => /mp4a/.test(l.codecs || ''));
