@@ -5,10 +5,9 @@
 //! (`publish_playlists`).
 
 use crate::error::{MediaError, Result};
-use crate::ffmpeg::{ffprobe_json, FfmpegArgs};
+use crate::ffmpeg::FfmpegArgs;
 use crate::storage::Storage;
 use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, Resolution, VariantStream};
-use std::ffi::OsString;
 use std::path::Path;
 use transcoder_workflows::keys::{
     hls_file_key, hls_master_key, media_playlist_key, media_playlist_uri, MASTER_PLAYLIST,
@@ -172,39 +171,54 @@ pub fn measure(durations: &[f64], sizes: &[u64]) -> Measured {
     }
 }
 
-/// `avc1.PPCCLL` from ffprobe's profile name and level of the encoded stream.
-pub fn avc1_codec(profile: &str, level: i64) -> Option<String> {
-    let (profile_idc, constraints) = match profile {
-        "Constrained Baseline" => (0x42, 0xE0),
-        "Baseline" => (0x42, 0x00),
-        "Main" => (0x4D, 0x40),
-        "Extended" => (0x58, 0x00),
-        "High" => (0x64, 0x00),
-        "High 10" => (0x6E, 0x00),
-        "High 4:2:2" => (0x7A, 0x00),
-        "High 4:4:4 Predictive" => (0xF4, 0x00),
-        _ => return None,
-    };
-    (level > 0).then(|| format!("avc1.{profile_idc:02x}{constraints:02x}{level:02x}"))
+/// `avc1.PPCCLL` as RFC 6381 spells it: the three bytes after the first sequence parameter
+/// set's NAL header in an Annex B stream (profile_idc, the constraint flags, level_idc),
+/// exactly as the encoder wrote them. (A profile *name* does not give the flags: x264's
+/// Constrained Baseline is `42c0`, other encoders write `42e0`.)
+pub fn avc1_from_sps(annexb: &[u8]) -> Option<String> {
+    let mut i = 0;
+    while i + 3 < annexb.len() {
+        if annexb[i..].starts_with(&[0, 0, 1]) {
+            let nal = annexb.get(i + 3..i + 7)?;
+            if nal[0] & 0x1f == 7 {
+                return Some(format!("avc1.{:02x}{:02x}{:02x}", nal[1], nal[2], nal[3]));
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// The `CODECS` entry of a segment's H.264 video, read from its first frame's parameter
+/// sets; `None` when it holds no H.264 video.
+pub async fn sps_codec(segment: &Path) -> Result<Option<String>> {
+    let mut a = FfmpegArgs::default();
+    a.flags(["-hide_banner", "-nostdin", "-v", "error"])
+        .input(segment)
+        .opt("-map", "0:v:0?")
+        .opt("-frames:v", "1")
+        .opt("-c:v", "copy")
+        .opt("-f", "h264")
+        .output(Path::new("pipe:1"));
+    let out =
+        crate::ffmpeg::run::run_to_end("ffmpeg", crate::ffmpeg::run::ffmpeg_bin(), a.as_slice())
+            .await?;
+    if !out.status.success() {
+        return Err(MediaError::Verification(format!(
+            "segment {}: ffmpeg cannot read its video: {}",
+            segment.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(avc1_from_sps(&out.stdout))
 }
 
 pub async fn video_codec_of(segment: &Path) -> Result<String> {
-    let args: Vec<OsString> = vec![
-        "-select_streams".into(),
-        "v:0".into(),
-        "-show_entries".into(),
-        "stream=codec_name,profile,level".into(),
-        segment.as_os_str().to_owned(),
-    ];
-    let doc = ffprobe_json(&args)
-        .await
-        .map_err(|e| MediaError::Verification(format!("segment {}: {e}", segment.display())))?;
-    let stream = &doc["streams"][0];
-    let profile = stream["profile"].as_str().unwrap_or_default();
-    let level = stream["level"].as_i64().unwrap_or(0);
-    avc1_codec(profile, level).ok_or_else(|| {
+    sps_codec(segment).await?.ok_or_else(|| {
         MediaError::Verification(format!(
-            "segment {} has no recognizable H.264 profile ({profile:?}, level {level})",
+            "segment {} has no H.264 sequence parameter set",
             segment.display()
         ))
     })
@@ -402,14 +416,16 @@ mod tests {
     }
 
     #[test]
-    fn codec_strings() {
-        assert_eq!(avc1_codec("High", 40).as_deref(), Some("avc1.640028"));
-        assert_eq!(avc1_codec("Main", 31).as_deref(), Some("avc1.4d401f"));
-        assert_eq!(
-            avc1_codec("Constrained Baseline", 30).as_deref(),
-            Some("avc1.42e01e")
-        );
-        assert_eq!(avc1_codec("High", -99), None);
-        assert_eq!(avc1_codec("Weird", 30), None);
+    fn codec_strings_are_the_sps_bytes() {
+        // An access unit delimiter, then the SPS (High 4.0), then the PPS.
+        let high = [
+            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x67, 0x64, 0x00, 0x28, 0xac, 0, 0, 1, 0x68,
+        ];
+        assert_eq!(avc1_from_sps(&high).as_deref(), Some("avc1.640028"));
+        // x264's Constrained Baseline: constraint_set0 and set1, not set2.
+        let baseline = [0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 0xd9];
+        assert_eq!(avc1_from_sps(&baseline).as_deref(), Some("avc1.42c01e"));
+        assert_eq!(avc1_from_sps(&[0, 0, 1, 0x68, 0xce]), None);
+        assert_eq!(avc1_from_sps(&[0, 0, 1, 0x67, 0x42]), None);
     }
 }

@@ -8,6 +8,7 @@
 
 mod common;
 
+mod apple_rules;
 mod audio_joins;
 mod av_sync;
 mod chunk_resume;

@@ -185,19 +185,34 @@ pub fn ladder_from_json(field: &str, value: &serde_json::Value) -> Result<Vec<Ru
             entries.len()
         )]);
     }
+    if entries.is_empty() {
+        return Err(vec![format!(
+            "{field} must list from 1 to {MAX_RUNGS} renditions, got 0"
+        )]);
+    }
+    // Every entry is read and checked, so one answer names every problem.
     let mut problems = Vec::new();
-    let mut rungs = Vec::new();
+    let mut rungs: Vec<(usize, Rung)> = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
-        match rung_from_json(&format!("{field}[{i}]"), entry) {
-            Ok(r) => rungs.push(r),
-            Err(e) => problems.push(e),
+        let here = format!("{field}[{i}]");
+        let rung = match rung_from_json(&here, entry) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        problems.extend(check_rung(&here, &rung));
+        if let Some((j, _)) = rungs.iter().find(|(_, o)| o.short_side == rung.short_side) {
+            problems.push(format!(
+                "{here} repeats height {} of {field}[{j}]",
+                rung.short_side
+            ));
         }
+        rungs.push((i, rung));
     }
     if problems.is_empty() {
-        problems = check_ladder(field, &rungs);
-    }
-    if problems.is_empty() {
-        Ok(rungs)
+        Ok(rungs.into_iter().map(|(_, r)| r).collect())
     } else {
         Err(problems)
     }

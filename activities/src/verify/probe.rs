@@ -4,7 +4,7 @@
 use super::fail;
 use crate::error::Result;
 use crate::ffmpeg::ffprobe_json;
-use crate::hls::avc1_codec;
+use crate::hls::sps_codec;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -99,12 +99,12 @@ pub(super) async fn segment_codecs(path: &Path) -> Result<(Option<String>, bool)
         .map_err(|e| fail(format!("{}: {e}", path.display())))?;
     let streams = doc["streams"].as_array().cloned().unwrap_or_default();
     let video = streams.iter().find(|s| s["codec_type"] == "video");
-    let codec = video.and_then(|v| {
-        avc1_codec(
-            v["profile"].as_str().unwrap_or_default(),
-            v["level"].as_i64().unwrap_or(0),
-        )
-    });
+    let codec = match video {
+        Some(_) => sps_codec(path)
+            .await
+            .map_err(|e| fail(format!("{}: {e}", path.display())))?,
+        None => None,
+    };
     let audio = streams
         .iter()
         .any(|s| s["codec_type"] == "audio" && s["codec_name"] == "aac");
