@@ -19,14 +19,16 @@ const LADDER: [&str; 5] = ["1080p", "720p", "480p", "360p", "234p"];
 /// One AAC frame at 48 kHz.
 const AUDIO_FRAME: f64 = 1024.0 / 48_000.0;
 
+/// A playing variant: its entry, its segments (path, EXTINF), its first segment's probe and
+/// the `avc1.PPCCLL` of its first sequence parameter set.
+type Variant = (VariantStream, Vec<(PathBuf, f64)>, Value, String);
+
 /// What a rule check reads: the published tree, parsed and probed.
 struct Output {
     dir: PathBuf,
     master: MasterPlaylist,
     master_text: String,
-    /// Each playing variant with its segments (path, EXTINF), its first segment's probe and
-    /// the `avc1.PPCCLL` of its first sequence parameter set.
-    variants: Vec<(VariantStream, Vec<(PathBuf, f64)>, Value, String)>,
+    variants: Vec<Variant>,
     audio: Option<(Vec<(PathBuf, f64)>, Value)>,
     width: u32,
     height: u32,
@@ -41,9 +43,7 @@ struct Rule {
     check: fn(&Output) -> Verdict,
 }
 
-fn playing(
-    o: &Output,
-) -> impl Iterator<Item = &(VariantStream, Vec<(PathBuf, f64)>, Value, String)> {
+fn playing(o: &Output) -> impl Iterator<Item = &Variant> {
     o.variants.iter()
 }
 
