@@ -125,6 +125,7 @@ fn payload(
         input_uri,
         renditions: None,
         subtitles: None,
+        storyboard: None,
         intake_problems: Vec::new(),
     }
 }

@@ -247,6 +247,47 @@ pub async fn assemble(
             v.subtitles = Some(crate::subtitles::SUBTITLE_GROUP.to_string());
         }
     }
+    let storyboard_key = match (&input.storyboard, &timing) {
+        (Some(plan), Some(_)) => {
+            // Tiles no chunk left are cut from the smallest rendition at least a tile wide.
+            let from = input
+                .renditions
+                .iter()
+                .rev()
+                .find(|r| r.width >= plan.tile_width)
+                .or(input.renditions.first());
+            let segments: Vec<(ObjectRef, SegmentInfo)> = from
+                .map(|r| {
+                    chunks
+                        .iter()
+                        .flat_map(|c| c.variants.iter().filter(|v| v.name == r.name))
+                        .flat_map(|v| v.segments.iter())
+                        .map(|s| {
+                            (
+                                ObjectRef::new(
+                                    &input.bucket,
+                                    hls_file_key(&input.prefix, &r.name, &s.uri),
+                                ),
+                                s.clone(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(
+                crate::storyboard::publish(
+                    storage,
+                    &input.bucket,
+                    plan,
+                    input.duration_seconds,
+                    &segments,
+                    work,
+                )
+                .await?,
+            )
+        }
+        _ => None,
+    };
     start_near(&mut master.variants, START_BANDWIDTH);
     // The trick-play renditions follow the ones that play.
     master.variants.extend(trick_play);
@@ -265,6 +306,7 @@ pub async fn assemble(
         delivered_loudness: input.audio.as_ref().and_then(|a| a.delivered_loudness),
         preview_key: preview.as_ref().map(|(k, _)| k.clone()),
         preview_seconds: preview.map(|(_, s)| s),
+        storyboard_key,
         // Playlists are a few KB; the preview's remuxed segments are what this step wrote.
         bytes_out: preview_bytes,
     })

@@ -20,6 +20,7 @@ use crate::ffmpeg::{ffmpeg, FfmpegArgs};
 use crate::hls::hls_muxer_numbered;
 use crate::nvenc::{self, NvencBudget};
 use crate::storage::Storage;
+use crate::storyboard;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -147,9 +148,32 @@ pub fn chunk_args(
 ) -> FfmpegArgs {
     let n = input.renditions.len();
     let gpu = matches!(enc.video, VideoEncoder::Nvenc { .. });
-    let mut graph = format!("[0:v]split={n}");
+    let (_, chunk_end) = input.chunk.frame_range(input.frame_rate);
+    // The storyboard's tiles come from the same decode: one more branch of the split.
+    let tiles = input.storyboard.as_ref().and_then(|plan| {
+        let branch = storyboard::tile_branch(
+            plan,
+            run.frame..chunk_end,
+            input.frame_rate,
+            gpu,
+            "st",
+            "tiles",
+        )?;
+        let first = storyboard::tiles_in(
+            run.frame..chunk_end,
+            plan.interval_seconds,
+            input.frame_rate,
+        )
+        .start;
+        Some((branch, first))
+    });
+    let mut graph = format!("[0:v]split={}", n + usize::from(tiles.is_some()));
     for i in 0..n {
         graph.push_str(&format!("[s{i}]"));
+    }
+    if let Some((branch, _)) = &tiles {
+        graph.push_str("[st];");
+        graph.push_str(branch);
     }
     for (i, r) in input.renditions.iter().enumerate() {
         if gpu {
@@ -248,6 +272,9 @@ pub fn chunk_args(
         .collect::<Vec<_>>()
         .join(" ");
     hls_muxer_numbered(&mut a, work, input.segment_seconds, run.segment, map);
+    if let Some((_, first)) = tiles {
+        storyboard::tile_output(&mut a, "tiles", work, first);
+    }
     a
 }
 
@@ -435,6 +462,10 @@ pub async fn encode_chunk(
     let (_, end) = chunk.frame_range(input.frame_rate);
     let run_seconds = ChunkPlan::frame_time(end - run.frame, input.frame_rate);
     let args = chunk_args(input, source, work, enc, run);
+    if input.storyboard.is_some() {
+        let dir = storyboard::tiles_dir(work);
+        std::fs::create_dir_all(&dir).map_err(MediaError::io("creating", &dir))?;
+    }
     let mut publisher = Publisher {
         storage,
         input,
@@ -464,6 +495,9 @@ pub async fn encode_chunk(
             "chunk {} ends at frame {}, expected {end}",
             chunk.index, publisher.next_frame
         )));
+    }
+    if let Some(plan) = &input.storyboard {
+        storyboard::keep_tiles(storage, &input.bucket, plan, work).await?;
     }
     Ok(output_of(input, &checkpoint.snapshot(), enc))
 }
@@ -547,6 +581,8 @@ async fn encode_within_budget(
         rest = after;
         let part = LadderChunkInput {
             renditions: these.to_vec(),
+            // The first group's decode cuts the storyboard's tiles.
+            storyboard: input.storyboard.clone().filter(|_| i == 0),
             ..input.clone()
         };
         let made = encode_with_sessions(

@@ -392,6 +392,7 @@ pub async fn publish_playlists(
         delivered_loudness: None,
         preview_key: None,
         preview_seconds: None,
+        storyboard_key: None,
         bytes_out,
     })
 }

@@ -23,6 +23,7 @@ pub mod scratch;
 pub mod secrets;
 mod span;
 pub mod storage;
+pub mod storyboard;
 pub mod subtitles;
 pub mod thumbnail;
 pub mod verify;

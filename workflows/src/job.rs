@@ -50,6 +50,9 @@ pub struct JobInput {
     /// Subtitle files to publish beside the source's own text tracks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subtitles: Option<Vec<SidecarSubtitle>>,
+    /// The storyboard's interval and tile size, where the payload sets them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storyboard: Option<StoryboardRequest>,
     /// What [`JobInput::from_json`] could not take from the payload as sent (a value of the
     /// wrong type, one over its size limit), each naming its field. The value itself is left
     /// out, so a 5 MB string never reaches workflow history; validation reports these first.
@@ -70,6 +73,90 @@ pub struct SidecarSubtitle {
     pub name: Option<String>,
     #[serde(default)]
     pub forced: bool,
+}
+
+/// How a job wants its storyboard (timeline thumbnails): `storyboard` in the payload, each
+/// part optional, the rest from the deployment's settings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoryboardRequest {
+    /// Seconds between tiles (1 to 60; default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_seconds: Option<u32>,
+    /// Width of a tile in pixels (even, 64 to 640; default 160); the height keeps the
+    /// picture's shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tile_width: Option<u32>,
+}
+
+pub const STORYBOARD_INTERVAL_RANGE: std::ops::RangeInclusive<u32> = 1..=60;
+pub const STORYBOARD_TILE_WIDTH_RANGE: std::ops::RangeInclusive<u32> = 64..=640;
+
+impl StoryboardRequest {
+    /// Every problem with it, each naming its field.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(i) = self.interval_seconds {
+            if !STORYBOARD_INTERVAL_RANGE.contains(&i) {
+                problems.push(format!(
+                    "storyboard.intervalSeconds must be from {} to {}, got {i}",
+                    STORYBOARD_INTERVAL_RANGE.start(),
+                    STORYBOARD_INTERVAL_RANGE.end()
+                ));
+            }
+        }
+        if let Some(w) = self.tile_width {
+            if !STORYBOARD_TILE_WIDTH_RANGE.contains(&w) || w % 2 != 0 {
+                problems.push(format!(
+                    "storyboard.tileWidth must be an even number from {} to {}, got {w}",
+                    STORYBOARD_TILE_WIDTH_RANGE.start(),
+                    STORYBOARD_TILE_WIDTH_RANGE.end()
+                ));
+            }
+        }
+        problems
+    }
+}
+
+fn storyboard_from_json(value: &serde_json::Value) -> Result<StoryboardRequest, Vec<String>> {
+    let Some(fields) = value.as_object() else {
+        return Err(vec![format!(
+            "storyboard must be an object with intervalSeconds and/or tileWidth, got {}",
+            json_kind(value)
+        )]);
+    };
+    let mut problems = Vec::new();
+    let mut number = |name: &str| -> Option<u32> {
+        match fields.get(name) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                Some(n) => Some(n),
+                None => {
+                    problems.push(format!("storyboard.{name} must be a whole number, got {v}"));
+                    None
+                }
+            },
+        }
+    };
+    let request = StoryboardRequest {
+        interval_seconds: number("intervalSeconds"),
+        tile_width: number("tileWidth"),
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !["intervalSeconds", "tileWidth"].contains(&k.as_str()))
+    {
+        problems.push(format!(
+            "storyboard has an unknown field {:?} (intervalSeconds, tileWidth)",
+            truncate(unknown, 32)
+        ));
+    }
+    problems.extend(request.problems());
+    if problems.is_empty() {
+        Ok(request)
+    } else {
+        Err(problems)
+    }
 }
 
 /// The most sidecar subtitle files one job may give.
@@ -296,6 +383,13 @@ impl JobInput {
                 Err(why) => problems.extend(why),
             },
         }
+        match fields.get("storyboard") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(value) => match storyboard_from_json(value) {
+                Ok(request) => job.storyboard = Some(request),
+                Err(why) => problems.extend(why),
+            },
+        }
         match fields.get("subtitles") {
             None | Some(serde_json::Value::Null) => {}
             Some(value) => match sidecars_from_json(value) {
@@ -400,6 +494,9 @@ pub struct Job {
     /// Sidecar subtitle files (URIs sealed like `inputUri` when they carry a query string).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subtitles: Vec<SidecarSubtitle>,
+    /// The storyboard's interval and tile size as asked; the plan's defaults fill the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storyboard: Option<StoryboardRequest>,
 }
 
 /// A URI without its query string (where presigned URLs keep their signature).
@@ -552,6 +649,9 @@ impl JobInput {
                 );
             }
         }
+        if let Some(request) = &self.storyboard {
+            problems.extend(request.problems());
+        }
         for (i, sidecar) in self.subtitles.iter().flatten().enumerate() {
             problems.extend(sidecar_problems(i, sidecar));
         }
@@ -590,6 +690,7 @@ impl JobInput {
                 input_uri: self.input_uri.clone(),
                 renditions: self.renditions.clone(),
                 subtitles: self.subtitles.clone().unwrap_or_default(),
+                storyboard: self.storyboard,
             }),
             _ => Err(ValidationError { problems }),
         }

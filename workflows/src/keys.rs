@@ -113,6 +113,16 @@ impl<'a> JobKeys<'a> {
     }
 
     /// An object in the assets bucket, its key made from the creator and media ids.
+    /// The storyboard's WebVTT; its sprite sheets ([`storyboard_sprite_name`]) sit beside it.
+    pub fn storyboard_vtt(&self) -> ObjectRef {
+        self.asset(|creator, media| format!("{creator}/storyboards/{media}/storyboard.vtt"))
+    }
+
+    /// Where ladder chunks leave storyboard tiles for the assembly.
+    pub fn storyboard_tiles(&self) -> String {
+        format!("{}/storyboard-tiles", self.hls_prefix())
+    }
+
     fn asset(&self, key: impl Fn(&str, &str) -> String) -> ObjectRef {
         ObjectRef::new(
             &self.job.assets_bucket,
@@ -190,6 +200,16 @@ pub fn segment_file_name(number: u32) -> String {
     format!("{number:05}.ts")
 }
 
+/// Storyboard tile `index` under `tiles_prefix`.
+pub fn storyboard_tile_key(tiles_prefix: &str, index: u64) -> String {
+    format!("{tiles_prefix}/{index:06}.jpg")
+}
+
+/// Sprite sheet `index` of a storyboard, beside its WebVTT (which names it relatively).
+pub fn storyboard_sprite_name(index: usize) -> String {
+    format!("sprite-{index:03}.jpg")
+}
+
 /// Only originals may ever be deleted by clean-up.
 pub fn may_delete(key: &str) -> bool {
     key.starts_with("originals/")
@@ -222,6 +242,7 @@ mod tests {
             input_uri: None,
             renditions: None,
             subtitles: None,
+            storyboard: None,
             intake_problems: Vec::new(),
         }
         .validate()

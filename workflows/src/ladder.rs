@@ -37,6 +37,10 @@ pub struct PlanConfig {
     pub segments_per_chunk: u32,
     /// Chunks encoded at the same time (across every worker on the task queue).
     pub max_parallel_chunks: usize,
+    /// Seconds between storyboard tiles.
+    pub storyboard_interval_seconds: u32,
+    /// Width of a storyboard tile; its height keeps the picture's shape.
+    pub storyboard_tile_width: u32,
 }
 
 impl Default for PlanConfig {
@@ -51,6 +55,8 @@ impl Default for PlanConfig {
             preview_short_side: 720,
             segments_per_chunk: 10,
             max_parallel_chunks: 4,
+            storyboard_interval_seconds: 5,
+            storyboard_tile_width: 160,
         }
     }
 }
@@ -137,6 +143,37 @@ pub struct VideoPlan {
     /// Rendition the preview is cut from, and its length.
     pub preview_from: Option<String>,
     pub preview_seconds: f64,
+    /// Storyboard tiles: every `interval` seconds, `width`x`height`.
+    #[serde(default)]
+    pub storyboard: Option<StoryboardSize>,
+}
+
+/// The storyboard's interval and tile size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoryboardSize {
+    pub interval_seconds: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Tiles `tile_width` wide (never wider than the picture), as tall as the picture's shape
+/// makes them, even.
+pub fn storyboard_size(
+    display_width: u32,
+    display_height: u32,
+    config: &PlanConfig,
+) -> Option<StoryboardSize> {
+    if display_width == 0 || display_height == 0 {
+        return None;
+    }
+    let width = even_floor(config.storyboard_tile_width.min(display_width));
+    let height =
+        even_round(f64::from(width) * f64::from(display_height) / f64::from(display_width));
+    Some(StoryboardSize {
+        interval_seconds: config.storyboard_interval_seconds.max(1),
+        width,
+        height,
+    })
 }
 
 /// Plans a video job from its probe. `None` when the input has no video stream.
@@ -146,6 +183,7 @@ pub fn plan_video(probe: &ProbeResult, config: &PlanConfig) -> Option<VideoPlan>
     let frame_rate = video.output_frame_rate();
     let renditions = select_ladder(w, h, &config.ladder);
     Some(VideoPlan {
+        storyboard: storyboard_size(w, h, config),
         preview_from: preview_rendition(&renditions, config.preview_short_side)
             .map(|r| r.name.clone()),
         preview_seconds: preview_length(probe.duration_seconds, config.preview_seconds),
@@ -391,6 +429,16 @@ mod tests {
             assert_eq!(w[0].1, w[1].0, "no gap, no overlap");
         }
         assert!((ChunkPlan::frame_time(360, ntsc) - 12.012).abs() < 1e-9);
+    }
+
+    #[test]
+    fn storyboard_tiles_keep_the_shape() {
+        let config = PlanConfig::default();
+        let size = |w, h| storyboard_size(w, h, &config).map(|s| (s.width, s.height));
+        assert_eq!(size(1920, 1080), Some((160, 90)));
+        assert_eq!(size(1080, 1920), Some((160, 284)));
+        assert_eq!(size(100, 50), Some((100, 50)));
+        assert_eq!(size(0, 50), None);
     }
 
     #[test]

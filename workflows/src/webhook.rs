@@ -55,6 +55,10 @@ pub struct CompletedOutput {
     pub height: Option<u32>,
     pub ready_variants: Vec<String>,
     pub loudness: Option<Loudness>,
+    /// The storyboard's WebVTT (timeline thumbnails: `sprite-NNN.jpg#xywh=…` cues) in the
+    /// assets bucket; left out when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storyboard_key: Option<String>,
 }
 
 /// Loudness of the delivered audio, each value x100 (LUFS, dBTP, LU).

@@ -1,7 +1,7 @@
 use super::*;
 use crate::ffmpeg::args::test_support::{strings, value};
 use crate::ffmpeg::ProgressSink;
-use transcoder_workflows::media::{FrameRate, VideoRendition};
+use transcoder_workflows::media::{FrameRate, SegmentInfo, StoryboardPlan, VideoRendition};
 
 fn input(chunk: ChunkPlan) -> LadderChunkInput {
     let rung = |name: &str, w, h, k| VideoRendition {
@@ -25,6 +25,7 @@ fn input(chunk: ChunkPlan) -> LadderChunkInput {
         segment_seconds: 6,
         chunk,
         source_offset_seconds: 0.0,
+        storyboard: None,
     }
 }
 
@@ -299,6 +300,7 @@ fn small_input(seconds: f64) -> LadderChunkInput {
             last: true,
         },
         source_offset_seconds: 0.0,
+        storyboard: None,
     }
 }
 
@@ -396,4 +398,109 @@ async fn a_resumed_chunk_encodes_only_what_was_not_published() {
         })
         .unwrap_or_else(|| panic!("no PSNR in {log}"));
     assert!(average > 40.0, "PSNR {average} dB");
+}
+
+/// The chunk's own decode cuts the storyboard's tiles; the assembly lays them out in a sheet
+/// with its WebVTT, and a tile no chunk left is cut from the published segments.
+#[tokio::test]
+async fn a_chunk_cuts_storyboard_tiles_and_the_sheet_is_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("mezz.mp4");
+    make_source(&source, 16).await;
+    let mut input = small_input(16.0);
+    let plan = StoryboardPlan {
+        interval_seconds: 5,
+        tile_width: 64,
+        tile_height: 36,
+        tiles_prefix: "hls/storyboard-tiles".into(),
+        vtt: ObjectRef::new("assets", "c/storyboards/m/storyboard.vtt"),
+    };
+    input.storyboard = Some(plan.clone());
+    let store = Storage::local(dir.path().join("store"));
+    let made = encode_chunk(
+        &store,
+        &input,
+        &source,
+        &dir.path().join("w"),
+        &EncoderSettings::default(),
+        &ProgressSink::none().scaled(0.0, 1.0),
+        &CheckpointSink::unread(0),
+    )
+    .await
+    .unwrap();
+    // 16 s at one tile every 5 s: tiles at 0, 5, 10 and 15 s.
+    let tile = |k: u64| {
+        dir.path()
+            .join("store/media")
+            .join(transcoder_workflows::keys::storyboard_tile_key(
+                &plan.tiles_prefix,
+                k,
+            ))
+    };
+    for k in 0..4 {
+        let img = image::open(tile(k)).unwrap_or_else(|e| panic!("tile {k}: {e}"));
+        assert_eq!((img.width(), img.height()), (64, 36), "tile {k}");
+    }
+    assert!(!tile(4).exists());
+
+    // One tile lost (a resumed chunk starts past it): the sheet is still whole.
+    let lost = image::open(tile(2)).unwrap().to_luma8();
+    std::fs::remove_file(tile(2)).unwrap();
+    let segments: Vec<(ObjectRef, SegmentInfo)> = made.variants[0]
+        .segments
+        .iter()
+        .map(|s| {
+            (
+                ObjectRef::new("media", format!("hls/a/{}", s.uri)),
+                s.clone(),
+            )
+        })
+        .collect();
+    std::fs::create_dir_all(dir.path().join("a")).unwrap();
+    let key = crate::storyboard::publish(
+        &store,
+        "media",
+        &plan,
+        16.0,
+        &segments,
+        &dir.path().join("a"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(key, plan.vtt.key);
+    let vtt = std::fs::read_to_string(dir.path().join("store/assets").join(&key)).unwrap();
+    assert_eq!(vtt.matches("sprite-000.jpg#xywh=").count(), 4, "{vtt}");
+    assert!(
+        vtt.contains("00:00:15.000 --> 00:00:16.000\nsprite-000.jpg#xywh=192,0,64,36"),
+        "{vtt}"
+    );
+    let sheet = image::open(
+        dir.path()
+            .join("store/assets/c/storyboards/m/sprite-000.jpg"),
+    )
+    .unwrap();
+    assert_eq!((sheet.width(), sheet.height()), (256, 36));
+    // The tile cut from the segments shows the frame the chunk's tile showed (10 s), not a
+    // neighbour: the two differ by coding noise only.
+    let third = sheet.crop_imm(128, 0, 64, 36).to_luma8();
+    let diff = third
+        .pixels()
+        .zip(lost.pixels())
+        .map(|(a, b)| f64::from(a.0[0].abs_diff(b.0[0])))
+        .sum::<f64>()
+        / (64.0 * 36.0);
+    let next = sheet.crop_imm(192, 0, 64, 36).to_luma8();
+    let other = next
+        .pixels()
+        .zip(lost.pixels())
+        .map(|(a, b)| f64::from(a.0[0].abs_diff(b.0[0])))
+        .sum::<f64>()
+        / (64.0 * 36.0);
+    assert!(
+        diff < 6.0 && diff * 2.0 < other,
+        "tile 2 differs by {diff:.1} (tile 3 by {other:.1})"
+    );
+    for k in 0..4 {
+        assert!(!tile(k).exists(), "tile {k} was not removed");
+    }
 }

@@ -232,6 +232,7 @@ fn valid() -> JobInput {
         input_uri: None,
         renditions: None,
         subtitles: None,
+        storyboard: None,
         intake_problems: Vec::new(),
     }
 }

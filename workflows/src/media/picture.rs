@@ -148,6 +148,23 @@ pub struct LadderChunkInput {
     /// chunk's start when `source` is the chunk's own mezzanine piece.
     #[serde(default)]
     pub source_offset_seconds: f64,
+    /// Timeline thumbnails to cut from the chunk's decoded frames, when the job has them.
+    #[serde(default)]
+    pub storyboard: Option<StoryboardPlan>,
+}
+
+/// Timeline thumbnails (a storyboard): one tile every `interval_seconds` of the programme,
+/// `tile_width`x`tile_height`, taken from the frames the ladder chunks decode anyway.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoryboardPlan {
+    pub interval_seconds: u32,
+    pub tile_width: u32,
+    pub tile_height: u32,
+    /// Where the chunks leave their tiles (in the HLS bucket) for the assembly, which
+    /// removes them once the sprites are published.
+    pub tiles_prefix: String,
+    /// The WebVTT file players load; the sprite sheets go beside it.
+    pub vtt: ObjectRef,
 }
 
 /// One piece of a chunked mezzanine: the frames of `chunk` (video only), encoded from the
@@ -231,6 +248,12 @@ pub struct AssembleInput {
     /// Subtitle tracks extracted for this job, segmented beside the video.
     #[serde(default)]
     pub subtitles: Vec<SubtitleTrack>,
+    /// The storyboard to put together from the chunks' tiles.
+    #[serde(default)]
+    pub storyboard: Option<StoryboardPlan>,
+    /// The programme's length (how many storyboard tiles there are).
+    #[serde(default)]
+    pub duration_seconds: f64,
 }
 
 /// The preview: the first seconds of one rendition, republished as its own playlist.
@@ -255,6 +278,9 @@ pub struct HlsOutput {
     pub preview_key: Option<String>,
     #[serde(default)]
     pub preview_seconds: Option<f64>,
+    /// Key of the storyboard's WebVTT (in the assets bucket), when one was made.
+    #[serde(default)]
+    pub storyboard_key: Option<String>,
     /// Bytes this step wrote to the store (segments and playlists), for the receipt.
     #[serde(default)]
     pub bytes_out: u64,

@@ -20,8 +20,8 @@ use crate::media::{
     FinishAudioHlsInput, FinishAudioInput, FinishWaveformInput, HlsOutput, JoinAudioInput,
     JoinMezzanineInput, LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement,
     LoudnessSummaryInput, MezzanineAudioInput, MezzanineInput, MezzaninePieceInput, MezzanineVideo,
-    ObjectRef, PreviewPlan, ProbeInput, ProbeResult, SegmentInfo, StoredObject, SubtitlesInput,
-    SubtitlesOutput, ThumbnailInput, VerifyInput, WaveformInput, WaveformOutput,
+    ObjectRef, PreviewPlan, ProbeInput, ProbeResult, SegmentInfo, StoredObject, StoryboardPlan,
+    SubtitlesInput, SubtitlesOutput, ThumbnailInput, VerifyInput, WaveformInput, WaveformOutput,
 };
 use crate::receipt::{Receipt, StepTiming, WebhookDelivery};
 use crate::search;
@@ -265,6 +265,14 @@ async fn process(
     }
     if let Some(ladder) = &job.renditions {
         config.ladder = ladder.clone();
+    }
+    if let Some(request) = job.storyboard {
+        if let Some(i) = request.interval_seconds {
+            config.storyboard_interval_seconds = i;
+        }
+        if let Some(w) = request.tile_width {
+            config.storyboard_tile_width = w;
+        }
     }
 
     step(ctx, "fetch_input", 1);

@@ -219,6 +219,7 @@ pub(super) async fn ladder_chunk(
                 segment_seconds: config.segment_seconds,
                 chunk,
                 source_offset_seconds: source_offset,
+                storyboard: storyboard_plan(keys, plan),
             },
             chunk_options(&chunk),
         ),
@@ -229,6 +230,17 @@ pub(super) async fn ladder_chunk(
         },
     )
     .await
+}
+
+/// Where a video job's storyboard tiles wait and its WebVTT goes, at the plan's size.
+fn storyboard_plan(keys: &JobKeys<'_>, plan: &VideoPlan) -> Option<StoryboardPlan> {
+    plan.storyboard.map(|size| StoryboardPlan {
+        interval_seconds: size.interval_seconds,
+        tile_width: size.width,
+        tile_height: size.height,
+        tiles_prefix: keys.storyboard_tiles(),
+        vtt: keys.storyboard_vtt(),
+    })
 }
 
 /// The rest of a video job once its mezzanine exists: the ladder (already made beside the
@@ -339,6 +351,8 @@ pub(super) async fn video_outputs(
                 }),
                 audio_source: probe.audio.clone(),
                 subtitles: subtitles.tracks,
+                storyboard: storyboard_plan(keys, plan),
+                duration_seconds: probe.duration_seconds,
             },
             long_running(probe),
         ),
@@ -346,6 +360,7 @@ pub(super) async fn video_outputs(
     )
     .await?;
     output.thumbnail_key = Some(thumb.object.key.clone());
+    output.storyboard_key = hls.storyboard_key.clone();
     output.width = Some(plan.display_width);
     output.height = Some(plan.display_height);
     if let Some(preview_key) = &hls.preview_key {
