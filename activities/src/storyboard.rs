@@ -186,6 +186,52 @@ pub fn storyboard_vtt(plan: &StoryboardPlan, tiles: u64, duration: f64) -> Strin
     out
 }
 
+/// One cue of a storyboard's WebVTT: when, which sheet, which rectangle of it.
+#[derive(Debug, PartialEq)]
+pub struct StoryboardCue {
+    pub start: f64,
+    pub end: f64,
+    pub sheet: String,
+    pub rect: (u32, u32, u32, u32),
+}
+
+/// The cues of a storyboard WebVTT; `Err` names the first that is not `SHEET#xywh=x,y,w,h`.
+pub fn parse_storyboard(text: &str) -> std::result::Result<Vec<StoryboardCue>, String> {
+    let time = |t: &str| -> Option<f64> {
+        let (hms, ms) = t.trim().split_once('.')?;
+        let p: Vec<f64> = hms
+            .split(':')
+            .map(|x| x.parse().ok())
+            .collect::<Option<_>>()?;
+        let [h, m, s] = p.as_slice() else { return None };
+        Some(h * 3600.0 + m * 60.0 + s + ms.parse::<f64>().ok()? / 1000.0)
+    };
+    let mut cues = Vec::new();
+    for block in text.split("\n\n").filter(|b| b.contains("-->")) {
+        let mut lines = block.lines();
+        let timing = lines.next().unwrap_or_default();
+        let target = lines.next().unwrap_or_default();
+        let bad = || format!("storyboard cue {timing:?} / {target:?}");
+        let (a, b) = timing.split_once("-->").ok_or_else(bad)?;
+        let (sheet, xywh) = target.split_once("#xywh=").ok_or_else(bad)?;
+        let n: Vec<u32> = xywh
+            .split(',')
+            .map(|v| v.trim().parse().ok())
+            .collect::<Option<_>>()
+            .ok_or_else(bad)?;
+        let [x, y, w, h] = n.as_slice() else {
+            return Err(bad());
+        };
+        cues.push(StoryboardCue {
+            start: time(a).ok_or_else(bad)?,
+            end: time(b).ok_or_else(bad)?,
+            sheet: sheet.to_string(),
+            rect: (*x, *y, *w, *h),
+        });
+    }
+    Ok(cues)
+}
+
 /// A tile no chunk left, decoded from the published segment that holds its time.
 async fn tile_from_segments(
     storage: &Storage,
@@ -380,6 +426,17 @@ mod tests {
     #[test]
     fn the_webvtt_names_each_tile_of_each_sheet() {
         let vtt = storyboard_vtt(&plan(), 102, 508.0);
+        let cues = parse_storyboard(&vtt).unwrap();
+        assert_eq!(cues.len(), 102);
+        assert_eq!(
+            cues[101],
+            StoryboardCue {
+                start: 505.0,
+                end: 508.0,
+                sheet: "sprite-001.jpg".into(),
+                rect: (160, 0, 160, 90)
+            }
+        );
         let cues: Vec<&str> = vtt.split("\n\n").filter(|b| b.contains("-->")).collect();
         assert_eq!(cues.len(), 102);
         assert_eq!(

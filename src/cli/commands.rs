@@ -131,6 +131,7 @@ pub(crate) async fn verify(args: VerifyArgs) -> Result<ExitCode> {
             o.duration_seconds,
             transcoder_workflows::ladder::PlanConfig::default().preview_seconds,
         ),
+        storyboard_key: o.storyboard_key.clone(),
     };
     // The local store reads objects in place; remote objects are downloaded here.
     let storage = Storage::from_env(&args.out).context("storage configuration")?;

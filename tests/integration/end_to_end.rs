@@ -29,7 +29,8 @@ const OUTPUT_KEYS: [&str; 13] = [
 ];
 
 /// Which bucket each key of the webhook lives in, for `transcoder run`'s local buckets.
-const KEY_BUCKETS: [(&str, &str); 6] = [
+const KEY_BUCKETS: [(&str, &str); 7] = [
+    ("storyboardKey", ASSETS_BUCKET),
     ("hlsMasterPlaylistKey", MEDIA_BUCKET),
     ("hlsPreviewKey", MEDIA_BUCKET),
     ("thumbnailKey", ASSETS_BUCKET),
@@ -70,6 +71,42 @@ fn check_completed_body(body: &Value, out: &Path, media_id: &str, media_type: &s
             other => panic!("{field} should be a key or null, got {other}"),
         }
     }
+}
+
+/// A storyboard WebVTT as a player's thumbnail track reads it: a cue every 5 s from 0 to
+/// the end, each `SHEET#xywh=x,y,w,h` naming a rectangle inside a JPEG beside it; tiles
+/// keep the picture's shape.
+fn check_storyboard(vtt: &Path, duration: f64) {
+    let text = std::fs::read_to_string(vtt).unwrap_or_else(|e| panic!("{}: {e}", vtt.display()));
+    assert!(text.starts_with("WEBVTT"), "{text}");
+    let time = |t: &str| -> f64 {
+        let (hms, ms) = t.trim().split_once('.').unwrap();
+        let p: Vec<f64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
+        p[0] * 3600.0 + p[1] * 60.0 + p[2] + ms.parse::<f64>().unwrap() / 1000.0
+    };
+    let mut at = 0.0;
+    let mut cues = 0;
+    for block in text.split("\n\n").filter(|b| b.contains("-->")) {
+        let mut lines = block.lines();
+        let (a, b) = lines.next().unwrap().split_once("-->").unwrap();
+        assert!((time(a) - at).abs() < 1e-3, "a gap before {a} in:\n{text}");
+        at = time(b);
+        let (sheet, xywh) = lines.next().unwrap().split_once("#xywh=").unwrap();
+        let r: Vec<u32> = xywh.split(',').map(|v| v.parse().unwrap()).collect();
+        let img = image::open(vtt.with_file_name(sheet)).unwrap_or_else(|e| panic!("{sheet}: {e}"));
+        assert!(
+            r[0] + r[2] <= img.width() && r[1] + r[3] <= img.height(),
+            "{sheet}#xywh={xywh} lies outside its {}x{} sheet",
+            img.width(),
+            img.height()
+        );
+        cues += 1;
+    }
+    assert_eq!(cues, (duration / 5.0).ceil() as usize, "{text}");
+    assert!(
+        (at - duration).abs() < 0.05,
+        "the storyboard ends at {at}, the programme at {duration}"
+    );
 }
 
 /// Loudness of the delivered audio (DESIGN §3.2/§4): x100 integers after two-pass EBU R128
@@ -479,6 +516,13 @@ async fn check_video_job(body: &Value, out: &Path, e: &VideoExpect<'_>) {
     if let Some((w, h)) = e.thumbnail_size {
         assert_eq!((img.width(), img.height()), (w, h), "thumbnail size");
     }
+
+    // Storyboard: a WebVTT of tiles every 5 s, each a rectangle of a JPEG sheet beside it,
+    // covering the programme, as a video.js or JW Player thumbnail track reads it.
+    let vtt_key = format!("{c}/storyboards/{m}/storyboard.vtt");
+    assert_eq!(output["storyboardKey"], vtt_key);
+    let duration = output["durationSeconds"].as_f64().expect("durationSeconds");
+    check_storyboard(&object_path(out, ASSETS_BUCKET, &vtt_key), duration);
 
     // Mezzanine: MP4 (faststart) with H.264 video at the source size and AAC audio.
     let mezz_key = format!("mezzanine/{c}/{m}/mezzanine.mp4");

@@ -264,6 +264,9 @@ pub struct VerifyInput {
     /// Whether the renditions must (or must not) carry audio; `None` trusts the master's CODECS.
     pub has_audio: Option<bool>,
     pub preview_seconds: f64,
+    /// The storyboard's WebVTT in the assets bucket, when the job made one.
+    #[serde(default)]
+    pub storyboard_key: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -62,7 +62,7 @@ pub(super) async fn check_tree(gate: &mut Gate<'_>) -> Result<()> {
 }
 
 /// `what` lasts `total` seconds: the input's length, within half a second and 0.5 %.
-fn check_length(what: &str, total: f64, expected: f64) -> Result<()> {
+pub(super) fn check_length(what: &str, total: f64, expected: f64) -> Result<()> {
     if (total - expected).abs() > 0.5 + expected * 0.005 {
         return Err(fail(format!(
             "{what} {total:.3} s, but the input lasts {expected:.3} s"

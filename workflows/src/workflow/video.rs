@@ -361,6 +361,7 @@ pub(super) async fn video_outputs(
     .await?;
     output.thumbnail_key = Some(thumb.object.key.clone());
     output.storyboard_key = hls.storyboard_key.clone();
+    verify.storyboard_key = hls.storyboard_key.clone();
     output.width = Some(plan.display_width);
     output.height = Some(plan.display_height);
     if let Some(preview_key) = &hls.preview_key {
