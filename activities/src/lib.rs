@@ -29,6 +29,7 @@ pub mod thumbnail;
 pub mod verify;
 pub mod waveform;
 pub mod webhook;
+pub mod webvtt;
 
 mod adapter;
 mod original;

@@ -264,11 +264,7 @@ fn parse_probe_with(doc: &Value, measured: Option<f64>) -> Option<Result<ProbeRe
         channels: num(&s["channels"]).unwrap_or(0),
         sample_rate: num(&s["sample_rate"]).unwrap_or(0),
         language: s["tags"]["language"].as_str().and_then(language_tag),
-        title: s["tags"]["title"]
-            .as_str()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_string),
+        title: title(s),
     });
 
     // The timeline the streams span together: a stream that starts late (audio after a
@@ -331,6 +327,15 @@ fn parse_probe_with(doc: &Value, measured: Option<f64>) -> Option<Result<ProbeRe
     }))
 }
 
+/// A stream's title tag, when it has a non-blank one.
+fn title(stream: &Value) -> Option<String> {
+    stream["tags"]["title"]
+        .as_str()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+}
+
 /// Every subtitle stream, text or bitmap, with its language and title.
 fn subtitle_streams(doc: &Value) -> Vec<SubtitleStream> {
     doc["streams"]
@@ -343,11 +348,7 @@ fn subtitle_streams(doc: &Value) -> Vec<SubtitleStream> {
                 index: num(&s["index"])?,
                 codec: s["codec_name"].as_str().unwrap_or("unknown").to_string(),
                 language: s["tags"]["language"].as_str().and_then(language_tag),
-                title: s["tags"]["title"]
-                    .as_str()
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string),
+                title: title(s),
                 forced: s["disposition"]["forced"].as_i64() == Some(1),
             })
         })
@@ -624,6 +625,45 @@ mod tests {
         };
         assert!(with(Some("tt")) && with(Some("bb")) && with(Some("tb")) && with(Some("bt")));
         assert!(!with(Some("progressive")) && !with(Some("unknown")) && !with(None));
+    }
+
+    #[test]
+    fn subtitle_streams_are_listed_with_language_title_and_forced() {
+        let doc = json!({
+            "format": {"format_name": "matroska,webm", "duration": "10.0"},
+            "streams": [
+                {"index": 0, "codec_type": "video", "codec_name": "h264", "width": 640, "height": 360,
+                 "r_frame_rate": "25/1", "duration": "10.0", "start_time": "0.021"},
+                {"index": 1, "codec_type": "audio", "codec_name": "aac", "channels": 2,
+                 "sample_rate": "48000", "duration": "10.0", "start_time": "-0.021"},
+                {"index": 2, "codec_type": "subtitle", "codec_name": "subrip",
+                 "tags": {"language": "eng", "title": " SDH "}, "disposition": {"forced": 0}},
+                {"index": 3, "codec_type": "subtitle", "codec_name": "hdmv_pgs_subtitle",
+                 "tags": {"language": "fre"}, "disposition": {"forced": 1}}
+            ]
+        });
+        let probe = parse_probe(&doc).unwrap();
+        assert_eq!(probe.timeline_origin, -0.021);
+        assert_eq!(
+            probe.subtitles,
+            vec![
+                SubtitleStream {
+                    index: 2,
+                    codec: "subrip".into(),
+                    language: Some("en".into()),
+                    title: Some("SDH".into()),
+                    forced: false,
+                },
+                SubtitleStream {
+                    index: 3,
+                    codec: "hdmv_pgs_subtitle".into(),
+                    language: Some("fr".into()),
+                    title: None,
+                    forced: true,
+                },
+            ]
+        );
+        assert!(probe.subtitles[0].is_text() && !probe.subtitles[1].is_text());
     }
 
     #[test]

@@ -15,8 +15,8 @@ use crate::error::{MediaError, Result};
 use crate::ffmpeg::args::FfmpegArgs;
 use crate::ffmpeg::run::{ffmpeg, ProgressSink};
 use crate::storage::Storage;
+use crate::webvtt::{parse_vtt, whole_vtt, Cue};
 use image::{GenericImage, RgbImage};
-use std::fmt::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use transcoder_workflows::keys::{storyboard_sprite_name, storyboard_tile_key};
@@ -154,36 +154,28 @@ pub async fn keep_tiles(
 /// The WebVTT of a storyboard: one cue per tile, naming its sheet and its place in it.
 pub fn storyboard_vtt(plan: &StoryboardPlan, tiles: u64, duration: f64) -> String {
     let per_sheet = u64::from(SHEET_COLUMNS * SHEET_ROWS);
-    let time = |s: f64| {
-        let ms = (s.max(0.0) * 1000.0).round() as u64;
-        format!(
-            "{:02}:{:02}:{:02}.{:03}",
-            ms / 3_600_000,
-            ms / 60_000 % 60,
-            ms / 1000 % 60,
-            ms % 1000
-        )
-    };
-    let mut out = String::from("WEBVTT\n\n");
-    for k in 0..tiles {
-        let start = (k * u64::from(plan.interval_seconds)) as f64;
-        let end = (start + f64::from(plan.interval_seconds)).min(duration);
-        let place = k % per_sheet;
-        let (x, y) = (
-            (place % u64::from(SHEET_COLUMNS)) * u64::from(plan.tile_width),
-            (place / u64::from(SHEET_COLUMNS)) * u64::from(plan.tile_height),
-        );
-        let _ = write!(
-            out,
-            "{} --> {}\n{}#xywh={x},{y},{},{}\n\n",
-            time(start),
-            time(end),
-            storyboard_sprite_name((k / per_sheet) as usize),
-            plan.tile_width,
-            plan.tile_height
-        );
-    }
-    out
+    let cues: Vec<Cue> = (0..tiles)
+        .map(|k| {
+            let start = (k * u64::from(plan.interval_seconds)) as f64;
+            let place = k % per_sheet;
+            let (x, y) = (
+                (place % u64::from(SHEET_COLUMNS)) * u64::from(plan.tile_width),
+                (place / u64::from(SHEET_COLUMNS)) * u64::from(plan.tile_height),
+            );
+            Cue {
+                start,
+                end: (start + f64::from(plan.interval_seconds)).min(duration),
+                settings: String::new(),
+                text: format!(
+                    "{}#xywh={x},{y},{},{}",
+                    storyboard_sprite_name((k / per_sheet) as usize),
+                    plan.tile_width,
+                    plan.tile_height
+                ),
+            }
+        })
+        .collect();
+    whole_vtt(&cues)
 }
 
 /// One cue of a storyboard's WebVTT: when, which sheet, which rectangle of it.
@@ -197,39 +189,27 @@ pub struct StoryboardCue {
 
 /// The cues of a storyboard WebVTT; `Err` names the first that is not `SHEET#xywh=x,y,w,h`.
 pub fn parse_storyboard(text: &str) -> std::result::Result<Vec<StoryboardCue>, String> {
-    let time = |t: &str| -> Option<f64> {
-        let (hms, ms) = t.trim().split_once('.')?;
-        let p: Vec<f64> = hms
-            .split(':')
-            .map(|x| x.parse().ok())
-            .collect::<Option<_>>()?;
-        let [h, m, s] = p.as_slice() else { return None };
-        Some(h * 3600.0 + m * 60.0 + s + ms.parse::<f64>().ok()? / 1000.0)
-    };
-    let mut cues = Vec::new();
-    for block in text.split("\n\n").filter(|b| b.contains("-->")) {
-        let mut lines = block.lines();
-        let timing = lines.next().unwrap_or_default();
-        let target = lines.next().unwrap_or_default();
-        let bad = || format!("storyboard cue {timing:?} / {target:?}");
-        let (a, b) = timing.split_once("-->").ok_or_else(bad)?;
-        let (sheet, xywh) = target.split_once("#xywh=").ok_or_else(bad)?;
-        let n: Vec<u32> = xywh
-            .split(',')
-            .map(|v| v.trim().parse().ok())
-            .collect::<Option<_>>()
-            .ok_or_else(bad)?;
-        let [x, y, w, h] = n.as_slice() else {
-            return Err(bad());
-        };
-        cues.push(StoryboardCue {
-            start: time(a).ok_or_else(bad)?,
-            end: time(b).ok_or_else(bad)?,
-            sheet: sheet.to_string(),
-            rect: (*x, *y, *w, *h),
-        });
-    }
-    Ok(cues)
+    parse_vtt(text)
+        .into_iter()
+        .map(|cue| {
+            let bad = || format!("storyboard cue at {:.3} s: {:?}", cue.start, cue.text);
+            let (sheet, xywh) = cue.text.split_once("#xywh=").ok_or_else(bad)?;
+            let n: Vec<u32> = xywh
+                .split(',')
+                .map(|v| v.trim().parse().ok())
+                .collect::<Option<_>>()
+                .ok_or_else(bad)?;
+            let [x, y, w, h] = n.as_slice() else {
+                return Err(bad());
+            };
+            Ok(StoryboardCue {
+                start: cue.start,
+                end: cue.end,
+                sheet: sheet.to_string(),
+                rect: (*x, *y, *w, *h),
+            })
+        })
+        .collect()
 }
 
 /// A tile no chunk left, decoded from the published segment that holds its time.
