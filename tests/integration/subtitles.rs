@@ -5,7 +5,8 @@
 //! clock to the video's first frame, the cues read back from the segments must be the
 //! source's (times to the millisecond, each in every segment it overlaps), the URL's
 //! signature must appear nowhere, and hls.js in Chromium must list the tracks and show the
-//! right line at each moment. A sidecar that is not a subtitle file fails the job, naming it.
+//! right line at each moment. A bitmap (PGS) track beside them is skipped, and the log says
+//! why. A sidecar that is not a subtitle file fails the job, naming it.
 
 use crate::common;
 use crate::playback;
@@ -146,12 +147,59 @@ fn serve(body: &'static str) -> (Arc<tiny_http::Server>, u16) {
     (server, port)
 }
 
+/// A PGS (Blu-ray bitmap) subtitle stream, written by hand: one 64x16 picture shown from 2 s
+/// to 4 s. Each segment is `PG`, PTS, DTS, type, size, data (composition, window, palette,
+/// object with run-length lines, end).
+fn pgs_subtitles() -> Vec<u8> {
+    fn segment(pts: u32, kind: u8, data: &[u8]) -> Vec<u8> {
+        let mut out = b"PG".to_vec();
+        out.extend(pts.to_be_bytes());
+        out.extend(0u32.to_be_bytes());
+        out.push(kind);
+        out.extend((data.len() as u16).to_be_bytes());
+        out.extend(data);
+        out
+    }
+    let (w, h) = (64u16, 16u16);
+    let mut rle = Vec::new();
+    for _ in 0..h {
+        rle.extend(std::iter::repeat_n(1u8, usize::from(w)));
+        rle.extend([0, 0]);
+    }
+    let mut out = Vec::new();
+    for (pts, show) in [(180_000u32, true), (360_000, false)] {
+        let mut pcs = vec![0x02, 0x80, 0x01, 0x68, 0x10, 0, u8::from(!show)];
+        pcs.extend(if show { [0x80, 0, 0, 1] } else { [0, 0, 0, 0] });
+        if show {
+            pcs.extend([0, 0, 0, 0, 0, 100, 1, 44]);
+        }
+        out.extend(segment(pts, 0x16, &pcs));
+        let mut window = vec![1, 0, 0, 100, 1, 44];
+        window.extend(w.to_be_bytes());
+        window.extend(h.to_be_bytes());
+        out.extend(segment(pts, 0x17, &window));
+        if show {
+            out.extend(segment(pts, 0x14, &[0, 0, 1, 235, 128, 128, 255]));
+            let mut object = vec![0, 0, 0, 0xC0];
+            object.extend(&((rle.len() + 4) as u32).to_be_bytes()[1..]);
+            object.extend(w.to_be_bytes());
+            object.extend(h.to_be_bytes());
+            object.extend(&rle);
+            out.extend(segment(pts, 0x15, &object));
+        }
+        out.extend(segment(pts, 0x80, &[]));
+    }
+    out
+}
+
 async fn source_with_subtitles(h: &Harness) -> std::path::PathBuf {
     let dir = h.path("in");
     std::fs::create_dir_all(&dir).unwrap();
     let (srt, ass) = (dir.join("en.srt"), dir.join("fr.ass"));
     std::fs::write(&srt, ENGLISH).unwrap();
     std::fs::write(&ass, FRENCH_ASS).unwrap();
+    let pgs = dir.join("bitmap.sup");
+    std::fs::write(&pgs, pgs_subtitles()).unwrap();
     let input = dir.join("subs.mkv");
     let d = SECONDS.to_string();
     ffmpeg_make(&[
@@ -167,6 +215,8 @@ async fn source_with_subtitles(h: &Harness) -> std::path::PathBuf {
         s(&srt),
         "-i",
         s(&ass),
+        "-i",
+        s(&pgs),
         "-map",
         "0",
         "-map",
@@ -175,6 +225,8 @@ async fn source_with_subtitles(h: &Harness) -> std::path::PathBuf {
         "2",
         "-map",
         "3",
+        "-map",
+        "4",
         "-c:v",
         "libx264",
         "-preset",
@@ -191,6 +243,8 @@ async fn source_with_subtitles(h: &Harness) -> std::path::PathBuf {
         "language=fre",
         "-disposition:s:1",
         "forced",
+        "-metadata:s:s:2",
+        "language=ger",
         s(&input),
     ])
     .await;
@@ -280,6 +334,13 @@ async fn text_tracks_and_sidecars_become_webvtt_renditions_that_hlsjs_shows() {
     let body = run.json();
     assert_eq!(body["status"], "completed", "{}", run.dump());
     assert_eq!(hook.expect_one_valid().await, body);
+    // The PGS track is pictures: skipped, and the log says why.
+    assert!(
+        run.dump()
+            .contains("subtitle stream 4 (hdmv_pgs_subtitle) is pictures, not text"),
+        "{}",
+        run.dump()
+    );
 
     // The signature of the sidecar's URL is a secret: nowhere in logs, webhook or history.
     let history = workflow_history(&h.address(), "transcode-subs")
