@@ -544,6 +544,8 @@ mod tests {
             preview: None,
             audio_source: None,
             subtitles: Vec::new(),
+            storyboard: None,
+            duration_seconds: duration,
         };
         let largest = serde_json::to_vec(&assemble).unwrap().len();
         let chunk_result = serde_json::to_vec(&outputs[0]).unwrap().len();
