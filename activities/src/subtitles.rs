@@ -20,7 +20,7 @@ use crate::webvtt::{parse_vtt, whole_vtt, write_cue, Cue};
 use m3u8_rs::{
     AlternativeMedia, AlternativeMediaType, MediaPlaylist, MediaPlaylistType, MediaSegment,
 };
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use transcoder_workflows::job::SidecarSubtitle;
 use transcoder_workflows::keys::{
     hls_file_key, media_playlist_uri, subtitle_rendition, subtitle_segment_name, MEDIA_PLAYLIST,
@@ -125,32 +125,48 @@ fn sidecar_format(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// Converts `input` (read as `format`, or as what `map` selects of the source) to WebVTT.
-async fn to_webvtt(
-    input: &Path,
-    format: Option<&str>,
-    map: Option<u32>,
-    out: &Path,
-    keep_stamps: bool,
-) -> Result<Vec<Cue>> {
-    let mut a = FfmpegArgs::new();
-    if keep_stamps {
-        a.flag("-copyts");
-    }
-    if let Some(f) = format {
-        a.opt("-f", f);
-    }
-    a.input(input);
-    match map {
-        Some(index) => a.opt("-map", format!("0:{index}")),
-        None => a.opt("-map", "0:s:0"),
-    };
-    a.opt("-c:s", "webvtt").opt("-f", "webvtt").output(out);
-    ffmpeg(a.as_slice(), 0.0, &ProgressSink::none().scaled(0.0, 1.0)).await?;
-    let text = tokio::fs::read_to_string(out)
+/// Reads a WebVTT file ffmpeg wrote.
+async fn read_cues(path: &Path) -> Result<Vec<Cue>> {
+    let text = tokio::fs::read_to_string(path)
         .await
-        .map_err(MediaError::io("reading", out))?;
+        .map_err(MediaError::io("reading", path))?;
     Ok(parse_vtt(&text))
+}
+
+/// Converts a sidecar file, read as `format`, to WebVTT.
+async fn sidecar_to_webvtt(input: &Path, format: &str, out: &Path) -> Result<Vec<Cue>> {
+    let mut a = FfmpegArgs::new();
+    a.opt("-f", format)
+        .input(input)
+        .opt("-map", "0:s:0")
+        .opt("-c:s", "webvtt")
+        .opt("-f", "webvtt")
+        .output(out);
+    ffmpeg(a.as_slice(), 0.0, &ProgressSink::none().scaled(0.0, 1.0)).await?;
+    read_cues(out).await
+}
+
+/// Converts the source's text streams to WebVTT in one read of the source (a film may carry
+/// dozens of languages; each is one more output, not one more pass over the file), with the
+/// source's own time stamps. Returns each stream's file.
+async fn streams_to_webvtt(
+    source: &Path,
+    streams: &[&SubtitleStream],
+    work: &Path,
+) -> Result<Vec<PathBuf>> {
+    let mut a = FfmpegArgs::new();
+    a.flag("-copyts").input(source);
+    let mut files = Vec::new();
+    for s in streams {
+        let out = work.join(format!("stream-{}.vtt", s.index));
+        a.opt("-map", format!("0:{}", s.index))
+            .opt("-c:s", "webvtt")
+            .opt("-f", "webvtt")
+            .output(&out);
+        files.push(out);
+    }
+    ffmpeg(a.as_slice(), 0.0, &ProgressSink::none().scaled(0.0, 1.0)).await?;
+    Ok(files)
 }
 
 /// Extracts every text track of the source and every sidecar into `all.vtt` under its
@@ -176,9 +192,9 @@ pub async fn extract(
     }
     if !text_streams.is_empty() {
         let source = storage.readable_path(&input.source, work).await?;
-        for s in text_streams {
-            let out = work.join(format!("stream-{}.vtt", s.index));
-            let cues: Vec<Cue> = to_webvtt(&source, None, Some(s.index), &out, true)
+        let files = streams_to_webvtt(&source, &text_streams, work).await?;
+        for (s, file) in text_streams.into_iter().zip(files) {
+            let cues: Vec<Cue> = read_cues(&file)
                 .await?
                 .into_iter()
                 .filter_map(|c| on_programme_clock(c, input.origin_seconds))
@@ -279,15 +295,9 @@ async fn fetch_sidecar(
             "{shown} is not an SRT, WebVTT or ASS subtitle file"
         ))
     })?;
-    let cues = to_webvtt(
-        &file,
-        Some(format),
-        None,
-        &work.join(format!("sidecar-{i}.vtt")),
-        false,
-    )
-    .await
-    .map_err(|e| refuse(format!("{shown} could not be read as {format}: {e}")))?;
+    let cues = sidecar_to_webvtt(&file, format, &work.join(format!("sidecar-{i}.vtt")))
+        .await
+        .map_err(|e| refuse(format!("{shown} could not be read as {format}: {e}")))?;
     if cues.is_empty() {
         return Err(refuse(format!("{shown} holds no cues")));
     }

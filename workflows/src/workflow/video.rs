@@ -319,7 +319,8 @@ pub(super) async fn video_outputs(
                     bucket: job.output_bucket.clone(),
                     prefix: keys.hls_prefix().to_string(),
                 },
-                short_step(Duration::from_secs(600)),
+                // It reads the whole source once (a film's worth of bytes).
+                long_running(probe),
             ),
             |t, _| t,
         )
