@@ -13,6 +13,7 @@ pub mod media;
 pub mod receipt;
 pub mod rungs;
 pub mod search;
+pub mod task;
 pub mod webhook;
 pub mod workflow;
 

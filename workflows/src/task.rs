@@ -1,0 +1,663 @@
+//! The small media tasks RunPod ffmpeg workers take beside a full transcode, read and
+//! checked before any work: the task style (`{"task": NAME, "parameters": {…}}`) and the
+//! action style (`{"action": NAME, "data": {…}}`), with the parameter names users send
+//! today. Every problem names its parameter.
+//!
+//! Only the reading lives here; running the tasks is not built yet (issue 16).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Where a task writes its result: an object URI, or a presigned HTTPS PUT URL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskOutput {
+    Uri(String),
+    PutUrl(String),
+}
+
+/// One task or action, as asked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum MediaTask {
+    /// `STAGE_OBJECT`: copy one object into a bucket.
+    StageObject {
+        source_uri: String,
+        dest_uri: String,
+    },
+    /// `DOWNSAMPLING`: re-encode to a height (aspect kept) as MP4.
+    Downsampling {
+        input_uri: String,
+        output: TaskOutput,
+        height: u32,
+    },
+    /// `AUDIO_TRIM`: a span of the sound as WAV.
+    AudioTrim {
+        source_uri: String,
+        start_seconds: f64,
+        duration_seconds: f64,
+        output: TaskOutput,
+    },
+    /// `ENCODING`: the video with another sound track, subtitles burned in when asked.
+    Encoding {
+        id: String,
+        language: String,
+        burn_subtitles: bool,
+        input_video_uri: String,
+        /// `None` keeps the video's own sound (the legacy form names no audio).
+        input_audio_uri: Option<String>,
+        subtitles_uri: Option<String>,
+        output: TaskOutput,
+    },
+    /// `process`: one ffmpeg argument vector and its output path.
+    Process { chain: Vec<String>, output: String },
+    /// `multi_process`: several, run in parallel.
+    MultiProcess {
+        processes: Vec<(Vec<String>, String)>,
+    },
+    /// `probe`: ffprobe's JSON of one input.
+    Probe { input: String },
+    /// `vmaf`: the VMAF score of `distorted` against `reference`, per-frame scores to
+    /// `output` when given.
+    Vmaf {
+        reference: String,
+        distorted: String,
+        output: Option<String>,
+    },
+}
+
+/// The task names and action names understood, for messages.
+pub const TASKS: [&str; 4] = ["STAGE_OBJECT", "DOWNSAMPLING", "AUDIO_TRIM", "ENCODING"];
+pub const ACTIONS: [&str; 4] = ["process", "multi_process", "probe", "vmaf"];
+/// The most chains one `multi_process` may run.
+pub const MAX_PROCESSES: usize = 16;
+/// The longest argument vector one chain may have.
+pub const MAX_CHAIN_ARGS: usize = 512;
+
+/// Why a task was refused: one entry per problem, each naming its parameter.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid task: {}", .problems.join("; "))]
+pub struct TaskError {
+    pub problems: Vec<String>,
+}
+
+/// Whether a RunPod job's `input` is a task or an action rather than a media-api payload.
+pub fn is_task(input: &Value) -> bool {
+    input.get("task").is_some() || input.get("action").is_some()
+}
+
+/// Reads a task- or action-style `input`.
+pub fn parse_task(input: &Value) -> Result<MediaTask, TaskError> {
+    let refuse = |p: String| TaskError { problems: vec![p] };
+    let Some(fields) = input.as_object() else {
+        return Err(refuse("the input must be a JSON object".into()));
+    };
+    match (fields.get("task"), fields.get("action")) {
+        (Some(_), Some(_)) => Err(refuse("give either task or action, not both".into())),
+        (Some(Value::String(task)), None) => {
+            let params = section(fields, "parameters")?;
+            let mut r = Reader::new("parameters", params);
+            let task = match task.as_str() {
+                "STAGE_OBJECT" => MediaTask::StageObject {
+                    source_uri: r.uri("source_uri"),
+                    dest_uri: r.object_uri("dest_uri"),
+                },
+                "DOWNSAMPLING" => MediaTask::Downsampling {
+                    input_uri: r.uri("original_video_uri"),
+                    output: r.output("output_video_uri"),
+                    height: r.height("resolution"),
+                },
+                "AUDIO_TRIM" => MediaTask::AudioTrim {
+                    source_uri: r.uri("source_uri"),
+                    start_seconds: r.seconds("start_sec", 0.0),
+                    duration_seconds: r.seconds("duration_sec", f64::MIN_POSITIVE),
+                    output: r.output("output_video_uri"),
+                },
+                "ENCODING" => r.encoding(),
+                other => {
+                    return Err(refuse(format!(
+                        "task {:?} is not one of {}",
+                        other.chars().take(32).collect::<String>(),
+                        TASKS.join(", ")
+                    )))
+                }
+            };
+            r.finish(task)
+        }
+        (None, Some(Value::String(action))) => {
+            let data = section(fields, "data")?;
+            let mut r = Reader::new("data", data);
+            let task = match action.as_str() {
+                "process" => MediaTask::Process {
+                    chain: r.chain("chainCmds"),
+                    output: r.text("output"),
+                },
+                "multi_process" => MediaTask::MultiProcess {
+                    processes: r.processes("processes"),
+                },
+                "probe" => MediaTask::Probe {
+                    input: r.text("input"),
+                },
+                "vmaf" => MediaTask::Vmaf {
+                    reference: r.text("input1"),
+                    distorted: r.text("input2"),
+                    output: r.optional_text("output"),
+                },
+                other => {
+                    return Err(refuse(format!(
+                        "action {:?} is not one of {}",
+                        other.chars().take(32).collect::<String>(),
+                        ACTIONS.join(", ")
+                    )))
+                }
+            };
+            r.finish(task)
+        }
+        (Some(_), None) => Err(refuse(format!(
+            "task must be a string, one of {}",
+            TASKS.join(", ")
+        ))),
+        (None, Some(_)) => Err(refuse(format!(
+            "action must be a string, one of {}",
+            ACTIONS.join(", ")
+        ))),
+        (None, None) => Err(refuse("the input names no task or action".into())),
+    }
+}
+
+fn section<'a>(
+    fields: &'a Map<String, Value>,
+    name: &str,
+) -> Result<&'a Map<String, Value>, TaskError> {
+    fields
+        .get(name)
+        .and_then(Value::as_object)
+        .ok_or_else(|| TaskError {
+            problems: vec![format!("{name} must be an object")],
+        })
+}
+
+/// Reads parameters one by one, collecting every problem.
+struct Reader<'a> {
+    section: &'static str,
+    fields: &'a Map<String, Value>,
+    problems: Vec<String>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(section: &'static str, fields: &'a Map<String, Value>) -> Self {
+        Self {
+            section,
+            fields,
+            problems: Vec::new(),
+        }
+    }
+
+    fn name(&self, key: &str) -> String {
+        format!("{}.{key}", self.section)
+    }
+
+    fn finish(self, task: MediaTask) -> Result<MediaTask, TaskError> {
+        if self.problems.is_empty() {
+            Ok(task)
+        } else {
+            Err(TaskError {
+                problems: self.problems,
+            })
+        }
+    }
+
+    fn optional_text(&mut self, key: &str) -> Option<String> {
+        match self.fields.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                self.problems.push(format!("{} is empty", self.name(key)));
+                None
+            }
+            Some(Value::String(s)) if s.len() > 8192 => {
+                self.problems
+                    .push(format!("{} is over 8192 bytes", self.name(key)));
+                None
+            }
+            Some(Value::String(s)) => Some(s.trim().to_string()),
+            Some(_) => {
+                self.problems
+                    .push(format!("{} must be a string", self.name(key)));
+                None
+            }
+        }
+    }
+
+    fn text(&mut self, key: &str) -> String {
+        let value = self.optional_text(key);
+        if value.is_none() && !self.problems.iter().any(|p| p.starts_with(&self.name(key))) {
+            self.problems
+                .push(format!("{} is required", self.name(key)));
+        }
+        value.unwrap_or_default()
+    }
+
+    /// A URI of a scheme inputs may come from.
+    fn uri(&mut self, key: &str) -> String {
+        let uri = self.text(key);
+        if !uri.is_empty() && !has_scheme(&uri, &["s3", "gs", "http", "https"]) {
+            self.problems.push(format!(
+                "{} must be an s3://, gs://, http:// or https:// URI",
+                self.name(key)
+            ));
+        }
+        uri
+    }
+
+    /// A URI of a store outputs may go to.
+    fn object_uri(&mut self, key: &str) -> String {
+        let uri = self.text(key);
+        if !uri.is_empty() && !has_scheme(&uri, &["s3", "gs"]) {
+            self.problems
+                .push(format!("{} must be an s3:// or gs:// URI", self.name(key)));
+        }
+        uri
+    }
+
+    /// `key` as an object URI, or `output_put_url` (an https presigned PUT) instead.
+    fn output(&mut self, key: &str) -> TaskOutput {
+        match (
+            self.fields.get(key).filter(|v| !v.is_null()),
+            self.fields.get("output_put_url").filter(|v| !v.is_null()),
+        ) {
+            (Some(_), Some(_)) => {
+                self.problems.push(format!(
+                    "give either {} or {}, not both",
+                    self.name(key),
+                    self.name("output_put_url")
+                ));
+                TaskOutput::Uri(String::new())
+            }
+            (None, Some(_)) => {
+                let url = self.text("output_put_url");
+                if !url.is_empty() && !has_scheme(&url, &["https", "http"]) {
+                    self.problems.push(format!(
+                        "{} must be an http(s) URL",
+                        self.name("output_put_url")
+                    ));
+                }
+                TaskOutput::PutUrl(url)
+            }
+            _ => TaskOutput::Uri(self.object_uri(key)),
+        }
+    }
+
+    /// A number of seconds at least `min`.
+    fn seconds(&mut self, key: &str, min: f64) -> f64 {
+        match self.fields.get(key) {
+            None | Some(Value::Null) => {
+                self.problems
+                    .push(format!("{} is required", self.name(key)));
+                0.0
+            }
+            Some(v) => match v.as_f64() {
+                Some(n) if n.is_finite() && n >= min && n <= 24.0 * 3600.0 => n,
+                Some(n) if min > 0.0 => {
+                    self.problems.push(format!(
+                        "{} must be a number of seconds above 0 (at most a day), got {n}",
+                        self.name(key)
+                    ));
+                    0.0
+                }
+                Some(n) => {
+                    self.problems.push(format!(
+                        "{} must be a number of seconds from 0 (at most a day), got {n}",
+                        self.name(key)
+                    ));
+                    0.0
+                }
+                None => {
+                    self.problems
+                        .push(format!("{} must be a number, got {v}", self.name(key)));
+                    0.0
+                }
+            },
+        }
+    }
+
+    /// `"360p"`, `"360"` or `360`: a picture height.
+    fn height(&mut self, key: &str) -> u32 {
+        let raw = match self.fields.get(key) {
+            None | Some(Value::Null) => {
+                self.problems
+                    .push(format!("{} is required", self.name(key)));
+                return 0;
+            }
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => {
+                let s = s.trim().to_ascii_lowercase();
+                s.strip_suffix('p').unwrap_or(&s).parse::<u64>().ok()
+            }
+            Some(_) => None,
+        };
+        match raw.and_then(|h| u32::try_from(h).ok()) {
+            Some(h) if (2..=4320).contains(&h) && h % 2 == 0 => h,
+            _ => {
+                self.problems.push(format!(
+                    "{} must be a height such as \"360p\" or 240 (even, 2 to 4320)",
+                    self.name(key)
+                ));
+                0
+            }
+        }
+    }
+
+    fn flag(&mut self, key: &str) -> bool {
+        match self.fields.get(key) {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                self.problems
+                    .push(format!("{} must be true or false", self.name(key)));
+                false
+            }
+        }
+    }
+
+    fn chain(&mut self, key: &str) -> Vec<String> {
+        let name = self.name(key);
+        let Some(items) = self.fields.get(key).and_then(Value::as_array) else {
+            self.problems.push(format!(
+                "{name} must be an ffmpeg argument vector (an array of strings starting with \"ffmpeg\")"
+            ));
+            return Vec::new();
+        };
+        let args: Option<Vec<String>> = items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect();
+        match args {
+            Some(args)
+                if args.first().map(String::as_str) == Some("ffmpeg")
+                    && args.len() <= MAX_CHAIN_ARGS =>
+            {
+                args
+            }
+            Some(args) if args.len() > MAX_CHAIN_ARGS => {
+                self.problems.push(format!(
+                    "{name} has {} arguments, over {MAX_CHAIN_ARGS}",
+                    args.len()
+                ));
+                Vec::new()
+            }
+            Some(_) => {
+                self.problems
+                    .push(format!("{name} must start with \"ffmpeg\""));
+                Vec::new()
+            }
+            None => {
+                self.problems.push(format!("{name} must hold only strings"));
+                Vec::new()
+            }
+        }
+    }
+
+    fn processes(&mut self, key: &str) -> Vec<(Vec<String>, String)> {
+        let name = self.name(key);
+        let Some(items) = self.fields.get(key).and_then(Value::as_array) else {
+            self.problems
+                .push(format!("{name} must be a list of {{chainCmds, output}}"));
+            return Vec::new();
+        };
+        if items.is_empty() || items.len() > MAX_PROCESSES {
+            self.problems.push(format!(
+                "{name} must list from 1 to {MAX_PROCESSES} processes, got {}",
+                items.len()
+            ));
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let Some(fields) = item.as_object() else {
+                self.problems.push(format!(
+                    "{name}[{i}] must be an object {{chainCmds, output}}"
+                ));
+                continue;
+            };
+            let mut inner = Reader {
+                section: "data",
+                fields,
+                problems: Vec::new(),
+            };
+            let chain = inner.chain("chainCmds");
+            let output = inner.text("output");
+            self.problems.extend(
+                inner
+                    .problems
+                    .into_iter()
+                    .map(|p| p.replacen("data.", &format!("{name}[{i}]."), 1)),
+            );
+            out.push((chain, output));
+        }
+        out
+    }
+
+    /// `ENCODING` in its URI form, or its legacy form (bucket, folder and names).
+    fn encoding(&mut self) -> MediaTask {
+        let id = self.text("id");
+        let language = self.text("language");
+        let burn = self.flag("subtitles");
+        let legacy =
+            self.fields.contains_key("input_video_name") || self.fields.contains_key("bucket");
+        if legacy {
+            let bucket = self.text("bucket");
+            let folder = self.text("bucket_parent_folder");
+            let video = self.text("input_video_name");
+            let name = self.text("name");
+            let folder = folder.trim_matches('/');
+            let at = |file: &str| format!("gs://{bucket}/{folder}/{file}");
+            MediaTask::Encoding {
+                id,
+                language,
+                burn_subtitles: burn,
+                input_video_uri: at(&video),
+                input_audio_uri: None,
+                subtitles_uri: None,
+                output: TaskOutput::Uri(at(&name)),
+            }
+        } else {
+            let subtitles_uri = self.optional_text("subtitles_uri");
+            if burn && subtitles_uri.is_none() {
+                self.problems.push(format!(
+                    "{} is required when {} is true",
+                    self.name("subtitles_uri"),
+                    self.name("subtitles")
+                ));
+            }
+            MediaTask::Encoding {
+                id,
+                language,
+                burn_subtitles: burn,
+                input_video_uri: self.uri("input_video_uri"),
+                input_audio_uri: Some(self.uri("input_audio_uri")),
+                subtitles_uri,
+                output: self.output("output_video_uri"),
+            }
+        }
+    }
+}
+
+fn has_scheme(uri: &str, schemes: &[&str]) -> bool {
+    uri.split_once("://").is_some_and(|(scheme, rest)| {
+        schemes.contains(&scheme.to_ascii_lowercase().as_str()) && !rest.is_empty()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn problems(input: Value) -> Vec<String> {
+        parse_task(&input).expect_err("refused").problems
+    }
+
+    #[test]
+    fn every_task_shape_of_the_reference_is_read() {
+        assert_eq!(
+            parse_task(&json!({"task": "STAGE_OBJECT", "parameters": {
+                "source_uri": "https://cdn.example/master.m4a",
+                "dest_uri": "s3://videos/pipelines/j1/inputs/audio/master.m4a"}})),
+            Ok(MediaTask::StageObject {
+                source_uri: "https://cdn.example/master.m4a".into(),
+                dest_uri: "s3://videos/pipelines/j1/inputs/audio/master.m4a".into(),
+            })
+        );
+        for (resolution, height) in [(json!("360p"), 360), (json!(240), 240), (json!("480"), 480)] {
+            let task = parse_task(&json!({"task": "DOWNSAMPLING", "parameters": {
+                "original_video_uri": "gs://b/in.mp4", "output_put_url": "https://put.example/x?sig=1",
+                "resolution": resolution}}))
+            .unwrap();
+            assert_eq!(
+                task,
+                MediaTask::Downsampling {
+                    input_uri: "gs://b/in.mp4".into(),
+                    output: TaskOutput::PutUrl("https://put.example/x?sig=1".into()),
+                    height,
+                }
+            );
+        }
+        assert_eq!(
+            parse_task(&json!({"task": "AUDIO_TRIM", "parameters": {
+                "source_uri": "s3://videos/master.m4a", "start_sec": 12.5, "duration_sec": 3,
+                "output_video_uri": "s3://videos/stage/segment_0.wav"}})),
+            Ok(MediaTask::AudioTrim {
+                source_uri: "s3://videos/master.m4a".into(),
+                start_seconds: 12.5,
+                duration_seconds: 3.0,
+                output: TaskOutput::Uri("s3://videos/stage/segment_0.wav".into()),
+            })
+        );
+        assert_eq!(
+            parse_task(&json!({"task": "ENCODING", "parameters": {
+                "id": "e1", "language": "en", "subtitles": true,
+                "input_video_uri": "s3://v/in.mp4", "input_audio_uri": "s3://v/voice.wav",
+                "subtitles_uri": "s3://v/subs.ass", "output_video_uri": "s3://v/out.mp4"}})),
+            Ok(MediaTask::Encoding {
+                id: "e1".into(),
+                language: "en".into(),
+                burn_subtitles: true,
+                input_video_uri: "s3://v/in.mp4".into(),
+                input_audio_uri: Some("s3://v/voice.wav".into()),
+                subtitles_uri: Some("s3://v/subs.ass".into()),
+                output: TaskOutput::Uri("s3://v/out.mp4".into()),
+            })
+        );
+        // The legacy form maps onto the URI form.
+        assert_eq!(
+            parse_task(&json!({"task": "ENCODING", "parameters": {
+                "id": "e2", "language": "fr", "subtitles": false, "name": "final.mp4",
+                "input_video_name": "raw.mp4", "bucket": "media", "bucket_parent_folder": "projects/p1/"}})),
+            Ok(MediaTask::Encoding {
+                id: "e2".into(),
+                language: "fr".into(),
+                burn_subtitles: false,
+                input_video_uri: "gs://media/projects/p1/raw.mp4".into(),
+                input_audio_uri: None,
+                subtitles_uri: None,
+                output: TaskOutput::Uri("gs://media/projects/p1/final.mp4".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn every_action_shape_of_the_reference_is_read() {
+        assert_eq!(
+            parse_task(&json!({"action": "probe", "data": {"input": "/volume/in.mp4"}})),
+            Ok(MediaTask::Probe {
+                input: "/volume/in.mp4".into()
+            })
+        );
+        assert_eq!(
+            parse_task(
+                &json!({"action": "vmaf", "data": {"input1": "a.mp4", "input2": "b.mp4", "output": "v.json"}})
+            ),
+            Ok(MediaTask::Vmaf {
+                reference: "a.mp4".into(),
+                distorted: "b.mp4".into(),
+                output: Some("v.json".into()),
+            })
+        );
+        let chain = json!(["ffmpeg", "-i", "in.mp4", "out.mp4"]);
+        assert_eq!(
+            parse_task(
+                &json!({"action": "process", "data": {"chainCmds": chain, "output": "out.mp4"}})
+            ),
+            Ok(MediaTask::Process {
+                chain: vec![
+                    "ffmpeg".into(),
+                    "-i".into(),
+                    "in.mp4".into(),
+                    "out.mp4".into()
+                ],
+                output: "out.mp4".into(),
+            })
+        );
+        let task = parse_task(&json!({"action": "multi_process", "data": {"processes": [
+            {"chainCmds": chain, "output": "a.mp4"}, {"chainCmds": chain, "output": "b.mp4"}]}}))
+        .unwrap();
+        assert!(matches!(task, MediaTask::MultiProcess { processes } if processes.len() == 2));
+        assert!(is_task(&json!({"action": "probe"})) && !is_task(&json!({"mediaId": "m"})));
+    }
+
+    #[test]
+    fn every_problem_names_its_parameter_before_any_work() {
+        assert_eq!(
+            problems(json!({"task": "RESIZE", "parameters": {}})),
+            ["task \"RESIZE\" is not one of STAGE_OBJECT, DOWNSAMPLING, AUDIO_TRIM, ENCODING"]
+        );
+        assert_eq!(
+            problems(json!({"action": "shell", "data": {}})),
+            ["action \"shell\" is not one of process, multi_process, probe, vmaf"]
+        );
+        assert_eq!(
+            problems(json!({"task": "AUDIO_TRIM", "parameters": {
+                "source_uri": "file:///etc/passwd", "start_sec": -1, "duration_sec": "3",
+                "output_video_uri": "https://example.com/out.wav"}})),
+            [
+                "parameters.source_uri must be an s3://, gs://, http:// or https:// URI",
+                "parameters.start_sec must be a number of seconds from 0 (at most a day), got -1",
+                "parameters.duration_sec must be a number, got \"3\"",
+                "parameters.output_video_uri must be an s3:// or gs:// URI",
+            ]
+        );
+        assert_eq!(
+            problems(json!({"task": "DOWNSAMPLING", "parameters": {
+                "original_video_uri": "s3://b/in.mp4", "resolution": "hd"}})),
+            [
+                "parameters.output_video_uri is required",
+                "parameters.resolution must be a height such as \"360p\" or 240 (even, 2 to 4320)",
+            ]
+        );
+        assert_eq!(
+            problems(json!({"task": "ENCODING", "parameters": {
+                "id": "e", "language": "en", "subtitles": true,
+                "input_video_uri": "s3://v/in.mp4", "input_audio_uri": "s3://v/a.wav",
+                "output_video_uri": "s3://v/out.mp4"}})),
+            ["parameters.subtitles_uri is required when parameters.subtitles is true"]
+        );
+        assert_eq!(
+            problems(
+                json!({"action": "process", "data": {"chainCmds": ["sh", "-c", "id"], "output": "o"}})
+            ),
+            ["data.chainCmds must start with \"ffmpeg\""]
+        );
+        assert_eq!(
+            problems(
+                json!({"action": "multi_process", "data": {"processes": [{"chainCmds": ["ffmpeg"]}]}})
+            ),
+            ["data.processes[0].output is required"]
+        );
+        assert_eq!(
+            problems(json!({"task": "PROBE", "action": "probe"})),
+            ["give either task or action, not both"]
+        );
+        assert_eq!(
+            problems(json!({"task": "STAGE_OBJECT"})),
+            ["parameters must be an object"]
+        );
+    }
+}
