@@ -231,14 +231,18 @@ async fn tile_from_segments(
         }
         start += s.1.duration;
     }
-    let ((object, _), start) = holder.ok_or_else(|| {
+    let ((object, info), start) = holder.ok_or_else(|| {
         MediaError::Verification("no segments to cut storyboard tiles from".into())
     })?;
     let segment = storage.readable_path(object, work).await?;
     let out = work.join(format!("tile-{k:06}.jpg"));
+    // Seeking on the output side: the segment is decoded from its start and frames before
+    // the time are dropped. (Seeking an MPEG-TS input guesses by bytes and can land past
+    // the segment's end, which gives no frame at all.) Clamped inside the segment.
+    let offset = (at - start).clamp(0.0, (info.duration - 0.05).max(0.0));
     let mut a = FfmpegArgs::new();
-    a.opt("-ss", format!("{:.3}", (at - start).max(0.0)))
-        .input(&segment)
+    a.input(&segment)
+        .opt("-ss", format!("{offset:.3}"))
         .opt("-frames:v", "1")
         .opt(
             "-vf",
@@ -250,6 +254,12 @@ async fn tile_from_segments(
         .opt("-q:v", "3")
         .output(&out);
     ffmpeg(a.as_slice(), 0.0, &ProgressSink::none().scaled(0.0, 1.0)).await?;
+    if !out.is_file() {
+        return Err(MediaError::Verification(format!(
+            "storyboard tile {k} ({at:.3} s) could not be cut from {}",
+            object.key
+        )));
+    }
     Ok(out)
 }
 
