@@ -162,17 +162,16 @@ pub fn storyboard_vtt(plan: &StoryboardPlan, tiles: u64, duration: f64) -> Strin
                 (place % u64::from(SHEET_COLUMNS)) * u64::from(plan.tile_width),
                 (place / u64::from(SHEET_COLUMNS)) * u64::from(plan.tile_height),
             );
-            Cue {
+            Cue::new(
                 start,
-                end: (start + f64::from(plan.interval_seconds)).min(duration),
-                settings: String::new(),
-                text: format!(
+                (start + f64::from(plan.interval_seconds)).min(duration),
+                format!(
                     "{}#xywh={x},{y},{},{}",
                     storyboard_sprite_name((k / per_sheet) as usize),
                     plan.tile_width,
                     plan.tile_height
                 ),
-            }
+            )
         })
         .collect();
     whole_vtt(&cues)

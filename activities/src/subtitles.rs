@@ -447,21 +447,12 @@ pub async fn publish(
 mod tests {
     use super::*;
 
-    fn cue(start: f64, end: f64, text: &str) -> Cue {
-        Cue {
-            start,
-            end,
-            settings: String::new(),
-            text: text.into(),
-        }
-    }
-
     #[test]
     fn segments_hold_every_cue_that_overlaps_them() {
         let cues = [
-            cue(1.0, 2.0, "a"),
-            cue(5.5, 6.5, "across"),
-            cue(12.0, 13.0, "last"),
+            Cue::new(1.0, 2.0, "a"),
+            Cue::new(5.5, 6.5, "across"),
+            Cue::new(12.0, 13.0, "last"),
         ];
         let bounds = [(0.0, 6.0), (6.0, 12.0), (12.0, 14.0)];
         let segments = segment_vtt(&cues, &bounds, 126_000);
@@ -477,10 +468,10 @@ mod tests {
 
     #[test]
     fn cues_move_onto_the_programme_clock() {
-        assert_eq!(on_programme_clock(cue(0.5, 1.0, "x"), 1.4), None);
+        assert_eq!(on_programme_clock(Cue::new(0.5, 1.0, "x"), 1.4), None);
         assert_eq!(
-            on_programme_clock(cue(1.0, 2.4, "x"), 1.4),
-            Some(cue(0.0, 1.0, "x"))
+            on_programme_clock(Cue::new(1.0, 2.4, "x"), 1.4),
+            Some(Cue::new(0.0, 1.0, "x"))
         );
     }
 

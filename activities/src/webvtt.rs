@@ -12,6 +12,18 @@ pub struct Cue {
     pub text: String,
 }
 
+impl Cue {
+    /// A cue with no settings: shown where the player puts cues.
+    pub fn new(start: f64, end: f64, text: impl Into<String>) -> Self {
+        Cue {
+            start,
+            end,
+            settings: String::new(),
+            text: text.into(),
+        }
+    }
+}
+
 /// `HH:MM:SS.mmm` or `MM:SS.mmm` in seconds.
 pub fn parse_time(text: &str) -> Option<f64> {
     let (clock, millis) = text.trim().split_once('.')?;
@@ -107,15 +119,6 @@ pub fn whole_vtt(cues: &[Cue]) -> String {
 mod tests {
     use super::*;
 
-    fn cue(start: f64, end: f64, text: &str) -> Cue {
-        Cue {
-            start,
-            end,
-            settings: String::new(),
-            text: text.into(),
-        }
-    }
-
     #[test]
     fn webvtt_is_read_with_identifiers_settings_and_lines() {
         let text = "\u{feff}WEBVTT\r\n\r\nNOTE made by hand\r\n\r\n1\r\n00:00:01.000 --> 00:00:02.500 line:90%\r\nHello\r\nthere\r\n\r\n02:03.250 --> 02:04.000\r\n<i>Bye</i>\r\n";
@@ -128,7 +131,7 @@ mod tests {
                     settings: "line:90%".into(),
                     text: "Hello\nthere".into()
                 },
-                cue(123.25, 124.0, "<i>Bye</i>"),
+                Cue::new(123.25, 124.0, "<i>Bye</i>"),
             ]
         );
         assert_eq!(format_time(3723.4567), "01:02:03.457");
