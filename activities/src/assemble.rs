@@ -21,8 +21,8 @@ use transcoder_workflows::keys::{
     IFRAME_PLAYLIST, MASTER_PLAYLIST,
 };
 use transcoder_workflows::media::{
-    AssembleInput, AudioInfo, AudioRenditionOutput, HlsOutput, ObjectRef, SegmentInfo,
-    VariantResult,
+    AssembleInput, AudioInfo, AudioRenditionOutput, HlsOutput, LadderChunkOutput, ObjectRef,
+    SegmentInfo, VariantResult,
 };
 
 /// `GROUP-ID` of the audio rendition every video variant refers to.
@@ -70,6 +70,22 @@ pub fn start_near(variants: &mut Vec<VariantStream>, target: u64) {
     }
 }
 
+/// Every segment of rendition `name`, in order, from the chunks (sorted by index).
+fn rendition_segments(chunks: &[LadderChunkOutput], name: &str) -> Result<Vec<SegmentInfo>> {
+    let mut segments = Vec::new();
+    for chunk in chunks {
+        let v = chunk
+            .variants
+            .iter()
+            .find(|v| v.name == name)
+            .ok_or_else(|| {
+                MediaError::Verification(format!("chunk {} has no {name} rendition", chunk.index))
+            })?;
+        segments.extend(v.segments.iter().cloned());
+    }
+    Ok(segments)
+}
+
 fn measured(segments: &[SegmentInfo]) -> Measured {
     let durations: Vec<f64> = segments.iter().map(|s| s.duration).collect();
     let sizes: Vec<u64> = segments.iter().map(|s| s.bytes).collect();
@@ -107,20 +123,7 @@ pub async fn assemble(
     // The first rendition's segments and first segment: the subtitles follow their timing.
     let mut timing: Option<(Vec<SegmentInfo>, std::path::PathBuf)> = None;
     for r in &input.renditions {
-        let mut segments: Vec<SegmentInfo> = Vec::new();
-        for chunk in &chunks {
-            let v = chunk
-                .variants
-                .iter()
-                .find(|v| v.name == r.name)
-                .ok_or_else(|| {
-                    MediaError::Verification(format!(
-                        "chunk {} has no {} rendition",
-                        chunk.index, r.name
-                    ))
-                })?;
-            segments.extend(v.segments.iter().cloned());
-        }
+        let segments = rendition_segments(&chunks, &r.name)?;
         if segments.is_empty() {
             return Err(MediaError::Verification(format!(
                 "rendition {} has no segments",
@@ -256,24 +259,16 @@ pub async fn assemble(
                 .rev()
                 .find(|r| r.width >= plan.tile_width)
                 .or(input.renditions.first());
-            let segments: Vec<(ObjectRef, SegmentInfo)> = from
-                .map(|r| {
-                    chunks
-                        .iter()
-                        .flat_map(|c| c.variants.iter().filter(|v| v.name == r.name))
-                        .flat_map(|v| v.segments.iter())
-                        .map(|s| {
-                            (
-                                ObjectRef::new(
-                                    &input.bucket,
-                                    hls_file_key(&input.prefix, &r.name, &s.uri),
-                                ),
-                                s.clone(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let segments: Vec<(ObjectRef, SegmentInfo)> = match from {
+                Some(r) => rendition_segments(&chunks, &r.name)?
+                    .into_iter()
+                    .map(|s| {
+                        let key = hls_file_key(&input.prefix, &r.name, &s.uri);
+                        (ObjectRef::new(&input.bucket, key), s)
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
             Some(
                 crate::storyboard::publish(
                     storage,
