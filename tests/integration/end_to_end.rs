@@ -80,19 +80,15 @@ fn check_completed_body(body: &Value, out: &Path, media_id: &str, media_type: &s
 fn check_storyboard(vtt: &Path, duration: f64) {
     let text = std::fs::read_to_string(vtt).unwrap_or_else(|e| panic!("{}: {e}", vtt.display()));
     assert!(text.starts_with("WEBVTT"), "{text}");
-    let time = |t: &str| -> f64 {
-        let (hms, ms) = t.trim().split_once('.').unwrap();
-        let p: Vec<f64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
-        p[0] * 3600.0 + p[1] * 60.0 + p[2] + ms.parse::<f64>().unwrap() / 1000.0
-    };
     let mut at = 0.0;
     let mut cues = 0;
-    for block in text.split("\n\n").filter(|b| b.contains("-->")) {
-        let mut lines = block.lines();
-        let (a, b) = lines.next().unwrap().split_once("-->").unwrap();
-        assert!((time(a) - at).abs() < 1e-3, "a gap before {a} in:\n{text}");
-        at = time(b);
-        let (sheet, xywh) = lines.next().unwrap().split_once("#xywh=").unwrap();
+    for (start, end, target) in vtt_cues(&text) {
+        assert!(
+            (start - at).abs() < 1e-3,
+            "a gap before {start} in:\n{text}"
+        );
+        at = end;
+        let (sheet, xywh) = target.split_once("#xywh=").unwrap();
         let r: Vec<u32> = xywh.split(',').map(|v| v.parse().unwrap()).collect();
         let img = image::open(vtt.with_file_name(sheet)).unwrap_or_else(|e| panic!("{sheet}: {e}"));
         assert!(

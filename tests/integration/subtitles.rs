@@ -251,33 +251,6 @@ async fn source_with_subtitles(h: &Harness) -> std::path::PathBuf {
     input
 }
 
-/// (start, end, text) of every cue in a WebVTT text, and its X-TIMESTAMP-MAP's MPEGTS.
-fn read_vtt(text: &str) -> (Option<u64>, Vec<(f64, f64, String)>) {
-    let time = |t: &str| -> f64 {
-        let (hms, ms) = t.trim().split_once('.').unwrap();
-        let p: Vec<f64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
-        p[0] * 3600.0 + p[1] * 60.0 + p[2] + ms.parse::<f64>().unwrap() / 1000.0
-    };
-    let mpegts = text
-        .lines()
-        .find_map(|l| l.strip_prefix("X-TIMESTAMP-MAP=MPEGTS:"))
-        .and_then(|r| r.split(',').next())
-        .and_then(|n| n.parse().ok());
-    let mut cues = Vec::new();
-    for block in text.split("\n\n") {
-        let mut lines = block.lines();
-        while let Some(line) = lines.next() {
-            if let Some((a, b)) = line.split_once("-->") {
-                let end = b.split_whitespace().next().unwrap();
-                let body: Vec<&str> = lines.by_ref().collect();
-                cues.push((time(a), time(end), body.join("\n")));
-                break;
-            }
-        }
-    }
-    (mpegts, cues)
-}
-
 async fn first_video_pts(segment: &Path) -> u64 {
     let doc = ffprobe_json(&[
         "-select_streams",
@@ -423,7 +396,12 @@ async fn text_tracks_and_sidecars_become_webvtt_renditions_that_hlsjs_shows() {
             let vtt =
                 std::fs::read_to_string(playlist_path.parent().unwrap().join(&seg.uri)).unwrap();
             assert!(vtt.starts_with("WEBVTT\n"), "{vtt}");
-            let (mpegts, cues) = read_vtt(&vtt);
+            let mpegts = vtt
+                .lines()
+                .find_map(|l| l.strip_prefix("X-TIMESTAMP-MAP=MPEGTS:"))
+                .and_then(|r| r.split(',').next())
+                .and_then(|n| n.parse().ok());
+            let cues = vtt_cues(&vtt);
             assert_eq!(
                 mpegts,
                 Some(zero),

@@ -271,3 +271,26 @@ pub async fn frame_psnr(a: &Path, b: &Path, stats: &Path) -> Vec<f64> {
         })
         .collect()
 }
+
+/// (start, end, text) of every cue of a WebVTT file, as a player reads them: the timing line
+/// (`HH:MM:SS.mmm --> HH:MM:SS.mmm`, settings after it ignored) and the lines below it.
+pub fn vtt_cues(text: &str) -> Vec<(f64, f64, String)> {
+    let time = |t: &str| -> f64 {
+        let (hms, ms) = t.trim().split_once('.').unwrap();
+        let p: Vec<f64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
+        p[0] * 3600.0 + p[1] * 60.0 + p[2] + ms.parse::<f64>().unwrap() / 1000.0
+    };
+    let mut cues = Vec::new();
+    for block in text.split("\n\n") {
+        let mut lines = block.lines();
+        while let Some(line) = lines.next() {
+            if let Some((a, b)) = line.split_once("-->") {
+                let end = b.split_whitespace().next().unwrap();
+                let body: Vec<&str> = lines.by_ref().collect();
+                cues.push((time(a), time(end), body.join("\n")));
+                break;
+            }
+        }
+    }
+    cues
+}
