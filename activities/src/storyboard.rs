@@ -293,9 +293,11 @@ pub async fn publish(
             sheet = Some(RgbImage::new(columns * w, rows * h));
         }
         let kept = ObjectRef::new(bucket, storyboard_tile_key(&plan.tiles_prefix, k));
-        let path = match storage.head(&kept).await? {
-            Some(_) => storage.readable_path(&kept, work).await?,
-            None => {
+        // `readable_path` asks the store once and says when the tile is not there.
+        let path = match storage.readable_path(&kept, work).await {
+            Ok(path) => path,
+            Err(e) if !matches!(e, MediaError::NotFound(_)) => return Err(e),
+            Err(_) => {
                 made_here += 1;
                 let at = (k * u64::from(plan.interval_seconds)) as f64;
                 tile_from_segments(storage, plan, at, segments, work, k).await?
