@@ -11,6 +11,7 @@ pub mod runpod;
 pub mod runpod_log;
 pub mod stage;
 pub mod status;
+pub mod tasks;
 pub mod telemetry;
 pub mod temporal;
 pub mod worker;

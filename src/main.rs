@@ -38,10 +38,17 @@ enum Command {
     /// Starts an embedded Temporal dev server unless TEMPORAL_ADDRESS is set, runs a worker
     /// in this process, and stores outputs under --out as DIR/<bucket>/<key>.
     Run(RunArgs),
+    /// Run one media task (the task- and action-style payloads of RunPod ffmpeg workers:
+    /// STAGE_OBJECT, DOWNSAMPLING, AUDIO_TRIM, ENCODING, probe) durably and print its answer.
+    ///
+    /// Like `run`: an embedded Temporal dev server unless TEMPORAL_ADDRESS is set, and a
+    /// worker in this process. The same task sent again attaches to it or returns its answer.
+    Task(TaskArgs),
     /// Run a worker: poll a task queue on the server in TEMPORAL_ADDRESS and execute
     /// workflows and activities until SIGTERM or SIGINT.
     Worker(WorkerArgs),
-    /// Start a job (a DESIGN §3.1 JSON payload) on the server in TEMPORAL_ADDRESS.
+    /// Start a job (a DESIGN §3.1 JSON payload) or a media task on the server in
+    /// TEMPORAL_ADDRESS.
     Submit(SubmitArgs),
     /// Run the verification gate on a finished job's outputs: playlists, segments (IDR starts,
     /// alignment across renditions), declared bandwidth and codecs, preview, thumbnail,
@@ -139,6 +146,16 @@ enum MediaTypeArg {
 }
 
 #[derive(Args)]
+struct TaskArgs {
+    /// The payload: a JSON file, `-` for standard input, or the JSON itself. Either the
+    /// task (`{"task": …, "parameters": …}`, `{"action": …, "data": …}`) or a RunPod job
+    /// around it (`{"input": {…}}`).
+    payload: String,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args)]
 struct RunArgs {
     /// Media file to transcode, or a URI the job downloads: s3://bucket/key, gs://bucket/key,
     /// http(s)://… (needs --media-type). With --job: a local file, stored first where the
@@ -186,10 +203,11 @@ struct WorkerArgs {
 
 #[derive(Args)]
 struct SubmitArgs {
-    /// Job payload (JSON, DESIGN §3.1).
+    /// Job payload (JSON, DESIGN §3.1), or a media task (`{"task": …}`, `{"action": …}`,
+    /// as `transcoder task` takes).
     #[arg(long, value_name = "FILE")]
     job: PathBuf,
-    /// Wait for the job to finish and print its final webhook body.
+    /// Wait for the job to finish and print its final webhook body (a task: its answer).
     #[arg(long)]
     wait: bool,
     /// Task queue the workers poll.
@@ -331,6 +349,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => cli::run::run(args).await,
+            Command::Task(args) => cli::task::task(args).await,
             Command::Worker(args) => cli::commands::run_worker(args).await,
             Command::Submit(args) => cli::commands::submit(args).await,
             Command::Server(args) => cli::commands::server(args).await,

@@ -1,4 +1,5 @@
-//! A worker: polls a task queue and runs `TranscodeWorkflow` and the media activities.
+//! A worker: polls a task queue and runs `TranscodeWorkflow`, `MediaTaskWorkflow` and
+//! their activities.
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use transcoder_activities::nvenc::NvencBudget;
 use transcoder_activities::scratch::{OrphanedTask, ScratchSpace};
 use transcoder_activities::secrets::SecretBox;
 use transcoder_activities::{EncoderSettings, MediaActivities, Storage};
-use transcoder_workflows::{OriginalCleanupWorkflow, TranscodeWorkflow};
+use transcoder_workflows::{MediaTaskWorkflow, OriginalCleanupWorkflow, TranscodeWorkflow};
 
 /// Where a worker keeps objects and scratch files.
 #[derive(Clone, Debug)]
@@ -68,12 +69,16 @@ pub fn build(runtime: &Runtime, client: Client, config: &WorkerConfig) -> Result
     .with_fetch_policy(config.fetch.clone())
     .with_nvenc_budget(config.nvenc.clone())
     .with_metrics(config.metrics.clone());
+    let tasks = activities.tasks();
     let options = WorkerOptions::new(config.task_queue.as_str())
         .register_workflow::<TranscodeWorkflow>()
         .context("registering TranscodeWorkflow")?
         .register_workflow::<OriginalCleanupWorkflow>()
         .context("registering OriginalCleanupWorkflow")?
+        .register_workflow::<MediaTaskWorkflow>()
+        .context("registering MediaTaskWorkflow")?
         .register_activities(activities)
+        .register_activities(tasks)
         .graceful_shutdown_period(config.shutdown_grace)
         // Activities heartbeat their progress every 5 s. The SDK would otherwise send at most
         // one per 24 s (0.8 x the 30 s heartbeat timeout), and `transcoder status` reads the

@@ -228,24 +228,7 @@ pub fn chunk_args(
         a.opt("-frames:v", (end - run.frame).to_string());
     }
     a.flag("-an").flag("-sn").flag("-dn");
-    match &enc.video {
-        VideoEncoder::X264 { preset, crf } => {
-            a.opt("-c:v", "libx264")
-                .opt("-preset", preset.as_str())
-                .opt("-crf", crf.to_string())
-                .opt("-profile:v", "high")
-                .opt("-pix_fmt", "yuv420p");
-        }
-        VideoEncoder::Nvenc { cq } => {
-            a.opt("-c:v", "h264_nvenc")
-                .opt("-preset", "p4")
-                .opt("-profile:v", "high")
-                .opt("-rc", "vbr")
-                .opt("-cq", cq.to_string())
-                .opt("-spatial_aq", "1")
-                .opt("-no-scenecut", "1");
-        }
-    }
+    enc.video_codec_args(&mut a);
     a.opt("-r", input.frame_rate.to_ffmpeg())
         .opt("-fps_mode", "cfr");
     // Keyframes at every GOP boundary counted from the chunk start, which is itself a GOP

@@ -162,6 +162,29 @@ impl EncoderSettings {
     }
 
     /// The name recorded per rendition in results and logs.
+    /// The H.264 encoder and its quality settings, the same for every encode of the
+    /// worker's picture (ladder chunks, tasks): capped CRF on x264, capped CQ on NVENC.
+    pub fn video_codec_args(&self, a: &mut FfmpegArgs) {
+        match &self.video {
+            VideoEncoder::X264 { preset, crf } => {
+                a.opt("-c:v", "libx264")
+                    .opt("-preset", preset.as_str())
+                    .opt("-crf", crf.to_string())
+                    .opt("-profile:v", "high")
+                    .opt("-pix_fmt", "yuv420p");
+            }
+            VideoEncoder::Nvenc { cq } => {
+                a.opt("-c:v", "h264_nvenc")
+                    .opt("-preset", "p4")
+                    .opt("-profile:v", "high")
+                    .opt("-rc", "vbr")
+                    .opt("-cq", cq.to_string())
+                    .opt("-spatial_aq", "1")
+                    .opt("-no-scenecut", "1");
+            }
+        }
+    }
+
     pub fn video_encoder_name(&self) -> &'static str {
         match self.video {
             VideoEncoder::X264 { .. } => "libx264",

@@ -55,10 +55,10 @@ pub enum MediaError {
         detail: String,
         permanent: bool,
     },
-    /// A subtitle file the job names cannot be used; `field` says which (`subtitles[0]`),
-    /// `detail` shows its URI without any query string.
+    /// Something a request names cannot be used; `field` says which (`subtitles[0]`,
+    /// `parameters.start_sec`), `detail` why, showing any URI without its query string.
     #[error("{field}: {detail}")]
-    Sidecar {
+    Field {
         field: String,
         detail: String,
         permanent: bool,
@@ -92,7 +92,7 @@ impl MediaError {
                     permanent: true,
                     ..
                 }
-                | MediaError::Sidecar {
+                | MediaError::Field {
                     permanent: true,
                     ..
                 }

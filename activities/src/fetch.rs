@@ -91,9 +91,38 @@ pub struct FetchPolicy {
     pub allowed_hosts: Vec<String>,
     /// `TRANSCODER_MAX_INPUT_BYTES` (default 50 GiB).
     pub max_bytes: u64,
-    /// `GCS_HMAC_ACCESS_KEY_ID`, `GCS_HMAC_SECRET`, `GCS_ENDPOINT_URL`.
+    /// `GCS_HMAC_ACCESS_KEY_ID`/`GCS_HMAC_SECRET` (or the RunPod workers' `HMAC_KEY`/
+    /// `HMAC_SECRET`), `GCS_ENDPOINT_URL`.
     pub gcs: Option<S3Settings>,
+    /// `R2_PUBLIC_BASE_URL` (and `R2_PUBLIC_BUCKET`): where an `s3://` object can be read
+    /// without credentials when no store serves its bucket.
+    pub public_read: Option<PublicRead>,
 }
+
+/// The public-read fallback for `s3://bucket/key`: `GET {base}/{key}`, for one bucket or
+/// (without `R2_PUBLIC_BUCKET`) any.
+#[derive(Clone, Debug)]
+pub struct PublicRead {
+    pub base: url::Url,
+    pub bucket: Option<String>,
+}
+
+impl PublicRead {
+    /// The public URL of `bucket/key`, when this fallback serves the bucket.
+    pub fn url(&self, bucket: &str, key: &str) -> Option<url::Url> {
+        if self.bucket.as_deref().is_some_and(|b| b != bucket) {
+            return None;
+        }
+        let mut url = self.base.clone();
+        let path = format!("{}/{}", url.path().trim_end_matches('/'), key);
+        url.set_path(&path);
+        Some(url)
+    }
+}
+
+/// The error code RunPod ffmpeg workers answer when an `s3://` input can be read neither
+/// with credentials nor through a public base URL; callers match on it.
+pub const NO_PRESIGN_METHOD_AVAILABLE: &str = "NO_PRESIGN_METHOD_AVAILABLE";
 
 pub const DEFAULT_MAX_INPUT_BYTES: u64 = 50 * 1024 * 1024 * 1024;
 /// Room left on the scratch disk beyond the input itself (encodes need space too).
@@ -103,8 +132,12 @@ const ATTEMPTS: u32 = 5;
 impl FetchPolicy {
     pub fn from_env() -> Self {
         let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let gcs = match (get("GCS_HMAC_ACCESS_KEY_ID"), get("GCS_HMAC_SECRET")) {
-            (Some(id), Some(secret)) => Some(S3Settings {
+        let hmac = match (get("GCS_HMAC_ACCESS_KEY_ID"), get("GCS_HMAC_SECRET")) {
+            (Some(id), Some(secret)) => Some((id, secret)),
+            _ => get("HMAC_KEY").zip(get("HMAC_SECRET")),
+        };
+        let gcs = match hmac {
+            Some((id, secret)) => Some(S3Settings {
                 name: BackendKind::S3,
                 endpoint: Some(
                     get("GCS_ENDPOINT_URL")
@@ -126,6 +159,13 @@ impl FetchPolicy {
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(DEFAULT_MAX_INPUT_BYTES),
             gcs,
+            public_read: get("R2_PUBLIC_BASE_URL")
+                .and_then(|base| url::Url::parse(base.trim()).ok())
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .map(|base| PublicRead {
+                    base,
+                    bucket: get("R2_PUBLIC_BUCKET").map(|b| b.trim().to_string()),
+                }),
         }
     }
 
@@ -187,9 +227,22 @@ pub async fn fetch(
         InputUri::S3 { bucket, key } => {
             let remote = storage
                 .remote(storage.backend_kind(bucket))
-                .or_else(|| storage.remote(BackendKind::S3))
-                .ok_or_else(|| permanent(&shown, "s3:// inputs need an S3 store: set S3_ENDPOINT_URL and/or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or route the bucket with TRANSCODER_BUCKETS)"))?;
-            fetch_object(remote, &ObjectRef::new(bucket, key), &shown, dest, policy).await
+                .or_else(|| storage.remote(BackendKind::S3));
+            match (remote, policy.public_read.as_ref().and_then(|p| p.url(bucket, key))) {
+                (Some(remote), _) => {
+                    fetch_object(remote, &ObjectRef::new(bucket, key), &shown, dest, policy).await
+                }
+                // No credentials for the bucket: its public URL, on a host the operator
+                // named (so it needs no allowlist entry of its own).
+                (None, Some(public)) => {
+                    let mut policy = policy.clone();
+                    if let Some(host) = public.host_str() {
+                        policy.allow_host(&format!("{host}:{}", public.port_or_known_default().unwrap_or(443)));
+                    }
+                    fetch_http(&public, &shown, dest, &policy).await
+                }
+                (None, None) => Err(permanent(&shown, &format!("{NO_PRESIGN_METHOD_AVAILABLE}: this worker can read s3:// objects neither with credentials (S3_ENDPOINT_URL and/or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a route in TRANSCODER_BUCKETS) nor through a public base URL (R2_PUBLIC_BASE_URL)"))),
+            }
         }
         InputUri::Gs { bucket, key } => {
             let settings = policy.gcs.clone().ok_or_else(|| {

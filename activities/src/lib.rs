@@ -25,6 +25,7 @@ mod span;
 pub mod storage;
 pub mod storyboard;
 pub mod subtitles;
+pub mod tasks;
 pub mod thumbnail;
 pub mod verify;
 pub mod waveform;
@@ -34,7 +35,7 @@ pub mod webvtt;
 mod adapter;
 mod original;
 
-pub use adapter::{MediaActivities, HEARTBEAT_EVERY};
+pub use adapter::{MediaActivities, TaskActivities, HEARTBEAT_EVERY};
 pub use encoder::EncoderSettings;
 pub use error::MediaError;
 pub use storage::Storage;

@@ -264,7 +264,7 @@ async fn fetch_sidecar(
     work: &Path,
     i: usize,
 ) -> Result<Vec<Cue>> {
-    let refuse = |detail: String| MediaError::Sidecar {
+    let refuse = |detail: String| MediaError::Field {
         field: field.to_string(),
         detail,
         permanent: true,
@@ -279,7 +279,7 @@ async fn fetch_sidecar(
     // cannot succeed (not found, not allowed, too large) fails the job naming the entry.
     crate::fetch::fetch(&uri, &file, &policy, storage)
         .await
-        .map_err(|e| MediaError::Sidecar {
+        .map_err(|e| MediaError::Field {
             field: field.to_string(),
             permanent: e.is_permanent(),
             detail: match e {

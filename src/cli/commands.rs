@@ -68,6 +68,11 @@ pub(crate) async fn run_worker(args: WorkerArgs) -> Result<ExitCode> {
 }
 
 pub(crate) async fn submit(args: SubmitArgs) -> Result<ExitCode> {
+    let payload = super::task::read_payload(&args.job.to_string_lossy())?;
+    let body = transcoder::tasks::task_body(&payload);
+    if transcoder_workflows::task::is_task(body) {
+        return submit_task(body, &args).await;
+    }
     let mut job = read_job(&args.job)?;
     jobs::apply_env_defaults(&mut job)?;
     let key = SecretBox::from_env()?.ok_or(transcoder_activities::secrets::SecretError::NoKey)?;
@@ -94,6 +99,27 @@ pub(crate) async fn submit(args: SubmitArgs) -> Result<ExitCode> {
     println!("{}", serde_json::to_string(&outcome.body)?);
     outcome.warn_if_webhook_missed();
     Ok(outcome.exit_code())
+}
+
+/// `submit` of a task- or action-style payload: its workflow id, or with `--wait` its answer.
+async fn submit_task(body: &serde_json::Value, args: &SubmitArgs) -> Result<ExitCode> {
+    use transcoder::tasks;
+    let key = SecretBox::from_env()?.ok_or(transcoder_activities::secrets::SecretError::NoKey)?;
+    let prepared =
+        tasks::prepare(body, &key).context("the task was refused before it was submitted")?;
+    let client = Temporal::connect_remote().await?;
+    tasks::start_or_attach(&client, &prepared, &args.task_queue).await?;
+    if !args.wait {
+        println!("{}", prepared.workflow_id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let answer = tasks::wait_for_answer(&client, &prepared.workflow_id).await?;
+    println!("{}", serde_json::to_string(&tasks::answer_json(&answer))?);
+    Ok(if answer.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub(crate) async fn verify(args: VerifyArgs) -> Result<ExitCode> {

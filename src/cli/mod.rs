@@ -1,8 +1,9 @@
-//! The subcommands' bodies: `run` (with what it prints) in [`run`], the others in
+//! The subcommands' bodies: `run` (with what it prints) in [`run`], `task` in [`task`], the others in
 //! [`commands`], and the worker settings every command that runs a worker shares.
 
 pub(crate) mod commands;
 pub(crate) mod run;
+pub(crate) mod task;
 
 use crate::*;
 use anyhow::{bail, Context, Result};

@@ -1,4 +1,5 @@
-//! One RunPod job: its `input` is a media-api payload (DESIGN §3.1). The pod starts the
+//! One RunPod job: its `input` is a media-api payload (DESIGN §3.1), or a task- or
+//! action-style payload (`transcoder_workflows::task`, run by `run_task_job`). The pod starts the
 //! workflow `transcode-{mediaId}` or attaches to it, runs a Temporal worker on the job's
 //! task queue until that workflow ends, and turns the final webhook body into the RunPod
 //! result. A job delivered again after its pod died attaches to the same workflow and
@@ -6,6 +7,7 @@
 
 use super::client::RunpodClient;
 use crate::jobs::{self, Submitted};
+use crate::tasks;
 use crate::worker::{self, WorkerConfig};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -82,6 +84,9 @@ where
     F: FnOnce(Outcome) -> Fut,
     Fut: std::future::Future<Output = T>,
 {
+    if transcoder_workflows::task::is_task(&input) {
+        return run_task_job(pod, input, signals, progress, report).await;
+    }
     // Taken before parsing, so even a parse error's text cannot carry it out.
     let raw_secret = input
         .get("webhookSecret")
@@ -153,9 +158,93 @@ where
         return report(outcome).await;
     }
 
+    let progress_task = spawn_progress(
+        pod.client.clone(),
+        id.clone(),
+        progress.client.cloned(),
+        progress.job_id.to_string(),
+        progress.local.clone(),
+    );
+    let body = jobs::wait_for_body(&pod.client, &id, &job);
+    let finished = async {
+        match body.await {
+            Ok(body) => Outcome::Finished(result_from_body(&body)),
+            Err(e) => fail(format!("{e:#}")),
+        }
+    };
+    let waiting = wait(pod, &id, finished, signals).instrument(job_span.clone());
+    drive(pod, waiting, progress_task, fail, report).await
+}
+
+/// A task- or action-style job (`transcoder_workflows::task`): the same life as a
+/// transcode job's (start or attach, a worker while it runs, stop and shutdown), answered
+/// with the task's answer or `{"error": …}`.
+async fn run_task_job<F, Fut, T>(
+    pod: &Pod,
+    input: Value,
+    signals: Signals,
+    progress: ProgressSink<'_>,
+    report: F,
+) -> T
+where
+    F: FnOnce(Outcome) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let span = tracing::info_span!("runpod task", runpod.job_id = progress.job_id);
+    let prepared = match tasks::prepare(&input, &pod.secrets) {
+        Ok(p) => p,
+        Err(e) => return report(Outcome::Finished(JobResult::error(e.to_string()))).await,
+    };
+    let id = prepared.workflow_id.clone();
+    let fail = |text: String| Outcome::Finished(JobResult::error(text));
+    let submitted = match tasks::start_or_attach(&pod.client, &prepared, &pod.config.task_queue)
+        .instrument(span.clone())
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return report(fail(format!("{e:#}"))).await,
+    };
+    let answer = async {
+        match tasks::wait_for_answer(&pod.client, &id).await {
+            Ok(Ok(value)) => Outcome::Finished(JobResult::Output(value)),
+            Ok(Err(reason)) => fail(reason),
+            Err(e) => fail(format!("{e:#}")),
+        }
+    };
+    if submitted == Submitted::AlreadyCompleted {
+        return report(answer.await).await;
+    }
+    let progress_task = spawn_task_progress(
+        pod.client.clone(),
+        id.clone(),
+        progress.client.cloned(),
+        progress.job_id.to_string(),
+        progress.local.clone(),
+    );
+    let waiting = wait(pod, &id, answer, signals).instrument(span);
+    drive(pod, waiting, progress_task, fail, report).await
+}
+
+/// Runs this pod's worker while `waiting` decides the job's outcome, stops the progress
+/// updates, hands the outcome to `report`, and stops the worker after it.
+async fn drive<W, F, Fut, T>(
+    pod: &Pod,
+    waiting: W,
+    (progress_stop, progress_task): ProgressTask,
+    fail: impl Fn(String) -> Outcome,
+    report: F,
+) -> T
+where
+    W: std::future::Future<Output = Outcome>,
+    F: FnOnce(Outcome) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
     let mut worker = match worker::build(&pod.runtime, pod.client.clone(), &pod.config) {
         Ok(w) => w,
-        Err(e) => return report(fail(format!("this pod cannot run a worker: {e:#}"))).await,
+        Err(e) => {
+            let _ = progress_stop.send(true);
+            return report(fail(format!("this pod cannot run a worker: {e:#}"))).await;
+        }
     };
     worker::log_start(&pod.config);
     let stop_worker = worker.shutdown_handle();
@@ -168,15 +257,7 @@ where
     tokio::pin!(worker_run);
     let mut worker_done = false;
 
-    let (progress_stop, progress_task) = spawn_progress(
-        pod.client.clone(),
-        id.clone(),
-        progress.client.cloned(),
-        progress.job_id.to_string(),
-        progress.local.clone(),
-    );
     let outcome = {
-        let waiting = wait(pod, &id, &job, signals, &fail).instrument(job_span.clone());
         tokio::pin!(waiting);
         tokio::select! {
             outcome = &mut waiting => outcome,
@@ -212,23 +293,20 @@ where
     value
 }
 
-/// Waits for the workflow to end, for a job-stop, or for shutdown.
+/// Waits for the workflow to end (`finished` gives its outcome), for a job-stop, or for
+/// shutdown.
 async fn wait(
     pod: &Pod,
     id: &str,
-    job: &JobInput,
+    finished: impl std::future::Future<Output = Outcome>,
     mut signals: Signals,
-    fail: &impl Fn(String) -> Outcome,
 ) -> Outcome {
-    let body = jobs::wait_for_body(&pod.client, id, job);
-    tokio::pin!(body);
-    let finished = |body: anyhow::Result<WebhookBody>| match body {
-        Ok(body) => Outcome::Finished(result_from_body(&body)),
-        Err(e) => fail(format!("{e:#}")),
-    };
+    tokio::pin!(finished);
     tokio::select! {
-        body = &mut body => finished(body),
+        outcome = &mut finished => outcome,
         _ = super::flipped(&mut signals.stop) => {
+            // Cancelling is by workflow id: the handle's type only shapes results and
+            // queries, so this serves task workflows too.
             let handle = pod.client.get_workflow_handle::<TranscodeWorkflow>(id);
             let options = WorkflowCancelOptions::builder()
                 .reason("RunPod job stopped (cancelled, expired or timed out)".to_string())
@@ -237,7 +315,7 @@ async fn wait(
                 Ok(()) => {
                     // The cancellation is carried out by a workflow task: keep this pod's
                     // worker (polled beside this future) running until the workflow ends.
-                    let ended = tokio::time::timeout(pod.config.shutdown_grace, &mut body).await;
+                    let ended = tokio::time::timeout(pod.config.shutdown_grace, &mut finished).await;
                     tracing::info!(workflow_id = %id, ended = ended.is_ok(), "job stopped by RunPod: workflow cancelled");
                 }
                 Err(e) => tracing::warn!(workflow_id = %id, error = %e, "job stopped by RunPod; cancelling its workflow failed"),
@@ -249,8 +327,8 @@ async fn wait(
             // the next pod: every finished activity is already in history.
             let grace = pod.config.shutdown_grace;
             tracing::info!(workflow_id = %id, ?grace, "shutting down: waiting for the job to finish within the grace period");
-            match tokio::time::timeout(grace, &mut body).await {
-                Ok(body) => finished(body),
+            match tokio::time::timeout(grace, &mut finished).await {
+                Ok(outcome) => outcome,
                 Err(_) => {
                     tracing::info!(workflow_id = %id, "job not finished: no result posted, RunPod delivers it again and the next pod resumes it");
                     Outcome::Interrupted
@@ -276,6 +354,9 @@ pub fn result_from_body(body: &WebhookBody) -> JobResult {
     }
 }
 
+/// A running progress reporter: its stop switch and its task.
+type ProgressTask = (watch::Sender<bool>, tokio::task::JoinHandle<()>);
+
 /// Reads the workflow's progress every few seconds and posts it when it changed, one post
 /// at a time, until told to stop.
 fn spawn_progress(
@@ -284,7 +365,7 @@ fn spawn_progress(
     runpod: Option<RunpodClient>,
     job_id: String,
     local: Option<ProgressCallback>,
-) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+) -> ProgressTask {
     let (tx, mut rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         let mut last: Option<Progress> = None;
@@ -316,6 +397,51 @@ fn spawn_progress(
                         client.post_progress(&job_id, &value).await;
                     }
                     last = Some(p);
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(PROGRESS_EVERY) => {}
+                _ = super::flipped(&mut rx) => return,
+            }
+        }
+    });
+    (tx, task)
+}
+
+/// As [`spawn_progress`], for a task: its state and how many of its parts are done.
+fn spawn_task_progress(
+    temporal: Client,
+    workflow_id: String,
+    runpod: Option<RunpodClient>,
+    job_id: String,
+    local: Option<ProgressCallback>,
+) -> ProgressTask {
+    let (tx, mut rx) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut last: Option<Value> = None;
+        loop {
+            let read = tasks::query_progress(&temporal, &workflow_id);
+            let current = tokio::select! {
+                r = read => r,
+                _ = super::flipped(&mut rx) => return,
+            };
+            if let Some(p) = current {
+                let value = json!({
+                    "workflowId": workflow_id,
+                    "task": p.task,
+                    "state": p.state,
+                    "done": p.done,
+                    "total": p.total,
+                });
+                if last.as_ref() != Some(&value) && !*rx.borrow() {
+                    tracing::info!(job_id, task = %p.task, done = p.done, total = p.total, "progress");
+                    if let Some(tell) = &local {
+                        tell(value.clone());
+                    }
+                    if let Some(client) = &runpod {
+                        client.post_progress(&job_id, &value).await;
+                    }
+                    last = Some(value);
                 }
             }
             tokio::select! {

@@ -14,6 +14,7 @@ use crate::media::{
     WaveformInput, WaveformOutput,
 };
 use crate::receipt::Receipt;
+use crate::task::{AudioTrim, Downsampling, Encoding, Probe, StageObject};
 use crate::webhook::{WebhookBody, WebhookReceipt};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -48,6 +49,24 @@ pub struct JobEvent {
     pub media_type: String,
     /// `None` when the job starts; the closed receipt when it ends.
     pub finished: Option<Receipt>,
+}
+
+/// A readable reason from an activity failure: the innermost cause's message, which is the
+/// activity's own error text (not the SDK's "activity task failed" wrapper).
+pub fn failure_message(err: &temporalio_sdk::ActivityExecutionError) -> String {
+    let mut message = String::new();
+    let mut next = err.failure();
+    while let Some(failure) = next {
+        if !failure.message.is_empty() {
+            message = failure.message.clone();
+        }
+        next = failure.cause.as_deref();
+    }
+    if message.is_empty() {
+        err.to_string()
+    } else {
+        message
+    }
 }
 
 /// The activities of a transcode job, by name. Workflows call them as
@@ -227,6 +246,48 @@ impl TranscodeActivities {
 
     #[activity(name = "webhook")]
     pub fn webhook(input: WebhookRequest) -> Result<WebhookReceipt, ActivityError> {
+        unimplemented!()
+    }
+}
+
+/// The activities of the small media tasks (`task_workflow`), by name. Each returns the
+/// task's answer as JSON: the output it wrote and what it measured.
+pub struct MediaTaskActivities;
+
+/// Marker types of the task activities, for `#[activity(definition = task_defs::AudioTrim)]`.
+pub mod task_defs {
+    pub use super::media_task_activities::*;
+}
+
+#[activity_definitions]
+impl MediaTaskActivities {
+    /// `STAGE_OBJECT`: copy one object into a bucket.
+    #[activity(name = "task_stage_object")]
+    pub fn stage_object(input: StageObject) -> Result<serde_json::Value, ActivityError> {
+        unimplemented!()
+    }
+
+    /// `AUDIO_TRIM`: a sample-exact span of the sound as WAV.
+    #[activity(name = "task_audio_trim")]
+    pub fn audio_trim(input: AudioTrim) -> Result<serde_json::Value, ActivityError> {
+        unimplemented!()
+    }
+
+    /// `DOWNSAMPLING`: the video at a smaller height, as MP4.
+    #[activity(name = "task_downsample")]
+    pub fn downsample(input: Downsampling) -> Result<serde_json::Value, ActivityError> {
+        unimplemented!()
+    }
+
+    /// `ENCODING`: the video with the given sound, subtitles burned in when asked, as MP4.
+    #[activity(name = "task_encoding")]
+    pub fn encoding(input: Encoding) -> Result<serde_json::Value, ActivityError> {
+        unimplemented!()
+    }
+
+    /// `probe`: ffprobe's JSON and our probe facts.
+    #[activity(name = "task_probe")]
+    pub fn probe_media(input: Probe) -> Result<serde_json::Value, ActivityError> {
         unimplemented!()
     }
 }

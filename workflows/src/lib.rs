@@ -14,11 +14,13 @@ pub mod receipt;
 pub mod rungs;
 pub mod search;
 pub mod task;
+pub mod task_workflow;
 pub mod webhook;
 pub mod workflow;
 
 pub use cleanup::OriginalCleanupWorkflow;
 pub use job::{Job, JobInput, MediaType, ValidationError};
+pub use task_workflow::MediaTaskWorkflow;
 pub use workflow::TranscodeWorkflow;
 
 /// The default task queue workers poll and clients start workflows on.

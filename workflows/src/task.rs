@@ -3,7 +3,8 @@
 //! action style (`{"action": NAME, "data": {…}}`), with the parameter names users send
 //! today. Every problem names its parameter.
 //!
-//! Only the reading lives here; running the tasks is not built yet (issue 16).
+//! The workflow that runs them is `task_workflow`; the activities' names are in
+//! `activities::MediaTaskActivities`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -15,53 +16,141 @@ pub enum TaskOutput {
     PutUrl(String),
 }
 
+/// `STAGE_OBJECT`: copy one object into a bucket.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageObject {
+    pub source_uri: String,
+    pub dest_uri: String,
+}
+
+/// `DOWNSAMPLING`: re-encode to a height (aspect kept) as MP4.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Downsampling {
+    pub input_uri: String,
+    pub output: TaskOutput,
+    pub height: u32,
+}
+
+/// `AUDIO_TRIM`: a span of the sound as WAV.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AudioTrim {
+    pub source_uri: String,
+    pub start_seconds: f64,
+    pub duration_seconds: f64,
+    pub output: TaskOutput,
+}
+
+/// `ENCODING`: the video with another sound track, subtitles burned in when asked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Encoding {
+    pub id: String,
+    pub language: String,
+    pub burn_subtitles: bool,
+    pub input_video_uri: String,
+    /// `None` keeps the video's own sound (the legacy form names no audio).
+    pub input_audio_uri: Option<String>,
+    pub subtitles_uri: Option<String>,
+    pub output: TaskOutput,
+}
+
+/// `process`: one ffmpeg argument vector and its output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Process {
+    pub chain: Vec<String>,
+    pub output: String,
+}
+
+/// `probe`: ffprobe's JSON of one input, with our probe facts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Probe {
+    pub input: String,
+}
+
+/// `vmaf`: the VMAF score of `distorted` against `reference`, per-frame scores to
+/// `output` when given.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Vmaf {
+    pub reference: String,
+    pub distorted: String,
+    pub output: Option<String>,
+}
+
 /// One task or action, as asked.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum MediaTask {
-    /// `STAGE_OBJECT`: copy one object into a bucket.
-    StageObject {
-        source_uri: String,
-        dest_uri: String,
-    },
-    /// `DOWNSAMPLING`: re-encode to a height (aspect kept) as MP4.
-    Downsampling {
-        input_uri: String,
-        output: TaskOutput,
-        height: u32,
-    },
-    /// `AUDIO_TRIM`: a span of the sound as WAV.
-    AudioTrim {
-        source_uri: String,
-        start_seconds: f64,
-        duration_seconds: f64,
-        output: TaskOutput,
-    },
-    /// `ENCODING`: the video with another sound track, subtitles burned in when asked.
-    Encoding {
-        id: String,
-        language: String,
-        burn_subtitles: bool,
-        input_video_uri: String,
-        /// `None` keeps the video's own sound (the legacy form names no audio).
-        input_audio_uri: Option<String>,
-        subtitles_uri: Option<String>,
-        output: TaskOutput,
-    },
-    /// `process`: one ffmpeg argument vector and its output path.
-    Process { chain: Vec<String>, output: String },
-    /// `multi_process`: several, run in parallel.
-    MultiProcess {
-        processes: Vec<(Vec<String>, String)>,
-    },
-    /// `probe`: ffprobe's JSON of one input.
-    Probe { input: String },
-    /// `vmaf`: the VMAF score of `distorted` against `reference`, per-frame scores to
-    /// `output` when given.
-    Vmaf {
-        reference: String,
-        distorted: String,
-        output: Option<String>,
-    },
+    StageObject(StageObject),
+    Downsampling(Downsampling),
+    AudioTrim(AudioTrim),
+    Encoding(Encoding),
+    Process(Process),
+    /// `multi_process`: several chains, run in parallel.
+    MultiProcess(Vec<Process>),
+    Probe(Probe),
+    Vmaf(Vmaf),
+}
+
+impl MediaTask {
+    /// The name the payload gave: a task (`AUDIO_TRIM`) or an action (`probe`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            MediaTask::StageObject(_) => "STAGE_OBJECT",
+            MediaTask::Downsampling(_) => "DOWNSAMPLING",
+            MediaTask::AudioTrim(_) => "AUDIO_TRIM",
+            MediaTask::Encoding(_) => "ENCODING",
+            MediaTask::Process(_) => "process",
+            MediaTask::MultiProcess(_) => "multi_process",
+            MediaTask::Probe(_) => "probe",
+            MediaTask::Vmaf(_) => "vmaf",
+        }
+    }
+
+    /// Action-style requests answer `{"success": true, "result": …}`; tasks answer with
+    /// their result itself.
+    pub fn is_action(&self) -> bool {
+        matches!(
+            self,
+            MediaTask::Process(_)
+                | MediaTask::MultiProcess(_)
+                | MediaTask::Probe(_)
+                | MediaTask::Vmaf(_)
+        )
+    }
+
+    /// The payload's idempotency key, when it carries one (`ENCODING`'s `id`).
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            MediaTask::Encoding(e) => Some(e.id.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Every URI or URL the request names, to seal those that carry a signature before
+    /// they reach workflow history.
+    pub fn uris_mut(&mut self) -> Vec<&mut String> {
+        fn out(o: &mut TaskOutput) -> &mut String {
+            match o {
+                TaskOutput::Uri(u) | TaskOutput::PutUrl(u) => u,
+            }
+        }
+        match self {
+            MediaTask::StageObject(t) => vec![&mut t.source_uri, &mut t.dest_uri],
+            MediaTask::Downsampling(t) => vec![&mut t.input_uri, out(&mut t.output)],
+            MediaTask::AudioTrim(t) => vec![&mut t.source_uri, out(&mut t.output)],
+            MediaTask::Encoding(t) => {
+                let mut all = vec![&mut t.input_video_uri, out(&mut t.output)];
+                all.extend(t.input_audio_uri.as_mut());
+                all.extend(t.subtitles_uri.as_mut());
+                all
+            }
+            MediaTask::Probe(t) => vec![&mut t.input],
+            MediaTask::Vmaf(t) => {
+                let mut all = vec![&mut t.reference, &mut t.distorted];
+                all.extend(t.output.as_mut());
+                all
+            }
+            MediaTask::Process(_) | MediaTask::MultiProcess(_) => Vec::new(),
+        }
+    }
 }
 
 /// The task names and action names understood, for messages.
@@ -96,21 +185,21 @@ pub fn parse_task(input: &Value) -> Result<MediaTask, TaskError> {
             let params = section(fields, "parameters")?;
             let mut r = Reader::new("parameters", params);
             let task = match task.as_str() {
-                "STAGE_OBJECT" => MediaTask::StageObject {
+                "STAGE_OBJECT" => MediaTask::StageObject(StageObject {
                     source_uri: r.uri("source_uri"),
                     dest_uri: r.object_uri("dest_uri"),
-                },
-                "DOWNSAMPLING" => MediaTask::Downsampling {
+                }),
+                "DOWNSAMPLING" => MediaTask::Downsampling(Downsampling {
                     input_uri: r.uri("original_video_uri"),
                     output: r.output("output_video_uri"),
                     height: r.height("resolution"),
-                },
-                "AUDIO_TRIM" => MediaTask::AudioTrim {
+                }),
+                "AUDIO_TRIM" => MediaTask::AudioTrim(AudioTrim {
                     source_uri: r.uri("source_uri"),
                     start_seconds: r.seconds("start_sec", 0.0),
                     duration_seconds: r.seconds("duration_sec", f64::MIN_POSITIVE),
                     output: r.output("output_video_uri"),
-                },
+                }),
                 "ENCODING" => r.encoding(),
                 other => {
                     return Err(refuse(format!(
@@ -126,21 +215,19 @@ pub fn parse_task(input: &Value) -> Result<MediaTask, TaskError> {
             let data = section(fields, "data")?;
             let mut r = Reader::new("data", data);
             let task = match action.as_str() {
-                "process" => MediaTask::Process {
+                "process" => MediaTask::Process(Process {
                     chain: r.chain("chainCmds"),
                     output: r.text("output"),
-                },
-                "multi_process" => MediaTask::MultiProcess {
-                    processes: r.processes("processes"),
-                },
-                "probe" => MediaTask::Probe {
+                }),
+                "multi_process" => MediaTask::MultiProcess(r.processes("processes")),
+                "probe" => MediaTask::Probe(Probe {
                     input: r.text("input"),
-                },
-                "vmaf" => MediaTask::Vmaf {
+                }),
+                "vmaf" => MediaTask::Vmaf(Vmaf {
                     reference: r.text("input1"),
                     distorted: r.text("input2"),
                     output: r.optional_text("output"),
-                },
+                }),
                 other => {
                     return Err(refuse(format!(
                         "action {:?} is not one of {}",
@@ -395,7 +482,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn processes(&mut self, key: &str) -> Vec<(Vec<String>, String)> {
+    fn processes(&mut self, key: &str) -> Vec<Process> {
         let name = self.name(key);
         let Some(items) = self.fields.get(key).and_then(Value::as_array) else {
             self.problems
@@ -430,7 +517,7 @@ impl<'a> Reader<'a> {
                     .into_iter()
                     .map(|p| p.replacen("data.", &format!("{name}[{i}]."), 1)),
             );
-            out.push((chain, output));
+            out.push(Process { chain, output });
         }
         out
     }
@@ -449,7 +536,7 @@ impl<'a> Reader<'a> {
             let name = self.text("name");
             let folder = folder.trim_matches('/');
             let at = |file: &str| format!("gs://{bucket}/{folder}/{file}");
-            MediaTask::Encoding {
+            MediaTask::Encoding(Encoding {
                 id,
                 language,
                 burn_subtitles: burn,
@@ -457,7 +544,7 @@ impl<'a> Reader<'a> {
                 input_audio_uri: None,
                 subtitles_uri: None,
                 output: TaskOutput::Uri(at(&name)),
-            }
+            })
         } else {
             let subtitles_uri = self.optional_text("subtitles_uri");
             if burn && subtitles_uri.is_none() {
@@ -467,7 +554,7 @@ impl<'a> Reader<'a> {
                     self.name("subtitles")
                 ));
             }
-            MediaTask::Encoding {
+            MediaTask::Encoding(Encoding {
                 id,
                 language,
                 burn_subtitles: burn,
@@ -475,7 +562,7 @@ impl<'a> Reader<'a> {
                 input_audio_uri: Some(self.uri("input_audio_uri")),
                 subtitles_uri,
                 output: self.output("output_video_uri"),
-            }
+            })
         }
     }
 }
@@ -501,10 +588,10 @@ mod tests {
             parse_task(&json!({"task": "STAGE_OBJECT", "parameters": {
                 "source_uri": "https://cdn.example/master.m4a",
                 "dest_uri": "s3://videos/pipelines/j1/inputs/audio/master.m4a"}})),
-            Ok(MediaTask::StageObject {
+            Ok(MediaTask::StageObject(StageObject {
                 source_uri: "https://cdn.example/master.m4a".into(),
                 dest_uri: "s3://videos/pipelines/j1/inputs/audio/master.m4a".into(),
-            })
+            }))
         );
         for (resolution, height) in [(json!("360p"), 360), (json!(240), 240), (json!("480"), 480)] {
             let task = parse_task(&json!({"task": "DOWNSAMPLING", "parameters": {
@@ -513,30 +600,30 @@ mod tests {
             .unwrap();
             assert_eq!(
                 task,
-                MediaTask::Downsampling {
+                MediaTask::Downsampling(Downsampling {
                     input_uri: "gs://b/in.mp4".into(),
                     output: TaskOutput::PutUrl("https://put.example/x?sig=1".into()),
                     height,
-                }
+                })
             );
         }
         assert_eq!(
             parse_task(&json!({"task": "AUDIO_TRIM", "parameters": {
                 "source_uri": "s3://videos/master.m4a", "start_sec": 12.5, "duration_sec": 3,
                 "output_video_uri": "s3://videos/stage/segment_0.wav"}})),
-            Ok(MediaTask::AudioTrim {
+            Ok(MediaTask::AudioTrim(AudioTrim {
                 source_uri: "s3://videos/master.m4a".into(),
                 start_seconds: 12.5,
                 duration_seconds: 3.0,
                 output: TaskOutput::Uri("s3://videos/stage/segment_0.wav".into()),
-            })
+            }))
         );
         assert_eq!(
             parse_task(&json!({"task": "ENCODING", "parameters": {
                 "id": "e1", "language": "en", "subtitles": true,
                 "input_video_uri": "s3://v/in.mp4", "input_audio_uri": "s3://v/voice.wav",
                 "subtitles_uri": "s3://v/subs.ass", "output_video_uri": "s3://v/out.mp4"}})),
-            Ok(MediaTask::Encoding {
+            Ok(MediaTask::Encoding(Encoding {
                 id: "e1".into(),
                 language: "en".into(),
                 burn_subtitles: true,
@@ -544,14 +631,14 @@ mod tests {
                 input_audio_uri: Some("s3://v/voice.wav".into()),
                 subtitles_uri: Some("s3://v/subs.ass".into()),
                 output: TaskOutput::Uri("s3://v/out.mp4".into()),
-            })
+            }))
         );
         // The legacy form maps onto the URI form.
         assert_eq!(
             parse_task(&json!({"task": "ENCODING", "parameters": {
                 "id": "e2", "language": "fr", "subtitles": false, "name": "final.mp4",
                 "input_video_name": "raw.mp4", "bucket": "media", "bucket_parent_folder": "projects/p1/"}})),
-            Ok(MediaTask::Encoding {
+            Ok(MediaTask::Encoding(Encoding {
                 id: "e2".into(),
                 language: "fr".into(),
                 burn_subtitles: false,
@@ -559,7 +646,7 @@ mod tests {
                 input_audio_uri: None,
                 subtitles_uri: None,
                 output: TaskOutput::Uri("gs://media/projects/p1/final.mp4".into()),
-            })
+            }))
         );
     }
 
@@ -567,26 +654,26 @@ mod tests {
     fn every_action_shape_of_the_reference_is_read() {
         assert_eq!(
             parse_task(&json!({"action": "probe", "data": {"input": "/volume/in.mp4"}})),
-            Ok(MediaTask::Probe {
+            Ok(MediaTask::Probe(Probe {
                 input: "/volume/in.mp4".into()
-            })
+            }))
         );
         assert_eq!(
             parse_task(
                 &json!({"action": "vmaf", "data": {"input1": "a.mp4", "input2": "b.mp4", "output": "v.json"}})
             ),
-            Ok(MediaTask::Vmaf {
+            Ok(MediaTask::Vmaf(Vmaf {
                 reference: "a.mp4".into(),
                 distorted: "b.mp4".into(),
                 output: Some("v.json".into()),
-            })
+            }))
         );
         let chain = json!(["ffmpeg", "-i", "in.mp4", "out.mp4"]);
         assert_eq!(
             parse_task(
                 &json!({"action": "process", "data": {"chainCmds": chain, "output": "out.mp4"}})
             ),
-            Ok(MediaTask::Process {
+            Ok(MediaTask::Process(Process {
                 chain: vec![
                     "ffmpeg".into(),
                     "-i".into(),
@@ -594,12 +681,12 @@ mod tests {
                     "out.mp4".into()
                 ],
                 output: "out.mp4".into(),
-            })
+            }))
         );
         let task = parse_task(&json!({"action": "multi_process", "data": {"processes": [
             {"chainCmds": chain, "output": "a.mp4"}, {"chainCmds": chain, "output": "b.mp4"}]}}))
         .unwrap();
-        assert!(matches!(task, MediaTask::MultiProcess { processes } if processes.len() == 2));
+        assert!(matches!(task, MediaTask::MultiProcess(processes) if processes.len() == 2));
         assert!(is_task(&json!({"action": "probe"})) && !is_task(&json!({"mediaId": "m"})));
     }
 

@@ -7,6 +7,9 @@
 //! nothing else lives here.
 
 mod observe;
+mod tasks;
+
+pub use tasks::TaskActivities;
 
 pub use observe::HEARTBEAT_EVERY;
 use observe::{CheckpointFeed, StepFacts};
@@ -44,7 +47,8 @@ use transcoder_workflows::media::{
 use transcoder_workflows::webhook::WebhookReceipt;
 
 /// Everything an activity needs from the worker: where objects live, where to work, how
-/// to encode.
+/// to encode. Cloned for the task activities, which share all of it.
+#[derive(Clone)]
 pub struct MediaActivities {
     storage: Storage,
     /// This process's scratch folder; dead processes' folders are reclaimed when it is made.

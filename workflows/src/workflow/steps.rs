@@ -33,18 +33,7 @@ pub(super) fn step(ctx: &WorkflowContext<TranscodeWorkflow>, name: &str, percent
 /// A readable reason from an activity failure: the innermost cause's message, which is the
 /// activity's own error text (not the SDK's "activity task failed" wrapper).
 pub(super) fn step_failed(step: &str, err: &ActivityExecutionError) -> String {
-    let mut message = String::new();
-    let mut next = err.failure();
-    while let Some(failure) = next {
-        if !failure.message.is_empty() {
-            message = failure.message.clone();
-        }
-        next = failure.cause.as_deref();
-    }
-    if message.is_empty() {
-        message = err.to_string();
-    }
-    format!("{step} failed: {message}")
+    format!("{step} failed: {}", crate::activities::failure_message(err))
 }
 
 /// Bounded retries with backoff for failures that may heal (a killed process, I/O, network).

@@ -1,0 +1,131 @@
+//! The Temporal face of the small media tasks (`crate::tasks`): the same shape as the
+//! transcode's adapters, on the same worker settings, scratch folders and error mapping.
+
+use super::observe::StepFacts;
+use super::MediaActivities;
+use crate::tasks::{encoding, inspect, resize, stage, trim, TaskIo};
+use serde_json::Value;
+use std::sync::Arc;
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use transcoder_workflows::activities::task_defs as defs;
+use transcoder_workflows::task::{AudioTrim, Downsampling, Encoding, Probe, StageObject};
+
+/// The task activities of a worker: its transcode activities' settings, shared.
+pub struct TaskActivities {
+    media: MediaActivities,
+}
+
+impl MediaActivities {
+    /// The task activities on this worker's settings.
+    pub fn tasks(&self) -> TaskActivities {
+        TaskActivities {
+            media: self.clone(),
+        }
+    }
+}
+
+impl TaskActivities {
+    fn io(&self) -> TaskIo<'_> {
+        TaskIo {
+            storage: &self.media.storage,
+            fetch: &self.media.fetch_policy,
+            secrets: self.media.secrets.as_ref(),
+            http: &self.media.http,
+        }
+    }
+}
+
+#[activities]
+impl TaskActivities {
+    #[activity(definition = defs::StageObject)]
+    pub async fn stage_object(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: StageObject,
+    ) -> Result<Value, ActivityError> {
+        self.media
+            .observed(&ctx, async |step| {
+                let answer = stage::stage_object(&self.io(), &input, step.dir()).await?;
+                Ok((answer, StepFacts::default()))
+            })
+            .await
+    }
+
+    #[activity(definition = defs::AudioTrim)]
+    pub async fn audio_trim(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: AudioTrim,
+    ) -> Result<Value, ActivityError> {
+        self.media
+            .observed(&ctx, async |step| {
+                let progress = step.progress.scaled(0.0, 1.0);
+                let answer = trim::audio_trim(&self.io(), &input, step.dir(), &progress).await?;
+                Ok((answer, StepFacts::media(input.duration_seconds)))
+            })
+            .await
+    }
+
+    #[activity(definition = defs::Downsample)]
+    pub async fn downsample(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: Downsampling,
+    ) -> Result<Value, ActivityError> {
+        self.media
+            .observed(&ctx, async |step| {
+                let progress = step.progress.scaled(0.0, 1.0);
+                let answer = resize::downsample(
+                    &self.io(),
+                    &input,
+                    &self.media.encoder,
+                    step.dir(),
+                    &progress,
+                )
+                .await?;
+                let seconds = answer["duration_sec"].as_f64().unwrap_or(0.0);
+                let facts = StepFacts::media(seconds)
+                    .encoder(Some(self.media.encoder.video_encoder_name()));
+                Ok((answer, facts))
+            })
+            .await
+    }
+
+    #[activity(definition = defs::Encoding)]
+    pub async fn encoding(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: Encoding,
+    ) -> Result<Value, ActivityError> {
+        self.media
+            .observed(&ctx, async |step| {
+                let progress = step.progress.scaled(0.0, 1.0);
+                let answer = encoding::encoding(
+                    &self.io(),
+                    &input,
+                    &self.media.encoder,
+                    step.dir(),
+                    &progress,
+                )
+                .await?;
+                let seconds = answer["duration_sec"].as_f64().unwrap_or(0.0);
+                Ok((answer, StepFacts::media(seconds)))
+            })
+            .await
+    }
+
+    #[activity(definition = defs::ProbeMedia)]
+    pub async fn probe_media(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: Probe,
+    ) -> Result<Value, ActivityError> {
+        self.media
+            .observed(&ctx, async |step| {
+                let answer = inspect::probe_media(&self.io(), &input, step.dir()).await?;
+                Ok((answer, StepFacts::default()))
+            })
+            .await
+    }
+}

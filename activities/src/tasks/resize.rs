@@ -1,0 +1,132 @@
+//! `DOWNSAMPLING`: the video at a smaller height, aspect kept, as a faststart MP4.
+//!
+//! The height is the displayed picture's (after rotation, in square pixels). The width
+//! follows the displayed aspect, rounded to even. A source no taller than the height asked
+//! is never upscaled: it is re-encoded at its own size, and the answer says so
+//! (`upscale_refused`). Interlaced sources are deinterlaced; every output is 8-bit 4:2:0
+//! H.264 from the worker's encoder (NVENC when the worker has it); AAC sound is copied,
+//! other sound becomes AAC.
+
+use super::TaskIo;
+use crate::encoder::EncoderSettings;
+use crate::error::{MediaError, Result};
+use crate::ffmpeg::run::{count_video_packets, ScaledProgress};
+use crate::ffmpeg::{ffmpeg, FfmpegArgs};
+use serde_json::{json, Value};
+use std::path::Path;
+use transcoder_workflows::task::Downsampling;
+
+/// The output size for a displayed `width`x`height` asked to be `asked` lines high:
+/// (width, height, whether the request was above the source and so not followed).
+pub fn target_size(width: u32, height: u32, asked: u32) -> (u32, u32, bool) {
+    let even = |side: f64| ((side / 2.0).round() as u32 * 2).max(2);
+    if asked >= height {
+        return (width / 2 * 2, height / 2 * 2, asked > height);
+    }
+    let w = even(f64::from(width) * f64::from(asked) / f64::from(height));
+    (w, asked, false)
+}
+
+pub async fn downsample(
+    io: &TaskIo<'_>,
+    task: &Downsampling,
+    encoder: &EncoderSettings,
+    work: &Path,
+    progress: &ScaledProgress,
+) -> Result<Value> {
+    const OUTPUT: &str = "parameters.output_video_uri";
+    io.check_output(OUTPUT, &task.output)?;
+    let source = io
+        .input(
+            "parameters.original_video_uri",
+            &task.input_uri,
+            work,
+            "source",
+        )
+        .await?;
+    let probe = crate::probe::probe_file(&source).await?;
+    let Some(video) = probe.video.clone() else {
+        return Err(MediaError::Field {
+            field: "parameters.original_video_uri".into(),
+            detail: "the file has no video stream".into(),
+            permanent: true,
+        });
+    };
+    let (dw, dh) = video.display_size();
+    let (width, height, upscale_refused) = target_size(dw, dh, task.height);
+    let mut filters = Vec::new();
+    if video.is_interlaced() {
+        filters.push("bwdif=mode=send_frame".to_string());
+    }
+    filters.push(format!("scale={width}:{height}:flags=lanczos"));
+    filters.push("format=yuv420p".into());
+    filters.push("setsar=1".into());
+    let out = work.join("downsampled.mp4");
+    let mut a = FfmpegArgs::new();
+    a.input(&source)
+        .opt("-map", "0:v:0")
+        .opt("-map", "0:a:0?")
+        .opt("-vf", filters.join(","));
+    encoder.video_codec_args(&mut a);
+    match probe.audio.as_ref().map(|a| a.codec.as_str()) {
+        Some("aac") => a.opt("-c:a", "copy"),
+        _ => a.opt("-c:a", "aac").opt("-b:a", "128k"),
+    };
+    a.opt("-movflags", "+faststart")
+        .flag("-sn")
+        .flag("-dn")
+        .output(&out);
+    ffmpeg(a.as_slice(), probe.duration_seconds, progress).await?;
+
+    let made = crate::probe::probe_file(&out).await?;
+    let made_video = made
+        .video
+        .as_ref()
+        .ok_or_else(|| MediaError::Verification("the output has no video stream".into()))?;
+    if made_video.display_size() != (width, height) {
+        return Err(MediaError::Verification(format!(
+            "the output is {}x{}, {width}x{height} was planned",
+            made_video.width, made_video.height
+        )));
+    }
+    let frames = count_video_packets(&[], &out).await?.unwrap_or(0);
+    let delivered = io.output(OUTPUT, &task.output, &out).await?;
+    let mut answer = json!({
+        "task": "DOWNSAMPLING",
+        "output_uri": delivered.location,
+        "size_bytes": delivered.size_bytes,
+        "verified": delivered.verified,
+        "width": width,
+        "height": height,
+        "source_width": dw,
+        "source_height": dh,
+        "frames": frames,
+        "duration_sec": made.duration_seconds,
+        "encoder": encoder.video_encoder_name(),
+        "upscale_refused": upscale_refused,
+    });
+    if upscale_refused {
+        answer["note"] = Value::String(format!(
+            "the source is {dh} lines high, below the {} asked: it was re-encoded at its own size, never upscaled",
+            task.height
+        ));
+    }
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aspect_is_kept_even_and_never_upscaled() {
+        assert_eq!(target_size(1920, 1080, 360), (640, 360, false));
+        assert_eq!(target_size(1920, 1080, 240), (426, 240, false));
+        // Portrait: the height asked is the picture's height.
+        assert_eq!(target_size(1080, 1920, 480), (270, 480, false));
+        // 4:3 anamorphic DVD shown as 854x480: 360 lines keep its shape.
+        assert_eq!(target_size(854, 480, 360), (640, 360, false));
+        assert_eq!(target_size(640, 360, 480), (640, 360, true));
+        assert_eq!(target_size(640, 360, 360), (640, 360, false));
+    }
+}

@@ -1,0 +1,148 @@
+//! `MediaTaskWorkflow`: one small media task (a task- or action-style RunPod payload) as a
+//! durable workflow. The request reaches history already checked (`task::parse_task`) and
+//! with every signed URL sealed; the workflow runs the task's activity, whose retries and
+//! heartbeats are the transcode's, and answers in the shape the payload's style expects:
+//! a task's result object, or `{"success": true, "result": …}` for an action. A failure
+//! fails the workflow with the reason, which the client turns into `{"error": …}`; a
+//! request sent again after a failure runs again, after a success returns the stored answer.
+
+use crate::activities::task_defs as act;
+use crate::task::MediaTask;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::time::Duration;
+use temporalio_common::RetryPolicy;
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{
+    ActivityOptions, ApplicationFailure, WorkflowContext, WorkflowContextView, WorkflowResult,
+};
+
+/// Prefix of every task workflow id.
+pub const TASK_PREFIX: &str = "task-";
+
+/// Workflow id of the task with idempotency key `key`.
+pub fn task_workflow_id(key: &str) -> String {
+    format!("{TASK_PREFIX}{key}")
+}
+
+/// What the workflow is asked to do.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskRequest {
+    pub task: MediaTask,
+}
+
+/// Where a running task is, for the `progress` query.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskProgress {
+    /// The task's name (`AUDIO_TRIM`, `probe`, …).
+    pub task: String,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// Parts finished and planned.
+    pub done: u32,
+    pub total: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+#[workflow]
+#[derive(Default)]
+pub struct MediaTaskWorkflow {
+    progress: TaskProgress,
+}
+
+#[workflow_methods]
+impl MediaTaskWorkflow {
+    /// The task's state and how many of its parts are done; answered by any worker.
+    #[query]
+    pub fn progress(&self, _ctx: &WorkflowContextView) -> TaskProgress {
+        self.progress.clone()
+    }
+
+    #[run]
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        request: TaskRequest,
+    ) -> WorkflowResult<Value> {
+        let name = request.task.name();
+        ctx.state_mut(|s| {
+            s.progress = TaskProgress {
+                task: name.to_string(),
+                state: "running".into(),
+                done: 0,
+                total: 1,
+                failure: None,
+            }
+        });
+        let result = match request.task.clone() {
+            MediaTask::StageObject(t) => {
+                ctx.execute_activity(act::StageObject, t, options(600))
+                    .await
+            }
+            MediaTask::AudioTrim(t) => ctx.execute_activity(act::AudioTrim, t, options(3600)).await,
+            MediaTask::Downsampling(t) => {
+                ctx.execute_activity(act::Downsample, t, options(6 * 3600))
+                    .await
+            }
+            MediaTask::Encoding(t) => {
+                ctx.execute_activity(act::Encoding, t, options(6 * 3600))
+                    .await
+            }
+            MediaTask::Probe(t) => ctx.execute_activity(act::ProbeMedia, t, options(600)).await,
+            other => {
+                let reason = format!(
+                    "{} is not available yet on this worker (tasks: STAGE_OBJECT, DOWNSAMPLING, AUDIO_TRIM, ENCODING; actions: probe)",
+                    other.name()
+                );
+                return Err(fail(ctx, reason));
+            }
+        };
+        match result {
+            Ok(answer) => {
+                ctx.state_mut(|s| {
+                    s.progress.state = "done".into();
+                    s.progress.done = s.progress.total;
+                });
+                Ok(if request.task.is_action() {
+                    json!({"success": true, "result": answer})
+                } else {
+                    answer
+                })
+            }
+            Err(e) => {
+                let reason = format!("{name} failed: {}", crate::activities::failure_message(&e));
+                Err(fail(ctx, reason))
+            }
+        }
+    }
+}
+
+/// Records the failure for the `progress` query and makes it the workflow's.
+fn fail(
+    ctx: &WorkflowContext<MediaTaskWorkflow>,
+    reason: String,
+) -> temporalio_sdk::WorkflowTermination {
+    ctx.state_mut(|s| {
+        s.progress.state = "failed".into();
+        s.progress.failure = Some(reason.clone());
+    });
+    ApplicationFailure::non_retryable(reason).into()
+}
+
+/// A task's activity: up to `timeout_secs`, heartbeats every few seconds (a lost worker's
+/// attempt is retried elsewhere within a minute), transient failures retried with backoff;
+/// permanent ones (bad input) are raised non-retryable by the activity.
+fn options(timeout_secs: u64) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout_secs))
+        .heartbeat_timeout(Duration::from_secs(30))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(1))
+                .backoff_coefficient(2.0)
+                .maximum_interval(Duration::from_secs(60))
+                .maximum_attempts(5)
+                .build(),
+        )
+        .build()
+}
