@@ -26,6 +26,7 @@ mod replay;
 mod runpod;
 mod search;
 mod subtitles;
+mod tasks;
 mod temporal_profiles;
 mod transient_storage;
 mod webhook_policy;

@@ -1,0 +1,609 @@
+//! The small media tasks of RunPod ffmpeg workers (task- and action-style payloads), end to
+//! end through `transcoder task` and the RunPod local mode, against a real S3-compatible
+//! server (moto), a loopback HTTP server for `http://` inputs, and a presigned PUT URL the
+//! S3 server issued. Outputs are read back as a consumer would: sample counts and samples,
+//! picture sizes and frame counts, pixels, correlation of sound.
+
+use crate::common::s3::{self, S3Server};
+use crate::common::*;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::sync::Arc;
+
+const BUCKET: &str = "videos";
+
+/// The storage settings of the RunPod workers' reference, pointed at moto: S3 for `s3://`,
+/// the same server as "GCS" through HMAC keys for `gs://`, PUTs allowed to it.
+fn task_env(server: &S3Server, http_port: u16) -> Vec<(String, String)> {
+    let e = server.endpoint();
+    let host = format!("127.0.0.1:{}", server.port);
+    [
+        ("S3_ENDPOINT_URL", e.as_str()),
+        ("S3_REGION", "us-east-1"),
+        ("S3_ADDRESSING_STYLE", "path"),
+        ("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY),
+        ("HMAC_KEY", s3::ACCESS_KEY),
+        ("HMAC_SECRET", s3::SECRET_KEY),
+        ("GCS_ENDPOINT_URL", e.as_str()),
+        ("OUTPUT_PUT_ALLOWED_HOSTS", host.as_str()),
+        ("INPUT_ALLOWED_HOSTS", &format!("127.0.0.1:{http_port}")),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Serves the files of `dir` on a loopback port.
+fn serve_dir(dir: &Path) -> (Arc<tiny_http::Server>, u16) {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let port = server.server_addr().to_ip().unwrap().port();
+    let s = Arc::clone(&server);
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        while let Ok(request) = s.recv() {
+            let name = request.url().trim_start_matches('/').to_string();
+            let _ = match std::fs::read(dir.join(&name)) {
+                Ok(bytes) if !name.contains("..") => {
+                    request.respond(tiny_http::Response::from_data(bytes))
+                }
+                _ => request.respond(tiny_http::Response::empty(404)),
+            };
+        }
+    });
+    (server, port)
+}
+
+async fn put(server: &S3Server, key: &str, path: &Path) {
+    server
+        .client()
+        .put_object()
+        .bucket(BUCKET)
+        .key(key)
+        .body(std::fs::read(path).unwrap().into())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+}
+
+async fn fetch(server: &S3Server, key: &str, dest: &Path) {
+    let bytes = s3::get_bytes(&server.client(), BUCKET, key).await;
+    std::fs::write(dest, bytes).unwrap();
+}
+
+/// The decoded sound of `path` as raw samples in `format` (`s16le`, `f32le`), after
+/// `extra` output options.
+async fn samples(path: &Path, format: &str, extra: &[&str]) -> Vec<u8> {
+    let mut cmd = tokio::process::Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
+        .arg(path)
+        .args(["-map", "0:a:0"])
+        .args(extra)
+        .args(["-f", format, "-"]);
+    let out = cmd.output().await.expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "decoding {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Mono 16 kHz float samples of the first `seconds`.
+async fn mono(path: &Path, seconds: f64) -> Vec<f32> {
+    let raw = samples(
+        path,
+        "f32le",
+        &["-ac", "1", "-ar", "16000", "-t", &seconds.to_string()],
+    )
+    .await;
+    raw.chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// The largest normalized cross-correlation of `a` and `b` within ±`lag` samples.
+fn correlation(a: &[f32], b: &[f32], lag: i64) -> f64 {
+    let mut best = 0.0f64;
+    for shift in -lag..=lag {
+        let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+        for (i, &x) in a.iter().enumerate() {
+            let j = i as i64 + shift;
+            if j < 0 || j as usize >= b.len() {
+                continue;
+            }
+            let y = b[j as usize];
+            ab += f64::from(x) * f64::from(y);
+            aa += f64::from(x) * f64::from(x);
+            bb += f64::from(y) * f64::from(y);
+        }
+        if aa > 0.0 && bb > 0.0 {
+            best = best.max(ab / (aa * bb).sqrt());
+        }
+    }
+    best
+}
+
+/// Mean absolute difference of two gray frames over rows `[y0, y1)`.
+fn band_difference(a: &(u32, u32, Vec<u8>), b: &(u32, u32, Vec<u8>), y0: u32, y1: u32) -> f64 {
+    let w = a.0 as usize;
+    let (from, to) = (y0 as usize * w, y1 as usize * w);
+    let sum: f64 = a.2[from..to]
+        .iter()
+        .zip(&b.2[from..to])
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).abs())
+        .sum();
+    sum / (to - from) as f64
+}
+
+/// The frame at `seconds` of `path`, as gray pixels.
+async fn frame_at(path: &Path, seconds: f64, scratch: &Path) -> (u32, u32, Vec<u8>) {
+    let still = scratch.join(format!(
+        "{}-{seconds}.mp4",
+        path.file_stem().unwrap().to_string_lossy()
+    ));
+    ffmpeg_make(&[
+        "-ss",
+        &seconds.to_string(),
+        "-i",
+        s(path),
+        "-frames:v",
+        "1",
+        "-c:v",
+        "libx264",
+        "-qp",
+        "0",
+        s(&still),
+    ])
+    .await;
+    decode_gray_frame(&still).await
+}
+
+const SUBTITLES_ASS: &str = "[Script Info]
+ScriptType: v4.00+
+PlayResX: 640
+PlayResY: 360
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding
+Style: Default,Arial,40,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,-1,0,0,0,100,100,0,0,1,3,0,2,10,10,30,1
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+Dialogue: 0,0:00:00.50,0:00:05.50,Default,,0,0,0,,Burned in for good
+";
+
+/// Every task of the reference through `transcoder task`, outputs read back from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_task_runs_through_the_cli_and_its_output_reads_back() {
+    let h = Harness::start().await;
+    let server = S3Server::start(&h.path("logs"));
+    server.create_bucket(BUCKET).await;
+    let media = h.path("media");
+    std::fs::create_dir_all(&media).unwrap();
+    let (_http, http_port) = serve_dir(&media);
+    let env = task_env(&server, http_port);
+
+    // A 44.1 kHz stereo master as AAC (staged from http) and as PCM; a 6 s 640x360 video
+    // with its own sound (one noise); a 4 s voice track (another noise); an .ass file.
+    let master_wav = media.join("master.wav");
+    ffmpeg_make(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "anoisesrc=color=pink:seed=3:sample_rate=44100:duration=12",
+        "-ac",
+        "2",
+        "-c:a",
+        "pcm_s16le",
+        s(&master_wav),
+    ])
+    .await;
+    let master_m4a = media.join("master.m4a");
+    ffmpeg_make(&[
+        "-i",
+        s(&master_wav),
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+        s(&master_m4a),
+    ])
+    .await;
+    let video = media.join("in.mp4");
+    ffmpeg_make(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=0x404040:size=640x360:rate=25:duration=6",
+        "-f",
+        "lavfi",
+        "-i",
+        "anoisesrc=color=white:seed=11:sample_rate=48000:duration=6",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        "-shortest",
+        s(&video),
+    ])
+    .await;
+    let voice = media.join("voice.wav");
+    ffmpeg_make(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "anoisesrc=color=brown:seed=5:sample_rate=48000:duration=4",
+        s(&voice),
+    ])
+    .await;
+    std::fs::write(media.join("subs.ass"), SUBTITLES_ASS).unwrap();
+    put(&server, "pipelines/j1/inputs/audio/master.wav", &master_wav).await;
+    put(&server, "pipelines/j1/inputs/video/in.mp4", &video).await;
+    put(&server, "pipelines/j1/inputs/audio/voice.wav", &voice).await;
+    put(
+        &server,
+        "pipelines/j1/inputs/subs.ass",
+        &media.join("subs.ass"),
+    )
+    .await;
+
+    let task = |payload: Value| {
+        let env = env.clone();
+        let h = &h;
+        async move {
+            h.run_with_env(&["task", &payload.to_string()], env.clone())
+                .await
+        }
+    };
+
+    // STAGE_OBJECT: an http(s) source into the bucket, byte for byte.
+    let staged = task(json!({"task": "STAGE_OBJECT", "parameters": {
+        "source_uri": format!("http://127.0.0.1:{http_port}/master.m4a"),
+        "dest_uri": "s3://videos/pipelines/j1/inputs/audio/master.m4a"}}))
+    .await;
+    staged.assert_success();
+    let answer = staged.json();
+    assert_eq!(
+        answer["dest_uri"],
+        "s3://videos/pipelines/j1/inputs/audio/master.m4a",
+        "{}",
+        staged.dump()
+    );
+    let stored = s3::get_bytes(
+        &server.client(),
+        BUCKET,
+        "pipelines/j1/inputs/audio/master.m4a",
+    )
+    .await;
+    assert_eq!(stored, std::fs::read(&master_m4a).unwrap());
+    assert_eq!(answer["size_bytes"], json!(stored.len()));
+
+    // AUDIO_TRIM of the PCM master: exactly its samples [66150, 66150 + 99225).
+    let trim = json!({"task": "AUDIO_TRIM", "parameters": {
+        "source_uri": "s3://videos/pipelines/j1/inputs/audio/master.wav",
+        "start_sec": 1.5, "duration_sec": 2.25,
+        "output_video_uri": "s3://videos/pipelines/j1/stage/segmentation/audio_segments/segment_0.wav"}});
+    let trimmed = task(trim.clone()).await;
+    trimmed.assert_success();
+    let answer = trimmed.json();
+    assert_eq!(answer["samples"], 99_225, "{}", trimmed.dump());
+    assert_eq!(answer["sample_rate"], 44_100);
+    assert_eq!(answer["channels"], 2);
+    let segment = h.path("segment_0.wav");
+    fetch(
+        &server,
+        "pipelines/j1/stage/segmentation/audio_segments/segment_0.wav",
+        &segment,
+    )
+    .await;
+    let got = samples(&segment, "s16le", &[]).await;
+    let all = samples(&master_wav, "s16le", &[]).await;
+    let frame = 4; // 2 channels x 16 bits
+    assert_eq!(
+        got.len(),
+        99_225 * frame,
+        "the WAV holds the exact sample count"
+    );
+    assert!(
+        got == all[66_150 * frame..(66_150 + 99_225) * frame],
+        "the trimmed samples are not the master's samples from 66150"
+    );
+    let probe = ffprobe_json(&["-of", "json", "-show_streams", s(&segment)])
+        .await
+        .unwrap();
+    assert_eq!(probe["streams"][0]["duration_ts"], 99_225);
+
+    // The same task again: its stored answer, nothing runs again.
+    let again = task(trim).await;
+    again.assert_success();
+    assert_eq!(again.json(), answer);
+    assert!(
+        again.stderr.contains("already completed"),
+        "{}",
+        again.dump()
+    );
+
+    // AUDIO_TRIM of the staged AAC to a presigned PUT URL the S3 server issued.
+    let presigned = server
+        .client()
+        .put_object()
+        .bucket(BUCKET)
+        .key("put/segment_1.wav")
+        .presigned(
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(
+                900,
+            ))
+            .unwrap(),
+        )
+        .await
+        .unwrap()
+        .uri()
+        .to_string();
+    let put_trim = task(json!({"task": "AUDIO_TRIM", "parameters": {
+        "source_uri": "s3://videos/pipelines/j1/inputs/audio/master.m4a",
+        "start_sec": 10, "duration_sec": 1.0, "output_put_url": presigned}}))
+    .await;
+    put_trim.assert_success();
+    let answer = put_trim.json();
+    assert_eq!(answer["verified"], "etag-md5", "{}", put_trim.dump());
+    assert_eq!(answer["samples"], 44_100);
+    let segment = h.path("segment_1.wav");
+    fetch(&server, "put/segment_1.wav", &segment).await;
+    assert_eq!(samples(&segment, "s16le", &[]).await.len(), 44_100 * 4);
+    assert!(
+        !put_trim.stdout.contains("X-Amz-Signature")
+            && !put_trim.stderr.contains("X-Amz-Signature"),
+        "the PUT URL's signature was shown\n{}",
+        put_trim.dump()
+    );
+
+    // A trim past the end is refused, naming the parameter, and writes nothing.
+    let past = task(json!({"task": "AUDIO_TRIM", "parameters": {
+        "source_uri": "s3://videos/pipelines/j1/inputs/audio/master.wav",
+        "start_sec": 11, "duration_sec": 2,
+        "output_video_uri": "s3://videos/past.wav"}}))
+    .await;
+    past.assert_failure();
+    let error = past.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("parameters.duration_sec") && error.contains("past the end"),
+        "{}",
+        past.dump()
+    );
+    assert!(!s3::list_keys(&server.client(), BUCKET)
+        .await
+        .contains(&"past.wav".to_string()));
+
+    // DOWNSAMPLING from gs:// (HMAC keys under the reference's names): 360p of a 360p
+    // source is its own size; 240 keeps the aspect, even, every frame.
+    for (resolution, width, height, refused) in [
+        (json!("360p"), 640, 360, false),
+        (json!(240), 426, 240, false),
+        (json!("480"), 640, 360, true),
+    ] {
+        let key = format!("out/{height}-{refused}.mp4");
+        let out = task(json!({"task": "DOWNSAMPLING", "parameters": {
+            "original_video_uri": "gs://videos/pipelines/j1/inputs/video/in.mp4",
+            "output_video_uri": format!("s3://videos/{key}"),
+            "resolution": resolution}}))
+        .await;
+        out.assert_success();
+        let answer = out.json();
+        assert_eq!(answer["upscale_refused"], refused, "{}", out.dump());
+        let file = h.path("downsampled.mp4");
+        fetch(&server, &key, &file).await;
+        let packets = ffprobe_packets(&file, "v:0").await;
+        assert_eq!(packets.len(), 150, "every frame of 6 s at 25 fps");
+        let probe = ffprobe_json(&["-of", "json", "-show_streams", s(&file)])
+            .await
+            .unwrap();
+        let v = &probe["streams"][0];
+        assert_eq!(
+            (v["width"].as_u64(), v["height"].as_u64()),
+            (Some(width), Some(height))
+        );
+    }
+
+    // ENCODING: the voice replaces the video's sound (padded to the video's 6 s), and the
+    // subtitles are drawn only when asked.
+    let export = |burn: bool, name: &str| {
+        json!({"task": "ENCODING", "parameters": {
+            "id": format!("export-{name}"), "language": "en", "subtitles": burn,
+            "input_video_uri": "s3://videos/pipelines/j1/inputs/video/in.mp4",
+            "input_audio_uri": "s3://videos/pipelines/j1/inputs/audio/voice.wav",
+            "subtitles_uri": "s3://videos/pipelines/j1/inputs/subs.ass",
+            "output_video_uri": format!("s3://videos/out/{name}.mp4")}})
+    };
+    let mut exports = Vec::new();
+    for (burn, name) in [(true, "with-subs"), (false, "without-subs")] {
+        let out = task(export(burn, name)).await;
+        out.assert_success();
+        let answer = out.json();
+        assert_eq!(answer["subtitles_burned"], burn, "{}", out.dump());
+        assert!((answer["audio_padded_sec"].as_f64().unwrap() - 2.0).abs() < 0.05);
+        let file = h.path(&format!("{name}.mp4"));
+        fetch(&server, &format!("out/{name}.mp4"), &file).await;
+        let probe = ffprobe_json(&["-of", "json", "-show_streams", "-show_format", s(&file)])
+            .await
+            .unwrap();
+        let duration: f64 = probe["format"]["duration"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (duration - 6.0).abs() < 0.1,
+            "the export lasts {duration} s"
+        );
+        assert_eq!(probe["streams"][1]["tags"]["language"], "eng");
+        exports.push(file);
+    }
+    let with = frame_at(&exports[0], 3.0, &h.path("")).await;
+    let without = frame_at(&exports[1], 3.0, &h.path("")).await;
+    let bottom = band_difference(&with, &without, 270, 360);
+    let top = band_difference(&with, &without, 0, 200);
+    eprintln!("subtitle band difference: bottom {bottom:.1}, top {top:.2} (of 255)");
+    assert!(
+        bottom > 8.0 && top < 2.0,
+        "subtitle pixels: bottom band differs by {bottom:.1}, top by {top:.1}"
+    );
+    // The sound is the voice, not the video's own.
+    let exported = mono(&exports[1], 3.5).await;
+    let given = mono(&voice, 3.5).await;
+    let own = mono(&video, 3.5).await;
+    let with_voice = correlation(&exported, &given, 32);
+    let with_own = correlation(&exported, &own, 32);
+    eprintln!(
+        "correlation with the given sound {with_voice:.3}, with the video's own {with_own:.3}"
+    );
+    assert!(
+        with_voice > 0.9 && with_own < 0.2,
+        "correlation with the given sound {with_voice:.2}, with the video's own {with_own:.2}"
+    );
+    // Padded with silence after the voice ends.
+    let tail = samples(&exports[1], "s16le", &["-ss", "4.3", "-ac", "1"]).await;
+    let peak = tail
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]).unsigned_abs())
+        .max()
+        .unwrap_or(0);
+    assert!(peak < 64, "the padding is not silent (peak {peak})");
+
+    // probe: ffprobe's JSON and our facts, as an action's answer.
+    let probed = task(json!({"action": "probe", "data": {
+        "input": "s3://videos/pipelines/j1/inputs/video/in.mp4"}}))
+    .await;
+    probed.assert_success();
+    let answer = probed.json();
+    assert_eq!(answer["success"], true, "{}", probed.dump());
+    assert_eq!(
+        answer["result"]["ffprobe"]["streams"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(answer["result"]["facts"]["video"]["width"], 640);
+    assert_eq!(
+        answer["result"]["ffprobe"]["format"]["filename"],
+        "s3://videos/pipelines/j1/inputs/video/in.mp4"
+    );
+}
+
+/// A RunPod job carrying a task or an action: its answer is the job's output, a refusal
+/// its error; and the reference's storage rules: without credentials an `s3://` input is
+/// read through `R2_PUBLIC_BASE_URL`, and with neither the error says
+/// `NO_PRESIGN_METHOD_AVAILABLE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runpod_jobs_carry_tasks_and_actions() {
+    let h = Harness::start().await;
+    let public = h.path("public");
+    std::fs::create_dir_all(public.join("clips")).unwrap();
+    let clip = public.join("clips/tone.wav");
+    ffmpeg_make(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=500:sample_rate=22050:duration=3",
+        s(&clip),
+    ])
+    .await;
+    let (_http, port) = serve_dir(&public);
+    // A worker whose only store is R2 for other buckets: an s3:// input elsewhere has no
+    // credentials.
+    let r2_only = |public_base: Option<String>| {
+        let mut env = vec![
+            ("R2_ACCOUNT_ID".to_string(), "0123456789abcdef".to_string()),
+            ("R2_ENDPOINT_URL".into(), "http://127.0.0.1:9".into()),
+            ("R2_ACCESS_KEY_ID".into(), "k".into()),
+            ("R2_SECRET_ACCESS_KEY".into(), "s".into()),
+            ("R2_MEDIA_BUCKET".into(), "media-only".into()),
+        ];
+        if let Some(base) = public_base {
+            env.push(("R2_PUBLIC_BASE_URL".into(), base));
+            env.push(("R2_PUBLIC_BUCKET".into(), "public-videos".into()));
+        }
+        env
+    };
+    let probe_job = json!({"input": {"action": "probe", "data": {"input": "s3://public-videos/clips/tone.wav"}}});
+
+    let read_publicly = h
+        .run_with_env(
+            &["runpod", "--test_input", &probe_job.to_string()],
+            r2_only(Some(format!("http://127.0.0.1:{port}"))),
+        )
+        .await;
+    read_publicly.assert_success();
+    let body = read_publicly.json();
+    assert_eq!(body["output"]["success"], true, "{}", read_publicly.dump());
+    assert_eq!(
+        body["output"]["result"]["facts"]["audio"]["sampleRate"],
+        22_050
+    );
+
+    // (Another object: the same request would get its stored answer.)
+    let elsewhere = json!({"input": {"action": "probe", "data": {"input": "s3://public-videos/clips/other.wav"}}});
+    let unreadable = h
+        .run_with_env(
+            &["runpod", "--test_input", &elsewhere.to_string()],
+            r2_only(None),
+        )
+        .await;
+    let body = unreadable.json();
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("NO_PRESIGN_METHOD_AVAILABLE") && error.contains("data.input"),
+        "{}",
+        unreadable.dump()
+    );
+
+    // A bad payload: every problem named, nothing started.
+    let bad = json!({"input": {"task": "AUDIO_TRIM", "parameters": {
+        "source_uri": "file:///etc/passwd", "start_sec": -1, "duration_sec": 2,
+        "output_video_uri": "s3://x/y.wav"}}});
+    let refused = h.run(&["runpod", "--test_input", &bad.to_string()]).await;
+    let body = refused.json();
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("parameters.source_uri") && error.contains("parameters.start_sec"),
+        "{}",
+        refused.dump()
+    );
+    assert!(body.get("output").is_none());
+
+    // A task job on the embedded folder store: its output is the task's answer.
+    let out = h.path("out");
+    std::fs::create_dir_all(out.join("local-bucket")).unwrap();
+    std::fs::copy(&clip, out.join("local-bucket/tone.wav")).unwrap();
+    let trim_job = json!({"input": {"task": "AUDIO_TRIM", "parameters": {
+        "source_uri": "s3://local-bucket/tone.wav", "start_sec": 0.5, "duration_sec": 1,
+        "output_video_uri": "s3://local-bucket/cut.wav"}}});
+    let trimmed = h
+        .run(&[
+            "runpod",
+            "--test_input",
+            &trim_job.to_string(),
+            "--out",
+            s(&out),
+        ])
+        .await;
+    trimmed.assert_success();
+    let body = trimmed.json();
+    assert_eq!(body["output"]["samples"], 22_050, "{}", trimmed.dump());
+    let probe = ffprobe_json(&[
+        "-of",
+        "json",
+        "-show_streams",
+        s(&out.join("local-bucket/cut.wav")),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(probe["streams"][0]["duration_ts"], 22_050);
+}
