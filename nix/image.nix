@@ -12,6 +12,8 @@
   temporal-cli,
   cacert,
   tzdata,
+  dejavu_fonts,
+  makeFontsConf,
 }:
 let
   user = "transcoder";
@@ -27,6 +29,10 @@ let
     root:x:0:
     ${user}:x:${uid}:
   '';
+
+  # ENCODING burns .ass subtitles with libass, which finds fonts through fontconfig: a
+  # configuration naming DejaVu (the fallback for any font a subtitle file names).
+  fontsConf = makeFontsConf { fontDirectories = [ dejavu_fonts ]; };
 
   # nvidia-container-toolkit bind-mounts the host driver's libraries (libcuda, libnvidia-encode,
   # libnvcuvid, …) into the container: into /usr/lib64, the Debian multiarch directory, or the
@@ -81,6 +87,7 @@ dockerTools.streamLayeredImage {
       "TRANSCODER_OUT=${home}/out"
       "SSL_CERT_FILE=${cacert}/etc/ssl/certs/ca-bundle.crt"
       "TZDIR=${tzdata}/share/zoneinfo"
+      "FONTCONFIG_FILE=${fontsConf}"
       # The exact tools, by store path (the binary also finds them on PATH).
       "FFMPEG=${lib.getExe' ffmpeg "ffmpeg"}"
       "FFPROBE=${lib.getExe' ffmpeg "ffprobe"}"

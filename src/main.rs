@@ -71,6 +71,10 @@ enum Command {
     /// each finished step cost. Asks the server in TEMPORAL_ADDRESS, or the embedded one of
     /// a `transcoder run` that is running on the same --state-dir.
     Status(StatusArgs),
+    /// Confine this process (Landlock, seccomp) and execute PROGRAM: how a worker runs a
+    /// `process` chain's ffmpeg. Not for people.
+    #[command(hide = true)]
+    SandboxExec(SandboxExecArgs),
     /// List jobs, newest first, filtered by creator, media type, outcome or encoder (the
     /// search attributes every job carries). Asks the same server as `status`.
     List(ListArgs),
@@ -143,6 +147,22 @@ struct WorkerSettings {
 enum MediaTypeArg {
     Video,
     Audio,
+}
+
+#[derive(Args)]
+struct SandboxExecArgs {
+    /// Where to write what was enforced (JSON), before executing PROGRAM.
+    #[arg(long)]
+    status: PathBuf,
+    /// A file or folder PROGRAM may read.
+    #[arg(long)]
+    read: Vec<PathBuf>,
+    /// A folder PROGRAM may write.
+    #[arg(long)]
+    write: Vec<PathBuf>,
+    /// The program and its arguments.
+    #[arg(last = true, required = true)]
+    program: Vec<std::ffi::OsString>,
 }
 
 #[derive(Args)]
@@ -314,6 +334,10 @@ fn rp_log_level(value: &str) -> Result<&'static str, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any thread exists: the confinement is this thread's, carried over exec.
+    if let Command::SandboxExec(args) = cli.command {
+        return cli::sandbox::exec(args);
+    }
     let level = match &cli.command {
         Command::Runpod(args) => args.rp_log_level,
         _ => None,
@@ -358,6 +382,7 @@ fn main() -> ExitCode {
             Command::Runpod(args) => cli::commands::runpod(args).await,
             Command::Status(args) => cli::commands::status(args).await,
             Command::List(args) => cli::commands::list(args).await,
+            Command::SandboxExec(_) => unreachable!("handled before the runtime starts"),
         }
     });
     drop(runtime);

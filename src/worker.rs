@@ -69,6 +69,14 @@ pub fn build(runtime: &Runtime, client: Client, config: &WorkerConfig) -> Result
     .with_fetch_policy(config.fetch.clone())
     .with_nvenc_budget(config.nvenc.clone())
     .with_metrics(config.metrics.clone());
+    // `process` chains run confined by this same binary's `sandbox-exec`.
+    let activities = match std::env::current_exe() {
+        Ok(me) => activities.with_sandbox_launcher(me),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot find this binary: process chains will be refused");
+            activities
+        }
+    };
     let tasks = activities.tasks();
     let options = WorkerOptions::new(config.task_queue.as_str())
         .register_workflow::<TranscodeWorkflow>()

@@ -19,6 +19,7 @@ pub mod nvenc;
 pub mod preview;
 pub mod probe;
 pub mod process;
+pub mod sandbox;
 pub mod scratch;
 pub mod secrets;
 mod span;

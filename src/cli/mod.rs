@@ -3,6 +3,7 @@
 
 pub(crate) mod commands;
 pub(crate) mod run;
+pub(crate) mod sandbox;
 pub(crate) mod task;
 
 use crate::*;

@@ -607,3 +607,256 @@ async fn runpod_jobs_carry_tasks_and_actions() {
     .unwrap();
     assert_eq!(probe["streams"][0]["duration_ts"], 22_050);
 }
+
+/// The OS layer on its own: `sandbox-exec` (how a worker runs a chain's ffmpeg) lets the
+/// program read the system and what it is given, write only its folder, and open no
+/// network socket; ffmpeg itself is stopped at `/etc/passwd` and at the network even with
+/// no argument check in front.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_confines_what_it_runs() {
+    let h = Harness::without_server();
+    let folder = h.path("chain");
+    std::fs::create_dir_all(&folder).unwrap();
+    let given = h.path("given.txt");
+    std::fs::write(&given, "allowed").unwrap();
+    std::fs::write(h.path("secret.txt"), "secret").unwrap();
+    let status = h.path("status.json");
+    let confined = |program: &[&str]| {
+        let mut args = vec![
+            "sandbox-exec",
+            "--status",
+            s(&status),
+            "--read",
+            s(&given),
+            "--write",
+            s(&folder),
+            "--",
+        ];
+        args.extend_from_slice(program);
+        let owned: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let h = &h;
+        async move {
+            let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+            h.run(&refs).await
+        }
+    };
+    let ok = confined(&["cat", s(&given)]).await;
+    ok.assert_success();
+    assert_eq!(ok.stdout, "allowed");
+    let report: Value = serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
+    assert_eq!(report["confined"], true, "{report}");
+    assert!(report["landlock"].as_str().unwrap().contains("enforced"));
+
+    for (program, what) in [
+        (vec!["cat", "/etc/passwd"], "read /etc/passwd"),
+        (
+            vec!["cat", s(&h.path("secret.txt"))],
+            "read a file it was not given",
+        ),
+        (
+            vec![
+                "sh",
+                "-c",
+                &format!("echo x > {}", h.path("escape.txt").display()),
+            ],
+            "write outside its folder",
+        ),
+        (
+            vec![
+                "ffmpeg",
+                "-v",
+                "error",
+                "-i",
+                "/etc/passwd",
+                "-f",
+                "null",
+                "-",
+            ],
+            "let ffmpeg open /etc/passwd",
+        ),
+        (
+            vec![
+                "ffmpeg",
+                "-v",
+                "error",
+                "-rw_timeout",
+                "2000000",
+                "-i",
+                "http://127.0.0.1:9/x.mp4",
+                "-f",
+                "null",
+                "-",
+            ],
+            "let ffmpeg reach the network",
+        ),
+    ] {
+        let out = confined(&program).await;
+        assert!(
+            !out.status.success(),
+            "the sandbox did not stop it: {what}\n{}",
+            out.dump()
+        );
+    }
+    assert!(!h.path("escape.txt").exists());
+    let wrote = confined(&[
+        "sh",
+        "-c",
+        &format!("echo y > {}/inside.txt", folder.display()),
+    ])
+    .await;
+    wrote.assert_success();
+    assert!(folder.join("inside.txt").is_file());
+    // The network refusal is seccomp's: socket(2) itself fails.
+    let net = confined(&[
+        "python3",
+        "-c",
+        "import socket\ntry:\n socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n print('opened')\nexcept OSError as e:\n print('refused', e.errno)",
+    ])
+    .await;
+    assert!(net.stdout.contains("refused 13"), "{}", net.dump());
+}
+
+/// Hostile `process` chains through `transcoder task`: refused with the argument named, or
+/// confined; `multi_process` runs its chains and answers in their order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_chains_are_checked_and_confined() {
+    let h = Harness::start().await;
+    let out = h.path("out");
+    std::fs::create_dir_all(out.join("jobs")).unwrap();
+    make_video(&out.join("jobs/in.mp4"), 320, 240, 3, 25).await;
+    let out_arg = s(&out).to_string();
+    let run = |data: Value, action: &str| {
+        let payload = json!({"action": action, "data": data}).to_string();
+        let out_arg = out_arg.clone();
+        let h = &h;
+        async move { h.run(&["task", &payload, "--out", &out_arg]).await }
+    };
+
+    let small = run(
+        json!({"chainCmds": ["ffmpeg", "-i", "s3://jobs/in.mp4", "-vf", "scale=160:-2", "s3://jobs/small.mp4"],
+               "output": "s3://jobs/small.mp4"}),
+        "process",
+    )
+    .await;
+    small.assert_success();
+    let answer = small.json();
+    assert_eq!(answer["success"], true, "{}", small.dump());
+    assert_eq!(answer["result"]["sandbox"]["confined"], true);
+    let probe = ffprobe_json(&[
+        "-of",
+        "json",
+        "-show_streams",
+        s(&out.join("jobs/small.mp4")),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(probe["streams"][0]["width"], 160);
+
+    let escape = h.path("escaped.mp4");
+    for (chain, named) in [
+        (
+            json!(["ffmpeg", "-i", "/etc/passwd", "s3://jobs/o.mp4"]),
+            "data.chainCmds[2]",
+        ),
+        (
+            json!([
+                "ffmpeg",
+                "-f",
+                "lavfi",
+                "-i",
+                "movie=/etc/passwd",
+                "s3://jobs/o.mp4"
+            ]),
+            "movie filter",
+        ),
+        (
+            json!([
+                "ffmpeg",
+                "-f",
+                "lavfi",
+                "-i",
+                "amovie=/etc/passwd",
+                "s3://jobs/o.mp4"
+            ]),
+            "amovie filter",
+        ),
+        (
+            json!([
+                "ffmpeg",
+                "-i",
+                "s3://jobs/in.mp4",
+                "-vf",
+                "subtitles=/etc/passwd",
+                "s3://jobs/o.mp4"
+            ]),
+            "subtitles filter",
+        ),
+        (
+            json!([
+                "ffmpeg",
+                "-f",
+                "concat",
+                "-safe",
+                "0",
+                "-i",
+                "s3://jobs/list.txt",
+                "s3://jobs/o.mp4"
+            ]),
+            "concat format",
+        ),
+        (
+            json!([
+                "ffmpeg",
+                "-i",
+                "s3://jobs/in.mp4",
+                "s3://jobs/o.mp4",
+                s(&escape)
+            ]),
+            "data.chainCmds[4]",
+        ),
+        (
+            json!([
+                "ffmpeg",
+                "-i",
+                "http://127.0.0.1:9/in.mp4",
+                "s3://jobs/o.mp4"
+            ]),
+            "INPUT_ALLOWED_HOSTS",
+        ),
+    ] {
+        let refused = run(
+            json!({"chainCmds": chain, "output": "s3://jobs/o.mp4"}),
+            "process",
+        )
+        .await;
+        refused.assert_failure();
+        let error = refused.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            error.contains(named),
+            "{chain}: {error}\n{}",
+            refused.dump()
+        );
+    }
+    assert!(!escape.exists());
+    assert!(
+        !out.join("jobs/o.mp4").exists(),
+        "a refused chain published an output"
+    );
+
+    let both = run(
+        json!({"processes": [
+            {"chainCmds": ["ffmpeg", "-i", "s3://jobs/in.mp4", "-t", "1", "s3://jobs/a.mp4"], "output": "s3://jobs/a.mp4"},
+            {"chainCmds": ["ffmpeg", "-i", "s3://jobs/in.mp4", "-vn", "s3://jobs/b.m4a"], "output": "s3://jobs/b.m4a"}]}),
+        "multi_process",
+    )
+    .await;
+    both.assert_success();
+    let answer = both.json();
+    let processes = answer["result"]["processes"].as_array().unwrap();
+    assert_eq!(processes[0]["output"], "s3://jobs/a.mp4", "{}", both.dump());
+    assert_eq!(processes[1]["output"], "s3://jobs/b.m4a");
+    assert!(out.join("jobs/a.mp4").is_file() && out.join("jobs/b.m4a").is_file());
+}

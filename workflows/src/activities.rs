@@ -14,7 +14,7 @@ use crate::media::{
     WaveformInput, WaveformOutput,
 };
 use crate::receipt::Receipt;
-use crate::task::{AudioTrim, Downsampling, Encoding, Probe, StageObject};
+use crate::task::{AudioTrim, Downsampling, Encoding, Probe, ProcessStep, StageObject};
 use crate::webhook::{WebhookBody, WebhookReceipt};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -282,6 +282,13 @@ impl MediaTaskActivities {
     /// `ENCODING`: the video with the given sound, subtitles burned in when asked, as MP4.
     #[activity(name = "task_encoding")]
     pub fn encoding(input: Encoding) -> Result<serde_json::Value, ActivityError> {
+        unimplemented!()
+    }
+
+    /// `process` (and each chain of `multi_process`): a caller's ffmpeg argument vector,
+    /// checked and run confined.
+    #[activity(name = "task_process")]
+    pub fn process(input: ProcessStep) -> Result<serde_json::Value, ActivityError> {
         unimplemented!()
     }
 

@@ -60,6 +60,14 @@ pub struct Process {
     pub output: String,
 }
 
+/// One chain to run and where it sits in the payload (`data`, `data.processes[2]`), for
+/// messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessStep {
+    pub field: String,
+    pub process: Process,
+}
+
 /// `probe`: ffprobe's JSON of one input, with our probe facts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Probe {

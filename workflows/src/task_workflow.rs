@@ -7,7 +7,7 @@
 //! request sent again after a failure runs again, after a success returns the stored answer.
 
 use crate::activities::task_defs as act;
-use crate::task::MediaTask;
+use crate::task::{MediaTask, ProcessStep};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -90,12 +90,62 @@ impl MediaTaskWorkflow {
                     .await
             }
             MediaTask::Probe(t) => ctx.execute_activity(act::ProbeMedia, t, options(600)).await,
-            other => {
-                let reason = format!(
-                    "{} is not available yet on this worker (tasks: STAGE_OBJECT, DOWNSAMPLING, AUDIO_TRIM, ENCODING; actions: probe)",
-                    other.name()
-                );
-                return Err(fail(ctx, reason));
+            MediaTask::Process(process) => {
+                let step = ProcessStep {
+                    field: "data".into(),
+                    process,
+                };
+                ctx.execute_activity(act::Process, step, options(6 * 3600))
+                    .await
+            }
+            MediaTask::MultiProcess(processes) => {
+                let total = processes.len() as u32;
+                ctx.state_mut(|s| s.progress.total = total);
+                // In parallel, each its own activity (retried on its own); the answer lists
+                // them in the payload's order.
+                let mut running = Vec::new();
+                for (i, process) in processes.into_iter().enumerate() {
+                    let step = ProcessStep {
+                        field: format!("data.processes[{i}]"),
+                        process,
+                    };
+                    running.push(Box::pin(ctx.execute_activity(
+                        act::Process,
+                        step,
+                        options(6 * 3600),
+                    )));
+                }
+                let mut results: Vec<Option<Value>> = vec![None; running.len()];
+                let mut indexed: Vec<_> = running
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, f)| Box::pin(async move { (i, f.await) }))
+                    .collect();
+                let mut failure = None;
+                while !indexed.is_empty() {
+                    let ((i, result), _, rest) = futures::future::select_all(indexed).await;
+                    indexed = rest;
+                    match result {
+                        Ok(value) => {
+                            results[i] = Some(value);
+                            ctx.state_mut(|s| s.progress.done += 1);
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                }
+                match failure {
+                    Some(e) => Err(e),
+                    None => Ok(json!({ "processes": results })),
+                }
+            }
+            MediaTask::Vmaf(_) => {
+                return Err(fail(
+                    ctx,
+                    "vmaf is not available yet on this worker".to_string(),
+                ));
             }
         };
         match result {

@@ -62,6 +62,9 @@ pub struct MediaActivities {
     webhook_policy: webhook::WebhookPolicy,
     fetch_policy: fetch::FetchPolicy,
     metrics: Metrics,
+    /// The program that confines a `process` chain's ffmpeg (this binary's `sandbox-exec`);
+    /// `None`: chains are refused.
+    sandbox_launcher: Option<PathBuf>,
 }
 
 impl MediaActivities {
@@ -81,7 +84,14 @@ impl MediaActivities {
             fetch_policy: fetch::FetchPolicy::from_env(),
             metrics: Metrics::disabled(),
             nvenc: NvencBudget::default(),
+            sandbox_launcher: None,
         }
+    }
+
+    /// The program that runs `process` chains confined (see `crate::sandbox`).
+    pub fn with_sandbox_launcher(mut self, launcher: PathBuf) -> Self {
+        self.sandbox_launcher = Some(launcher);
+        self
     }
 
     /// The NVENC sessions this worker may hold at once (`TRANSCODER_NVENC_SESSIONS`).

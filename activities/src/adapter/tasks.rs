@@ -3,13 +3,15 @@
 
 use super::observe::StepFacts;
 use super::MediaActivities;
-use crate::tasks::{encoding, inspect, resize, stage, trim, TaskIo};
+use crate::tasks::{chain, encoding, inspect, resize, stage, trim, TaskIo};
 use serde_json::Value;
 use std::sync::Arc;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use transcoder_workflows::activities::task_defs as defs;
-use transcoder_workflows::task::{AudioTrim, Downsampling, Encoding, Probe, StageObject};
+use transcoder_workflows::task::{
+    AudioTrim, Downsampling, Encoding, Probe, ProcessStep, StageObject,
+};
 
 /// The task activities of a worker: its transcode activities' settings, shared.
 pub struct TaskActivities {
@@ -111,6 +113,29 @@ impl TaskActivities {
                 .await?;
                 let seconds = answer["duration_sec"].as_f64().unwrap_or(0.0);
                 Ok((answer, StepFacts::media(seconds)))
+            })
+            .await
+    }
+
+    #[activity(definition = defs::Process)]
+    pub async fn process(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: ProcessStep,
+    ) -> Result<Value, ActivityError> {
+        self.media
+            .observed(&ctx, async |step| {
+                let progress = step.progress.scaled(0.0, 1.0);
+                let answer = chain::run_chain(
+                    &self.io(),
+                    self.media.sandbox_launcher.as_deref(),
+                    &input.field,
+                    &input.process,
+                    step.dir(),
+                    &progress,
+                )
+                .await?;
+                Ok((answer, StepFacts::default()))
             })
             .await
     }

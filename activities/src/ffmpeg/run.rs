@@ -87,9 +87,14 @@ pub(crate) async fn read_stderr_tail(stderr: Option<tokio::process::ChildStderr>
 /// it: a cancelled or timed-out activity drops the child, and the encode must stop with it.
 pub(crate) fn spawn_ffmpeg(args: &[OsString]) -> Result<tokio::process::Child> {
     let mut cmd = Command::new(ffmpeg_bin());
+    cmd.args(args);
+    spawn_piped(cmd)
+}
+
+/// Starts `cmd` (an ffmpeg, or the launcher that confines one) as [`spawn_ffmpeg`] does.
+fn spawn_piped(mut cmd: Command) -> Result<tokio::process::Child> {
     crate::process::die_with_parent(cmd.as_std_mut());
-    cmd.args(args)
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -215,8 +220,52 @@ fn video_encoder_of(args: &[OsString]) -> Option<&str> {
 }
 
 async fn run_ffmpeg(args: &[OsString], duration: f64, progress: &ScaledProgress) -> Result<String> {
-    let mut child = spawn_ffmpeg(args)?;
+    let child = spawn_ffmpeg(args)?;
+    follow_ffmpeg(child, args, duration, progress).await
+}
 
+/// Runs an ffmpeg inside a launcher: `launcher` with `launcher_args`, then the ffmpeg binary
+/// and `args`, in `cwd`, with an environment of only `PATH` and what libraries and fonts
+/// need. Progress and errors are read as for any ffmpeg.
+pub async fn ffmpeg_launched(
+    launcher: &std::path::Path,
+    launcher_args: &[OsString],
+    args: &[OsString],
+    cwd: &std::path::Path,
+    duration: f64,
+    progress: &ScaledProgress,
+) -> Result<()> {
+    let mut cmd = Command::new(launcher);
+    cmd.args(launcher_args)
+        .arg(ffmpeg_bin())
+        .args(args)
+        .current_dir(cwd)
+        .env_clear();
+    for var in [
+        "PATH",
+        "LD_LIBRARY_PATH",
+        "FONTCONFIG_FILE",
+        "FONTCONFIG_PATH",
+        "LANG",
+    ] {
+        if let Some(value) = std::env::var_os(var) {
+            cmd.env(var, value);
+        }
+    }
+    cmd.env("HOME", cwd);
+    let child = spawn_piped(cmd)?;
+    follow_ffmpeg(child, args, duration, progress)
+        .await
+        .map(|_| ())
+}
+
+/// Reads a running ffmpeg's progress and waits for it; its stderr's tail becomes the error.
+async fn follow_ffmpeg(
+    mut child: tokio::process::Child,
+    args: &[OsString],
+    duration: f64,
+    progress: &ScaledProgress,
+) -> Result<String> {
     let stderr = child.stderr.take();
     let stderr_task = tokio::spawn(read_stderr_tail(stderr));
 

@@ -2,6 +2,7 @@
 //! plain async function the adapter calls, reading its inputs and writing its output
 //! through [`TaskIo`], so a payload's URIs never name the worker's own files.
 
+pub mod chain;
 pub mod encoding;
 pub mod inspect;
 pub mod io;
