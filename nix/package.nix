@@ -4,6 +4,10 @@
   lib,
   rustPlatform,
   protobuf,
+  meson,
+  ninja,
+  nasm,
+  unixtools,
 }:
 let
   cargoToml = lib.importTOML ../Cargo.toml;
@@ -28,7 +32,20 @@ rustPlatform.buildRustPackage {
   cargoLock.lockFile = ../Cargo.lock;
 
   # temporalio-protos compiles Temporal's .proto files with prost/tonic-build, which run protoc.
-  nativeBuildInputs = [ protobuf ];
+  # vmaf-head-sys builds libvmaf from its vendored sources (meson, ninja, nasm; xxd compiles
+  # the standard models in), so the image carries VMAF inside the binary.
+  nativeBuildInputs = [
+    protobuf
+    meson
+    ninja
+    nasm
+    unixtools.xxd
+  ];
+  # meson and ninja are for that build script only, not for building this package.
+  dontUseMesonConfigure = true;
+  dontUseNinjaBuild = true;
+  dontUseNinjaInstall = true;
+  dontUseNinjaCheck = true;
 
   # The tests need a Temporal dev server, ffmpeg and Node; they run in `make test`, not here.
   doCheck = false;

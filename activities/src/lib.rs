@@ -29,6 +29,7 @@ pub mod subtitles;
 pub mod tasks;
 pub mod thumbnail;
 pub mod verify;
+pub mod vmaf;
 pub mod waveform;
 pub mod webhook;
 pub mod webvtt;

@@ -476,6 +476,75 @@ async fn every_task_runs_through_the_cli_and_its_output_reads_back() {
         .unwrap_or(0);
     assert!(peak < 64, "the padding is not silent (peak {peak})");
 
+    // vmaf: the video against itself scores near 100; against a smaller, coarser copy at
+    // half the frame rate (scaled and resampled to the reference, as VMAF users do) lower,
+    // with per-frame scores written where asked.
+    let textured = media.join("textured.mp4");
+    ffmpeg_make(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=25:duration=6",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "16",
+        s(&textured),
+    ])
+    .await;
+    put(&server, "pipelines/j1/inputs/video/textured.mp4", &textured).await;
+    let degraded = media.join("degraded.mp4");
+    ffmpeg_make(&[
+        "-i",
+        s(&textured),
+        "-vf",
+        "scale=320:180,fps=12.5",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "45",
+        "-an",
+        s(&degraded),
+    ])
+    .await;
+    put(&server, "pipelines/j1/stage/degraded.mp4", &degraded).await;
+    let vmaf = |distorted: &str, output: Option<&str>| {
+        let mut data = json!({"input1": "s3://videos/pipelines/j1/inputs/video/textured.mp4",
+            "input2": format!("s3://videos/pipelines/j1/{distorted}")});
+        if let Some(out) = output {
+            data["output"] = json!(out);
+        }
+        task(json!({"action": "vmaf", "data": data}))
+    };
+    let same = vmaf(
+        "inputs/video/textured.mp4",
+        Some("s3://videos/pipelines/j1/stage/vmaf.json"),
+    )
+    .await;
+    same.assert_success();
+    let same = same.json()["result"].clone();
+    let worse = vmaf("stage/degraded.mp4", None).await;
+    worse.assert_success();
+    let worse = worse.json()["result"].clone();
+    eprintln!(
+        "VMAF: itself {}, degraded copy {}",
+        same["vmaf"], worse["vmaf"]
+    );
+    assert!(same["vmaf"].as_f64().unwrap() > 97.0, "{same}");
+    assert!(
+        worse["vmaf"].as_f64().unwrap() < same["vmaf"].as_f64().unwrap() - 15.0,
+        "{worse}"
+    );
+    assert_eq!(worse["distorted_scaled"], true);
+    assert_eq!(worse["distorted_resampled"], true);
+    assert_eq!(worse["frames"], 150, "{worse}");
+    let log: Value = serde_json::from_slice(
+        &s3::get_bytes(&server.client(), BUCKET, "pipelines/j1/stage/vmaf.json").await,
+    )
+    .unwrap();
+    assert_eq!(log["frames"].as_array().unwrap().len(), 150);
+    assert!(log["frames"][10]["metrics"]["vmaf"].as_f64().unwrap() > 95.0);
+
     // probe: ffprobe's JSON and our facts, as an action's answer.
     let probed = task(json!({"action": "probe", "data": {
         "input": "s3://videos/pipelines/j1/inputs/video/in.mp4"}}))

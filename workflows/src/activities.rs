@@ -14,7 +14,7 @@ use crate::media::{
     WaveformInput, WaveformOutput,
 };
 use crate::receipt::Receipt;
-use crate::task::{AudioTrim, Downsampling, Encoding, Probe, ProcessStep, StageObject};
+use crate::task::{AudioTrim, Downsampling, Encoding, Probe, ProcessStep, StageObject, Vmaf};
 use crate::webhook::{WebhookBody, WebhookReceipt};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -289,6 +289,12 @@ impl MediaTaskActivities {
     /// checked and run confined.
     #[activity(name = "task_process")]
     pub fn process(input: ProcessStep) -> Result<serde_json::Value, ActivityError> {
+        unimplemented!()
+    }
+
+    /// `vmaf`: the VMAF score of a distorted video against its reference (libvmaf).
+    #[activity(name = "task_vmaf")]
+    pub fn vmaf(input: Vmaf) -> Result<serde_json::Value, ActivityError> {
         unimplemented!()
     }
 

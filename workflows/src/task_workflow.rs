@@ -141,12 +141,7 @@ impl MediaTaskWorkflow {
                     None => Ok(json!({ "processes": results })),
                 }
             }
-            MediaTask::Vmaf(_) => {
-                return Err(fail(
-                    ctx,
-                    "vmaf is not available yet on this worker".to_string(),
-                ));
-            }
+            MediaTask::Vmaf(t) => ctx.execute_activity(act::Vmaf, t, options(6 * 3600)).await,
         };
         match result {
             Ok(answer) => {

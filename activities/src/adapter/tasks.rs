@@ -3,14 +3,14 @@
 
 use super::observe::StepFacts;
 use super::MediaActivities;
-use crate::tasks::{chain, encoding, inspect, resize, stage, trim, TaskIo};
+use crate::tasks::{chain, encoding, inspect, quality, resize, stage, trim, TaskIo};
 use serde_json::Value;
 use std::sync::Arc;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use transcoder_workflows::activities::task_defs as defs;
 use transcoder_workflows::task::{
-    AudioTrim, Downsampling, Encoding, Probe, ProcessStep, StageObject,
+    AudioTrim, Downsampling, Encoding, Probe, ProcessStep, StageObject, Vmaf as VmafTask,
 };
 
 /// The task activities of a worker: its transcode activities' settings, shared.
@@ -135,6 +135,21 @@ impl TaskActivities {
                     &progress,
                 )
                 .await?;
+                Ok((answer, StepFacts::default()))
+            })
+            .await
+    }
+
+    #[activity(definition = defs::Vmaf)]
+    pub async fn vmaf(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: VmafTask,
+    ) -> Result<Value, ActivityError> {
+        self.media
+            .observed(&ctx, async |step| {
+                let progress = step.progress.scaled(0.0, 1.0);
+                let answer = quality::vmaf(&self.io(), &input, step.dir(), &progress).await?;
                 Ok((answer, StepFacts::default()))
             })
             .await

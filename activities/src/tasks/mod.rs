@@ -6,6 +6,7 @@ pub mod chain;
 pub mod encoding;
 pub mod inspect;
 pub mod io;
+pub mod quality;
 pub mod resize;
 pub mod stage;
 pub mod trim;
