@@ -55,6 +55,7 @@ pub(crate) async fn task(args: TaskArgs) -> Result<ExitCode> {
         let state_dir = args.common.state_dir.display().to_string();
         let answer = tokio::select! {
             answer = tasks::wait_for_answer(&temporal.client, &id) => answer,
+            _ = report_parts(&temporal.client, &id) => unreachable!("reports until the answer comes"),
             _ = worker::shutdown_signal() => Err(anyhow::anyhow!(
                 "interrupted; the task is saved in {state_dir} and resumes when the same command runs again"
             )),
@@ -80,4 +81,19 @@ pub(crate) async fn task(args: TaskArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Says on stderr how many parts of a task of several (a trim batch, `multi_process`) are
+/// done, each time that changes, from the workflow's `progress` query; never returns.
+async fn report_parts(client: &temporalio_client::Client, id: &str) {
+    let mut last = None;
+    loop {
+        if let Some(p) = tasks::query_progress(client, id).await {
+            if p.total > 1 && last != Some(p.done) {
+                eprintln!("{}: {} of {} done", p.task, p.done, p.total);
+                last = Some(p.done);
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
 }

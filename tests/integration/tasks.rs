@@ -929,3 +929,119 @@ async fn process_chains_are_checked_and_confined() {
     assert_eq!(processes[1]["output"], "s3://jobs/b.m4a");
     assert!(out.join("jobs/a.mp4").is_file() && out.join("jobs/b.m4a").is_file());
 }
+
+/// The "segmentation" pattern: N trims of one master as one workflow, which a worker on
+/// the cluster runs while its `progress` query counts the segments done; sent again, the
+/// stored answer comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trim_batch_is_one_workflow_that_counts_its_segments() {
+    let h = Harness::start().await;
+    let out = h.path("out");
+    std::fs::create_dir_all(out.join("jobs")).unwrap();
+    let master = out.join("jobs/master.wav");
+    ffmpeg_make(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "anoisesrc=color=pink:seed=9:sample_rate=48000:duration=20",
+        "-ac",
+        "2",
+        "-c:a",
+        "pcm_s24le",
+        s(&master),
+    ])
+    .await;
+    let spans: Vec<(f64, f64)> = (0..8).map(|i| (f64::from(i) * 2.4, 2.3)).collect();
+    let payload = json!({"input": {"task": "AUDIO_TRIM", "parameters": {
+        "source_uri": "s3://jobs/master.wav",
+        "segments": spans.iter().enumerate().map(|(i, (start, length))| json!({
+            "start_sec": start, "duration_sec": length,
+            "output_video_uri": format!("s3://jobs/stage/segmentation/audio_segments/segment_{i}.wav")}))
+            .collect::<Vec<_>>()}}});
+    let file = write_job(&h, "batch.json", &payload);
+    let mut worker = h.spawn_with_env(
+        &["worker", "--out", s(&out)],
+        &[("TRANSCODER_ACTIVITY_SLOTS", "2".to_string())],
+    );
+    let submitted = h.run(&["submit", "--job", s(&file)]).await;
+    submitted.assert_success();
+    let id = submitted.stdout.trim().to_string();
+    assert!(id.starts_with("task-audio_trim-"), "{}", submitted.dump());
+
+    // Ask the running workflow how far it is until it says done.
+    let mut seen = Vec::new();
+    let started = std::time::Instant::now();
+    loop {
+        let raw = h
+            .temporal_cli(&[
+                "workflow",
+                "query",
+                "--workflow-id",
+                &id,
+                "--type",
+                "progress",
+                "--output",
+                "json",
+            ])
+            .await;
+        let answer: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
+        let progress = answer["queryResult"][0].clone();
+        if let Some(done) = progress["done"].as_u64() {
+            assert_eq!(progress["total"], 8, "{raw}");
+            seen.push(done);
+        }
+        if progress["state"] == "done" {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the batch did not finish: {raw}\n{}",
+            worker.dump()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    eprintln!("segments done, as queried: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "the count went back: {seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&8));
+
+    let waited = h.run(&["submit", "--job", s(&file), "--wait"]).await;
+    waited.assert_success();
+    let answer = waited.json();
+    assert_eq!(
+        (answer["done"].as_u64(), answer["total"].as_u64()),
+        (Some(8), Some(8))
+    );
+    let all = samples(&master, "s24le", &[]).await;
+    let frame = 6; // 2 channels x 24 bits
+    for (i, (start, length)) in spans.iter().enumerate() {
+        let segment = &answer["segments"][i];
+        assert_eq!(
+            segment["output_uri"],
+            format!("s3://jobs/stage/segmentation/audio_segments/segment_{i}.wav"),
+            "segments are answered in the payload's order"
+        );
+        assert_eq!(segment["sample_format"], "pcm_s24le");
+        let first = (start * 48_000.0).round() as usize;
+        let count = (length * 48_000.0).round() as usize;
+        let got = samples(
+            &out.join(format!(
+                "jobs/stage/segmentation/audio_segments/segment_{i}.wav"
+            )),
+            "s24le",
+            &[],
+        )
+        .await;
+        assert!(
+            got == all[first * frame..(first + count) * frame],
+            "segment {i} is not the master's samples {first}..{}",
+            first + count
+        );
+    }
+    worker.signal(libc::SIGTERM);
+    let _ = worker
+        .wait_for_exit(std::time::Duration::from_secs(30))
+        .await;
+}

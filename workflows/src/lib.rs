@@ -16,6 +16,7 @@ pub mod search;
 pub mod task;
 pub mod task_workflow;
 pub mod webhook;
+mod window;
 pub mod workflow;
 
 pub use cleanup::OriginalCleanupWorkflow;

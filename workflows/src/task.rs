@@ -40,6 +40,34 @@ pub struct AudioTrim {
     pub output: TaskOutput,
 }
 
+/// One span of an `AUDIO_TRIM` batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrimSegment {
+    pub start_seconds: f64,
+    pub duration_seconds: f64,
+    pub output: TaskOutput,
+}
+
+/// `AUDIO_TRIM` with `segments`: N spans of one source (the "segmentation" pattern), one
+/// workflow that reports how many are done.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AudioTrimBatch {
+    pub source_uri: String,
+    pub segments: Vec<TrimSegment>,
+}
+
+impl AudioTrimBatch {
+    /// The single trim of segment `i`.
+    pub fn trim(&self, i: usize) -> Option<AudioTrim> {
+        self.segments.get(i).map(|s| AudioTrim {
+            source_uri: self.source_uri.clone(),
+            start_seconds: s.start_seconds,
+            duration_seconds: s.duration_seconds,
+            output: s.output.clone(),
+        })
+    }
+}
+
 /// `ENCODING`: the video with another sound track, subtitles burned in when asked.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Encoding {
@@ -89,6 +117,7 @@ pub enum MediaTask {
     StageObject(StageObject),
     Downsampling(Downsampling),
     AudioTrim(AudioTrim),
+    AudioTrimBatch(AudioTrimBatch),
     Encoding(Encoding),
     Process(Process),
     /// `multi_process`: several chains, run in parallel.
@@ -103,7 +132,7 @@ impl MediaTask {
         match self {
             MediaTask::StageObject(_) => "STAGE_OBJECT",
             MediaTask::Downsampling(_) => "DOWNSAMPLING",
-            MediaTask::AudioTrim(_) => "AUDIO_TRIM",
+            MediaTask::AudioTrim(_) | MediaTask::AudioTrimBatch(_) => "AUDIO_TRIM",
             MediaTask::Encoding(_) => "ENCODING",
             MediaTask::Process(_) => "process",
             MediaTask::MultiProcess(_) => "multi_process",
@@ -144,6 +173,11 @@ impl MediaTask {
             MediaTask::StageObject(t) => vec![&mut t.source_uri, &mut t.dest_uri],
             MediaTask::Downsampling(t) => vec![&mut t.input_uri, out(&mut t.output)],
             MediaTask::AudioTrim(t) => vec![&mut t.source_uri, out(&mut t.output)],
+            MediaTask::AudioTrimBatch(t) => {
+                let mut all = vec![&mut t.source_uri];
+                all.extend(t.segments.iter_mut().map(|s| out(&mut s.output)));
+                all
+            }
             MediaTask::Encoding(t) => {
                 let mut all = vec![&mut t.input_video_uri, out(&mut t.output)];
                 all.extend(t.input_audio_uri.as_mut());
@@ -166,6 +200,8 @@ pub const TASKS: [&str; 4] = ["STAGE_OBJECT", "DOWNSAMPLING", "AUDIO_TRIM", "ENC
 pub const ACTIONS: [&str; 4] = ["process", "multi_process", "probe", "vmaf"];
 /// The most chains one `multi_process` may run.
 pub const MAX_PROCESSES: usize = 16;
+/// The most segments one `AUDIO_TRIM` batch may cut.
+pub const MAX_TRIM_SEGMENTS: usize = 1000;
 /// The longest argument vector one chain may have.
 pub const MAX_CHAIN_ARGS: usize = 512;
 
@@ -202,6 +238,7 @@ pub fn parse_task(input: &Value) -> Result<MediaTask, TaskError> {
                     output: r.output("output_video_uri"),
                     height: r.height("resolution"),
                 }),
+                "AUDIO_TRIM" if params.contains_key("segments") => r.trim_batch(),
                 "AUDIO_TRIM" => MediaTask::AudioTrim(AudioTrim {
                     source_uri: r.uri("source_uri"),
                     start_seconds: r.seconds("start_sec", 0.0),
@@ -490,6 +527,76 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// `AUDIO_TRIM` with `segments`: many spans of one source, each with its own output.
+    fn trim_batch(&mut self) -> MediaTask {
+        let source_uri = self.uri("source_uri");
+        for single in [
+            "start_sec",
+            "duration_sec",
+            "output_video_uri",
+            "output_put_url",
+        ] {
+            if self.fields.contains_key(single) {
+                self.problems.push(format!(
+                    "{} cannot be given with {}: each segment has its own",
+                    self.name(single),
+                    self.name("segments")
+                ));
+            }
+        }
+        let name = self.name("segments");
+        let items = match self.fields.get("segments").and_then(Value::as_array) {
+            Some(items) if (1..=MAX_TRIM_SEGMENTS).contains(&items.len()) => items,
+            Some(items) => {
+                self.problems.push(format!(
+                    "{name} must list from 1 to {MAX_TRIM_SEGMENTS} segments, got {}",
+                    items.len()
+                ));
+                return MediaTask::AudioTrimBatch(AudioTrimBatch {
+                    source_uri,
+                    segments: Vec::new(),
+                });
+            }
+            None => {
+                self.problems.push(format!(
+                    "{name} must be a list of {{start_sec, duration_sec, output_video_uri or output_put_url}}"
+                ));
+                return MediaTask::AudioTrimBatch(AudioTrimBatch {
+                    source_uri,
+                    segments: Vec::new(),
+                });
+            }
+        };
+        let mut segments = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let Some(fields) = item.as_object() else {
+                self.problems.push(format!("{name}[{i}] must be an object"));
+                continue;
+            };
+            let mut inner = Reader {
+                section: "parameters",
+                fields,
+                problems: Vec::new(),
+            };
+            let segment = TrimSegment {
+                start_seconds: inner.seconds("start_sec", 0.0),
+                duration_seconds: inner.seconds("duration_sec", f64::MIN_POSITIVE),
+                output: inner.output("output_video_uri"),
+            };
+            self.problems.extend(
+                inner
+                    .problems
+                    .into_iter()
+                    .map(|p| p.replace("parameters.", &format!("{name}[{i}]."))),
+            );
+            segments.push(segment);
+        }
+        MediaTask::AudioTrimBatch(AudioTrimBatch {
+            source_uri,
+            segments,
+        })
+    }
+
     fn processes(&mut self, key: &str) -> Vec<Process> {
         let name = self.name(key);
         let Some(items) = self.fields.get(key).and_then(Value::as_array) else {
@@ -696,6 +803,47 @@ mod tests {
         .unwrap();
         assert!(matches!(task, MediaTask::MultiProcess(processes) if processes.len() == 2));
         assert!(is_task(&json!({"action": "probe"})) && !is_task(&json!({"mediaId": "m"})));
+    }
+
+    #[test]
+    fn a_trim_batch_reads_each_segment_and_names_its_problems() {
+        let task = parse_task(&json!({"task": "AUDIO_TRIM", "parameters": {
+            "source_uri": "s3://v/master.m4a",
+            "segments": [
+                {"start_sec": 0, "duration_sec": 2.5, "output_video_uri": "s3://v/s/segment_0.wav"},
+                {"start_sec": 2.5, "duration_sec": 2, "output_put_url": "https://put.example/s1?sig=x"}]}}))
+        .unwrap();
+        let MediaTask::AudioTrimBatch(batch) = task else {
+            panic!("not a batch: {task:?}")
+        };
+        assert_eq!(batch.segments.len(), 2);
+        assert_eq!(
+            batch.trim(1),
+            Some(AudioTrim {
+                source_uri: "s3://v/master.m4a".into(),
+                start_seconds: 2.5,
+                duration_seconds: 2.0,
+                output: TaskOutput::PutUrl("https://put.example/s1?sig=x".into()),
+            })
+        );
+        assert_eq!(
+            problems(json!({"task": "AUDIO_TRIM", "parameters": {
+                "source_uri": "s3://v/master.m4a", "start_sec": 1,
+                "segments": [{"start_sec": 0, "duration_sec": 1, "output_video_uri": "s3://v/a.wav"},
+                             {"start_sec": -2, "duration_sec": 0}, 7]}})),
+            [
+                "parameters.start_sec cannot be given with parameters.segments: each segment has its own",
+                "parameters.segments[1].start_sec must be a number of seconds from 0 (at most a day), got -2",
+                "parameters.segments[1].duration_sec must be a number of seconds above 0 (at most a day), got 0",
+                "parameters.segments[1].output_video_uri is required",
+                "parameters.segments[2] must be an object",
+            ]
+        );
+        assert_eq!(
+            problems(json!({"task": "AUDIO_TRIM", "parameters": {
+                "source_uri": "s3://v/m.wav", "segments": []}})),
+            ["parameters.segments must list from 1 to 1000 segments, got 0"]
+        );
     }
 
     #[test]

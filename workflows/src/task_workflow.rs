@@ -7,14 +7,16 @@
 //! request sent again after a failure runs again, after a success returns the stored answer.
 
 use crate::activities::task_defs as act;
-use crate::task::{MediaTask, ProcessStep};
+use crate::task::{AudioTrim, MediaTask, ProcessStep};
+use crate::window::run_windowed;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::Duration;
 use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, ApplicationFailure, WorkflowContext, WorkflowContextView, WorkflowResult,
+    ActivityExecutionError, ActivityOptions, ApplicationFailure, WorkflowContext,
+    WorkflowContextView, WorkflowResult,
 };
 
 /// Prefix of every task workflow id.
@@ -99,47 +101,37 @@ impl MediaTaskWorkflow {
                     .await
             }
             MediaTask::MultiProcess(processes) => {
-                let total = processes.len() as u32;
-                ctx.state_mut(|s| s.progress.total = total);
-                // In parallel, each its own activity (retried on its own); the answer lists
-                // them in the payload's order.
-                let mut running = Vec::new();
-                for (i, process) in processes.into_iter().enumerate() {
-                    let step = ProcessStep {
-                        field: format!("data.processes[{i}]"),
-                        process,
-                    };
-                    running.push(Box::pin(ctx.execute_activity(
-                        act::Process,
-                        step,
-                        options(6 * 3600),
-                    )));
-                }
-                let mut results: Vec<Option<Value>> = vec![None; running.len()];
-                let mut indexed: Vec<_> = running
+                let steps: Vec<ProcessStep> = processes
                     .into_iter()
                     .enumerate()
-                    .map(|(i, f)| Box::pin(async move { (i, f.await) }))
+                    .map(|(i, process)| ProcessStep {
+                        field: format!("data.processes[{i}]"),
+                        process,
+                    })
                     .collect();
-                let mut failure = None;
-                while !indexed.is_empty() {
-                    let ((i, result), _, rest) = futures::future::select_all(indexed).await;
-                    indexed = rest;
-                    match result {
-                        Ok(value) => {
-                            results[i] = Some(value);
-                            ctx.state_mut(|s| s.progress.done += 1);
-                        }
-                        Err(e) => {
-                            failure = Some(e);
-                            break;
-                        }
-                    }
-                }
-                match failure {
-                    Some(e) => Err(e),
-                    None => Ok(json!({ "processes": results })),
-                }
+                fan_out(ctx, &steps, |step| {
+                    ctx.execute_activity(act::Process, step.clone(), options(6 * 3600))
+                })
+                .await
+                .map(|results| json!({ "processes": results }))
+            }
+            MediaTask::AudioTrimBatch(batch) => {
+                let trims: Vec<AudioTrim> = (0..batch.segments.len())
+                    .filter_map(|i| batch.trim(i))
+                    .collect();
+                fan_out(ctx, &trims, |trim| {
+                    ctx.execute_activity(act::AudioTrim, trim.clone(), options(3600))
+                })
+                .await
+                .map(|results| {
+                    json!({
+                        "task": "AUDIO_TRIM",
+                        "source_uri": crate::job::redact_uri(&batch.source_uri),
+                        "done": results.len(),
+                        "total": batch.segments.len(),
+                        "segments": results,
+                    })
+                })
             }
             MediaTask::Vmaf(t) => ctx.execute_activity(act::Vmaf, t, options(6 * 3600)).await,
         };
@@ -161,6 +153,36 @@ impl MediaTaskWorkflow {
             }
         }
     }
+}
+
+/// How many of a task's parts run at once (chains of `multi_process`, spans of a trim batch).
+const PARTS_AT_ONCE: usize = 16;
+
+/// Runs one activity per item, [`PARTS_AT_ONCE`] at a time, counting finished ones for the
+/// `progress` query; the answers in the items' order, or the first failure.
+async fn fan_out<'a, I, F, Fut>(
+    ctx: &WorkflowContext<MediaTaskWorkflow>,
+    items: &'a [I],
+    start: F,
+) -> Result<Vec<Value>, ActivityExecutionError>
+where
+    F: Fn(&'a I) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, ActivityExecutionError>>,
+{
+    ctx.state_mut(|s| s.progress.total = items.len() as u32);
+    let indices: Vec<usize> = (0..items.len()).collect();
+    let mut answers = run_windowed(
+        &indices,
+        PARTS_AT_ONCE,
+        |&i| {
+            let running = start(&items[i]);
+            Box::pin(async move { running.await.map(|answer| (i, answer)) })
+        },
+        |finished| ctx.state_mut(|s| s.progress.done = finished as u32),
+    )
+    .await?;
+    answers.sort_by_key(|(i, _)| *i);
+    Ok(answers.into_iter().map(|(_, answer)| answer).collect())
 }
 
 /// Records the failure for the `progress` query and makes it the workflow's.

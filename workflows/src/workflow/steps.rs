@@ -102,31 +102,7 @@ where
     .await
 }
 
-/// Runs `start` for each chunk, at most `width` at a time: a new one starts as soon as any
-/// running one finishes, and `finished` hears how many have. Results come in the order they
-/// finish. (`select_all` polls with the SDK's own waker; `FuturesUnordered` would not.)
-pub(super) async fn run_windowed<'a, T, F, Fut>(
-    chunks: &'a [ChunkPlan],
-    width: usize,
-    start: F,
-    mut finished: impl FnMut(usize),
-) -> Result<Vec<T>, String>
-where
-    F: Fn(&'a ChunkPlan) -> std::pin::Pin<Box<Fut>>,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let mut waiting = chunks.iter();
-    let mut running: Vec<_> = waiting.by_ref().take(width.max(1)).map(&start).collect();
-    let mut done = Vec::with_capacity(chunks.len());
-    while !running.is_empty() {
-        let (result, _, rest) = futures::future::select_all(running).await;
-        running = rest;
-        done.push(result?);
-        finished(done.len());
-        running.extend(waiting.next().map(&start));
-    }
-    Ok(done)
-}
+pub(super) use crate::window::run_windowed;
 
 /// Removes objects that were only steps on the way (pieces, meter readings, stretches).
 /// Failing to remove them costs storage, not the job.
