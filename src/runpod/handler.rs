@@ -357,8 +357,8 @@ pub fn result_from_body(body: &WebhookBody) -> JobResult {
 /// A running progress reporter: its stop switch and its task.
 type ProgressTask = (watch::Sender<bool>, tokio::task::JoinHandle<()>);
 
-/// Reads the workflow's progress every few seconds and posts it when it changed, one post
-/// at a time, until told to stop.
+/// The transcode's progress (its `progress` query with the running chunks' heartbeats, as
+/// `status` counts them), posted when it changed; the percentage never goes back.
 fn spawn_progress(
     temporal: Client,
     workflow_id: String,
@@ -366,49 +366,31 @@ fn spawn_progress(
     job_id: String,
     local: Option<ProgressCallback>,
 ) -> ProgressTask {
-    let (tx, mut rx) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        let mut last: Option<Progress> = None;
-        loop {
-            let read = crate::status::live_progress(&temporal, &workflow_id);
-            let current = tokio::select! {
-                r = read => r,
-                _ = super::flipped(&mut rx) => return,
-            };
-            if let Ok(mut p) = current {
-                // Running chunks' heartbeats can lag a chunk's finish by a beat; what RunPod
-                // shows must never go backwards.
-                if let Some(previous) = &last {
-                    p.percent = p.percent.max(previous.percent);
-                }
-                if last.as_ref() != Some(&p) && !*rx.borrow() {
-                    tracing::info!(job_id, step = %p.step, percent = p.percent, chunks_done = p.chunks_done, chunks_total = p.chunks_total, "progress");
-                    let value = json!({
-                        "workflowId": workflow_id,
-                        "step": p.step,
-                        "percent": p.percent,
-                        "chunksDone": p.chunks_done,
-                        "chunksTotal": p.chunks_total,
-                    });
-                    if let Some(tell) = &local {
-                        tell(value.clone());
-                    }
-                    if let Some(client) = &runpod {
-                        client.post_progress(&job_id, &value).await;
-                    }
-                    last = Some(p);
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(PROGRESS_EVERY) => {}
-                _ = super::flipped(&mut rx) => return,
-            }
+    // Running chunks' heartbeats can lag a chunk's finish by a beat; what RunPod shows must
+    // never go backwards.
+    let highest = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    spawn_reporter(runpod, job_id, local, move || {
+        let (temporal, workflow_id, highest) =
+            (temporal.clone(), workflow_id.clone(), Arc::clone(&highest));
+        async move {
+            let p: Progress = crate::status::live_progress(&temporal, &workflow_id)
+                .await
+                .ok()?;
+            let percent = highest
+                .fetch_max(p.percent, std::sync::atomic::Ordering::Relaxed)
+                .max(p.percent);
+            Some(json!({
+                "workflowId": workflow_id,
+                "step": p.step,
+                "percent": percent,
+                "chunksDone": p.chunks_done,
+                "chunksTotal": p.chunks_total,
+            }))
         }
-    });
-    (tx, task)
+    })
 }
 
-/// As [`spawn_progress`], for a task: its state and how many of its parts are done.
+/// A task's progress: its state and how many of its parts are done.
 fn spawn_task_progress(
     temporal: Client,
     workflow_id: String,
@@ -416,25 +398,44 @@ fn spawn_task_progress(
     job_id: String,
     local: Option<ProgressCallback>,
 ) -> ProgressTask {
+    spawn_reporter(runpod, job_id, local, move || {
+        let (temporal, workflow_id) = (temporal.clone(), workflow_id.clone());
+        async move {
+            let p = tasks::query_progress(&temporal, &workflow_id).await?;
+            Some(json!({
+                "workflowId": workflow_id,
+                "task": p.task,
+                "state": p.state,
+                "done": p.done,
+                "total": p.total,
+            }))
+        }
+    })
+}
+
+/// Every [`PROGRESS_EVERY`], reads the job's progress with `read` and, when it changed, tells
+/// the local API and posts it to RunPod, one post at a time, until told to stop.
+fn spawn_reporter<R, Fut>(
+    runpod: Option<RunpodClient>,
+    job_id: String,
+    local: Option<ProgressCallback>,
+    mut read: R,
+) -> ProgressTask
+where
+    R: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<Value>> + Send,
+{
     let (tx, mut rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         let mut last: Option<Value> = None;
         loop {
-            let read = tasks::query_progress(&temporal, &workflow_id);
             let current = tokio::select! {
-                r = read => r,
+                r = read() => r,
                 _ = super::flipped(&mut rx) => return,
             };
-            if let Some(p) = current {
-                let value = json!({
-                    "workflowId": workflow_id,
-                    "task": p.task,
-                    "state": p.state,
-                    "done": p.done,
-                    "total": p.total,
-                });
+            if let Some(value) = current {
                 if last.as_ref() != Some(&value) && !*rx.borrow() {
-                    tracing::info!(job_id, task = %p.task, done = p.done, total = p.total, "progress");
+                    tracing::info!(job_id, progress = %value, "progress");
                     if let Some(tell) = &local {
                         tell(value.clone());
                     }

@@ -14,6 +14,7 @@
 //!   write only that folder, and open no network socket. A worker whose kernel cannot
 //!   enforce the filesystem rules refuses chains.
 
+use super::io::refused;
 use super::TaskIo;
 use crate::error::{MediaError, Result};
 use crate::fetch::InputUri;
@@ -277,11 +278,7 @@ pub async fn run_chain(
     work: &Path,
     progress: &ScaledProgress,
 ) -> Result<Value> {
-    let refuse = |detail: String| MediaError::Field {
-        field: field.to_string(),
-        detail,
-        permanent: true,
-    };
+    let refuse = |detail: String| refused(field, detail);
     let plan = plan_chain(field, process).map_err(|problems| refuse(problems.join("; ")))?;
     let output = TaskOutput::Uri(process.output.clone());
     io.check_output(&format!("{field}.output"), &output)?;

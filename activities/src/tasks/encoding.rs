@@ -11,6 +11,7 @@
 //! - **Sound.** AAC at 192 kb/s, tagged with `language` (ISO 639-2 in the MP4).
 //! - **Legacy form.** It names no audio: the video's own sound is kept (copied).
 
+use super::io::refused;
 use super::TaskIo;
 use crate::encoder::EncoderSettings;
 use crate::error::{MediaError, Result};
@@ -40,7 +41,7 @@ pub async fn encoding(
         .await?;
     let video = crate::probe::probe_file(&video_path).await?;
     let Some(picture) = video.video.clone() else {
-        return Err(refuse(
+        return Err(refused(
             "parameters.input_video_uri",
             "the file has no video stream",
         ));
@@ -55,7 +56,7 @@ pub async fn encoding(
                 .await?;
             let probe = crate::probe::probe_file(&path).await?;
             if probe.audio.is_none() {
-                return Err(refuse(
+                return Err(refused(
                     "parameters.input_audio_uri",
                     "the file has no audio stream",
                 ));
@@ -151,14 +152,6 @@ fn round_ms(seconds: f64) -> f64 {
     (seconds * 1000.0).round() / 1000.0
 }
 
-fn refuse(field: &str, detail: &str) -> MediaError {
-    MediaError::Field {
-        field: field.into(),
-        detail: detail.into(),
-        permanent: true,
-    }
-}
-
 /// An `.ass`/`.ssa` file starts with its `[Script Info]` section (after an optional BOM).
 /// Checked before libass reads it, so a playlist or anything else named here is refused.
 fn check_ass(path: &Path) -> Result<()> {
@@ -168,7 +161,7 @@ fn check_ass(path: &Path) -> Result<()> {
     if text.starts_with("[Script Info]") {
         Ok(())
     } else {
-        Err(refuse(
+        Err(refused(
             "parameters.subtitles_uri",
             "is not an ASS/SSA subtitle file (it must start with [Script Info])",
         ))

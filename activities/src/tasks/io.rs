@@ -55,7 +55,8 @@ fn field_error(field: &str, cause: MediaError) -> MediaError {
     }
 }
 
-fn refused(field: &str, detail: impl Into<String>) -> MediaError {
+/// A permanent problem with the payload field `field`: the one way task code refuses.
+pub(crate) fn refused(field: &str, detail: impl Into<String>) -> MediaError {
     MediaError::Field {
         field: field.to_string(),
         detail: detail.into(),

@@ -8,6 +8,7 @@
 //! timestamp), so frame `k` of each is the same moment. Frames are scored in pairs until
 //! either ends; the answer gives both counts.
 
+use super::io::refused;
 use super::TaskIo;
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::run::{ffmpeg_bin, ScaledProgress};
@@ -54,11 +55,7 @@ pub async fn vmaf(
             .video
             .clone()
             .map(|v| (v, probe.duration_seconds))
-            .ok_or(MediaError::Field {
-                field: field.into(),
-                detail: "the file has no video stream".into(),
-                permanent: true,
-            })
+            .ok_or_else(|| refused(field, "the file has no video stream"))
     };
     let (ref_video, ref_seconds) = video(reference.clone(), "data.input1").await?;
     let (dist_video, _) = video(distorted.clone(), "data.input2").await?;

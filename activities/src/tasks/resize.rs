@@ -7,6 +7,7 @@
 //! H.264 from the worker's encoder (NVENC when the worker has it); AAC sound is copied,
 //! other sound becomes AAC.
 
+use super::io::refused;
 use super::TaskIo;
 use crate::encoder::EncoderSettings;
 use crate::error::{MediaError, Result};
@@ -46,11 +47,10 @@ pub async fn downsample(
         .await?;
     let probe = crate::probe::probe_file(&source).await?;
     let Some(video) = probe.video.clone() else {
-        return Err(MediaError::Field {
-            field: "parameters.original_video_uri".into(),
-            detail: "the file has no video stream".into(),
-            permanent: true,
-        });
+        return Err(refused(
+            "parameters.original_video_uri",
+            "the file has no video stream",
+        ));
     };
     let (dw, dh) = video.display_size();
     let (width, height, upscale_refused) = target_size(dw, dh, task.height);

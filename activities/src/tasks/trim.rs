@@ -6,6 +6,7 @@
 //! channels are kept; PCM sources keep their sample format, compressed ones become 16-bit.
 //! The WAV's data chunk is read back and must hold exactly that many samples.
 
+use super::io::refused;
 use super::TaskIo;
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::run::ScaledProgress;
@@ -49,25 +50,25 @@ pub async fn audio_trim(
         .await?;
     let probe = crate::probe::probe_file(&source).await?;
     let Some(audio) = probe.audio.clone() else {
-        return Err(field(
+        return Err(refused(
             "parameters.source_uri",
             "the file has no audio stream",
         ));
     };
     let length = probe.duration_seconds;
     if task.start_seconds >= length {
-        return Err(field(
+        return Err(refused(
             "parameters.start_sec",
-            &format!(
+            format!(
                 "{} s is past the end of the audio ({length:.3} s)",
                 task.start_seconds
             ),
         ));
     }
     if task.start_seconds + task.duration_seconds > length + END_TOLERANCE_SECONDS {
-        return Err(field(
+        return Err(refused(
             "parameters.duration_sec",
-            &format!(
+            format!(
                 "{} s from {} s reaches {:.3} s, past the end of the audio ({length:.3} s)",
                 task.duration_seconds,
                 task.start_seconds,
@@ -101,9 +102,9 @@ pub async fn audio_trim(
     ffmpeg(a.as_slice(), task.duration_seconds, progress).await?;
     let written = wav_samples(&out)?;
     if written.samples != count {
-        return Err(field(
+        return Err(refused(
             "parameters.duration_sec",
-            &format!(
+            format!(
                 "the audio holds {} of the {count} samples asked from sample {first} (it ends early)",
                 written.samples
             ),
@@ -125,14 +126,6 @@ pub async fn audio_trim(
         "channels": written.channels,
         "sample_format": codec,
     }))
-}
-
-fn field(name: &str, detail: &str) -> MediaError {
-    MediaError::Field {
-        field: name.to_string(),
-        detail: detail.to_string(),
-        permanent: true,
-    }
 }
 
 /// What a WAV file's header says.
