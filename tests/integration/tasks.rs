@@ -1045,3 +1045,103 @@ async fn a_trim_batch_is_one_workflow_that_counts_its_segments() {
         .wait_for_exit(std::time::Duration::from_secs(30))
         .await;
 }
+
+/// A long task whose worker is killed mid-encode is not lost: the next worker on the queue
+/// takes the attempt at once (the dead one's scratch note hands it back) and the task's
+/// answer comes as if nothing happened. (The encode itself starts over: tasks are not yet
+/// chunked like the transcode's ladder.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_worker_dies_mid_encode_finishes_on_the_next() {
+    let h = Harness::start().await;
+    let out = h.path("out");
+    std::fs::create_dir_all(out.join("jobs")).unwrap();
+    make_video(&out.join("jobs/long.mp4"), 1280, 720, 60, 30).await;
+    let payload = json!({"task": "DOWNSAMPLING", "parameters": {
+        "original_video_uri": "s3://jobs/long.mp4",
+        "output_video_uri": "s3://jobs/long-360p.mp4", "resolution": "360p"}});
+    let file = write_job(&h, "long.json", &payload);
+    // A slower preset keeps the encode running long enough to be killed in the middle.
+    let slow = [("TRANSCODER_X264_PRESET", "medium".to_string())];
+    let mut first = h.spawn_with_env(&["worker", "--out", s(&out)], &slow);
+    let submitted = h.run(&["submit", "--job", s(&file)]).await;
+    submitted.assert_success();
+    let id = submitted.stdout.trim().to_string();
+
+    // Wait until the encode has heartbeated progress, then kill the worker outright.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let raw = h
+            .temporal_cli(&[
+                "workflow",
+                "describe",
+                "--workflow-id",
+                &id,
+                "--output",
+                "json",
+            ])
+            .await;
+        let described: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
+        let beating = described["pendingActivities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a.get("lastHeartbeatTime").is_some() && a.get("heartbeatDetails").is_some());
+        if beating {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the encode never started\n{raw}\n{}",
+            first.dump()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    first.signal(libc::SIGKILL);
+    first
+        .wait_for_exit(std::time::Duration::from_secs(10))
+        .await
+        .expect("the first worker is gone");
+    assert!(
+        !out.join("jobs/long-360p.mp4").exists(),
+        "no output before the task is done"
+    );
+
+    let mut second = h.spawn_with_env(&["worker", "--out", s(&out)], &slow);
+    let finished = h.run(&["submit", "--job", s(&file), "--wait"]).await;
+    if !finished.status.success() {
+        panic!(
+            "the task did not finish after the kill\n{}\n{}",
+            finished.dump(),
+            second.dump()
+        );
+    }
+    let answer = finished.json();
+    assert_eq!(answer["frames"], 1800, "{answer}");
+    assert_eq!(
+        (answer["width"].as_u64(), answer["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+    let packets = ffprobe_packets(&out.join("jobs/long-360p.mp4"), "v:0").await;
+    assert_eq!(packets.len(), 1800);
+
+    // The same workflow, its encode attempted twice.
+    let raw = h
+        .temporal_cli(&["workflow", "show", "--workflow-id", &id, "--output", "json"])
+        .await;
+    let history: Value = serde_json::from_str(&raw).unwrap();
+    let attempts: Vec<u64> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["activityTaskStartedEventAttributes"]["attempt"].as_u64())
+        .collect();
+    assert_eq!(
+        attempts,
+        [2],
+        "the encode ran again on the second worker: {raw}"
+    );
+    second.signal(libc::SIGTERM);
+    let _ = second
+        .wait_for_exit(std::time::Duration::from_secs(30))
+        .await;
+}
