@@ -675,6 +675,69 @@ async fn runpod_jobs_carry_tasks_and_actions() {
     .await
     .unwrap();
     assert_eq!(probe["streams"][0]["duration_ts"], 22_050);
+
+    // RunPod's local API: a batch of trims through /runsync, and a refused action.
+    let mut api = h.spawn(&[
+        "runpod",
+        "--serve-api",
+        "--api-host",
+        "127.0.0.1",
+        "--api-port",
+        "0",
+        "--out",
+        s(&out),
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let base = loop {
+        let found = api.stderr().lines().find_map(|l| {
+            l.split_once("RunPod local API on ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .map(str::to_string)
+        });
+        if let Some(base) = found {
+            break base;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no local API address\n{}",
+            api.dump()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let http = reqwest::Client::new();
+    let batch = json!({"input": {"task": "AUDIO_TRIM", "parameters": {
+        "source_uri": "s3://local-bucket/tone.wav",
+        "segments": [
+            {"start_sec": 0, "duration_sec": 1, "output_video_uri": "s3://local-bucket/api/0.wav"},
+            {"start_sec": 1, "duration_sec": 1.5, "output_video_uri": "s3://local-bucket/api/1.wav"}]}}});
+    let answer: Value = http
+        .post(format!("{base}/runsync"))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "COMPLETED", "{answer}\n{}", api.dump());
+    assert_eq!(answer["output"]["done"], 2, "{answer}");
+    assert_eq!(answer["output"]["segments"][1]["samples"], 33_075);
+    let refused: Value = http
+        .post(format!("{base}/runsync"))
+        .json(&json!({"input": {"action": "transcode", "data": {}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(refused["status"], "FAILED", "{refused}");
+    assert!(refused["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("action \"transcode\" is not one of"));
+    api.signal(libc::SIGTERM);
+    let _ = api.wait_for_exit(std::time::Duration::from_secs(30)).await;
 }
 
 /// The OS layer on its own: `sandbox-exec` (how a worker runs a chain's ffmpeg) lets the
