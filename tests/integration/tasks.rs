@@ -27,6 +27,7 @@ fn task_env(server: &S3Server, http_port: u16) -> Vec<(String, String)> {
         ("HMAC_SECRET", s3::SECRET_KEY),
         ("GCS_ENDPOINT_URL", e.as_str()),
         ("OUTPUT_PUT_ALLOWED_HOSTS", host.as_str()),
+        ("TRANSCODER_TASK_OUTPUTS", "videos"),
         ("INPUT_ALLOWED_HOSTS", &format!("127.0.0.1:{http_port}")),
     ]
     .iter()
@@ -380,6 +381,23 @@ async fn every_task_runs_through_the_cli_and_its_output_reads_back() {
     assert!(!s3::list_keys(&server.client(), BUCKET)
         .await
         .contains(&"past.wav".to_string()));
+
+    // An output outside TRANSCODER_TASK_OUTPUTS is refused before any work.
+    let elsewhere = task(json!({"task": "AUDIO_TRIM", "parameters": {
+        "source_uri": "s3://videos/pipelines/j1/inputs/audio/master.wav",
+        "start_sec": 0, "duration_sec": 1,
+        "output_video_uri": "s3://archive/stolen.wav"}}))
+    .await;
+    elsewhere.assert_failure();
+    let error = elsewhere.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("parameters.output_video_uri") && error.contains("outside the places"),
+        "{}",
+        elsewhere.dump()
+    );
 
     // DOWNSAMPLING from gs:// (HMAC keys under the reference's names): 360p of a 360p
     // source is its own size; 240 keeps the aspect, even, every frame.

@@ -151,7 +151,7 @@ pub fn plan_chain(field: &str, process: &Process) -> std::result::Result<ChainPl
             i += 1;
             continue;
         }
-        if REFUSED_OPTIONS.contains(&base) {
+        if REFUSED_OPTIONS.contains(&base) || arg.starts_with("-/") {
             problems.push(format!(
                 "{}: {arg} reads or writes files of its own and is refused",
                 at(i)

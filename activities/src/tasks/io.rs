@@ -165,6 +165,21 @@ impl TaskIo<'_> {
             }
             TaskOutput::Uri(uri) => {
                 let text = self.open(field, uri)?;
+                if let Ok(InputUri::S3 { bucket, key } | InputUri::Gs { bucket, key }) =
+                    InputUri::parse(&text)
+                {
+                    let allowed = output_places();
+                    if !output_allowed(&allowed, &bucket, &key) {
+                        return Err(refused(
+                            field,
+                            format!(
+                                "{}/{key} is outside the places tasks may write ({OUTPUTS_VAR}={})",
+                                bucket,
+                                allowed.join(",")
+                            ),
+                        ));
+                    }
+                }
                 match InputUri::parse(&text) {
                     Ok(InputUri::S3 { bucket, key }) => match self.s3_route(&bucket, &key) {
                         S3Route::Store => Ok(()),
@@ -241,6 +256,34 @@ impl TaskIo<'_> {
         };
         write.await.map_err(|e| field_error(field, e))
     }
+}
+
+/// The variable listing where task outputs may go: `bucket` or `bucket/prefix/`, comma
+/// separated. Unset: any bucket this worker's stores (or HMAC keys) can write.
+pub const OUTPUTS_VAR: &str = "TRANSCODER_TASK_OUTPUTS";
+
+fn output_places() -> Vec<String> {
+    std::env::var(OUTPUTS_VAR)
+        .map(|v| {
+            v.split(',')
+                .map(|p| p.trim().trim_start_matches('/').to_string())
+                .filter(|p| !p.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `bucket/key` lies in one of `places` (all allowed when there are none). A key
+/// with `..` or `//` segments never does: stores treat them as plain characters, people do not.
+fn output_allowed(places: &[String], bucket: &str, key: &str) -> bool {
+    if key.split('/').any(|part| part == ".." || part.is_empty()) {
+        return false;
+    }
+    places.is_empty()
+        || places.iter().any(|place| match place.split_once('/') {
+            None => place == bucket,
+            Some((b, prefix)) => b == bucket && key.starts_with(prefix),
+        })
 }
 
 fn put_hosts() -> Vec<String> {
@@ -337,4 +380,21 @@ fn error_text(e: reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_stay_in_their_places() {
+        let places = vec!["videos".to_string(), "media/exports/".to_string()];
+        assert!(output_allowed(&places, "videos", "any/key.mp4"));
+        assert!(output_allowed(&places, "media", "exports/a.mp4"));
+        assert!(!output_allowed(&places, "media", "hls/c1/master.m3u8"));
+        assert!(!output_allowed(&places, "archive", "x.mp4"));
+        assert!(!output_allowed(&places, "videos", "a/../../b.mp4"));
+        assert!(!output_allowed(&places, "videos", "a//b.mp4"));
+        assert!(output_allowed(&[], "anything", "a/b.wav"));
+    }
 }
