@@ -1226,3 +1226,105 @@ async fn a_task_whose_worker_dies_mid_encode_finishes_on_the_next() {
         .wait_for_exit(std::time::Duration::from_secs(30))
         .await;
 }
+
+/// A long DOWNSAMPLING between objects of the worker's stores is made in chunks (the
+/// mezzanine's pieces at the size asked, joined by stream copy); its worker killed after the
+/// first piece is stored, the next worker finishes it without encoding that piece again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_downsample_is_chunked_and_resumes_after_a_lost_worker() {
+    let h = Harness::start().await;
+    let out = h.path("out");
+    std::fs::create_dir_all(out.join("jobs")).unwrap();
+    make_video(&out.join("jobs/film.mp4"), 640, 360, 150, 25).await;
+    let payload = json!({"task": "DOWNSAMPLING", "parameters": {
+        "original_video_uri": "s3://jobs/film.mp4",
+        "output_video_uri": "s3://jobs/film-240.mp4", "resolution": 240}});
+    let file = write_job(&h, "film.json", &payload);
+    let mut first = h.spawn(&["worker", "--out", s(&out)]);
+    let submitted = h.run(&["submit", "--job", s(&file)]).await;
+    submitted.assert_success();
+    let id = submitted.stdout.trim().to_string();
+    let piece = out.join("jobs/film-240.mp4.parts/piece-00000.mp4");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while !piece.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no piece was stored\n{}",
+            first.dump()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    first.signal(libc::SIGKILL);
+    first
+        .wait_for_exit(std::time::Duration::from_secs(10))
+        .await
+        .expect("the first worker is gone");
+
+    let mut second = h.spawn(&["worker", "--out", s(&out)]);
+    let finished = h.run(&["submit", "--job", s(&file), "--wait"]).await;
+    if !finished.status.success() {
+        panic!(
+            "the task did not finish\n{}\n{}",
+            finished.dump(),
+            second.dump()
+        );
+    }
+    let answer = finished.json();
+    assert_eq!(answer["chunks"], 3, "{answer}");
+    assert_eq!(answer["frames"], 3750);
+    assert_eq!(
+        (answer["width"].as_u64(), answer["height"].as_u64()),
+        (Some(426), Some(240))
+    );
+    let film = out.join("jobs/film-240.mp4");
+    assert_eq!(ffprobe_packets(&film, "v:0").await.len(), 3750);
+    let probe = ffprobe_json(&["-of", "json", "-show_streams", "-show_format", s(&film)])
+        .await
+        .unwrap();
+    let duration: f64 = probe["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((duration - 150.0).abs() < 0.1, "{duration}");
+    assert_eq!(probe["streams"][1]["codec_name"], "aac");
+    assert!(
+        !out.join("jobs/film-240.mp4.parts")
+            .join("piece-00001.mp4")
+            .exists(),
+        "parts are removed"
+    );
+
+    // Each piece was scheduled once; the one stored before the kill was not encoded again.
+    let raw = h
+        .temporal_cli(&["workflow", "show", "--workflow-id", &id, "--output", "json"])
+        .await;
+    let history: Value = serde_json::from_str(&raw).unwrap();
+    let events = history["events"].as_array().unwrap();
+    let piece_ids: Vec<String> = events
+        .iter()
+        .filter(|e| {
+            e["activityTaskScheduledEventAttributes"]["activityType"]["name"] == "mezzanine_piece"
+        })
+        .map(|e| e["eventId"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(piece_ids.len(), 3, "{raw}");
+    let piece_attempts: Vec<u64> = events
+        .iter()
+        .filter(|e| {
+            e["activityTaskStartedEventAttributes"]["scheduledEventId"]
+                .as_str()
+                .is_some_and(|id| piece_ids.iter().any(|p| p == id))
+        })
+        .filter_map(|e| e["activityTaskStartedEventAttributes"]["attempt"].as_u64())
+        .collect();
+    eprintln!("piece attempts: {piece_attempts:?}");
+    assert!(
+        piece_attempts.contains(&1),
+        "no piece finished before the kill: {piece_attempts:?}"
+    );
+    second.signal(libc::SIGTERM);
+    let _ = second
+        .wait_for_exit(std::time::Duration::from_secs(30))
+        .await;
+}

@@ -14,7 +14,9 @@ use crate::media::{
     WaveformInput, WaveformOutput,
 };
 use crate::receipt::Receipt;
-use crate::task::{AudioTrim, Downsampling, Encoding, Probe, ProcessStep, StageObject, Vmaf};
+use crate::task::{
+    AudioTrim, DownsamplePlan, Downsampling, Encoding, Probe, ProcessStep, StageObject, Vmaf,
+};
 use crate::webhook::{WebhookBody, WebhookReceipt};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -270,6 +272,14 @@ impl MediaTaskActivities {
     /// `AUDIO_TRIM`: a sample-exact span of the sound as WAV.
     #[activity(name = "task_audio_trim")]
     pub fn audio_trim(input: AudioTrim) -> Result<serde_json::Value, ActivityError> {
+        unimplemented!()
+    }
+
+    /// `DOWNSAMPLING`, before any encode: checks its input and output, and when both are
+    /// objects of this worker's stores and the video is long enough, plans it in chunks
+    /// (`None`: it runs as one `task_downsample`).
+    #[activity(name = "task_downsample_plan")]
+    pub fn downsample_plan(input: Downsampling) -> Result<Option<DownsamplePlan>, ActivityError> {
         unimplemented!()
     }
 

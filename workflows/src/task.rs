@@ -31,6 +31,20 @@ pub struct Downsampling {
     pub height: u32,
 }
 
+/// What a long `DOWNSAMPLING` is made of when it is cut into chunks: its source and output
+/// as objects of this worker's stores, the probe, and the size chosen.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DownsamplePlan {
+    pub source: crate::media::ObjectRef,
+    pub dest: crate::media::ObjectRef,
+    pub probe: crate::media::ProbeResult,
+    pub width: u32,
+    pub height: u32,
+    pub source_width: u32,
+    pub source_height: u32,
+    pub upscale_refused: bool,
+}
+
 /// `AUDIO_TRIM`: a span of the sound as WAV.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AudioTrim {

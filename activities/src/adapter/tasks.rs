@@ -10,7 +10,8 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use transcoder_workflows::activities::task_defs as defs;
 use transcoder_workflows::task::{
-    AudioTrim, Downsampling, Encoding, Probe, ProcessStep, StageObject, Vmaf as VmafTask,
+    AudioTrim, DownsamplePlan, Downsampling, Encoding, Probe, ProcessStep, StageObject,
+    Vmaf as VmafTask,
 };
 
 /// The task activities of a worker: its transcode activities' settings, shared.
@@ -65,6 +66,20 @@ impl TaskActivities {
                 let progress = step.progress.scaled(0.0, 1.0);
                 let answer = trim::audio_trim(&self.io(), &input, step.dir(), &progress).await?;
                 Ok((answer, StepFacts::media(input.duration_seconds)))
+            })
+            .await
+    }
+
+    #[activity(definition = defs::DownsamplePlan)]
+    pub async fn downsample_plan(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: Downsampling,
+    ) -> Result<Option<DownsamplePlan>, ActivityError> {
+        self.media
+            .observed(&ctx, async |step| {
+                let plan = resize::plan(&self.io(), &input, step.dir()).await?;
+                Ok((plan, StepFacts::default()))
             })
             .await
     }

@@ -146,6 +146,19 @@ impl TaskIo<'_> {
         read.await.map_err(|e| field_error(field, e))
     }
 
+    /// The object an `s3://` URI names when one of this worker's stores serves its bucket
+    /// (what chunked tasks read and write piece by piece); `None` for anything else.
+    pub fn store_object(&self, uri: &str) -> Option<ObjectRef> {
+        let text = open_if_sealed(self.secrets, "task URI", uri).ok()?;
+        match InputUri::parse(&text).ok()? {
+            InputUri::S3 { bucket, key } => match self.s3_route(&bucket, &key) {
+                S3Route::Store => Some(ObjectRef::new(&bucket, &key)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// Checks, before any work, that the output `field` names can be written here.
     pub fn check_output(&self, field: &str, output: &TaskOutput) -> Result<()> {
         match output {

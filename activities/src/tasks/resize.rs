@@ -15,7 +15,7 @@ use crate::ffmpeg::run::{count_video_packets, ScaledProgress};
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
 use serde_json::{json, Value};
 use std::path::Path;
-use transcoder_workflows::task::Downsampling;
+use transcoder_workflows::task::{DownsamplePlan, Downsampling, TaskOutput};
 
 /// The output size for a displayed `width`x`height` asked to be `asked` lines high:
 /// (width, height, whether the request was above the source and so not followed).
@@ -26,6 +26,55 @@ pub fn target_size(width: u32, height: u32, asked: u32) -> (u32, u32, bool) {
     }
     let w = even(f64::from(width) * f64::from(asked) / f64::from(height));
     (w, asked, false)
+}
+
+/// Shorter videos are made in one activity: chunks would cost more than they save.
+const CHUNKED_FROM_SECONDS: f64 = 120.0;
+
+/// Checks a `DOWNSAMPLING` before any encode and, when its input and output are objects of
+/// this worker's stores and the video is long, what its chunks are made from.
+pub async fn plan(
+    io: &TaskIo<'_>,
+    task: &Downsampling,
+    work: &Path,
+) -> Result<Option<DownsamplePlan>> {
+    const OUTPUT: &str = "parameters.output_video_uri";
+    const INPUT: &str = "parameters.original_video_uri";
+    io.check_output(OUTPUT, &task.output)?;
+    let dest = match &task.output {
+        TaskOutput::Uri(uri) => io.store_object(uri),
+        TaskOutput::PutUrl(_) => None,
+    };
+    let (Some(source), Some(dest)) = (io.store_object(&task.input_uri), dest) else {
+        return Ok(None);
+    };
+    let path = io.storage.readable_path(&source, work).await.map_err(|e| {
+        let permanent = e.is_permanent();
+        MediaError::Field {
+            field: INPUT.into(),
+            detail: e.to_string(),
+            permanent,
+        }
+    })?;
+    let probe = crate::probe::probe_file(&path).await?;
+    let Some(video) = probe.video.as_ref() else {
+        return Err(refused(INPUT, "the file has no video stream"));
+    };
+    if probe.duration_seconds < CHUNKED_FROM_SECONDS {
+        return Ok(None);
+    }
+    let (source_width, source_height) = video.display_size();
+    let (width, height, upscale_refused) = target_size(source_width, source_height, task.height);
+    Ok(Some(DownsamplePlan {
+        source,
+        dest,
+        probe,
+        width,
+        height,
+        source_width,
+        source_height,
+        upscale_refused,
+    }))
 }
 
 pub async fn downsample(

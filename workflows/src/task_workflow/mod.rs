@@ -84,8 +84,19 @@ impl MediaTaskWorkflow {
             }
             MediaTask::AudioTrim(t) => ctx.execute_activity(act::AudioTrim, t, options(3600)).await,
             MediaTask::Downsampling(t) => {
-                ctx.execute_activity(act::Downsample, t, options(6 * 3600))
+                match ctx
+                    .execute_activity(act::DownsamplePlan, t.clone(), options(3600))
                     .await
+                {
+                    Err(e) => Err(e),
+                    Ok(plan) => match plan.and_then(|p| chunked::pieces(&p).map(|c| (p, c))) {
+                        Some((plan, pieces)) => chunked::downsample(ctx, &plan, &pieces).await,
+                        None => {
+                            ctx.execute_activity(act::Downsample, t, options(6 * 3600))
+                                .await
+                        }
+                    },
+                }
             }
             MediaTask::Encoding(t) => {
                 ctx.execute_activity(act::Encoding, t, options(6 * 3600))
@@ -160,14 +171,14 @@ const PARTS_AT_ONCE: usize = 16;
 
 /// Runs one activity per item, [`PARTS_AT_ONCE`] at a time, counting finished ones for the
 /// `progress` query; the answers in the items' order, or the first failure.
-async fn fan_out<'a, I, F, Fut>(
+pub(crate) async fn fan_out<'a, I, T, F, Fut>(
     ctx: &WorkflowContext<MediaTaskWorkflow>,
     items: &'a [I],
     start: F,
-) -> Result<Vec<Value>, ActivityExecutionError>
+) -> Result<Vec<T>, ActivityExecutionError>
 where
     F: Fn(&'a I) -> Fut,
-    Fut: std::future::Future<Output = Result<Value, ActivityExecutionError>>,
+    Fut: std::future::Future<Output = Result<T, ActivityExecutionError>>,
 {
     ctx.state_mut(|s| s.progress.total = items.len() as u32);
     let indices: Vec<usize> = (0..items.len()).collect();
@@ -197,10 +208,12 @@ fn fail(
     ApplicationFailure::non_retryable(reason).into()
 }
 
+mod chunked;
+
 /// A task's activity: up to `timeout_secs`, heartbeats every few seconds (a lost worker's
 /// attempt is retried elsewhere within a minute), transient failures retried with backoff;
 /// permanent ones (bad input) are raised non-retryable by the activity.
-fn options(timeout_secs: u64) -> ActivityOptions {
+pub(crate) fn options(timeout_secs: u64) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout_secs))
         .heartbeat_timeout(Duration::from_secs(30))
         .retry_policy(
