@@ -33,7 +33,7 @@ pub(super) fn pieces(plan: &DownsamplePlan) -> Option<Vec<ChunkPlan>> {
 
 /// Where the parts of `dest` wait for the join: beside it, removed after.
 fn part(dest: &ObjectRef, name: &str) -> ObjectRef {
-    ObjectRef::new(&dest.bucket, &format!("{}.parts/{name}", dest.key))
+    ObjectRef::new(&dest.bucket, format!("{}.parts/{name}", dest.key))
 }
 
 pub(super) async fn downsample(
