@@ -28,6 +28,7 @@ fn task_env(server: &S3Server, http_port: u16) -> Vec<(String, String)> {
         ("GCS_ENDPOINT_URL", e.as_str()),
         ("OUTPUT_PUT_ALLOWED_HOSTS", host.as_str()),
         ("TRANSCODER_TASK_OUTPUTS", "videos"),
+        ("TRANSCODER_TASK_INPUTS", "videos/pipelines/"),
         ("INPUT_ALLOWED_HOSTS", &format!("127.0.0.1:{http_port}")),
     ]
     .iter()
@@ -397,6 +398,20 @@ async fn every_task_runs_through_the_cli_and_its_output_reads_back() {
         error.contains("parameters.output_video_uri") && error.contains("outside the places"),
         "{}",
         elsewhere.dump()
+    );
+
+    // So is an input outside TRANSCODER_TASK_INPUTS.
+    let outside =
+        task(json!({"action": "probe", "data": {"input": "s3://videos/private/other.mp4"}})).await;
+    outside.assert_failure();
+    let error = outside.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("data.input") && error.contains("outside the places tasks may read"),
+        "{}",
+        outside.dump()
     );
 
     // DOWNSAMPLING from gs:// (HMAC keys under the reference's names): 360p of a 360p

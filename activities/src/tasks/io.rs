@@ -107,6 +107,18 @@ impl TaskIo<'_> {
         let text = self.open(field, uri)?;
         let parsed = InputUri::parse(&text)
             .map_err(|e| refused(field, format!("{}: {e}", redact_uri(&text))))?;
+        if let InputUri::S3 { bucket, key } | InputUri::Gs { bucket, key } = &parsed {
+            let allowed = places(INPUTS_VAR);
+            if !place_allowed(&allowed, bucket, key) {
+                return Err(refused(
+                    field,
+                    format!(
+                        "{bucket}/{key} is outside the places tasks may read ({INPUTS_VAR}={})",
+                        allowed.join(",")
+                    ),
+                ));
+            }
+        }
         let ext = parsed.extension().unwrap_or_else(|| "bin".into());
         let dest = work.join(format!("{stem}.{ext}"));
         let shown = parsed.redacted();
@@ -182,7 +194,7 @@ impl TaskIo<'_> {
                     InputUri::parse(&text)
                 {
                     let allowed = output_places();
-                    if !output_allowed(&allowed, &bucket, &key) {
+                    if !place_allowed(&allowed, &bucket, &key) {
                         return Err(refused(
                             field,
                             format!(
@@ -275,8 +287,16 @@ impl TaskIo<'_> {
 /// separated. Unset: any bucket this worker's stores (or HMAC keys) can write.
 pub const OUTPUTS_VAR: &str = "TRANSCODER_TASK_OUTPUTS";
 
+/// The variable listing where task inputs may be read from (`s3://`, `gs://`), in the same
+/// form. Unset: any object this worker's stores (or HMAC keys) can read.
+pub const INPUTS_VAR: &str = "TRANSCODER_TASK_INPUTS";
+
 fn output_places() -> Vec<String> {
-    std::env::var(OUTPUTS_VAR)
+    places(OUTPUTS_VAR)
+}
+
+fn places(var: &str) -> Vec<String> {
+    std::env::var(var)
         .map(|v| {
             v.split(',')
                 .map(|p| p.trim().trim_start_matches('/').to_string())
@@ -288,7 +308,7 @@ fn output_places() -> Vec<String> {
 
 /// Whether `bucket/key` lies in one of `places` (all allowed when there are none). A key
 /// with `..` or `//` segments never does: stores treat them as plain characters, people do not.
-fn output_allowed(places: &[String], bucket: &str, key: &str) -> bool {
+fn place_allowed(places: &[String], bucket: &str, key: &str) -> bool {
     if key.split('/').any(|part| part == ".." || part.is_empty()) {
         return false;
     }
@@ -402,12 +422,12 @@ mod tests {
     #[test]
     fn outputs_stay_in_their_places() {
         let places = vec!["videos".to_string(), "media/exports/".to_string()];
-        assert!(output_allowed(&places, "videos", "any/key.mp4"));
-        assert!(output_allowed(&places, "media", "exports/a.mp4"));
-        assert!(!output_allowed(&places, "media", "hls/c1/master.m3u8"));
-        assert!(!output_allowed(&places, "archive", "x.mp4"));
-        assert!(!output_allowed(&places, "videos", "a/../../b.mp4"));
-        assert!(!output_allowed(&places, "videos", "a//b.mp4"));
-        assert!(output_allowed(&[], "anything", "a/b.wav"));
+        assert!(place_allowed(&places, "videos", "any/key.mp4"));
+        assert!(place_allowed(&places, "media", "exports/a.mp4"));
+        assert!(!place_allowed(&places, "media", "hls/c1/master.m3u8"));
+        assert!(!place_allowed(&places, "archive", "x.mp4"));
+        assert!(!place_allowed(&places, "videos", "a/../../b.mp4"));
+        assert!(!place_allowed(&places, "videos", "a//b.mp4"));
+        assert!(place_allowed(&[], "anything", "a/b.wav"));
     }
 }
