@@ -578,6 +578,29 @@ async fn every_task_runs_through_the_cli_and_its_output_reads_back() {
     assert_eq!(log["frames"].as_array().unwrap().len(), 150);
     assert!(log["frames"][10]["metrics"]["vmaf"].as_f64().unwrap() > 95.0);
 
+    // ENCODING in the legacy form: gs://{bucket}/{bucket_parent_folder}/{input_video_name}
+    // in, {bucket_parent_folder}/{name} out in the same bucket, the video's own sound kept.
+    put(&server, "pipelines/j1/legacy/raw.mp4", &video).await;
+    let legacy = task(json!({"task": "ENCODING", "parameters": {
+        "id": "legacy-1", "language": "fr", "subtitles": false, "name": "final.mp4",
+        "input_video_name": "raw.mp4", "bucket": "videos",
+        "bucket_parent_folder": "pipelines/j1/legacy/"}}))
+    .await;
+    legacy.assert_success();
+    assert_eq!(
+        legacy.json()["output_uri"],
+        "gs://videos/pipelines/j1/legacy/final.mp4",
+        "{}",
+        legacy.dump()
+    );
+    let final_file = h.path("legacy-final.mp4");
+    fetch(&server, "pipelines/j1/legacy/final.mp4", &final_file).await;
+    let kept = mono(&final_file, 3.5).await;
+    assert!(
+        correlation(&kept, &own, 32) > 0.9,
+        "the legacy form keeps the video's own sound"
+    );
+
     // probe: ffprobe's JSON and our facts, as an action's answer.
     let probed = task(json!({"action": "probe", "data": {
         "input": "s3://videos/pipelines/j1/inputs/video/in.mp4"}}))
