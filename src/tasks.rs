@@ -21,6 +21,10 @@ use transcoder_workflows::task::{parse_task, MediaTask, TaskError};
 use transcoder_workflows::task_workflow::{task_workflow_id, TaskProgress, TaskRequest};
 use transcoder_workflows::MediaTaskWorkflow;
 
+/// The largest task payload: it is kept whole in workflow history, whose payloads Temporal
+/// limits to 2 MB, and sealing makes signed URLs longer.
+pub const MAX_TASK_BYTES: usize = 1024 * 1024;
+
 /// A checked task, ready to start: its workflow id and its request with signed URLs sealed.
 pub struct PreparedTask {
     pub workflow_id: String,
@@ -38,6 +42,14 @@ pub fn task_body(payload: &Value) -> &Value {
 /// Reads and checks `input` (every problem named) and seals every URL that carries a
 /// query string (a presigned URL's signature) and every `output_put_url`.
 pub fn prepare(input: &Value, secrets: &SecretBox) -> Result<PreparedTask, TaskError> {
+    let size = serde_json::to_vec(input).map_or(usize::MAX, |b| b.len());
+    if size > MAX_TASK_BYTES {
+        return Err(TaskError {
+            problems: vec![format!(
+                "the task is {size} bytes, over the limit of {MAX_TASK_BYTES} (workflow history keeps it whole)"
+            )],
+        });
+    }
     let task = parse_task(input)?;
     let workflow_id = task_workflow_id(&task_key(&task));
     let mut sealed = task;
@@ -174,6 +186,27 @@ mod tests {
         };
         assert_eq!(encoding("export-42"), "encoding-export-42");
         assert!(!encoding("../../etc").contains('/'));
+    }
+
+    #[test]
+    fn a_task_too_big_for_history_is_refused() {
+        let key = SecretBox::from_key_bytes(&[7u8; 32]).unwrap();
+        let segments: Vec<Value> = (0..1000)
+            .map(|i| {
+                json!({"start_sec": i, "duration_sec": 1,
+                "output_video_uri": format!("s3://v/{}/{i}.wav", "x".repeat(2000))})
+            })
+            .collect();
+        let refused = prepare(
+            &json!({"task": "AUDIO_TRIM", "parameters": {"source_uri": "s3://v/m.wav", "segments": segments}}),
+            &key,
+        )
+        .err()
+        .expect("refused");
+        assert!(
+            refused.problems[0].contains("over the limit of 1048576"),
+            "{refused}"
+        );
     }
 
     #[test]
