@@ -1248,10 +1248,21 @@ async fn a_task_whose_worker_dies_mid_encode_finishes_on_the_next() {
         .temporal_cli(&["workflow", "show", "--workflow-id", &id, "--output", "json"])
         .await;
     let history: Value = serde_json::from_str(&raw).unwrap();
-    let attempts: Vec<u64> = history["events"]
-        .as_array()
-        .unwrap()
+    let events = history["events"].as_array().unwrap();
+    // The encode's attempts (the plan before it ran once, on the first worker).
+    let encode_id = events
         .iter()
+        .find(|e| {
+            e["activityTaskScheduledEventAttributes"]["activityType"]["name"] == "task_downsample"
+        })
+        .and_then(|e| e["eventId"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let attempts: Vec<u64> = events
+        .iter()
+        .filter(|e| {
+            e["activityTaskStartedEventAttributes"]["scheduledEventId"] == encode_id.as_str()
+        })
         .filter_map(|e| e["activityTaskStartedEventAttributes"]["attempt"].as_u64())
         .collect();
     assert_eq!(
