@@ -39,50 +39,9 @@ fn hls_files(out: &Path, media: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// The attempt of every `activity` activity (`ladder_chunk`, `mezzanine_piece`) in a
-/// workflow's history.
+/// The attempt of every `activity` activity in a workflow's history.
 async fn chunk_attempts(h: &Harness, workflow_id: &str, activity: &str) -> Vec<u64> {
-    let out = h
-        .temporal_cli(&[
-            "workflow",
-            "show",
-            "--workflow-id",
-            workflow_id,
-            "--output",
-            "json",
-        ])
-        .await;
-    let history: Value = serde_json::from_str(&out).expect("history JSON");
-    let events = history["events"].as_array().expect("events");
-    // Scheduled event id -> activity type, then the attempt of each started event.
-    let mut types = std::collections::HashMap::new();
-    let mut attempts = Vec::new();
-    for e in events {
-        let id = e["eventId"]
-            .as_str()
-            .map(str::to_string)
-            .or_else(|| e["eventId"].as_i64().map(|i| i.to_string()));
-        if let Some(attrs) = e.get("activityTaskScheduledEventAttributes") {
-            types.insert(
-                id.unwrap_or_default(),
-                attrs["activityType"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            );
-        }
-        if let Some(attrs) = e.get("activityTaskStartedEventAttributes") {
-            let scheduled = attrs["scheduledEventId"]
-                .as_str()
-                .map(str::to_string)
-                .or_else(|| attrs["scheduledEventId"].as_i64().map(|i| i.to_string()))
-                .unwrap_or_default();
-            if types.get(&scheduled).map(String::as_str) == Some(activity) {
-                attempts.push(attrs["attempt"].as_u64().unwrap_or(1));
-            }
-        }
-    }
-    attempts
+    activity_attempts(&h.workflow_history_json(workflow_id).await, activity)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1243,32 +1243,14 @@ async fn a_task_whose_worker_dies_mid_encode_finishes_on_the_next() {
     let packets = ffprobe_packets(&out.join("jobs/long-360p.mp4"), "v:0").await;
     assert_eq!(packets.len(), 1800);
 
-    // The same workflow, its encode attempted twice.
-    let raw = h
-        .temporal_cli(&["workflow", "show", "--workflow-id", &id, "--output", "json"])
-        .await;
-    let history: Value = serde_json::from_str(&raw).unwrap();
-    let events = history["events"].as_array().unwrap();
-    // The encode's attempts (the plan before it ran once, on the first worker).
-    let encode_id = events
-        .iter()
-        .find(|e| {
-            e["activityTaskScheduledEventAttributes"]["activityType"]["name"] == "task_downsample"
-        })
-        .and_then(|e| e["eventId"].as_str())
-        .unwrap_or_default()
-        .to_string();
-    let attempts: Vec<u64> = events
-        .iter()
-        .filter(|e| {
-            e["activityTaskStartedEventAttributes"]["scheduledEventId"] == encode_id.as_str()
-        })
-        .filter_map(|e| e["activityTaskStartedEventAttributes"]["attempt"].as_u64())
-        .collect();
+    // The same workflow, its encode attempted twice (the plan before it ran once, on the
+    // first worker).
+    let history = h.workflow_history_json(&id).await;
+    let attempts = activity_attempts(&history, "task_downsample");
     assert_eq!(
         attempts,
         [2],
-        "the encode ran again on the second worker: {raw}"
+        "the encode ran again on the second worker: {history}"
     );
     second.signal(libc::SIGTERM);
     let _ = second
@@ -1345,28 +1327,17 @@ async fn a_long_downsample_is_chunked_and_resumes_after_a_lost_worker() {
     );
 
     // Each piece was scheduled once; the one stored before the kill was not encoded again.
-    let raw = h
-        .temporal_cli(&["workflow", "show", "--workflow-id", &id, "--output", "json"])
-        .await;
-    let history: Value = serde_json::from_str(&raw).unwrap();
-    let events = history["events"].as_array().unwrap();
-    let piece_ids: Vec<String> = events
+    let history = h.workflow_history_json(&id).await;
+    let scheduled = history["events"]
+        .as_array()
+        .unwrap()
         .iter()
         .filter(|e| {
             e["activityTaskScheduledEventAttributes"]["activityType"]["name"] == "mezzanine_piece"
         })
-        .map(|e| e["eventId"].as_str().unwrap_or_default().to_string())
-        .collect();
-    assert_eq!(piece_ids.len(), 3, "{raw}");
-    let piece_attempts: Vec<u64> = events
-        .iter()
-        .filter(|e| {
-            e["activityTaskStartedEventAttributes"]["scheduledEventId"]
-                .as_str()
-                .is_some_and(|id| piece_ids.iter().any(|p| p == id))
-        })
-        .filter_map(|e| e["activityTaskStartedEventAttributes"]["attempt"].as_u64())
-        .collect();
+        .count();
+    assert_eq!(scheduled, 3, "{history}");
+    let piece_attempts = activity_attempts(&history, "mezzanine_piece");
     eprintln!("piece attempts: {piece_attempts:?}");
     assert!(
         piece_attempts.contains(&1),

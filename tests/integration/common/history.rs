@@ -405,3 +405,39 @@ pub async fn spawn_state_server(h: &Harness, state_dir: &Path) -> (Background, S
         }
     }
 }
+
+/// The attempt of every `activity` activity (`ladder_chunk`, `mezzanine_piece`,
+/// `task_downsample`) in a workflow's history (`temporal workflow show --output json`), in
+/// the order they started.
+pub fn activity_attempts(history: &Value, activity: &str) -> Vec<u64> {
+    let events = history["events"].as_array().cloned().unwrap_or_default();
+    // Scheduled event id -> activity type, then the attempt of each started event.
+    let mut types = std::collections::HashMap::new();
+    let mut attempts = Vec::new();
+    for e in &events {
+        let id = e["eventId"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| e["eventId"].as_i64().map(|i| i.to_string()));
+        if let Some(attrs) = e.get("activityTaskScheduledEventAttributes") {
+            types.insert(
+                id.unwrap_or_default(),
+                attrs["activityType"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        if let Some(attrs) = e.get("activityTaskStartedEventAttributes") {
+            let scheduled = attrs["scheduledEventId"]
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| attrs["scheduledEventId"].as_i64().map(|i| i.to_string()))
+                .unwrap_or_default();
+            if types.get(&scheduled).map(String::as_str) == Some(activity) {
+                attempts.push(attrs["attempt"].as_u64().unwrap_or(1));
+            }
+        }
+    }
+    attempts
+}

@@ -295,6 +295,21 @@ impl Harness {
         }
     }
 
+    /// A workflow's history as `temporal workflow show --output json` prints it.
+    pub async fn workflow_history_json(&self, workflow_id: &str) -> Value {
+        let out = self
+            .temporal_cli(&[
+                "workflow",
+                "show",
+                "--workflow-id",
+                workflow_id,
+                "--output",
+                "json",
+            ])
+            .await;
+        serde_json::from_str(&out).expect("history JSON")
+    }
+
     /// The project's `temporal` CLI with `args`, against this harness's server; it must
     /// succeed, and its stdout is returned.
     pub async fn temporal_cli(&self, args: &[&str]) -> String {
