@@ -743,23 +743,15 @@ async fn runpod_jobs_carry_tasks_and_actions() {
         "--out",
         s(&out),
     ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    let base = loop {
-        let found = api.stderr().lines().find_map(|l| {
+    let base = poll_until(std::time::Duration::from_secs(90), || {
+        api.stderr().lines().find_map(|l| {
             l.split_once("RunPod local API on ")
                 .and_then(|(_, rest)| rest.split_whitespace().next())
                 .map(str::to_string)
-        });
-        if let Some(base) = found {
-            break base;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no local API address\n{}",
-            api.dump()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+        })
+    })
+    .await
+    .unwrap_or_else(|| panic!("no local API address\n{}", api.dump()));
     let http = reqwest::Client::new();
     let batch = json!({"input": {"task": "AUDIO_TRIM", "parameters": {
         "source_uri": "s3://local-bucket/tone.wav",
