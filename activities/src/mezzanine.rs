@@ -8,7 +8,7 @@
 
 use crate::audio::adts::AdtsTrack;
 use crate::audio::AAC_ENCODER;
-use crate::encoder::{EncoderSettings, MEZZANINE_NVENC};
+use crate::encoder::{EncoderSettings, VideoEncoder, MEZZANINE_NVENC};
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::args::h264_gop_from;
 use crate::ffmpeg::run::{count_video_packets, ScaledProgress};
@@ -18,7 +18,7 @@ use crate::storage::Storage;
 use std::path::Path;
 use transcoder_workflows::media::{
     ChunkPlan, FrameRate, HdrTransfer, JoinMezzanineInput, MezzanineAudioInput, MezzanineInput,
-    MezzaninePieceInput, MezzanineVideo, ProbeResult, StoredObject,
+    MezzaninePieceInput, MezzanineVideo, PictureEncoder, ProbeResult, StoredObject,
 };
 
 /// The share of the source's audio and video frames that may fail to decode. Below it, a
@@ -54,7 +54,7 @@ pub fn mezzanine_args(
                 video.frame_rate.to_ffmpeg()
             );
             a.opt("-map", "0:v:0")
-                .opt("-vf", video_filter(video, &timing));
+                .opt("-vf", video_filter(video, &timing, None, ""));
             encode_video(&mut a, video, enc, 0.0);
         }
         None => {
@@ -91,8 +91,15 @@ pub(crate) fn read_source(a: &mut FfmpegArgs, source: &Path, seek: f64) {
 /// The picture's filters, around `timing` (where frames are placed on the constant-rate
 /// grid): ffmpeg rotates upright on decode (autorotate); an interlaced source is
 /// deinterlaced before anything scales it; the planned size with square pixels (even sides,
-/// which 4:2:0 needs); HDR tone mapped to SDR BT.709; 8-bit 4:2:0 at the end.
-fn video_filter(video: &MezzanineVideo, timing: &str) -> String {
+/// which 4:2:0 needs); HDR tone mapped to SDR BT.709; 8-bit 4:2:0; then `subtitles` (a
+/// filter drawing them) on the finished picture while its timestamps are still the
+/// programme's, and last `rebase` (a piece's move to start at 0).
+fn video_filter(
+    video: &MezzanineVideo,
+    timing: &str,
+    subtitles: Option<&str>,
+    rebase: &str,
+) -> String {
     let mut vf = String::new();
     if video.deinterlace {
         vf.push_str(DEINTERLACE_FILTER);
@@ -109,11 +116,18 @@ fn video_filter(video: &MezzanineVideo, timing: &str) -> String {
         vf.push_str(&tone_map_filter(transfer));
     }
     vf.push_str(",format=yuv420p");
+    for tail in [subtitles.unwrap_or_default(), rebase] {
+        if !tail.is_empty() {
+            vf.push(',');
+            vf.push_str(tail);
+        }
+    }
     vf
 }
 
-/// The mezzanine's video encoder: libx264 CRF 18 (or NVENC, [`MEZZANINE_NVENC`], when the
-/// worker is set so), high profile, an IDR frame every GOP
+/// The picture's encoder: for the mezzanine libx264 CRF 18 (or NVENC,
+/// [`MEZZANINE_NVENC`], when the worker is set so), for a task's delivered picture the
+/// worker's delivery encoder; high profile, an IDR frame every GOP
 /// (counted from a GOP boundary `gop_offset` seconds before the first frame).
 fn encode_video(
     a: &mut FfmpegArgs,
@@ -125,14 +139,18 @@ fn encode_video(
         .round()
         .max(1.0) as u32;
     a.opt("-fps_mode", "cfr");
-    if enc.mezzanine_nvenc {
-        for (flag, value) in MEZZANINE_NVENC {
-            a.opt(flag, value);
+    match video.encoder {
+        PictureEncoder::Delivery => enc.video_codec_args(a),
+        PictureEncoder::Mezzanine if enc.mezzanine_nvenc => {
+            for (flag, value) in MEZZANINE_NVENC {
+                a.opt(flag, value);
+            }
         }
-    } else {
-        a.opt("-c:v", "libx264")
-            .opt("-preset", enc.mezzanine_preset.as_str())
-            .opt("-crf", "18");
+        PictureEncoder::Mezzanine => {
+            a.opt("-c:v", "libx264")
+                .opt("-preset", enc.mezzanine_preset.as_str())
+                .opt("-crf", "18");
+        }
     }
     a.opt("-profile:v", "high").opt("-pix_fmt", "yuv420p");
     h264_gop_from(a, "v", gop_frames, video.gop_seconds, gop_offset);
@@ -171,13 +189,15 @@ pub fn video_timescale(rate: FrameRate) -> u32 {
 /// One piece of a chunked mezzanine: the chunk's frames of the constant-rate grid, picked
 /// from the source exactly as [`mezzanine_args`] picks them, video only, starting at 0 with
 /// an IDR frame. Decoding starts [`PIECE_PREROLL_SECONDS`] early; timestamps are put back on
-/// the programme's timeline for the rate conversion, then the piece is moved to start at 0.
+/// the programme's timeline for the rate conversion (and for `subtitles`, the local copy of
+/// the ASS file the input names), then the piece is moved to start at 0.
 pub fn piece_args(
     input: &MezzaninePieceInput,
     source: &Path,
+    subtitles: Option<&Path>,
     dest: &Path,
     enc: &EncoderSettings,
-) -> FfmpegArgs {
+) -> Result<FfmpegArgs> {
     let video = &input.video;
     let rate = video.frame_rate;
     let chunk = &input.chunk;
@@ -188,12 +208,16 @@ pub fn piece_args(
     read_source(&mut a, source, seek);
     let timing = format!(
         "setpts=PTS+{seek:.3}/TB,fps={}:start_time={first_time:.6},\
-         tpad=stop_mode=clone:stop_duration={:.3},setpts=PTS-STARTPTS",
+         tpad=stop_mode=clone:stop_duration={:.3}",
         rate.to_ffmpeg(),
         input.duration_seconds
     );
+    let subtitles = subtitles.map(subtitles_filter).transpose()?;
     a.opt("-map", "0:v:0")
-        .opt("-vf", video_filter(video, &timing))
+        .opt(
+            "-vf",
+            video_filter(video, &timing, subtitles.as_deref(), "setpts=PTS-STARTPTS"),
+        )
         .opt("-frames:v", (end - first).to_string());
     encode_video(&mut a, video, enc, first_time - chunk.start_seconds);
     a.flag("-an")
@@ -203,7 +227,23 @@ pub fn piece_args(
         .opt("-map_metadata", "-1")
         .opt("-f", "mp4")
         .output(dest);
-    a
+    Ok(a)
+}
+
+/// The `subtitles` filter drawing the ASS/SSA file at `ass` (libass, fonts through
+/// fontconfig). The path is one of our scratch folders; it is quoted for the filter graph,
+/// and anything that quoting cannot carry is refused rather than spliced.
+pub fn subtitles_filter(ass: &Path) -> Result<String> {
+    let text = ass.to_string_lossy();
+    if text
+        .chars()
+        .any(|c| !(c.is_ascii_alphanumeric() || "/._-+".contains(c)))
+    {
+        return Err(MediaError::Verification(format!(
+            "the scratch path {text:?} cannot be given to the subtitles filter"
+        )));
+    }
+    Ok(format!("subtitles=filename={text}"))
 }
 
 /// The audio of a chunked mezzanine: the whole timeline in one run, as [`mezzanine_args`]
@@ -236,6 +276,7 @@ pub enum JoinedAudio<'a> {
 pub fn join_args(
     list: &Path,
     audio: Option<JoinedAudio<'_>>,
+    language: Option<&str>,
     dest: &Path,
     rate: FrameRate,
 ) -> Result<FfmpegArgs> {
@@ -256,8 +297,11 @@ pub fn join_args(
     if let Some(JoinedAudio::Adts(track)) = audio {
         track.end_exactly(&mut a, "a:0")?;
     }
+    a.opt("-map_metadata", "-1");
+    if let (Some(_), Some(code)) = (audio, language) {
+        a.opt("-metadata:s:a:0", format!("language={code}"));
+    }
     a.opt("-video_track_timescale", video_timescale(rate).to_string())
-        .opt("-map_metadata", "-1")
         .opt("-movflags", "+faststart")
         .opt("-f", "mp4")
         .output(dest);
@@ -344,11 +388,12 @@ pub async fn encode_mezzanine(
 pub async fn encode_piece(
     input: &MezzaninePieceInput,
     source: &Path,
+    subtitles: Option<&Path>,
     dest: &Path,
     enc: &EncoderSettings,
     progress: &ScaledProgress,
 ) -> Result<()> {
-    let args = piece_args(input, source, dest, enc);
+    let args = piece_args(input, source, subtitles, dest, enc)?;
     ffmpeg(args.as_slice(), input.chunk.duration_seconds, progress).await?;
     check_piece(input, dest).await
 }
@@ -397,7 +442,7 @@ pub async fn join_pieces(
     let rate = input.video.frame_rate;
     let seconds = ChunkPlan::frame_time(input.frames, rate);
     ffmpeg(
-        join_args(&list, audio, dest, rate)?.as_slice(),
+        join_args(&list, audio, input.audio_language.as_deref(), dest, rate)?.as_slice(),
         seconds,
         progress,
     )
@@ -471,16 +516,30 @@ pub async fn stored_piece(
     }))
 }
 
-/// An NVENC session for an encode of the picture when the mezzanine uses NVENC (`video`).
+/// An NVENC session for an encode of the picture (`video`, with `encoder`'s settings) when
+/// those settings use NVENC on this worker.
 async fn nvenc_session(
     enc: &EncoderSettings,
     nvenc: &NvencBudget,
-    video: bool,
+    video: Option<PictureEncoder>,
 ) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    if video && enc.mezzanine_nvenc {
+    let uses_nvenc = match video {
+        None => false,
+        Some(PictureEncoder::Mezzanine) => enc.mezzanine_nvenc,
+        Some(PictureEncoder::Delivery) => matches!(enc.video, VideoEncoder::Nvenc { .. }),
+    };
+    if uses_nvenc {
         nvenc.acquire(1).await
     } else {
         None
+    }
+}
+
+/// The name of the encoder `video`'s settings use on this worker, for results and logs.
+fn picture_encoder_name(enc: &EncoderSettings, video: PictureEncoder) -> &'static str {
+    match video {
+        PictureEncoder::Mezzanine => enc.mezzanine_encoder_name(),
+        PictureEncoder::Delivery => enc.video_encoder_name(),
     }
 }
 
@@ -501,7 +560,7 @@ pub async fn make_mezzanine(
         return Ok((stored, false));
     }
     let out = work.join("mezzanine.mp4");
-    let _session = nvenc_session(enc, nvenc, input.video.is_some()).await;
+    let _session = nvenc_session(enc, nvenc, input.video.as_ref().map(|v| v.encoder)).await;
     encode_mezzanine(input, source, &out, duration, enc, progress).await?;
     // Check what we made before anyone builds on it.
     let made = crate::probe::probe_file(&out)
@@ -512,8 +571,8 @@ pub async fn make_mezzanine(
     tracing::info!(dest = %input.dest, size_bytes = stored.size_bytes, "mezzanine stored");
     stored.encoder = input
         .video
-        .is_some()
-        .then(|| enc.mezzanine_encoder_name().to_string());
+        .as_ref()
+        .map(|v| picture_encoder_name(enc, v.encoder).to_string());
     Ok((stored, true))
 }
 
@@ -532,12 +591,25 @@ pub async fn make_piece(
     }
     let source = storage.readable_path(&input.source, work).await?;
     crate::span::bytes_in(&source);
+    let subtitles = match &input.video.subtitles {
+        Some(object) => {
+            // A copy under our own scratch name: the only path the filter is given.
+            let fetched = storage.readable_path(object, work).await?;
+            let local = std::path::absolute(work.join("subtitles.ass"))
+                .map_err(MediaError::io("resolving", work))?;
+            if fetched != local {
+                std::fs::copy(&fetched, &local).map_err(MediaError::io("copying", &fetched))?;
+            }
+            Some(local)
+        }
+        None => None,
+    };
     let out = work.join("piece.mp4");
-    let _session = nvenc_session(enc, nvenc, true).await;
-    encode_piece(input, &source, &out, enc, progress).await?;
+    let _session = nvenc_session(enc, nvenc, Some(input.video.encoder)).await;
+    encode_piece(input, &source, subtitles.as_deref(), &out, enc, progress).await?;
     let mut stored = storage.store(&out, &input.dest).await?;
     tracing::info!(dest = %input.dest, chunk = input.chunk.index, size_bytes = stored.size_bytes, "mezzanine piece stored");
-    stored.encoder = Some(enc.mezzanine_encoder_name().to_string());
+    stored.encoder = Some(picture_encoder_name(enc, input.video.encoder).to_string());
     Ok((stored, true))
 }
 

@@ -16,6 +16,7 @@ use transcoder_activities::EncoderSettings;
 use transcoder_workflows::ladder::plan_chunks;
 use transcoder_workflows::media::{
     FrameRate, JoinMezzanineInput, MezzanineInput, MezzaninePieceInput, MezzanineVideo, ObjectRef,
+    PictureEncoder,
 };
 
 /// Frame timestamps of the first video stream, in seconds.
@@ -58,6 +59,8 @@ async fn encode_both(
         tone_map_from: None,
         deinterlace: false,
         size: Some((320, 180)),
+        encoder: PictureEncoder::Mezzanine,
+        subtitles: None,
     };
     // The single-pass reference.
     let whole = dir.join("whole.mp4");
@@ -88,7 +91,7 @@ async fn encode_both(
             chunk: *chunk,
             duration_seconds: duration,
         };
-        mezzanine::encode_piece(&input, source, &piece, &enc, &progress)
+        mezzanine::encode_piece(&input, source, None, &piece, &enc, &progress)
             .await
             .unwrap_or_else(|e| panic!("piece {}: {e}", chunk.index));
         pieces.push(piece);
@@ -106,6 +109,7 @@ async fn encode_both(
         video: video.clone(),
         frames,
         duration_seconds: duration,
+        audio_language: None,
     };
     mezzanine::join_pieces(&join, &pieces, None, dir, &joined, &progress)
         .await

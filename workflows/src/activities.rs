@@ -15,7 +15,8 @@ use crate::media::{
 };
 use crate::receipt::Receipt;
 use crate::task::{
-    AudioTrim, DownsamplePlan, Downsampling, Encoding, Probe, ProcessStep, StageObject, Vmaf,
+    AudioTrim, DownsamplePlan, Downsampling, Encoding, EncodingPlan, Probe, ProcessStep,
+    StageObject, TaskSound, Vmaf,
 };
 use crate::webhook::{WebhookBody, WebhookReceipt};
 use serde::{Deserialize, Serialize};
@@ -286,6 +287,20 @@ impl MediaTaskActivities {
     /// `DOWNSAMPLING`: the video at a smaller height, as MP4.
     #[activity(name = "task_downsample")]
     pub fn downsample(input: Downsampling) -> Result<serde_json::Value, ActivityError> {
+        unimplemented!()
+    }
+
+    /// `ENCODING`, before any encode: checks its inputs and output, and when subtitles are
+    /// burned into a long video read from and written to this worker's stores, plans it in
+    /// chunks (`None`: it runs as one `task_encoding`).
+    #[activity(name = "task_encoding_plan")]
+    pub fn encoding_plan(input: Encoding) -> Result<Option<EncodingPlan>, ActivityError> {
+        unimplemented!()
+    }
+
+    /// The sound track of a chunked task, stored for its join.
+    #[activity(name = "task_sound")]
+    pub fn sound(input: TaskSound) -> Result<StoredObject, ActivityError> {
         unimplemented!()
     }
 

@@ -31,6 +31,11 @@ pub struct Downsampling {
     pub height: u32,
 }
 
+/// A video task (`DOWNSAMPLING`, `ENCODING` with burned subtitles) on a picture at least
+/// this long, read from and written to objects of the worker's stores, is made in chunks;
+/// a shorter one in one activity, where chunks would cost more than they save.
+pub const CHUNKED_FROM_SECONDS: f64 = 120.0;
+
 /// What a long `DOWNSAMPLING` is made of when it is cut into chunks: its source and output
 /// as objects of this worker's stores, the probe, and the size chosen.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,6 +48,93 @@ pub struct DownsamplePlan {
     pub source_width: u32,
     pub source_height: u32,
     pub upscale_refused: bool,
+    /// Where the parts wait for the join ([`parts_prefix`]); plans recorded before it was
+    /// carried use `{dest}.parts/`.
+    #[serde(default)]
+    pub parts: Option<String>,
+}
+
+/// Where the parts of a chunked task wait for its join: beside the output, in a folder
+/// named by `fingerprint` (a digest of everything the parts are made from), so the parts of
+/// another request for the same output are never taken for this one's, while a request
+/// sent again after a failure finds its own.
+pub fn parts_prefix(dest: &crate::media::ObjectRef, fingerprint: &str) -> String {
+    format!("{}.parts/{fingerprint}/", dest.key)
+}
+
+/// How a task's output sound is made from a track: one rule for the one-run and the
+/// chunked forms of a task.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SoundRule {
+    /// Silence after a track shorter than the output (never with a copy).
+    pub pad: bool,
+    /// An AAC track is copied untouched; anything else is encoded at `bitrate_kbps`.
+    pub copy_aac: bool,
+    pub bitrate_kbps: u32,
+}
+
+impl SoundRule {
+    /// `DOWNSAMPLING`: the source's sound, AAC kept as it is.
+    pub const DOWNSAMPLED: SoundRule = SoundRule {
+        pad: false,
+        copy_aac: true,
+        bitrate_kbps: 128,
+    };
+    /// `ENCODING` with a sound track given: encoded, padded with silence to the video's end.
+    pub const GIVEN: SoundRule = SoundRule {
+        pad: true,
+        copy_aac: false,
+        bitrate_kbps: 192,
+    };
+    /// `ENCODING` in the legacy form: the video's own sound, AAC kept as it is.
+    pub const OWN: SoundRule = SoundRule {
+        pad: false,
+        copy_aac: true,
+        bitrate_kbps: 192,
+    };
+}
+
+/// How a given sound track was fitted to a video of `video_seconds`: the seconds of
+/// silence added after it and the seconds cut from its end (to the millisecond), as
+/// `ENCODING` answers them (`audio_padded_sec`, `audio_cut_sec`).
+pub fn sound_fit(video_seconds: f64, sound_seconds: f64) -> (f64, f64) {
+    let ms = |seconds: f64| (seconds.max(0.0) * 1000.0).round() / 1000.0;
+    (
+        ms(video_seconds - sound_seconds),
+        ms(sound_seconds - video_seconds),
+    )
+}
+
+/// The sound track of a chunked task, made in one run beside its pieces.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskSound {
+    /// The payload field naming the track (for messages) and its URI.
+    pub field: String,
+    pub uri: String,
+    pub dest: crate::media::ObjectRef,
+    /// The track ends here (a longer one is cut).
+    pub length_seconds: f64,
+    pub rule: SoundRule,
+}
+
+/// What a long `ENCODING` with burned subtitles is made of when it is cut into chunks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EncodingPlan {
+    pub source: crate::media::ObjectRef,
+    pub dest: crate::media::ObjectRef,
+    /// The video's probe, its timeline ending with the picture (the output's length).
+    pub probe: crate::media::ProbeResult,
+    pub width: u32,
+    pub height: u32,
+    /// The checked ASS file, copied beside the parts for every piece to read.
+    pub subtitles: crate::media::ObjectRef,
+    /// The sound beside the pieces; `None` when the video has none and none is given.
+    pub sound: Option<TaskSound>,
+    /// Length of the given track, for the answer's `audio_padded_sec`/`audio_cut_sec`.
+    pub given_sound_seconds: Option<f64>,
+    /// ISO 639-2 code written on the sound.
+    pub language: Option<String>,
+    pub parts: String,
 }
 
 /// `AUDIO_TRIM`: a span of the sound as WAV.

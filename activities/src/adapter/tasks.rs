@@ -3,15 +3,16 @@
 
 use super::observe::StepFacts;
 use super::MediaActivities;
-use crate::tasks::{chain, encoding, inspect, quality, resize, stage, trim, TaskIo};
+use crate::tasks::{chain, encoding, inspect, quality, resize, sound, stage, trim, TaskIo};
 use serde_json::Value;
 use std::sync::Arc;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use transcoder_workflows::activities::task_defs as defs;
+use transcoder_workflows::media::StoredObject;
 use transcoder_workflows::task::{
-    AudioTrim, DownsamplePlan, Downsampling, Encoding, Probe, ProcessStep, StageObject,
-    Vmaf as VmafTask,
+    AudioTrim, DownsamplePlan, Downsampling, Encoding, EncodingPlan, Probe, ProcessStep,
+    StageObject, TaskSound, Vmaf as VmafTask,
 };
 
 /// The task activities of a worker: its transcode activities' settings, shared.
@@ -105,6 +106,38 @@ impl TaskActivities {
                 let facts = StepFacts::media(seconds)
                     .encoder(Some(self.media.encoder.video_encoder_name()));
                 Ok((answer, facts))
+            })
+            .await
+    }
+
+    #[activity(definition = defs::EncodingPlan)]
+    pub async fn encoding_plan(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: Encoding,
+    ) -> Result<Option<EncodingPlan>, ActivityError> {
+        self.media
+            .observed(&ctx, async |step| {
+                let plan = encoding::plan(&self.io(), &input, step.dir()).await?;
+                Ok((plan, StepFacts::default()))
+            })
+            .await
+    }
+
+    #[activity(definition = defs::Sound)]
+    pub async fn sound(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: TaskSound,
+    ) -> Result<StoredObject, ActivityError> {
+        self.media
+            .observed(&ctx, async |step| {
+                let progress = step.progress.scaled(0.0, 1.0);
+                let stored = sound::make_track(&self.io(), &input, step.dir(), &progress).await?;
+                let facts = StepFacts::media(input.length_seconds)
+                    .with_bytes(stored.size_bytes)
+                    .encoder(stored.encoder.as_deref());
+                Ok((stored, facts))
             })
             .await
     }

@@ -1,6 +1,6 @@
 use super::*;
 use crate::ffmpeg::args::test_support::{strings, value};
-use transcoder_workflows::media::{FrameRate, MezzanineVideo, ObjectRef};
+use transcoder_workflows::media::{FrameRate, MezzanineVideo, ObjectRef, PictureEncoder};
 
 fn input(deinterlace: bool) -> MezzanineInput {
     MezzanineInput {
@@ -12,6 +12,8 @@ fn input(deinterlace: bool) -> MezzanineInput {
             tone_map_from: None,
             deinterlace,
             size: Some((1280, 720)),
+            encoder: PictureEncoder::Mezzanine,
+            subtitles: None,
         }),
         has_audio: true,
     }
@@ -70,12 +72,16 @@ fn a_piece_is_its_chunk_of_the_programme_grid() {
         chunk,
         duration_seconds: 20.0,
     };
-    let a = strings(piece_args(
-        &piece,
-        Path::new("in"),
-        Path::new("out"),
-        &EncoderSettings::default(),
-    ));
+    let a = strings(
+        piece_args(
+            &piece,
+            Path::new("in"),
+            None,
+            Path::new("out"),
+            &EncoderSettings::default(),
+        )
+        .unwrap(),
+    );
     // Decoded from 1 s early, put back on the programme's timeline, frames 360..540.
     assert_eq!(value(&a, "-ss"), Some("11.000"));
     let vf = video_filter(&a);
@@ -123,6 +129,7 @@ fn the_join_copies_and_the_list_is_quoted() {
         join_args(
             Path::new("list.txt"),
             Some(JoinedAudio::Track(Path::new("audio.m4a"))),
+            Some("eng"),
             Path::new("out.mp4"),
             FrameRate { num: 25, den: 1 },
         )
@@ -130,6 +137,7 @@ fn the_join_copies_and_the_list_is_quoted() {
     );
     assert_eq!(value(&a, "-f"), Some("concat"));
     assert_eq!(value(&a, "-c"), Some("copy"));
+    assert_eq!(value(&a, "-metadata:s:a:0"), Some("language=eng"));
     assert_eq!(value(&a, "-movflags"), Some("+faststart"));
     assert_eq!(value(&a, "-video_track_timescale"), Some("10000"));
     assert_eq!(
@@ -177,4 +185,49 @@ fn interlaced_sources_are_deinterlaced_before_scaling() {
     let a = args(&input(false), 8.0);
     let vf = video_filter(&a);
     assert!(vf.starts_with("scale=") && !vf.contains("bwdif"), "{vf}");
+}
+
+#[test]
+fn a_task_piece_draws_subtitles_on_programme_time_with_the_delivery_encoder() {
+    let chunk = ChunkPlan {
+        index: 1,
+        start_seconds: 60.0,
+        duration_seconds: 60.0,
+        first_segment: 10,
+        max_segments: 10,
+        last: false,
+    };
+    let piece = MezzaninePieceInput {
+        source: ObjectRef::new("b", "in.mp4"),
+        dest: ObjectRef::new("b", "p.mp4"),
+        video: MezzanineVideo {
+            encoder: PictureEncoder::Delivery,
+            subtitles: Some(ObjectRef::new("b", "s.ass")),
+            ..input(false).video.unwrap()
+        },
+        chunk,
+        duration_seconds: 150.0,
+    };
+    let a = strings(
+        piece_args(
+            &piece,
+            Path::new("in"),
+            Some(Path::new("/w/subtitles.ass")),
+            Path::new("out"),
+            &EncoderSettings::default(),
+        )
+        .unwrap(),
+    );
+    // Drawn after the frames sit on the programme's grid, before the piece starts at 0.
+    let vf = video_filter(&a);
+    assert!(
+        vf.ends_with(
+            "tpad=stop_mode=clone:stop_duration=150.000,format=yuv420p,\
+             subtitles=filename=/w/subtitles.ass,setpts=PTS-STARTPTS"
+        ),
+        "{vf}"
+    );
+    // The worker's delivery settings (capped CRF 21 on x264), not the archive's CRF 18.
+    assert_eq!(value(&a, "-crf"), Some("21"));
+    assert!(subtitles_filter(Path::new("/tmp/a:b,c/s.ass")).is_err());
 }

@@ -9,19 +9,126 @@
 //!   the worker lacks falls back to a default one) and the picture is encoded by the
 //!   worker's encoder.
 //! - **Sound.** AAC at 192 kb/s, tagged with `language` (ISO 639-2 in the MP4).
-//! - **Legacy form.** It names no audio: the video's own sound is kept (copied).
+//! - **Legacy form.** It names no audio: the video's own sound is kept (AAC copied,
+//!   anything else encoded as AAC 192k).
+//! - **Long videos.** Burning subtitles into a video of [`CHUNKED_FROM_SECONDS`] or more,
+//!   read from and written to objects of the worker's stores, is planned in chunks
+//!   ([`plan`]): the pieces are the mezzanine's, at the picture's displayed size on a
+//!   constant-rate grid, drawn with the same ASS file on the programme's clock.
 
 use super::io::refused;
+use super::sound::sound_args;
 use super::TaskIo;
 use crate::encoder::EncoderSettings;
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
+use crate::mezzanine::subtitles_filter;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::path::Path;
-use transcoder_workflows::task::Encoding;
+use transcoder_workflows::media::ObjectRef;
+use transcoder_workflows::task::{
+    parts_prefix, sound_fit, Encoding, EncodingPlan, SoundRule, TaskOutput, TaskSound,
+    CHUNKED_FROM_SECONDS,
+};
 
 const OUTPUT: &str = "parameters.output_video_uri";
+const VIDEO: &str = "parameters.input_video_uri";
+const AUDIO: &str = "parameters.input_audio_uri";
+const SUBTITLES: &str = "parameters.subtitles_uri";
+
+/// Checks an `ENCODING` before any encode and, when it burns subtitles into a long video
+/// read from and written to objects of this worker's stores, what its chunks are made
+/// from: the ASS file is checked and copied beside the parts, the given sound checked.
+pub async fn plan(io: &TaskIo<'_>, task: &Encoding, work: &Path) -> Result<Option<EncodingPlan>> {
+    io.check_output(OUTPUT, &task.output)?;
+    let (Some(subtitles_uri), true) = (&task.subtitles_uri, task.burn_subtitles) else {
+        // The picture is copied: quick in one run whatever its length.
+        return Ok(None);
+    };
+    let dest = match &task.output {
+        TaskOutput::Uri(uri) => io.store_object(uri),
+        TaskOutput::PutUrl(_) => None,
+    };
+    let (Some(source), Some(dest)) = (io.store_object(&task.input_video_uri), dest) else {
+        return Ok(None);
+    };
+    let video_path = io
+        .input(VIDEO, &task.input_video_uri, work, "video")
+        .await?;
+    let mut probe = crate::probe::probe_file(&video_path).await?;
+    let Some(picture) = probe.video.clone() else {
+        return Err(refused(VIDEO, "the file has no video stream"));
+    };
+    let Some((_, picture_end)) = probe.video_extent else {
+        // Unknown stream timing: one run, which cuts by the container's length.
+        return Ok(None);
+    };
+    if picture_end < CHUNKED_FROM_SECONDS {
+        return Ok(None);
+    }
+    // The output lasts as long as the picture: the timeline the pieces cover ends with it.
+    probe.duration_seconds = picture_end;
+
+    let ass = io
+        .input(SUBTITLES, subtitles_uri, work, "subtitles")
+        .await?;
+    check_ass(&ass)?;
+    let ass_bytes = std::fs::read(&ass).map_err(MediaError::io("reading", &ass))?;
+    let (sound, given_sound_seconds) = match &task.input_audio_uri {
+        Some(uri) => {
+            let path = io.input(AUDIO, uri, work, "audio").await?;
+            let given = crate::probe::probe_file(&path).await?;
+            if given.audio.is_none() {
+                return Err(refused(AUDIO, "the file has no audio stream"));
+            }
+            (
+                (AUDIO, uri.clone(), SoundRule::GIVEN),
+                Some(given.duration_seconds),
+            )
+        }
+        None => ((VIDEO, task.input_video_uri.clone(), SoundRule::OWN), None),
+    };
+    let has_sound = given_sound_seconds.is_some() || probe.audio.is_some();
+
+    // Everything the parts are made from: the same request sent again finds its parts.
+    let mut digest = Sha256::new();
+    for part in [
+        "encoding v1",
+        source.to_string().as_str(),
+        &probe.size_bytes.to_string(),
+        &format!("{picture_end:.6}"),
+        &sound.1,
+    ] {
+        digest.update(part.as_bytes());
+        digest.update([0]);
+    }
+    digest.update(&ass_bytes);
+    let parts = parts_prefix(&dest, &hex::encode(&digest.finalize()[..8]));
+    let subtitles = ObjectRef::new(&dest.bucket, format!("{parts}subtitles.ass"));
+    io.storage.store(&ass, &subtitles).await?;
+
+    let (width, height) = picture.display_size();
+    Ok(Some(EncodingPlan {
+        source,
+        sound: has_sound.then(|| TaskSound {
+            field: sound.0.to_string(),
+            uri: sound.1.clone(),
+            dest: ObjectRef::new(&dest.bucket, format!("{parts}sound.m4a")),
+            length_seconds: picture_end,
+            rule: sound.2,
+        }),
+        dest,
+        probe,
+        width,
+        height,
+        subtitles,
+        given_sound_seconds,
+        language: iso639_2(&task.language),
+        parts,
+    }))
+}
 
 pub async fn encoding(
     io: &TaskIo<'_>,
@@ -32,44 +139,29 @@ pub async fn encoding(
 ) -> Result<Value> {
     io.check_output(OUTPUT, &task.output)?;
     let video_path = io
-        .input(
-            "parameters.input_video_uri",
-            &task.input_video_uri,
-            work,
-            "video",
-        )
+        .input(VIDEO, &task.input_video_uri, work, "video")
         .await?;
     let video = crate::probe::probe_file(&video_path).await?;
     let Some(picture) = video.video.clone() else {
-        return Err(refused(
-            "parameters.input_video_uri",
-            "the file has no video stream",
-        ));
+        return Err(refused(VIDEO, "the file has no video stream"));
     };
     let length = video
         .video_extent
         .map_or(video.duration_seconds, |(start, end)| end - start);
     let audio = match &task.input_audio_uri {
         Some(uri) => {
-            let path = io
-                .input("parameters.input_audio_uri", uri, work, "audio")
-                .await?;
+            let path = io.input(AUDIO, uri, work, "audio").await?;
             let probe = crate::probe::probe_file(&path).await?;
-            if probe.audio.is_none() {
-                return Err(refused(
-                    "parameters.input_audio_uri",
-                    "the file has no audio stream",
-                ));
-            }
-            Some((path, probe.duration_seconds))
+            let Some(sound) = probe.audio else {
+                return Err(refused(AUDIO, "the file has no audio stream"));
+            };
+            Some((path, probe.duration_seconds, sound.codec))
         }
         None => None,
     };
     let subtitles = match (&task.subtitles_uri, task.burn_subtitles) {
         (Some(uri), true) => {
-            let path = io
-                .input("parameters.subtitles_uri", uri, work, "subtitles")
-                .await?;
+            let path = io.input(SUBTITLES, uri, work, "subtitles").await?;
             check_ass(&path)?;
             Some(path)
         }
@@ -79,7 +171,7 @@ pub async fn encoding(
     let out = work.join("export.mp4");
     let mut a = FfmpegArgs::new();
     a.input(&video_path);
-    if let Some((path, _)) = &audio {
+    if let Some((path, _, _)) = &audio {
         a.input(path);
     }
     a.opt("-map", "0:v:0");
@@ -92,18 +184,14 @@ pub async fn encoding(
             a.opt("-c:v", "copy");
         }
     }
+    // `-t` below ends the output with the video.
     match &audio {
-        Some(_) => {
-            a.opt("-map", "1:a:0")
-                // Silence after a short track; `-t` below ends the output with the video.
-                .opt("-af", "apad")
-                .opt("-c:a", "aac")
-                .opt("-b:a", "192k");
-        }
+        Some((_, _, codec)) => sound_args(&mut a, "1:a:0", Some(codec), SoundRule::GIVEN),
         None => {
-            a.opt("-map", "0:a:0?").opt("-c:a", "copy");
+            let codec = video.audio.as_ref().map(|s| s.codec.as_str());
+            sound_args(&mut a, "0:a:0?", codec, SoundRule::OWN)
         }
-    }
+    };
     if let Some(code) = iso639_2(&task.language) {
         a.opt("-metadata:s:a:0", format!("language={code}"));
     }
@@ -141,15 +229,12 @@ pub async fn encoding(
         "subtitles_burned": subtitles.is_some(),
         "video": if subtitles.is_some() { encoder.video_encoder_name() } else { "copied" },
     });
-    if let Some((_, audio_length)) = audio {
-        answer["audio_padded_sec"] = json!(round_ms((length - audio_length).max(0.0)));
-        answer["audio_cut_sec"] = json!(round_ms((audio_length - length).max(0.0)));
+    if let Some((_, audio_length, _)) = audio {
+        let (padded, cut) = sound_fit(length, audio_length);
+        answer["audio_padded_sec"] = json!(padded);
+        answer["audio_cut_sec"] = json!(cut);
     }
     Ok(answer)
-}
-
-fn round_ms(seconds: f64) -> f64 {
-    (seconds * 1000.0).round() / 1000.0
 }
 
 /// An `.ass`/`.ssa` file starts with its `[Script Info]` section (after an optional BOM).
@@ -166,22 +251,6 @@ fn check_ass(path: &Path) -> Result<()> {
             "is not an ASS/SSA subtitle file (it must start with [Script Info])",
         ))
     }
-}
-
-/// The `subtitles` filter drawing `ass`. The path is in our scratch folder; it is quoted
-/// for the filter graph, and anything that quoting cannot carry is refused rather than
-/// spliced.
-fn subtitles_filter(ass: &Path) -> Result<String> {
-    let text = ass.to_string_lossy();
-    if text
-        .chars()
-        .any(|c| !(c.is_ascii_alphanumeric() || "/._-+".contains(c)))
-    {
-        return Err(MediaError::Verification(format!(
-            "the scratch path {text:?} cannot be given to the subtitles filter"
-        )));
-    }
-    Ok(format!("subtitles=filename={text}"))
 }
 
 /// `en` → `eng`, `fr` → `fra`: MP4 stores ISO 639-2 codes. Unknown tags are left out.
@@ -205,14 +274,5 @@ mod tests {
         assert_eq!(iso639_2("fr-CA").as_deref(), Some("fra"));
         assert_eq!(iso639_2("deu").as_deref(), Some("deu"));
         assert_eq!(iso639_2("klingon"), None);
-    }
-
-    #[test]
-    fn only_plain_paths_reach_the_filter() {
-        assert_eq!(
-            subtitles_filter(Path::new("/tmp/w-1/subtitles.ass")).unwrap(),
-            "subtitles=filename=/tmp/w-1/subtitles.ass"
-        );
-        assert!(subtitles_filter(Path::new("/tmp/a:b,c/s.ass")).is_err());
     }
 }

@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod io;
 pub mod quality;
 pub mod resize;
+pub mod sound;
 pub mod stage;
 pub mod trim;
 

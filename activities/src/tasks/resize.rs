@@ -5,17 +5,23 @@
 //! is never upscaled: it is re-encoded at its own size, and the answer says so
 //! (`upscale_refused`). Interlaced sources are deinterlaced; every output is 8-bit 4:2:0
 //! H.264 from the worker's encoder (NVENC when the worker has it); AAC sound is copied,
-//! other sound becomes AAC.
+//! other sound becomes AAC ([`SoundRule::DOWNSAMPLED`]). A long video read from and written
+//! to objects of the worker's stores is planned in chunks ([`plan`]) with the same encoder
+//! and sound rule, on a constant-rate grid.
 
 use super::io::refused;
+use super::sound::sound_args;
 use super::TaskIo;
 use crate::encoder::EncoderSettings;
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::run::{count_video_packets, ScaledProgress};
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::path::Path;
-use transcoder_workflows::task::{DownsamplePlan, Downsampling, TaskOutput};
+use transcoder_workflows::task::{
+    parts_prefix, DownsamplePlan, Downsampling, SoundRule, TaskOutput, CHUNKED_FROM_SECONDS,
+};
 
 /// The output size for a displayed `width`x`height` asked to be `asked` lines high:
 /// (width, height, whether the request was above the source and so not followed).
@@ -27,9 +33,6 @@ pub fn target_size(width: u32, height: u32, asked: u32) -> (u32, u32, bool) {
     let w = even(f64::from(width) * f64::from(asked) / f64::from(height));
     (w, asked, false)
 }
-
-/// Shorter videos are made in one activity: chunks would cost more than they save.
-const CHUNKED_FROM_SECONDS: f64 = 120.0;
 
 /// Checks a `DOWNSAMPLING` before any encode and, when its input and output are objects of
 /// this worker's stores and the video is long, what its chunks are made from.
@@ -48,14 +51,7 @@ pub async fn plan(
     let (Some(source), Some(dest)) = (io.store_object(&task.input_uri), dest) else {
         return Ok(None);
     };
-    let path = io.storage.readable_path(&source, work).await.map_err(|e| {
-        let permanent = e.is_permanent();
-        MediaError::Field {
-            field: INPUT.into(),
-            detail: e.to_string(),
-            permanent,
-        }
-    })?;
+    let path = io.input(INPUT, &task.input_uri, work, "source").await?;
     let probe = crate::probe::probe_file(&path).await?;
     let Some(video) = probe.video.as_ref() else {
         return Err(refused(INPUT, "the file has no video stream"));
@@ -65,6 +61,19 @@ pub async fn plan(
     }
     let (source_width, source_height) = video.display_size();
     let (width, height, upscale_refused) = target_size(source_width, source_height, task.height);
+    // Everything the parts are made from: the same request sent again finds its parts.
+    let mut digest = Sha256::new();
+    for part in [
+        "downsampling v2",
+        source.to_string().as_str(),
+        &probe.size_bytes.to_string(),
+        &format!("{:.6}", probe.duration_seconds),
+        &format!("{width}x{height}"),
+    ] {
+        digest.update(part.as_bytes());
+        digest.update([0]);
+    }
+    let parts = parts_prefix(&dest, &hex::encode(&digest.finalize()[..8]));
     Ok(Some(DownsamplePlan {
         source,
         dest,
@@ -74,6 +83,7 @@ pub async fn plan(
         source_width,
         source_height,
         upscale_refused,
+        parts: Some(parts),
     }))
 }
 
@@ -105,7 +115,7 @@ pub async fn downsample(
     let (width, height, upscale_refused) = target_size(dw, dh, task.height);
     let mut filters = Vec::new();
     if video.is_interlaced() {
-        filters.push("bwdif=mode=send_frame".to_string());
+        filters.push(crate::mezzanine::DEINTERLACE_FILTER.to_string());
     }
     filters.push(format!("scale={width}:{height}:flags=lanczos"));
     filters.push("format=yuv420p".into());
@@ -114,13 +124,10 @@ pub async fn downsample(
     let mut a = FfmpegArgs::new();
     a.input(&source)
         .opt("-map", "0:v:0")
-        .opt("-map", "0:a:0?")
         .opt("-vf", filters.join(","));
     encoder.video_codec_args(&mut a);
-    match probe.audio.as_ref().map(|a| a.codec.as_str()) {
-        Some("aac") => a.opt("-c:a", "copy"),
-        _ => a.opt("-c:a", "aac").opt("-b:a", "128k"),
-    };
+    let codec = probe.audio.as_ref().map(|a| a.codec.as_str());
+    sound_args(&mut a, "0:a:0?", codec, SoundRule::DOWNSAMPLED);
     a.opt("-movflags", "+faststart")
         .flag("-sn")
         .flag("-dn")

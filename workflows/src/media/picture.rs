@@ -29,6 +29,26 @@ pub struct MezzanineVideo {
     /// then derives the same size from the decoded frame.
     #[serde(default)]
     pub size: Option<(u32, u32)>,
+    /// Which encoder settings the picture gets (the mezzanine's unless a task's pieces are
+    /// its final output).
+    #[serde(default)]
+    pub encoder: PictureEncoder,
+    /// An ASS/SSA file drawn onto the picture on the programme's timeline (`ENCODING`'s
+    /// burned subtitles); `None` for the transcode.
+    #[serde(default)]
+    pub subtitles: Option<ObjectRef>,
+}
+
+/// The encoder settings of a picture made on the mezzanine's machinery.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PictureEncoder {
+    /// The archive master's: x264 CRF 18, or NVENC when the worker's mezzanine uses it.
+    #[default]
+    Mezzanine,
+    /// The worker's delivery encoder (the ladder's: capped CRF on x264, NVENC when the
+    /// worker has it), for a task whose joined pieces are what the user gets.
+    Delivery,
 }
 
 /// One rendition of the video ladder.
@@ -205,6 +225,10 @@ pub struct JoinMezzanineInput {
     pub frames: u64,
     /// The programme's length.
     pub duration_seconds: f64,
+    /// ISO 639-2 language of the sound, written on its track (tasks; the transcode's
+    /// mezzanine carries none).
+    #[serde(default)]
+    pub audio_language: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

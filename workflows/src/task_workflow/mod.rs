@@ -89,18 +89,40 @@ impl MediaTaskWorkflow {
                     .await
                 {
                     Err(e) => Err(e),
-                    Ok(plan) => match plan.and_then(|p| chunked::pieces(&p).map(|c| (p, c))) {
-                        Some((plan, pieces)) => chunked::downsample(ctx, &plan, &pieces).await,
-                        None => {
-                            ctx.execute_activity(act::Downsample, t, options(6 * 3600))
-                                .await
+                    Ok(plan) => {
+                        match plan.and_then(|p| chunked::chunks_of(&p.probe).map(|c| (p, c))) {
+                            Some((plan, pieces)) => chunked::downsample(ctx, &plan, &pieces).await,
+                            None => {
+                                ctx.execute_activity(act::Downsample, t, options(6 * 3600))
+                                    .await
+                            }
                         }
-                    },
+                    }
                 }
             }
             MediaTask::Encoding(t) => {
-                ctx.execute_activity(act::Encoding, t, options(6 * 3600))
-                    .await
+                // Histories without the marker ran every ENCODING as one activity.
+                let plan = match ctx.patched(ENCODING_PLANNED) {
+                    true => {
+                        ctx.execute_activity(act::EncodingPlan, t.clone(), options(3600))
+                            .await
+                    }
+                    false => Ok(None),
+                };
+                match plan {
+                    Err(e) => Err(e),
+                    Ok(plan) => {
+                        match plan.and_then(|p| chunked::chunks_of(&p.probe).map(|c| (p, c))) {
+                            Some((plan, pieces)) => {
+                                chunked::encoding(ctx, &t, &plan, &pieces).await
+                            }
+                            None => {
+                                ctx.execute_activity(act::Encoding, t, options(6 * 3600))
+                                    .await
+                            }
+                        }
+                    }
+                }
             }
             MediaTask::Probe(t) => ctx.execute_activity(act::ProbeMedia, t, options(600)).await,
             MediaTask::Process(process) => {
@@ -165,6 +187,9 @@ impl MediaTaskWorkflow {
         }
     }
 }
+
+/// Marks `ENCODING`s that are planned first (and long ones with burned subtitles chunked).
+const ENCODING_PLANNED: &str = "encoding-planned";
 
 /// How many of a task's parts run at once (chains of `multi_process`, spans of a trim batch).
 const PARTS_AT_ONCE: usize = 16;

@@ -20,8 +20,9 @@ use crate::media::{
     FinishAudioHlsInput, FinishAudioInput, FinishWaveformInput, HlsOutput, JoinAudioInput,
     JoinMezzanineInput, LadderChunkInput, LadderChunkOutput, LoudnessInput, LoudnessMeasurement,
     LoudnessSummaryInput, MezzanineAudioInput, MezzanineInput, MezzaninePieceInput, MezzanineVideo,
-    ObjectRef, PreviewPlan, ProbeInput, ProbeResult, SegmentInfo, StoredObject, StoryboardPlan,
-    SubtitlesInput, SubtitlesOutput, ThumbnailInput, VerifyInput, WaveformInput, WaveformOutput,
+    ObjectRef, PictureEncoder, PreviewPlan, ProbeInput, ProbeResult, SegmentInfo, StoredObject,
+    StoryboardPlan, SubtitlesInput, SubtitlesOutput, ThumbnailInput, VerifyInput, WaveformInput,
+    WaveformOutput,
 };
 use crate::receipt::{Receipt, StepTiming, WebhookDelivery};
 use crate::search;
@@ -337,6 +338,8 @@ async fn process(
         tone_map_from: p.tone_map_from,
         deinterlace: p.deinterlace,
         size: Some((p.display_width, p.display_height)),
+        encoder: PictureEncoder::Mezzanine,
+        subtitles: None,
     });
     let chunks = plan_chunks(duration, config.segment_seconds, config.segments_per_chunk);
     let in_pieces = match (&video_plan, &mezzanine_video) {

@@ -174,6 +174,7 @@ pub(super) async fn chunked_mezzanine_and_ladder(
                 video: video.clone(),
                 frames,
                 duration_seconds: duration,
+                audio_language: None,
             },
             long_running(probe),
         )
