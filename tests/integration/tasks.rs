@@ -9,6 +9,7 @@ use crate::common::*;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 const BUCKET: &str = "videos";
 
@@ -94,10 +95,24 @@ async fn samples(path: &Path, format: &str, extra: &[&str]) -> Vec<u8> {
 
 /// Mono 16 kHz float samples of the first `seconds`.
 async fn mono(path: &Path, seconds: f64) -> Vec<f32> {
+    mono_from(path, 0.0, seconds).await
+}
+
+/// Mono 16 kHz float samples of `seconds` from `start`.
+async fn mono_from(path: &Path, start: f64, seconds: f64) -> Vec<f32> {
     let raw = samples(
         path,
         "f32le",
-        &["-ac", "1", "-ar", "16000", "-t", &seconds.to_string()],
+        &[
+            "-ss",
+            &start.to_string(),
+            "-ac",
+            "1",
+            "-ar",
+            "16000",
+            "-t",
+            &seconds.to_string(),
+        ],
     )
     .await;
     raw.chunks_exact(4)
@@ -1253,6 +1268,105 @@ async fn a_task_whose_worker_dies_mid_encode_finishes_on_the_next() {
 /// A long DOWNSAMPLING between objects of the worker's stores is made in chunks (the
 /// mezzanine's pieces at the size asked, joined by stream copy); its worker killed after the
 /// first piece is stored, the next worker finishes it without encoding that piece again.
+/// The first stored piece under `parts` (a chunked task's `.parts` folder, whose parts
+/// sit in a subfolder named by what they are made from).
+fn first_piece(parts: &Path) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(parts)
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path().join("piece-00000.mp4"))
+        .find(|piece| piece.exists())
+}
+
+/// Files left under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|entry| match entry.path().is_dir() {
+            true => files_under(&entry.path()),
+            false => vec![entry.path()],
+        })
+        .collect()
+}
+
+/// Submits the task in `file` to a worker on `out`, kills that worker (SIGKILL) once the
+/// first piece is stored under `parts`, and lets a second worker finish it. Returns the
+/// answer and the workflow's history, after checking that every piece was scheduled once
+/// and that the piece stored before the kill was not encoded again.
+async fn finish_after_a_lost_worker(
+    h: &Harness,
+    out: &Path,
+    file: &Path,
+    parts: &Path,
+    pieces: usize,
+) -> (Value, Value) {
+    let mut first = h.spawn(&["worker", "--out", s(out)]);
+    let submitted = h.run(&["submit", "--job", s(file)]).await;
+    submitted.assert_success();
+    let id = submitted.stdout.trim().to_string();
+    if poll_until(Duration::from_secs(240), || first_piece(parts))
+        .await
+        .is_none()
+    {
+        panic!("no piece was stored\n{}", first.dump());
+    }
+    first.signal(libc::SIGKILL);
+    first
+        .wait_for_exit(Duration::from_secs(10))
+        .await
+        .expect("the first worker is gone");
+
+    let mut second = h.spawn(&["worker", "--out", s(out)]);
+    let finished = h.run(&["submit", "--job", s(file), "--wait"]).await;
+    if !finished.status.success() {
+        panic!(
+            "the task did not finish\n{}\n{}",
+            finished.dump(),
+            second.dump()
+        );
+    }
+    let answer = finished.json();
+    let history = h.workflow_history_json(&id).await;
+    let scheduled = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["activityTaskScheduledEventAttributes"]["activityType"]["name"] == "mezzanine_piece"
+        })
+        .count();
+    assert_eq!(scheduled, pieces, "each piece scheduled once\n{history}");
+    let piece_attempts = activity_attempts(&history, "mezzanine_piece");
+    eprintln!("piece attempts: {piece_attempts:?}");
+    assert!(
+        piece_attempts.contains(&1),
+        "no piece finished before the kill: {piece_attempts:?}"
+    );
+    assert_eq!(
+        files_under(parts),
+        Vec::<std::path::PathBuf>::new(),
+        "parts are removed"
+    );
+    second.signal(libc::SIGTERM);
+    let _ = second.wait_for_exit(Duration::from_secs(30)).await;
+    (answer, history)
+}
+
+/// The format's duration of `path`, by ffprobe.
+async fn duration_of(path: &Path) -> f64 {
+    let probe = ffprobe_json(&["-of", "json", "-show_format", s(path)])
+        .await
+        .unwrap();
+    probe["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_downsample_is_chunked_and_resumes_after_a_lost_worker() {
     let h = Harness::start().await;
@@ -1263,80 +1377,144 @@ async fn a_long_downsample_is_chunked_and_resumes_after_a_lost_worker() {
         "original_video_uri": "s3://jobs/film.mp4",
         "output_video_uri": "s3://jobs/film-240.mp4", "resolution": 240}});
     let file = write_job(&h, "film.json", &payload);
-    let mut first = h.spawn(&["worker", "--out", s(&out)]);
-    let submitted = h.run(&["submit", "--job", s(&file)]).await;
-    submitted.assert_success();
-    let id = submitted.stdout.trim().to_string();
-    let piece = out.join("jobs/film-240.mp4.parts/piece-00000.mp4");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-    while !piece.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no piece was stored\n{}",
-            first.dump()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    first.signal(libc::SIGKILL);
-    first
-        .wait_for_exit(std::time::Duration::from_secs(10))
-        .await
-        .expect("the first worker is gone");
-
-    let mut second = h.spawn(&["worker", "--out", s(&out)]);
-    let finished = h.run(&["submit", "--job", s(&file), "--wait"]).await;
-    if !finished.status.success() {
-        panic!(
-            "the task did not finish\n{}\n{}",
-            finished.dump(),
-            second.dump()
-        );
-    }
-    let answer = finished.json();
+    let parts = out.join("jobs/film-240.mp4.parts");
+    let (answer, _) = finish_after_a_lost_worker(&h, &out, &file, &parts, 3).await;
     assert_eq!(answer["chunks"], 3, "{answer}");
     assert_eq!(answer["frames"], 3750);
+    assert_eq!(
+        answer["encoder"], "libx264",
+        "the worker's delivery encoder"
+    );
     assert_eq!(
         (answer["width"].as_u64(), answer["height"].as_u64()),
         (Some(426), Some(240))
     );
     let film = out.join("jobs/film-240.mp4");
     assert_eq!(ffprobe_packets(&film, "v:0").await.len(), 3750);
-    let probe = ffprobe_json(&["-of", "json", "-show_streams", "-show_format", s(&film)])
+    let duration = duration_of(&film).await;
+    assert!((duration - 150.0).abs() < 0.1, "{duration}");
+    let probe = ffprobe_json(&["-of", "json", "-show_streams", s(&film)])
         .await
         .unwrap();
-    let duration: f64 = probe["format"]["duration"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((duration - 150.0).abs() < 0.1, "{duration}");
-    assert_eq!(probe["streams"][1]["codec_name"], "aac");
-    assert!(
-        !out.join("jobs/film-240.mp4.parts")
-            .join("piece-00001.mp4")
-            .exists(),
-        "parts are removed"
+    let (video, sound) = (&probe["streams"][0], &probe["streams"][1]);
+    assert_eq!(
+        (video["width"].as_u64(), video["height"].as_u64()),
+        (Some(426), Some(240))
     );
+    // The source's AAC is kept as it is, as the one-run DOWNSAMPLING keeps it: it decodes
+    // to the same samples.
+    assert_eq!(sound["codec_name"], "aac");
+    let source = out.join("jobs/film.mp4");
+    let first = ["-t", "5"];
+    assert!(
+        samples(&film, "s16le", &first).await == samples(&source, "s16le", &first).await,
+        "the sound was not copied"
+    );
+}
 
-    // Each piece was scheduled once; the one stored before the kill was not encoded again.
-    let history = h.workflow_history_json(&id).await;
-    let scheduled = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| {
-            e["activityTaskScheduledEventAttributes"]["activityType"]["name"] == "mezzanine_piece"
-        })
-        .count();
-    assert_eq!(scheduled, 3, "{history}");
-    let piece_attempts = activity_attempts(&history, "mezzanine_piece");
-    eprintln!("piece attempts: {piece_attempts:?}");
-    assert!(
-        piece_attempts.contains(&1),
-        "no piece finished before the kill: {piece_attempts:?}"
+/// An ASS file whose one cue spans the first chunk boundary (60 s).
+const ACROSS_THE_CUT_ASS: &str = "[Script Info]
+ScriptType: v4.00+
+PlayResX: 640
+PlayResY: 360
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding
+Style: Default,Arial,40,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,-1,0,0,0,100,100,0,0,1,3,0,2,10,10,30,1
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+Dialogue: 0,0:00:58.00,0:01:03.00,Default,,0,0,0,,Across the cut
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_encoding_burns_subtitles_in_chunks_and_resumes_after_a_lost_worker() {
+    let h = Harness::start().await;
+    let out = h.path("out");
+    let jobs = out.join("jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    let film = jobs.join("film.mp4");
+    make_video(&film, 640, 360, 150, 25).await;
+    // The given sound: 140 s of noise, 10 s shorter than the picture.
+    let voice = jobs.join("voice.wav");
+    ffmpeg_make(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "anoisesrc=color=brown:seed=7:sample_rate=48000:duration=140",
+        s(&voice),
+    ])
+    .await;
+    std::fs::write(jobs.join("subs.ass"), ACROSS_THE_CUT_ASS).unwrap();
+    let payload = json!({"task": "ENCODING", "parameters": {
+        "id": "long-export", "language": "en", "subtitles": true,
+        "input_video_uri": "s3://jobs/film.mp4",
+        "input_audio_uri": "s3://jobs/voice.wav",
+        "subtitles_uri": "s3://jobs/subs.ass",
+        "output_video_uri": "s3://jobs/export.mp4"}});
+    let file = write_job(&h, "export.json", &payload);
+    let parts = jobs.join("export.mp4.parts");
+    let (answer, history) = finish_after_a_lost_worker(&h, &out, &file, &parts, 3).await;
+    assert_eq!(
+        activity_attempts(&history, "task_encoding"),
+        Vec::<u64>::new()
     );
-    second.signal(libc::SIGTERM);
-    let _ = second
-        .wait_for_exit(std::time::Duration::from_secs(30))
-        .await;
+    assert_eq!(answer["chunks"], 3, "{answer}");
+    assert_eq!(answer["frames"], 3750);
+    assert_eq!(answer["subtitles_burned"], true);
+    assert_eq!(answer["id"], "long-export");
+    assert!((answer["audio_padded_sec"].as_f64().unwrap() - 10.0).abs() < 0.05);
+
+    let export = jobs.join("export.mp4");
+    assert_eq!(ffprobe_packets(&export, "v:0").await.len(), 3750);
+    let duration = duration_of(&export).await;
+    assert!((duration - 150.0).abs() < 0.1, "{duration}");
+    let probe = ffprobe_json(&["-of", "json", "-show_streams", s(&export)])
+        .await
+        .unwrap();
+    assert_eq!(probe["streams"][1]["tags"]["language"], "eng");
+
+    // The cue is drawn on both sides of the chunk boundary, and nowhere else.
+    let scratch = h.path("");
+    let mut bands = Vec::new();
+    for t in [30.0, 59.0, 61.5, 64.5] {
+        let made = frame_at(&export, t, &scratch).await;
+        let source = frame_at(&film, t, &scratch).await;
+        bands.push((
+            t,
+            band_difference(&made, &source, 270, 360),
+            band_difference(&made, &source, 0, 200),
+        ));
+    }
+    eprintln!("(time, bottom band, top band) against the source: {bands:?}");
+    for (t, bottom, top) in &bands {
+        let cue = (58.0..63.0).contains(t);
+        assert!(
+            top < &3.0,
+            "at {t} s the picture above the cue differs by {top:.1}"
+        );
+        assert!(
+            if cue { *bottom > 8.0 } else { *bottom < 3.0 },
+            "at {t} s the cue's band differs by {bottom:.1} (cue shown: {cue})"
+        );
+    }
+    // The sound is the given one, in place on both sides of the boundary, then silence.
+    for start in [10.0, 58.0] {
+        let made = mono_from(&export, start, 4.0).await;
+        let given = mono_from(&voice, start, 4.0).await;
+        let own = mono_from(&film, start, 4.0).await;
+        let (with_given, with_own) = (correlation(&made, &given, 32), correlation(&made, &own, 32));
+        eprintln!("from {start} s: correlation with the given sound {with_given:.3}, with the video's own {with_own:.3}");
+        assert!(
+            with_given > 0.9 && with_own < 0.2,
+            "from {start} s: {with_given:.2} / {with_own:.2}"
+        );
+    }
+    let tail = samples(&export, "s16le", &["-ss", "140.3", "-ac", "1"]).await;
+    let peak = tail
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]).unsigned_abs())
+        .max()
+        .unwrap_or(0);
+    assert!(peak < 64, "the padding is not silent (peak {peak})");
 }
