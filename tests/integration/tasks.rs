@@ -1292,18 +1292,19 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
-/// Submits the task in `file` to a worker on `out`, kills that worker (SIGKILL) once the
-/// first piece is stored under `parts`, and lets a second worker finish it. Returns the
-/// answer and the workflow's history, after checking that every piece was scheduled once
-/// and that the piece stored before the kill was not encoded again.
+/// Submits the task in `file` to a worker on `out` (with `env`), kills that worker
+/// (SIGKILL) once the first piece is stored under `parts`, and lets a second worker finish
+/// it. Returns the answer and the workflow's history, after checking that every piece was
+/// scheduled once, that the piece stored before the kill was not encoded again, and that
+/// no part is left.
 async fn finish_after_a_lost_worker(
     h: &Harness,
-    out: &Path,
+    (out, env): (&Path, &[(&str, String)]),
     file: &Path,
     parts: &Path,
     pieces: usize,
 ) -> (Value, Value) {
-    let mut first = h.spawn(&["worker", "--out", s(out)]);
+    let mut first = h.spawn_with_env(&["worker", "--out", s(out)], env);
     let submitted = h.run(&["submit", "--job", s(file)]).await;
     submitted.assert_success();
     let id = submitted.stdout.trim().to_string();
@@ -1319,7 +1320,7 @@ async fn finish_after_a_lost_worker(
         .await
         .expect("the first worker is gone");
 
-    let mut second = h.spawn(&["worker", "--out", s(out)]);
+    let mut second = h.spawn_with_env(&["worker", "--out", s(out)], env);
     let finished = h.run(&["submit", "--job", s(file), "--wait"]).await;
     if !finished.status.success() {
         panic!(
@@ -1367,18 +1368,46 @@ async fn duration_of(path: &Path) -> f64 {
         .unwrap()
 }
 
+/// A long DOWNSAMPLING from an `http://` source to a presigned PUT URL: the source is copied
+/// once beside the parts (the worker's local folder here, `task-parts/`), the pieces read
+/// the copy, the joined file is PUT where the payload asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_downsample_is_chunked_and_resumes_after_a_lost_worker() {
     let h = Harness::start().await;
-    let out = h.path("out");
-    std::fs::create_dir_all(out.join("jobs")).unwrap();
-    make_video(&out.join("jobs/film.mp4"), 640, 360, 150, 25).await;
+    let server = S3Server::start(&h.path("logs"));
+    server.create_bucket(BUCKET).await;
+    let served = h.path("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let source = served.join("film.mp4");
+    make_video(&source, 640, 360, 150, 25).await;
+    let (_http, http_port) = serve_dir(&served);
+    let put_url = server
+        .client()
+        .put_object()
+        .bucket(BUCKET)
+        .key("out/film-240.mp4")
+        .presigned(
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(3600))
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .uri()
+        .to_string();
     let payload = json!({"task": "DOWNSAMPLING", "parameters": {
-        "original_video_uri": "s3://jobs/film.mp4",
-        "output_video_uri": "s3://jobs/film-240.mp4", "resolution": 240}});
+        "original_video_uri": format!("http://127.0.0.1:{http_port}/film.mp4"),
+        "output_put_url": put_url, "resolution": 240}});
     let file = write_job(&h, "film.json", &payload);
-    let parts = out.join("jobs/film-240.mp4.parts");
-    let (answer, _) = finish_after_a_lost_worker(&h, &out, &file, &parts, 3).await;
+    let out = h.path("out");
+    let env = [
+        ("INPUT_ALLOWED_HOSTS", format!("127.0.0.1:{http_port}")),
+        (
+            "OUTPUT_PUT_ALLOWED_HOSTS",
+            format!("127.0.0.1:{}", server.port),
+        ),
+    ];
+    let parts = out.join("task-parts");
+    let (answer, _) = finish_after_a_lost_worker(&h, (&out, &env), &file, &parts, 3).await;
     assert_eq!(answer["chunks"], 3, "{answer}");
     assert_eq!(answer["frames"], 3750);
     assert_eq!(
@@ -1386,10 +1415,19 @@ async fn a_long_downsample_is_chunked_and_resumes_after_a_lost_worker() {
         "the worker's delivery encoder"
     );
     assert_eq!(
+        answer["verified"], "etag-md5",
+        "the PUT was checked: {answer}"
+    );
+    assert!(
+        !answer.to_string().contains("X-Amz-Signature"),
+        "the answer shows no signature: {answer}"
+    );
+    assert_eq!(
         (answer["width"].as_u64(), answer["height"].as_u64()),
         (Some(426), Some(240))
     );
-    let film = out.join("jobs/film-240.mp4");
+    let film = h.path("film-240.mp4");
+    fetch(&server, "out/film-240.mp4", &film).await;
     assert_eq!(ffprobe_packets(&film, "v:0").await.len(), 3750);
     let duration = duration_of(&film).await;
     assert!((duration - 150.0).abs() < 0.1, "{duration}");
@@ -1404,7 +1442,6 @@ async fn a_long_downsample_is_chunked_and_resumes_after_a_lost_worker() {
     // The source's AAC is kept as it is, as the one-run DOWNSAMPLING keeps it: it decodes
     // to the same samples.
     assert_eq!(sound["codec_name"], "aac");
-    let source = out.join("jobs/film.mp4");
     let first = ["-t", "5"];
     assert!(
         samples(&film, "s16le", &first).await == samples(&source, "s16le", &first).await,
@@ -1454,7 +1491,7 @@ async fn a_long_encoding_burns_subtitles_in_chunks_and_resumes_after_a_lost_work
         "output_video_uri": "s3://jobs/export.mp4"}});
     let file = write_job(&h, "export.json", &payload);
     let parts = jobs.join("export.mp4.parts");
-    let (answer, history) = finish_after_a_lost_worker(&h, &out, &file, &parts, 3).await;
+    let (answer, history) = finish_after_a_lost_worker(&h, (&out, &[]), &file, &parts, 3).await;
     assert_eq!(
         activity_attempts(&history, "task_encoding"),
         Vec::<u64>::new()

@@ -16,7 +16,7 @@ use crate::media::{
 use crate::receipt::Receipt;
 use crate::task::{
     AudioTrim, DownsamplePlan, Downsampling, Encoding, EncodingPlan, Probe, ProcessStep,
-    StageObject, TaskSound, Vmaf,
+    StageObject, TaskDelivery, TaskSound, Vmaf,
 };
 use crate::webhook::{WebhookBody, WebhookReceipt};
 use serde::{Deserialize, Serialize};
@@ -301,6 +301,12 @@ impl MediaTaskActivities {
     /// The sound track of a chunked task, stored for its join.
     #[activity(name = "task_sound")]
     pub fn sound(input: TaskSound) -> Result<StoredObject, ActivityError> {
+        unimplemented!()
+    }
+
+    /// A chunked task's joined output, delivered where the payload asked.
+    #[activity(name = "task_deliver")]
+    pub fn deliver(input: TaskDelivery) -> Result<serde_json::Value, ActivityError> {
         unimplemented!()
     }
 

@@ -48,18 +48,26 @@ pub struct DownsamplePlan {
     pub source_width: u32,
     pub source_height: u32,
     pub upscale_refused: bool,
-    /// Where the parts wait for the join ([`parts_prefix`]); plans recorded before it was
-    /// carried use `{dest}.parts/`.
+    /// Key prefix of the parts (in `dest`'s bucket); plans recorded before it was carried
+    /// use `{dest}.parts/`.
     #[serde(default)]
     pub parts: Option<String>,
+    /// Where the joined output goes when `dest` is only its place in the parts folder.
+    #[serde(default)]
+    pub deliver: Option<TaskDelivery>,
+    /// Copies the plan made (a source that is not a store object), removed with the parts.
+    #[serde(default)]
+    pub staged: Vec<crate::media::ObjectRef>,
 }
 
-/// Where the parts of a chunked task wait for its join: beside the output, in a folder
-/// named by `fingerprint` (a digest of everything the parts are made from), so the parts of
-/// another request for the same output are never taken for this one's, while a request
-/// sent again after a failure finds its own.
-pub fn parts_prefix(dest: &crate::media::ObjectRef, fingerprint: &str) -> String {
-    format!("{}.parts/{fingerprint}/", dest.key)
+/// A chunked task's joined output, in its parts folder, to be delivered where the payload
+/// asked (a presigned PUT URL, `gs://`) by `task_deliver`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskDelivery {
+    /// The payload field naming the output, for messages.
+    pub field: String,
+    pub output: TaskOutput,
+    pub object: crate::media::ObjectRef,
 }
 
 /// How a task's output sound is made from a track: one rule for the one-run and the
@@ -105,12 +113,22 @@ pub fn sound_fit(video_seconds: f64, sound_seconds: f64) -> (f64, f64) {
     )
 }
 
+/// Where a chunked task's sound is read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SoundSource {
+    /// A URI of the payload (checked as any task input).
+    Uri(String),
+    /// The task's video as its plan placed it in a store (the source object, or its copy
+    /// beside the parts).
+    Object(crate::media::ObjectRef),
+}
+
 /// The sound track of a chunked task, made in one run beside its pieces.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskSound {
-    /// The payload field naming the track (for messages) and its URI.
+    /// The payload field naming the track (for messages) and where it is read.
     pub field: String,
-    pub uri: String,
+    pub source: SoundSource,
     pub dest: crate::media::ObjectRef,
     /// The track ends here (a longer one is cut).
     pub length_seconds: f64,
@@ -134,7 +152,12 @@ pub struct EncodingPlan {
     pub given_sound_seconds: Option<f64>,
     /// ISO 639-2 code written on the sound.
     pub language: Option<String>,
+    /// Key prefix of the parts, in `dest`'s bucket.
     pub parts: String,
+    /// Where the joined output goes when `dest` is only its place in the parts folder.
+    pub deliver: Option<TaskDelivery>,
+    /// Copies the plan made (a source that is not a store object), removed with the parts.
+    pub staged: Vec<crate::media::ObjectRef>,
 }
 
 /// `AUDIO_TRIM`: a span of the sound as WAV.

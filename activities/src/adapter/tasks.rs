@@ -3,7 +3,9 @@
 
 use super::observe::StepFacts;
 use super::MediaActivities;
-use crate::tasks::{chain, encoding, inspect, quality, resize, sound, stage, trim, TaskIo};
+use crate::tasks::{
+    chain, chunking, encoding, inspect, quality, resize, sound, stage, trim, TaskIo,
+};
 use serde_json::Value;
 use std::sync::Arc;
 use temporalio_macros::activities;
@@ -12,7 +14,7 @@ use transcoder_workflows::activities::task_defs as defs;
 use transcoder_workflows::media::StoredObject;
 use transcoder_workflows::task::{
     AudioTrim, DownsamplePlan, Downsampling, Encoding, EncodingPlan, Probe, ProcessStep,
-    StageObject, TaskSound, Vmaf as VmafTask,
+    StageObject, TaskDelivery, TaskSound, Vmaf as VmafTask,
 };
 
 /// The task activities of a worker: its transcode activities' settings, shared.
@@ -138,6 +140,21 @@ impl TaskActivities {
                     .with_bytes(stored.size_bytes)
                     .encoder(stored.encoder.as_deref());
                 Ok((stored, facts))
+            })
+            .await
+    }
+
+    #[activity(definition = defs::Deliver)]
+    pub async fn deliver(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: TaskDelivery,
+    ) -> Result<Value, ActivityError> {
+        self.media
+            .observed(&ctx, async |step| {
+                let answer = chunking::deliver(&self.io(), &input, step.dir()).await?;
+                let bytes = answer["size_bytes"].as_u64().unwrap_or(0);
+                Ok((answer, StepFacts::default().with_bytes(bytes)))
             })
             .await
     }

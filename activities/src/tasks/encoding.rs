@@ -16,6 +16,7 @@
 //!   ([`plan`]): the pieces are the mezzanine's, at the picture's displayed size on a
 //!   constant-rate grid, drawn with the same ASS file on the programme's clock.
 
+use super::chunking::Parts;
 use super::io::refused;
 use super::sound::sound_args;
 use super::TaskIo;
@@ -25,12 +26,9 @@ use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
 use crate::mezzanine::subtitles_filter;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::path::Path;
-use transcoder_workflows::media::ObjectRef;
 use transcoder_workflows::task::{
-    parts_prefix, sound_fit, Encoding, EncodingPlan, SoundRule, TaskOutput, TaskSound,
-    CHUNKED_FROM_SECONDS,
+    sound_fit, Encoding, EncodingPlan, SoundRule, SoundSource, TaskSound, CHUNKED_FROM_SECONDS,
 };
 
 const OUTPUT: &str = "parameters.output_video_uri";
@@ -47,11 +45,7 @@ pub async fn plan(io: &TaskIo<'_>, task: &Encoding, work: &Path) -> Result<Optio
         // The picture is copied: quick in one run whatever its length.
         return Ok(None);
     };
-    let dest = match &task.output {
-        TaskOutput::Uri(uri) => io.store_object(uri),
-        TaskOutput::PutUrl(_) => None,
-    };
-    let (Some(source), Some(dest)) = (io.store_object(&task.input_video_uri), dest) else {
+    let Some(root) = io.parts_root(&task.output) else {
         return Ok(None);
     };
     let video_path = io
@@ -84,38 +78,39 @@ pub async fn plan(io: &TaskIo<'_>, task: &Encoding, work: &Path) -> Result<Optio
                 return Err(refused(AUDIO, "the file has no audio stream"));
             }
             (
-                (AUDIO, uri.clone(), SoundRule::GIVEN),
+                (AUDIO, Some(uri), SoundRule::GIVEN),
                 Some(given.duration_seconds),
             )
         }
-        None => ((VIDEO, task.input_video_uri.clone(), SoundRule::OWN), None),
+        None => ((VIDEO, None, SoundRule::OWN), None),
     };
     let has_sound = given_sound_seconds.is_some() || probe.audio.is_some();
 
-    // Everything the parts are made from: the same request sent again finds its parts.
-    let mut digest = Sha256::new();
-    for part in [
-        "encoding v1",
-        source.to_string().as_str(),
-        &probe.size_bytes.to_string(),
-        &format!("{picture_end:.6}"),
-        &sound.1,
-    ] {
-        digest.update(part.as_bytes());
-        digest.update([0]);
-    }
-    digest.update(&ass_bytes);
-    let parts = parts_prefix(&dest, &hex::encode(&digest.finalize()[..8]));
-    let subtitles = ObjectRef::new(&dest.bucket, format!("{parts}subtitles.ass"));
+    let parts = Parts::new(
+        root,
+        &[
+            "encoding v1",
+            &task.input_video_uri,
+            &probe.size_bytes.to_string(),
+            &format!("{picture_end:.6}"),
+            sound.1.map_or("", String::as_str),
+        ],
+        &[&ass_bytes],
+    );
+    let subtitles = parts.object("subtitles.ass");
     io.storage.store(&ass, &subtitles).await?;
-
+    let (source, staged) = parts.source(io, &task.input_video_uri, &video_path).await?;
+    let (dest, deliver) = parts.landing(io, OUTPUT, &task.output);
     let (width, height) = picture.display_size();
     Ok(Some(EncodingPlan {
-        source,
+        source: source.clone(),
         sound: has_sound.then(|| TaskSound {
             field: sound.0.to_string(),
-            uri: sound.1.clone(),
-            dest: ObjectRef::new(&dest.bucket, format!("{parts}sound.m4a")),
+            source: match sound.1 {
+                Some(uri) => SoundSource::Uri(uri.clone()),
+                None => SoundSource::Object(source.clone()),
+            },
+            dest: parts.object("sound.m4a"),
             length_seconds: picture_end,
             rule: sound.2,
         }),
@@ -126,7 +121,9 @@ pub async fn plan(io: &TaskIo<'_>, task: &Encoding, work: &Path) -> Result<Optio
         subtitles,
         given_sound_seconds,
         language: iso639_2(&task.language),
-        parts,
+        parts: parts.prefix,
+        deliver,
+        staged: staged.into_iter().collect(),
     }))
 }
 

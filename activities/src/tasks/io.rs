@@ -171,6 +171,28 @@ impl TaskIo<'_> {
         }
     }
 
+    /// Where a chunked task with `output` keeps its parts, as (bucket, key prefix): beside
+    /// the output (`KEY.parts/`) when it is an object of this worker's stores, else the
+    /// place [`PARTS_VAR`] names (on a worker whose storage is only its local folder,
+    /// `task-parts/` there by default). `None`: nowhere, so the task runs in one activity.
+    pub fn parts_root(&self, output: &TaskOutput) -> Option<(String, String)> {
+        if let TaskOutput::Uri(uri) = output {
+            if let Some(dest) = self.store_object(uri) {
+                return Some((dest.bucket, format!("{}.parts/", dest.key)));
+            }
+        }
+        let place = match std::env::var(PARTS_VAR) {
+            Ok(place) if !place.trim().is_empty() => place.trim().trim_matches('/').to_string(),
+            _ if self.storage.is_local_only() => "task-parts".to_string(),
+            _ => return None,
+        };
+        let (bucket, prefix) = match place.split_once('/') {
+            Some((bucket, prefix)) => (bucket.to_string(), format!("{prefix}/")),
+            None => (place, String::new()),
+        };
+        matches!(self.s3_route(&bucket, &prefix), S3Route::Store).then_some((bucket, prefix))
+    }
+
     /// Checks, before any work, that the output `field` names can be written here.
     pub fn check_output(&self, field: &str, output: &TaskOutput) -> Result<()> {
         match output {
@@ -286,6 +308,11 @@ impl TaskIo<'_> {
 /// The variable listing where task outputs may go: `bucket` or `bucket/prefix/`, comma
 /// separated. Unset: any bucket this worker's stores (or HMAC keys) can write.
 pub const OUTPUTS_VAR: &str = "TRANSCODER_TASK_OUTPUTS";
+
+/// The variable naming where chunked tasks whose output is not an object of this worker's
+/// stores (a presigned PUT URL, `gs://`) keep their parts: `bucket` or `bucket/prefix/` of a
+/// store this worker writes.
+pub const PARTS_VAR: &str = "TRANSCODER_TASK_PARTS";
 
 /// The variable listing where task inputs may be read from (`s3://`, `gs://`), in the same
 /// form. Unset: any object this worker's stores (or HMAC keys) can read.

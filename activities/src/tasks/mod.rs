@@ -3,6 +3,7 @@
 //! through [`TaskIo`], so a payload's URIs never name the worker's own files.
 
 pub mod chain;
+pub mod chunking;
 pub mod encoding;
 pub mod inspect;
 pub mod io;

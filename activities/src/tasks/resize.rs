@@ -9,6 +9,7 @@
 //! to objects of the worker's stores is planned in chunks ([`plan`]) with the same encoder
 //! and sound rule, on a constant-rate grid.
 
+use super::chunking::Parts;
 use super::io::refused;
 use super::sound::sound_args;
 use super::TaskIo;
@@ -17,11 +18,8 @@ use crate::error::{MediaError, Result};
 use crate::ffmpeg::run::{count_video_packets, ScaledProgress};
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::path::Path;
-use transcoder_workflows::task::{
-    parts_prefix, DownsamplePlan, Downsampling, SoundRule, TaskOutput, CHUNKED_FROM_SECONDS,
-};
+use transcoder_workflows::task::{DownsamplePlan, Downsampling, SoundRule, CHUNKED_FROM_SECONDS};
 
 /// The output size for a displayed `width`x`height` asked to be `asked` lines high:
 /// (width, height, whether the request was above the source and so not followed).
@@ -44,11 +42,7 @@ pub async fn plan(
     const OUTPUT: &str = "parameters.output_video_uri";
     const INPUT: &str = "parameters.original_video_uri";
     io.check_output(OUTPUT, &task.output)?;
-    let dest = match &task.output {
-        TaskOutput::Uri(uri) => io.store_object(uri),
-        TaskOutput::PutUrl(_) => None,
-    };
-    let (Some(source), Some(dest)) = (io.store_object(&task.input_uri), dest) else {
+    let Some(root) = io.parts_root(&task.output) else {
         return Ok(None);
     };
     let path = io.input(INPUT, &task.input_uri, work, "source").await?;
@@ -61,19 +55,19 @@ pub async fn plan(
     }
     let (source_width, source_height) = video.display_size();
     let (width, height, upscale_refused) = target_size(source_width, source_height, task.height);
-    // Everything the parts are made from: the same request sent again finds its parts.
-    let mut digest = Sha256::new();
-    for part in [
-        "downsampling v2",
-        source.to_string().as_str(),
-        &probe.size_bytes.to_string(),
-        &format!("{:.6}", probe.duration_seconds),
-        &format!("{width}x{height}"),
-    ] {
-        digest.update(part.as_bytes());
-        digest.update([0]);
-    }
-    let parts = parts_prefix(&dest, &hex::encode(&digest.finalize()[..8]));
+    let parts = Parts::new(
+        root,
+        &[
+            "downsampling v2",
+            &task.input_uri,
+            &probe.size_bytes.to_string(),
+            &format!("{:.6}", probe.duration_seconds),
+            &format!("{width}x{height}"),
+        ],
+        &[],
+    );
+    let (source, staged) = parts.source(io, &task.input_uri, &path).await?;
+    let (dest, deliver) = parts.landing(io, OUTPUT, &task.output);
     Ok(Some(DownsamplePlan {
         source,
         dest,
@@ -83,7 +77,9 @@ pub async fn plan(
         source_width,
         source_height,
         upscale_refused,
-        parts: Some(parts),
+        parts: Some(parts.prefix),
+        deliver,
+        staged: staged.into_iter().collect(),
     }))
 }
 

@@ -10,7 +10,7 @@ use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
 use std::path::Path;
 use transcoder_workflows::media::StoredObject;
-use transcoder_workflows::task::{SoundRule, TaskSound};
+use transcoder_workflows::task::{SoundRule, SoundSource, TaskSound};
 
 /// The sound's options for the track `map` selects (`1:a:0`, `0:a:0?`), whose codec
 /// (ffprobe's name) is `codec`; the encoder's name, or `copied`.
@@ -41,7 +41,10 @@ pub async fn make_track(
     work: &Path,
     progress: &ScaledProgress,
 ) -> Result<StoredObject> {
-    let path = io.input(&input.field, &input.uri, work, "sound").await?;
+    let path = match &input.source {
+        SoundSource::Uri(uri) => io.input(&input.field, uri, work, "sound").await?,
+        SoundSource::Object(object) => io.storage.readable_path(object, work).await?,
+    };
     let probe = crate::probe::probe_file(&path).await?;
     let Some(audio) = probe.audio.as_ref() else {
         return Err(super::io::refused(

@@ -13,7 +13,10 @@ use crate::media::{
     ChunkPlan, JoinMezzanineInput, MezzanineAudioInput, MezzaninePieceInput, MezzanineVideo,
     ObjectRef, PictureEncoder, ProbeResult, StoredObject,
 };
-use crate::task::{sound_fit, DownsamplePlan, Encoding, EncodingPlan, SoundRule, TaskSound};
+use crate::task::{
+    sound_fit, DownsamplePlan, Encoding, EncodingPlan, SoundRule, SoundSource, TaskDelivery,
+    TaskSound,
+};
 use serde_json::{json, Value};
 use temporalio_sdk::{ActivityExecutionError, WorkflowContext};
 
@@ -38,6 +41,10 @@ struct Job<'a> {
     probe: &'a ProbeResult,
     video: MezzanineVideo,
     chunks: &'a [ChunkPlan],
+    /// Where the joined output goes when `dest` is only its place in the parts folder.
+    deliver: Option<TaskDelivery>,
+    /// Copies the plan made, removed with the parts.
+    staged: Vec<ObjectRef>,
 }
 
 /// How the job's sound is made.
@@ -49,9 +56,10 @@ enum Sound {
     Mezzanine,
 }
 
-/// What the join made.
+/// What the join made and where it went.
 struct Made {
-    joined: StoredObject,
+    /// `output_uri`, `size_bytes`, `verified`.
+    delivered: Value,
     frames: u64,
     encoder: Option<String>,
 }
@@ -128,12 +136,28 @@ impl Job<'_> {
             .await?;
         parts.extend(audio.map(|a| a.object));
         parts.extend(self.video.subtitles.clone());
+        parts.extend(self.staged.iter().cloned());
+        let delivered = match &self.deliver {
+            None => json!({
+                "output_uri": stored_uri(self.dest),
+                "size_bytes": joined.size_bytes,
+                "verified": "stored",
+            }),
+            Some(delivery) => {
+                let timeout = options((duration * 0.5) as u64 + 1800);
+                let delivered = ctx
+                    .execute_activity(act::Deliver, delivery.clone(), timeout)
+                    .await?;
+                parts.push(delivery.object.clone());
+                delivered
+            }
+        };
         // Failing to remove the parts costs storage, not the task.
         let _ = ctx
             .execute_activity(transcode::RemoveObjects, parts, options(600))
             .await;
         Ok(Made {
-            joined,
+            delivered,
             frames,
             encoder: pieces.iter().find_map(|p| p.encoder.clone()),
         })
@@ -177,7 +201,7 @@ pub(super) async fn downsample(
             match plan.probe.audio {
                 Some(_) => Sound::Task(TaskSound {
                     field: "parameters.original_video_uri".into(),
-                    uri: stored_uri(&plan.source),
+                    source: SoundSource::Object(plan.source.clone()),
                     dest: ObjectRef::new(&plan.dest.bucket, format!("{parts}sound.m4a")),
                     length_seconds: plan.probe.duration_seconds,
                     rule: SoundRule::DOWNSAMPLED,
@@ -204,13 +228,15 @@ pub(super) async fn downsample(
         probe: &plan.probe,
         video,
         chunks,
+        deliver: plan.deliver.clone(),
+        staged: plan.staged.clone(),
     };
     let made = job.run(ctx, sound, None).await?;
     let mut answer = json!({
         "task": "DOWNSAMPLING",
-        "output_uri": stored_uri(&plan.dest),
-        "size_bytes": made.joined.size_bytes,
-        "verified": "stored",
+        "output_uri": made.delivered["output_uri"],
+        "size_bytes": made.delivered["size_bytes"],
+        "verified": made.delivered["verified"],
         "width": plan.width,
         "height": plan.height,
         "source_width": plan.source_width,
@@ -247,6 +273,8 @@ pub(super) async fn encoding(
         probe: &plan.probe,
         video,
         chunks,
+        deliver: plan.deliver.clone(),
+        staged: plan.staged.clone(),
     };
     let sound = match &plan.sound {
         Some(track) => Sound::Task(track.clone()),
@@ -257,9 +285,9 @@ pub(super) async fn encoding(
     let mut answer = json!({
         "task": "ENCODING",
         "id": task.id,
-        "output_uri": stored_uri(&plan.dest),
-        "size_bytes": made.joined.size_bytes,
-        "verified": "stored",
+        "output_uri": made.delivered["output_uri"],
+        "size_bytes": made.delivered["size_bytes"],
+        "verified": made.delivered["verified"],
         "duration_sec": duration,
         "width": plan.width,
         "height": plan.height,
