@@ -77,13 +77,65 @@ fn task_key(task: &MediaTask) -> String {
     match task.id() {
         Some(id) if plain(id) => format!("{name}-{id}"),
         _ => {
-            // The task as read (before sealing, which is randomized): the same request
-            // gives the same key whatever the order of its JSON fields.
-            let bytes = serde_json::to_vec(task).unwrap_or_default();
+            // The task as read (before sealing, which is randomized), its URLs without
+            // their signatures: the same request gives the same key whatever the order of
+            // its JSON fields and however often its URLs were signed again.
+            let mut unsigned = task.clone();
+            for uri in unsigned.uris_mut() {
+                *uri = without_signature(uri);
+            }
+            let bytes = serde_json::to_vec(&unsigned).unwrap_or_default();
             let digest = sha2::Sha256::digest(&bytes);
             format!("{name}-{}", hex::encode(&digest[..12]))
         }
     }
+}
+
+/// Query parameters that sign a URL rather than name what it points to: S3 and R2
+/// (SigV4, and SigV2's), GCS, CloudFront, Azure SAS. Compared without case.
+const SIGNING_PARAMETERS: [&str; 15] = [
+    "signature",
+    "expires",
+    "awsaccesskeyid",
+    "googleaccessid",
+    "key-pair-id",
+    "policy",
+    "x-amz-security-token",
+    "sig",
+    "se",
+    "st",
+    "sp",
+    "sv",
+    "sr",
+    "spr",
+    "skoid",
+];
+
+/// `url` without the query parameters that only sign it (every `X-Amz-*` and `X-Goog-*`,
+/// and [`SIGNING_PARAMETERS`]); other parameters, which may select what is served, stay.
+fn without_signature(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    if parsed.query().is_none() {
+        return url.to_string();
+    }
+    let kept: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(name, _)| {
+            let name = name.to_ascii_lowercase();
+            !(name.starts_with("x-amz-")
+                || name.starts_with("x-goog-")
+                || SIGNING_PARAMETERS.contains(&name.as_str()))
+        })
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect();
+    if kept.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    parsed.to_string()
 }
 
 /// Starts the task's workflow, or attaches to the one running for the same task.
@@ -186,6 +238,38 @@ mod tests {
         };
         assert_eq!(encoding("export-42"), "encoding-export-42");
         assert!(!encoding("../../etc").contains('/'));
+    }
+
+    #[test]
+    fn a_url_signed_again_is_the_same_task() {
+        let trim = |source: &str, put: &str| {
+            key_of(json!({"task": "AUDIO_TRIM", "parameters": {
+                "source_uri": source, "start_sec": 1, "duration_sec": 2,
+                "output_put_url": put}}))
+        };
+        let first = trim(
+            "https://cdn.example/m.wav?X-Amz-Date=20261201T000000Z&X-Amz-Signature=aa",
+            "https://r2.example/v/s0.wav?X-Amz-Credential=k&X-Amz-Expires=900&X-Amz-Signature=bb",
+        );
+        let again = trim(
+            "https://cdn.example/m.wav?X-Amz-Date=20261202T000000Z&X-Amz-Signature=cc",
+            "https://r2.example/v/s0.wav?X-Amz-Credential=k&X-Amz-Expires=900&X-Amz-Signature=dd",
+        );
+        assert_eq!(first, again);
+        // Parameters that select what is served make another task.
+        let other = trim(
+            "https://cdn.example/m.wav?take=2&X-Amz-Signature=aa",
+            "https://r2.example/v/s0.wav?X-Amz-Signature=bb",
+        );
+        assert_ne!(first, other);
+        assert_eq!(
+            without_signature("https://a.example/x.mp4?take=2&Signature=s&Expires=9&Key-Pair-Id=k"),
+            "https://a.example/x.mp4?take=2"
+        );
+        assert_eq!(
+            without_signature("https://a.example/x.mp4?sv=2024&sig=s&se=t"),
+            "https://a.example/x.mp4"
+        );
     }
 
     #[test]
