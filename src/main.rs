@@ -160,6 +160,9 @@ struct SandboxExecArgs {
     /// A folder PROGRAM may write.
     #[arg(long)]
     write: Vec<PathBuf>,
+    /// The largest file PROGRAM may write, in bytes.
+    #[arg(long)]
+    max_file_bytes: Option<u64>,
     /// The program and its arguments.
     #[arg(last = true, required = true)]
     program: Vec<std::ffi::OsString>,

@@ -35,6 +35,10 @@ pub struct Confinement {
     pub read: Vec<PathBuf>,
     /// The folders it may write (and read).
     pub write: Vec<PathBuf>,
+    /// The largest file it may write (`RLIMIT_FSIZE`: a write past it fails and the
+    /// kernel stops the process with SIGXFSZ). `None`: no limit.
+    #[serde(default)]
+    pub max_file_bytes: Option<u64>,
 }
 
 /// Which confinement applied, for the chain's answer.
@@ -47,6 +51,9 @@ pub struct SandboxReport {
     pub no_new_privs: bool,
     /// Whether the chain may run: Landlock's filesystem rules are in force.
     pub confined: bool,
+    /// The file size limit in force, or why none applied.
+    #[serde(default)]
+    pub file_size: String,
 }
 
 /// Confines the calling thread (and what it executes next) to `c`.
@@ -59,11 +66,34 @@ pub fn confine_self(c: &Confinement) -> SandboxReport {
         Ok(()) => "network sockets (IPv4, IPv6, netlink, packet) and io_uring refused".to_string(),
         Err(e) => format!("not applied: {e}"),
     };
+    let (file_size, limited) = match c.max_file_bytes.map(limit_file_size) {
+        None => ("no limit".to_string(), true),
+        Some(Ok(bytes)) => (format!("files of at most {bytes} bytes"), true),
+        Some(Err(e)) => (format!("not applied: {e}"), false),
+    };
     SandboxReport {
         landlock,
         seccomp,
         no_new_privs,
-        confined: fs_enforced,
+        // A limit that was asked for and could not be set is a confinement that failed.
+        confined: fs_enforced && limited,
+        file_size,
+    }
+}
+
+/// Sets `RLIMIT_FSIZE` (soft and hard, so the program cannot raise it) to `bytes`.
+#[allow(unsafe_code)] // setrlimit(2)
+fn limit_file_size(bytes: u64) -> Result<u64, String> {
+    let limit = libc::rlimit {
+        rlim_cur: bytes as libc::rlim_t,
+        rlim_max: bytes as libc::rlim_t,
+    };
+    // SAFETY: setrlimit reads the struct we pass and changes only this process's limits.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) };
+    if rc == 0 {
+        Ok(bytes)
+    } else {
+        Err(std::io::Error::last_os_error().to_string())
     }
 }
 

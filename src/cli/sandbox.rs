@@ -23,6 +23,7 @@ pub(crate) fn exec(args: SandboxExecArgs) -> ExitCode {
     let report = confine_self(&Confinement {
         read: args.read,
         write: args.write,
+        max_file_bytes: args.max_file_bytes,
     });
     let written = serde_json::to_vec(&report)
         .map_err(|e| e.to_string())

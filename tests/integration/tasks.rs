@@ -909,6 +909,31 @@ async fn the_sandbox_confines_what_it_runs() {
     ])
     .await;
     assert!(net.stdout.contains("refused 13"), "{}", net.dump());
+
+    // No file it writes outgrows --max-file-bytes: the kernel stops it there.
+    let big = folder.join("big.bin");
+    let limited = h
+        .run(&[
+            "sandbox-exec",
+            "--status",
+            s(&status),
+            "--write",
+            s(&folder),
+            "--max-file-bytes",
+            "100000",
+            "--",
+            "sh",
+            "-c",
+            &format!("head -c 1000000 /dev/urandom > {}", big.display()),
+        ])
+        .await;
+    assert!(!limited.status.success(), "{}", limited.dump());
+    assert_eq!(std::fs::metadata(&big).unwrap().len(), 100_000);
+    let report: Value = serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
+    assert_eq!(
+        report["file_size"], "files of at most 100000 bytes",
+        "{report}"
+    );
 }
 
 /// Hostile `process` chains through `transcoder task`: refused with the argument named, or
@@ -1040,6 +1065,31 @@ async fn process_chains_are_checked_and_confined() {
         !out.join("jobs/o.mp4").exists(),
         "a refused chain published an output"
     );
+
+    // A chain that writes without end (raw video of an endless source) is stopped at the
+    // largest file the worker accepts, and says so.
+    let payload = json!({"action": "process", "data": {
+        "chainCmds": ["ffmpeg", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25",
+                      "-c:v", "rawvideo", "-f", "matroska", "s3://jobs/endless.mkv"],
+        "output": "s3://jobs/endless.mkv"}})
+    .to_string();
+    let endless = h
+        .run_with_env(
+            &["task", &payload, "--out", &out_arg],
+            [("TRANSCODER_MAX_INPUT_BYTES", "5000000")],
+        )
+        .await;
+    endless.assert_failure();
+    let error = endless.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("5000000 bytes") && error.contains("TRANSCODER_MAX_INPUT_BYTES"),
+        "{error}\n{}",
+        endless.dump()
+    );
+    assert!(!out.join("jobs/endless.mkv").exists());
 
     let both = run(
         json!({"processes": [

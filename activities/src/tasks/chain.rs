@@ -314,9 +314,12 @@ pub async fn run_chain(
             }
         }
     }
+    // No file the chain writes may outgrow what this worker accepts as an input.
+    let max_file_bytes = io.fetch.max_bytes;
     let confinement = Confinement {
         read,
         write: vec![folder.clone()],
+        max_file_bytes: Some(max_file_bytes),
     };
     let status = status_path(work);
     let mut launcher_args: Vec<OsString> = vec![
@@ -330,6 +333,7 @@ pub async fn run_chain(
     for path in &confinement.write {
         launcher_args.extend(["--write".into(), path.clone().into()]);
     }
+    launcher_args.extend(["--max-file-bytes".into(), max_file_bytes.to_string().into()]);
     launcher_args.push("--".into());
     let mut args: Vec<OsString> = crate::ffmpeg::FfmpegArgs::new().into_vec();
     args.extend(plan.args.iter().map(OsString::from));
@@ -348,6 +352,11 @@ pub async fn run_chain(
             return Err(MediaError::Verification(
                 "the sandbox launcher did not report what it enforced".into(),
             ))
+        }
+        (_, Err(MediaError::Tool { .. })) if wrote_to_the_limit(&folder, max_file_bytes) => {
+            return Err(refuse(format!(
+                "the chain wrote a file of {max_file_bytes} bytes, the most a chain may write (TRANSCODER_MAX_INPUT_BYTES)"
+            )));
         }
         (_, Err(MediaError::Tool { detail, .. })) => {
             return Err(refuse(format!("ffmpeg failed: {detail}")));
@@ -374,6 +383,17 @@ pub async fn run_chain(
         "verified": delivered.verified,
         "sandbox": report,
     }))
+}
+
+/// Whether a file in `folder` reached `limit` bytes (the chain was stopped by the limit).
+fn wrote_to_the_limit(folder: &Path, limit: u64) -> bool {
+    std::fs::read_dir(folder)
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.metadata().is_ok_and(|m| m.len() >= limit))
+        })
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
