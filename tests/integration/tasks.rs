@@ -37,15 +37,24 @@ fn task_env(server: &S3Server, http_port: u16) -> Vec<(String, String)> {
     .collect()
 }
 
-/// Serves the files of `dir` on a loopback port.
-fn serve_dir(dir: &Path) -> (Arc<tiny_http::Server>, u16) {
+/// Serves the files of `dir` on a loopback port; the names asked for, in order, are in
+/// the list it returns.
+fn serve_dir(
+    dir: &Path,
+) -> (
+    Arc<tiny_http::Server>,
+    u16,
+    Arc<std::sync::Mutex<Vec<String>>>,
+) {
     let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
     let port = server.server_addr().to_ip().unwrap().port();
-    let s = Arc::clone(&server);
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (s, log) = (Arc::clone(&server), Arc::clone(&asked));
     let dir = dir.to_path_buf();
     std::thread::spawn(move || {
         while let Ok(request) = s.recv() {
             let name = request.url().trim_start_matches('/').to_string();
+            log.lock().unwrap().push(name.clone());
             let _ = match std::fs::read(dir.join(&name)) {
                 Ok(bytes) if !name.contains("..") => {
                     request.respond(tiny_http::Response::from_data(bytes))
@@ -54,7 +63,7 @@ fn serve_dir(dir: &Path) -> (Arc<tiny_http::Server>, u16) {
             };
         }
     });
-    (server, port)
+    (server, port, asked)
 }
 
 async fn put(server: &S3Server, key: &str, path: &Path) {
@@ -199,7 +208,7 @@ async fn every_task_runs_through_the_cli_and_its_output_reads_back() {
     server.create_bucket(BUCKET).await;
     let media = h.path("media");
     std::fs::create_dir_all(&media).unwrap();
-    let (_http, http_port) = serve_dir(&media);
+    let (_http, http_port, _) = serve_dir(&media);
     let env = task_env(&server, http_port);
 
     // A 44.1 kHz stereo master as AAC (staged from http) and as PCM; a 6 s 640x360 video
@@ -655,7 +664,7 @@ async fn runpod_jobs_carry_tasks_and_actions() {
         s(&clip),
     ])
     .await;
-    let (_http, port) = serve_dir(&public);
+    let (_http, port, _) = serve_dir(&public);
     // A worker whose only store is R2 for other buckets: an s3:// input elsewhere has no
     // credentials.
     let r2_only = |public_base: Option<String>| {
@@ -1114,7 +1123,11 @@ async fn a_trim_batch_is_one_workflow_that_counts_its_segments() {
     let h = Harness::start().await;
     let out = h.path("out");
     std::fs::create_dir_all(out.join("jobs")).unwrap();
-    let master = out.join("jobs/master.wav");
+    // The master on an http server: copied into the store once, not fetched per segment.
+    let served = h.path("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let master = served.join("master.wav");
+    let (_http, http_port, asked) = serve_dir(&served);
     ffmpeg_make(&[
         "-f",
         "lavfi",
@@ -1129,7 +1142,7 @@ async fn a_trim_batch_is_one_workflow_that_counts_its_segments() {
     .await;
     let spans: Vec<(f64, f64)> = (0..8).map(|i| (f64::from(i) * 2.4, 2.3)).collect();
     let payload = json!({"input": {"task": "AUDIO_TRIM", "parameters": {
-        "source_uri": "s3://jobs/master.wav",
+        "source_uri": format!("http://127.0.0.1:{http_port}/master.wav"),
         "segments": spans.iter().enumerate().map(|(i, (start, length))| json!({
             "start_sec": start, "duration_sec": length,
             "output_video_uri": format!("s3://jobs/stage/segmentation/audio_segments/segment_{i}.wav")}))
@@ -1137,7 +1150,10 @@ async fn a_trim_batch_is_one_workflow_that_counts_its_segments() {
     let file = write_job(&h, "batch.json", &payload);
     let mut worker = h.spawn_with_env(
         &["worker", "--out", s(&out)],
-        &[("TRANSCODER_ACTIVITY_SLOTS", "2".to_string())],
+        &[
+            ("TRANSCODER_ACTIVITY_SLOTS", "2".to_string()),
+            ("INPUT_ALLOWED_HOSTS", format!("127.0.0.1:{http_port}")),
+        ],
     );
     let submitted = h.run(&["submit", "--job", s(&file)]).await;
     submitted.assert_success();
@@ -1216,6 +1232,17 @@ async fn a_trim_batch_is_one_workflow_that_counts_its_segments() {
             first + count
         );
     }
+    assert_eq!(
+        *asked.lock().unwrap(),
+        vec!["master.wav".to_string()],
+        "the master is fetched once for all segments"
+    );
+    let parts = out.join("jobs/stage/segmentation/audio_segments/segment_0.wav.parts");
+    assert_eq!(
+        files_under(&parts),
+        Vec::<std::path::PathBuf>::new(),
+        "the master's copy is removed"
+    );
     worker.signal(libc::SIGTERM);
     let _ = worker
         .wait_for_exit(std::time::Duration::from_secs(30))
@@ -1224,8 +1251,8 @@ async fn a_trim_batch_is_one_workflow_that_counts_its_segments() {
 
 /// A long task whose worker is killed mid-encode is not lost: the next worker on the queue
 /// takes the attempt at once (the dead one's scratch note hands it back) and the task's
-/// answer comes as if nothing happened. (The encode itself starts over: tasks are not yet
-/// chunked like the transcode's ladder.)
+/// answer comes as if nothing happened. (A video this short is one activity, so its encode
+/// starts over; long ones are chunked, below.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_whose_worker_dies_mid_encode_finishes_on_the_next() {
     let h = Harness::start().await;
@@ -1430,7 +1457,7 @@ async fn a_long_downsample_is_chunked_and_resumes_after_a_lost_worker() {
     std::fs::create_dir_all(&served).unwrap();
     let source = served.join("film.mp4");
     make_video(&source, 640, 360, 150, 25).await;
-    let (_http, http_port) = serve_dir(&served);
+    let (_http, http_port, _) = serve_dir(&served);
     let put_url = server
         .client()
         .put_object()

@@ -16,7 +16,7 @@ use crate::media::{
 use crate::receipt::Receipt;
 use crate::task::{
     AudioTrim, DownsamplePlan, Downsampling, Encoding, EncodingPlan, Probe, ProcessStep,
-    StageObject, TaskDelivery, TaskSound, Vmaf,
+    StageObject, StageSource, TaskDelivery, TaskSound, Vmaf,
 };
 use crate::webhook::{WebhookBody, WebhookReceipt};
 use serde::{Deserialize, Serialize};
@@ -301,6 +301,13 @@ impl MediaTaskActivities {
     /// The sound track of a chunked task, stored for its join.
     #[activity(name = "task_sound")]
     pub fn sound(input: TaskSound) -> Result<StoredObject, ActivityError> {
+        unimplemented!()
+    }
+
+    /// A payload's `http(s)`/`gs://` input copied once into a store for the parts of one
+    /// task (`None`: it is a store object already, or the worker has no place for parts).
+    #[activity(name = "task_stage_source")]
+    pub fn stage_source(input: StageSource) -> Result<Option<ObjectRef>, ActivityError> {
         unimplemented!()
     }
 

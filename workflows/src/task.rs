@@ -167,6 +167,20 @@ pub struct AudioTrim {
     pub start_seconds: f64,
     pub duration_seconds: f64,
     pub output: TaskOutput,
+    /// A copy of the source in a store, read instead of `source_uri` (a batch copies an
+    /// `http(s)`/`gs://` master once for all its segments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged: Option<crate::media::ObjectRef>,
+}
+
+/// A payload's input copied once into a store for the parts of one task that all read it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageSource {
+    /// The payload field naming it, for messages.
+    pub field: String,
+    pub uri: String,
+    /// An output of the task, whose place decides where the copy waits.
+    pub output: TaskOutput,
 }
 
 /// One span of an `AUDIO_TRIM` batch.
@@ -193,6 +207,7 @@ impl AudioTrimBatch {
             start_seconds: s.start_seconds,
             duration_seconds: s.duration_seconds,
             output: s.output.clone(),
+            staged: None,
         })
     }
 }
@@ -373,6 +388,7 @@ pub fn parse_task(input: &Value) -> Result<MediaTask, TaskError> {
                     start_seconds: r.seconds("start_sec", 0.0),
                     duration_seconds: r.seconds("duration_sec", f64::MIN_POSITIVE),
                     output: r.output("output_video_uri"),
+                    staged: None,
                 }),
                 "ENCODING" => r.encoding(),
                 other => {
@@ -860,6 +876,7 @@ mod tests {
                 start_seconds: 12.5,
                 duration_seconds: 3.0,
                 output: TaskOutput::Uri("s3://videos/stage/segment_0.wav".into()),
+                staged: None,
             }))
         );
         assert_eq!(
@@ -953,6 +970,7 @@ mod tests {
                 start_seconds: 2.5,
                 duration_seconds: 2.0,
                 output: TaskOutput::PutUrl("https://put.example/s1?sig=x".into()),
+                staged: None,
             })
         );
         assert_eq!(

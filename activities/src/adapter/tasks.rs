@@ -11,10 +11,10 @@ use std::sync::Arc;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use transcoder_workflows::activities::task_defs as defs;
-use transcoder_workflows::media::StoredObject;
+use transcoder_workflows::media::{ObjectRef, StoredObject};
 use transcoder_workflows::task::{
     AudioTrim, DownsamplePlan, Downsampling, Encoding, EncodingPlan, Probe, ProcessStep,
-    StageObject, TaskDelivery, TaskSound, Vmaf as VmafTask,
+    StageObject, StageSource, TaskDelivery, TaskSound, Vmaf as VmafTask,
 };
 
 /// The task activities of a worker: its transcode activities' settings, shared.
@@ -140,6 +140,20 @@ impl TaskActivities {
                     .with_bytes(stored.size_bytes)
                     .encoder(stored.encoder.as_deref());
                 Ok((stored, facts))
+            })
+            .await
+    }
+
+    #[activity(definition = defs::StageSource)]
+    pub async fn stage_source(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: StageSource,
+    ) -> Result<Option<ObjectRef>, ActivityError> {
+        self.media
+            .observed(&ctx, async |step| {
+                let copy = chunking::stage_source(&self.io(), &input, step.dir()).await?;
+                Ok((copy, StepFacts::default()))
             })
             .await
     }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use transcoder_workflows::media::ObjectRef;
-use transcoder_workflows::task::{TaskDelivery, TaskOutput};
+use transcoder_workflows::task::{StageSource, TaskDelivery, TaskOutput};
 
 /// The folder of one chunked task's parts: `bucket`, and its key prefix ending in `/`.
 pub struct Parts {
@@ -85,6 +85,25 @@ impl Parts {
         };
         (joined, Some(delivery))
     }
+}
+
+/// Copies a payload's input that is not a store object into the parts place of the task's
+/// output, once for all its parts; `None` when it is one already or there is no place.
+pub async fn stage_source(
+    io: &TaskIo<'_>,
+    input: &StageSource,
+    work: &Path,
+) -> Result<Option<ObjectRef>> {
+    if io.store_object(&input.uri).is_some() {
+        return Ok(None);
+    }
+    let Some(root) = io.parts_root(&input.output) else {
+        return Ok(None);
+    };
+    let local = io.input(&input.field, &input.uri, work, "source").await?;
+    let parts = Parts::new(root, &["source copy v1", &input.uri], &[]);
+    let (copy, _) = parts.source(io, &input.uri, &local).await?;
+    Ok(Some(copy))
 }
 
 /// Delivers a joined output from the parts folder to where the payload asked.

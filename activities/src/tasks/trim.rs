@@ -45,9 +45,13 @@ pub async fn audio_trim(
     progress: &ScaledProgress,
 ) -> Result<Value> {
     io.check_output("parameters.output_video_uri", &task.output)?;
-    let source = io
-        .input("parameters.source_uri", &task.source_uri, work, "source")
-        .await?;
+    let source = match &task.staged {
+        Some(copy) => io.storage.readable_path(copy, work).await?,
+        None => {
+            io.input("parameters.source_uri", &task.source_uri, work, "source")
+                .await?
+        }
+    };
     let probe = crate::probe::probe_file(&source).await?;
     let Some(audio) = probe.audio.clone() else {
         return Err(refused(

@@ -7,7 +7,7 @@
 //! request sent again after a failure runs again, after a success returns the stored answer.
 
 use crate::activities::task_defs as act;
-use crate::task::{AudioTrim, MediaTask, ProcessStep};
+use crate::task::{AudioTrim, MediaTask, ProcessStep, StageSource};
 use crate::window::run_windowed;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -149,14 +149,48 @@ impl MediaTaskWorkflow {
                 .map(|results| json!({ "processes": results }))
             }
             MediaTask::AudioTrimBatch(batch) => {
+                ctx.state_mut(|s| s.progress.total = batch.segments.len() as u32);
+                // An http(s)/gs:// master is copied into a store once, not fetched by every
+                // segment (histories without the marker fetched it per segment).
+                let staged = match (ctx.patched(TRIM_SOURCE_STAGED), batch.segments.first()) {
+                    (true, Some(first)) => {
+                        let stage = StageSource {
+                            field: "parameters.source_uri".into(),
+                            uri: batch.source_uri.clone(),
+                            output: first.output.clone(),
+                        };
+                        ctx.execute_activity(act::StageSource, stage, options(3600))
+                            .await
+                    }
+                    _ => Ok(None),
+                };
                 let trims: Vec<AudioTrim> = (0..batch.segments.len())
                     .filter_map(|i| batch.trim(i))
+                    .map(|trim| AudioTrim {
+                        staged: staged.as_ref().ok().cloned().flatten(),
+                        ..trim
+                    })
                     .collect();
-                fan_out(ctx, &trims, |trim| {
-                    ctx.execute_activity(act::AudioTrim, trim.clone(), options(3600))
-                })
-                .await
-                .map(|results| {
+                let cut = match staged {
+                    Err(e) => Err(e),
+                    Ok(_) => {
+                        fan_out(ctx, &trims, |trim| {
+                            ctx.execute_activity(act::AudioTrim, trim.clone(), options(3600))
+                        })
+                        .await
+                    }
+                };
+                if let Some(copy) = trims.first().and_then(|t| t.staged.clone()) {
+                    // Failing to remove the copy costs storage, not the task.
+                    let _ = ctx
+                        .execute_activity(
+                            crate::activities::defs::RemoveObjects,
+                            vec![copy],
+                            options(600),
+                        )
+                        .await;
+                }
+                cut.map(|results| {
                     json!({
                         "task": "AUDIO_TRIM",
                         "source_uri": crate::job::redact_uri(&batch.source_uri),
@@ -187,6 +221,9 @@ impl MediaTaskWorkflow {
         }
     }
 }
+
+/// Marks trim batches whose `http(s)`/`gs://` master is copied into a store once.
+const TRIM_SOURCE_STAGED: &str = "trim-source-staged";
 
 /// Marks `ENCODING`s that are planned first (and long ones with burned subtitles chunked).
 const ENCODING_PLANNED: &str = "encoding-planned";
