@@ -1,6 +1,7 @@
 //! The one place that calls libvmaf (`vmaf-head-sys`, built from vendored sources with the
-//! standard models inside): a [`Scorer`] takes pairs of 8-bit 4:2:0 pictures and gives the
-//! per-frame and pooled VMAF of the `vmaf_v0.6.1` model.
+//! standard models inside): a [`Scorer`] takes pairs of 4:2:0 pictures (8-bit, or 10-bit in
+//! little-endian 16-bit words) and gives the per-frame and pooled VMAF of one built-in model
+//! (`transcoder_workflows::task::VMAF_MODELS`).
 #![allow(unsafe_code)] // FFI to libvmaf; every call's contract is noted where it is made.
 
 use std::ffi::CString;
@@ -16,6 +17,8 @@ pub struct Scorer {
     model: *mut sys::VmafModel,
     width: u32,
     height: u32,
+    /// Bits per sample of the pictures pushed: 8, or 10 (two bytes a sample).
+    bits: u32,
     frames: u32,
 }
 
@@ -34,7 +37,18 @@ pub struct Scores {
 }
 
 impl Scorer {
-    pub fn new(width: u32, height: u32, threads: u32) -> Result<Self, String> {
+    /// A scorer of `width`x`height` pictures of `bits` (8 or 10) per sample with the
+    /// built-in model `model_name`.
+    pub fn new(
+        width: u32,
+        height: u32,
+        bits: u32,
+        model_name: &str,
+        threads: u32,
+    ) -> Result<Self, String> {
+        if bits != 8 && bits != 10 {
+            return Err(format!("{bits}-bit pictures are not scored (8 or 10)"));
+        }
         let config = sys::VmafConfiguration {
             log_level: sys::VmafLogLevel_VMAF_LOG_LEVEL_NONE,
             n_threads: threads,
@@ -48,7 +62,7 @@ impl Scorer {
         if rc != 0 || context.is_null() {
             return Err(format!("vmaf_init failed ({rc})"));
         }
-        let name = CString::new(MODEL).map_err(|e| e.to_string())?;
+        let name = CString::new(model_name).map_err(|e| e.to_string())?;
         let mut model_config = sys::VmafModelConfig {
             name: name.as_ptr(),
             flags: u64::from(sys::VmafModelFlags_VMAF_MODEL_FLAGS_DEFAULT),
@@ -59,13 +73,14 @@ impl Scorer {
         if rc != 0 || model.is_null() {
             // SAFETY: the context was opened above and is closed once.
             unsafe { sys::vmaf_close(context) };
-            return Err(format!("loading the {MODEL} model failed ({rc})"));
+            return Err(format!("loading the {model_name} model failed ({rc})"));
         }
         let scorer = Scorer {
             context,
             model,
             width,
             height,
+            bits,
             frames: 0,
         };
         // SAFETY: both pointers are live (owned by `scorer`).
@@ -76,10 +91,18 @@ impl Scorer {
         Ok(scorer)
     }
 
-    /// Bytes of one 8-bit 4:2:0 picture of the scorer's size.
+    /// Bytes of one 4:2:0 picture of the scorer's size and depth.
     pub fn frame_bytes(&self) -> usize {
         let (w, h) = (self.width as usize, self.height as usize);
-        w * h + 2 * (w.div_ceil(2) * h.div_ceil(2))
+        (w * h + 2 * (w.div_ceil(2) * h.div_ceil(2))) * self.sample_bytes()
+    }
+
+    fn sample_bytes(&self) -> usize {
+        if self.bits > 8 {
+            2
+        } else {
+            1
+        }
     }
 
     /// Scores one pair of pictures (planar Y, U, V, no padding).
@@ -115,7 +138,7 @@ impl Scorer {
             sys::vmaf_picture_alloc(
                 &mut picture,
                 sys::VmafPixelFormat_VMAF_PIX_FMT_YUV420P,
-                8,
+                self.bits,
                 self.width,
                 self.height,
             )
@@ -126,13 +149,18 @@ impl Scorer {
         let mut at = 0;
         for plane in 0..3 {
             let (w, h) = (picture.w[plane] as usize, picture.h[plane] as usize);
+            // A row's bytes: samples of one byte, or of two (little-endian, as libvmaf's
+            // 16-bit words are on the little-endian machines we build for).
+            let row_bytes = w * self.sample_bytes();
             let stride = picture.stride[plane] as usize;
             let base = picture.data[plane].cast::<u8>();
             for row in 0..h {
-                let line = &planes[at..at + w];
-                // SAFETY: libvmaf allocated `h` rows of `stride >= w` bytes for this plane.
-                unsafe { ptr::copy_nonoverlapping(line.as_ptr(), base.add(row * stride), w) };
-                at += w;
+                let line = &planes[at..at + row_bytes];
+                // SAFETY: libvmaf allocated `h` rows of `stride >= row_bytes` bytes here.
+                unsafe {
+                    ptr::copy_nonoverlapping(line.as_ptr(), base.add(row * stride), row_bytes)
+                };
+                at += row_bytes;
             }
         }
         Ok(picture)
@@ -207,7 +235,7 @@ mod tests {
     #[test]
     fn a_picture_scores_high_against_itself_and_lower_against_a_damaged_copy() {
         let (w, h) = (160u32, 96u32);
-        let mut scorer = Scorer::new(w, h, 1).unwrap();
+        let mut scorer = Scorer::new(w, h, 8, MODEL, 1).unwrap();
         let size = scorer.frame_bytes();
         let luma = (w * h) as usize;
         let frame = |k: usize| -> Vec<u8> {
@@ -228,7 +256,7 @@ mod tests {
         }
         let same = scorer.finish().unwrap();
         assert!(same.mean > 95.0, "{same:?}");
-        let mut scorer = Scorer::new(w, h, 1).unwrap();
+        let mut scorer = Scorer::new(w, h, 8, MODEL, 1).unwrap();
         for k in 0..4 {
             let original = frame(k);
             // A 5x5 box blur of the luma: the detail VMAF weighs is gone.
@@ -254,5 +282,25 @@ mod tests {
         let damaged = scorer.finish().unwrap();
         assert!(damaged.mean < same.mean - 10.0, "{damaged:?} vs {same:?}");
         assert_eq!(damaged.per_frame.len(), 4);
+
+        // The same pictures in 10 bits (each sample times 4, as ffmpeg widens 8-bit video)
+        // score as they do in 8, with every model.
+        let widen = |eight: &[u8]| -> Vec<u8> {
+            eight
+                .iter()
+                .flat_map(|&v| (u16::from(v) << 2).to_le_bytes())
+                .collect()
+        };
+        for model in transcoder_workflows::task::VMAF_MODELS {
+            let mut scorer = Scorer::new(w, h, 10, model, 1).unwrap();
+            assert_eq!(scorer.frame_bytes(), 2 * size);
+            for k in 0..4 {
+                scorer.push(&widen(&frame(k)), &widen(&frame(k))).unwrap();
+            }
+            let deep = scorer.finish().unwrap();
+            assert!(deep.mean > 95.0, "{model}: {deep:?}");
+        }
+        assert!(Scorer::new(w, h, 12, MODEL, 1).is_err());
+        assert!(Scorer::new(w, h, 8, "vmaf_v9", 1).is_err());
     }
 }

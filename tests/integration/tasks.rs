@@ -601,6 +601,59 @@ async fn every_task_runs_through_the_cli_and_its_output_reads_back() {
     .unwrap();
     assert_eq!(log["frames"].as_array().unwrap().len(), 150);
     assert!(log["frames"][10]["metrics"]["vmaf"].as_f64().unwrap() > 95.0);
+    assert_eq!(
+        (same["model"].as_str(), same["bit_depth"].as_u64()),
+        (Some("vmaf_v0.6.1"), Some(8))
+    );
+
+    // A 10-bit reference is scored in 10 bits, with the model the payload names.
+    let deep = media.join("deep.mkv");
+    ffmpeg_make(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=25:duration=2",
+        "-pix_fmt",
+        "yuv420p10le",
+        "-c:v",
+        "ffv1",
+        s(&deep),
+    ])
+    .await;
+    put(&server, "pipelines/j1/inputs/video/deep.mkv", &deep).await;
+    let deep_vmaf = |distorted: &str, model: &str| {
+        task(json!({"action": "vmaf", "data": {
+            "input1": "s3://videos/pipelines/j1/inputs/video/deep.mkv",
+            "input2": format!("s3://videos/pipelines/j1/{distorted}"), "model": model}}))
+    };
+    let itself = deep_vmaf("inputs/video/deep.mkv", "vmaf_v0.6.1neg").await;
+    itself.assert_success();
+    let itself = itself.json()["result"].clone();
+    assert_eq!(itself["bit_depth"], 10, "{itself}");
+    assert_eq!(itself["model"], "vmaf_v0.6.1neg");
+    assert_eq!(itself["frames"], 50);
+    assert!(itself["vmaf"].as_f64().unwrap() > 97.0, "{itself}");
+    let coarse = deep_vmaf("stage/degraded.mp4", "vmaf_v0.6.1neg").await;
+    coarse.assert_success();
+    let coarse = coarse.json()["result"].clone();
+    eprintln!(
+        "VMAF 10-bit: itself {}, degraded 8-bit copy {}",
+        itself["vmaf"], coarse["vmaf"]
+    );
+    assert!(
+        coarse["vmaf"].as_f64().unwrap() < itself["vmaf"].as_f64().unwrap() - 15.0,
+        "{coarse}"
+    );
+    let unknown = deep_vmaf("stage/degraded.mp4", "my_model.json").await;
+    unknown.assert_failure();
+    assert!(
+        unknown.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("data.model"),
+        "{}",
+        unknown.dump()
+    );
 
     // ENCODING in the legacy form: gs://{bucket}/{bucket_parent_folder}/{input_video_name}
     // in, {bucket_parent_folder}/{name} out in the same bucket, the video's own sound kept.

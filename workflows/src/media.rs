@@ -151,6 +151,27 @@ impl VideoInfo {
         matches!(self.field_order.as_deref(), Some("tt" | "bb" | "tb" | "bt"))
     }
 
+    /// Bits per sample of the picture, read from its pixel format's name: the YUV, planar
+    /// RGB and gray families name it after a `p` or the family (`yuv420p10le`, `p010le`,
+    /// `gbrp12le`, `gray10le`); everything else (`yuv420p`, `nv12`, `rgb24`, unknown) is 8.
+    pub fn bit_depth(&self) -> u32 {
+        let Some(name) = self.pix_fmt.as_deref() else {
+            return 8;
+        };
+        let base = name
+            .strip_suffix("le")
+            .or_else(|| name.strip_suffix("be"))
+            .unwrap_or(name);
+        let digits = base.len() - base.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let family = ["yuv", "gbr", "gray", "p0", "p2", "p4", "y2", "xv3"]
+            .iter()
+            .any(|f| base.starts_with(f));
+        match base[base.len() - digits..].parse::<u32>() {
+            Ok(bits @ 9..=16) if family => bits,
+            _ => 8,
+        }
+    }
+
     /// Size as displayed: width and height swap for 90/270 degree rotations.
     /// Anamorphic sources (non-square pixels) are widened to square pixels first.
     pub fn display_size(&self) -> (u32, u32) {
@@ -363,4 +384,46 @@ pub struct CleanupOutcome {
     pub deleted: bool,
     /// Why nothing was deleted, when nothing was.
     pub kept_because: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bit_depth_is_read_from_the_pixel_format() {
+        let depth = |pix_fmt: Option<&str>| {
+            VideoInfo {
+                codec: "h264".into(),
+                width: 64,
+                height: 64,
+                rotation: 0,
+                frame_rate: None,
+                avg_frame_rate: None,
+                pix_fmt: pix_fmt.map(String::from),
+                sample_aspect_ratio: None,
+                color_transfer: None,
+                color_primaries: None,
+                color_space: None,
+                field_order: None,
+            }
+            .bit_depth()
+        };
+        for (name, bits) in [
+            ("yuv420p", 8),
+            ("yuvj420p", 8),
+            ("nv12", 8),
+            ("rgb24", 8),
+            ("rgb48le", 8),
+            ("yuv420p10le", 10),
+            ("yuv422p10be", 10),
+            ("p010le", 10),
+            ("gbrp12le", 12),
+            ("gray10le", 10),
+            ("yuv444p16le", 16),
+        ] {
+            assert_eq!(depth(Some(name)), bits, "{name}");
+        }
+        assert_eq!(depth(None), 8);
+    }
 }

@@ -253,7 +253,20 @@ pub struct Vmaf {
     pub reference: String,
     pub distorted: String,
     pub output: Option<String>,
+    /// One of [`VMAF_MODELS`]; `None`: the first, the standard one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
+
+/// The VMAF models `vmaf` scores with (libvmaf's built-in ones): the standard model for
+/// 1080p viewing at 3 picture heights (the default), its 4K TV model, and the `neg`
+/// variants that do not reward enhancement such as sharpening.
+pub const VMAF_MODELS: [&str; 4] = [
+    "vmaf_v0.6.1",
+    "vmaf_4k_v0.6.1",
+    "vmaf_v0.6.1neg",
+    "vmaf_4k_v0.6.1neg",
+];
 
 /// One task or action, as asked.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -417,6 +430,19 @@ pub fn parse_task(input: &Value) -> Result<MediaTask, TaskError> {
                     reference: r.text("input1"),
                     distorted: r.text("input2"),
                     output: r.optional_text("output"),
+                    model: r.optional_text("model").and_then(|model| {
+                        if VMAF_MODELS.contains(&model.as_str()) {
+                            Some(model)
+                        } else {
+                            r.problems.push(format!(
+                                "{} {:?} is not one of {}",
+                                r.name("model"),
+                                model.chars().take(40).collect::<String>(),
+                                VMAF_MODELS.join(", ")
+                            ));
+                            None
+                        }
+                    }),
                 }),
                 other => {
                     return Err(refuse(format!(
@@ -927,7 +953,23 @@ mod tests {
                 reference: "a.mp4".into(),
                 distorted: "b.mp4".into(),
                 output: Some("v.json".into()),
+                model: None,
             }))
+        );
+        let with_model = |model: &str| {
+            parse_task(
+                &json!({"action": "vmaf", "data": {"input1": "a.mp4", "input2": "b.mp4", "model": model}}),
+            )
+        };
+        assert!(matches!(
+            with_model("vmaf_4k_v0.6.1"),
+            Ok(MediaTask::Vmaf(Vmaf { model: Some(m), .. })) if m == "vmaf_4k_v0.6.1"
+        ));
+        let refused = with_model("/etc/passwd").expect_err("not a model");
+        assert!(
+            refused.problems[0].contains("data.model")
+                && refused.problems[0].contains("vmaf_v0.6.1"),
+            "{refused}"
         );
         let chain = json!(["ffmpeg", "-i", "in.mp4", "out.mp4"]);
         assert_eq!(

@@ -1,8 +1,10 @@
 //! The `vmaf` action: the VMAF score of a distorted video against its reference, with
-//! libvmaf's standard model (`vmaf_v0.6.1`), per-frame scores written where asked.
+//! libvmaf's standard model (`vmaf_v0.6.1`, or another built-in one the payload names as
+//! `model`), per-frame scores written where asked.
 //!
-//! As VMAF users prepare their inputs: both are decoded by ffmpeg to 8-bit 4:2:0 (upright,
-//! as displayed); a distorted video of another size is scaled to the reference's with
+//! As VMAF users prepare their inputs: both are decoded by ffmpeg to 4:2:0 at the
+//! reference's depth (8-bit, or 10-bit for a reference of more than 8; upright, as
+//! displayed); a distorted video of another size is scaled to the reference's with
 //! bicubic scaling (how a player would show it on the reference's screen), and one of
 //! another frame rate is resampled to the reference's rate (frames dropped or repeated by
 //! timestamp), so frame `k` of each is the same moment. Frames are scored in pairs until
@@ -20,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use transcoder_workflows::media::FrameRate;
+use transcoder_workflows::task::VMAF_MODELS;
 use transcoder_workflows::task::{TaskOutput, Vmaf};
 
 /// What is scored: the reference's displayed size and rate.
@@ -31,6 +34,9 @@ struct Plan {
     expected_frames: f64,
     scaled: bool,
     resampled: bool,
+    /// 8, or 10 for a reference deeper than 8 bits.
+    bits: u32,
+    model: String,
 }
 
 pub async fn vmaf(
@@ -72,6 +78,12 @@ pub async fn vmaf(
         expected_frames: ref_seconds * rate.as_f64(),
         scaled: dist_video.display_size() != (width, height),
         resampled: dist_rate.is_some_and(|r| (r.as_f64() - rate.as_f64()).abs() > 0.001),
+        bits: if ref_video.bit_depth() > 8 { 10 } else { 8 },
+        model: task
+            .model
+            .clone()
+            .filter(|m| VMAF_MODELS.contains(&m.as_str()))
+            .unwrap_or_else(|| MODEL.to_string()),
     };
 
     let cancelled = Arc::new(AtomicBool::new(false));
@@ -92,7 +104,8 @@ pub async fn vmaf(
         "vmaf_harmonic_mean": round3(scores.harmonic_mean),
         "vmaf_min": round3(scores.min),
         "vmaf_max": round3(scores.max),
-        "model": MODEL,
+        "model": plan.model,
+        "bit_depth": plan.bits,
         "frames": scores.per_frame.len(),
         "frames_reference": counts.0,
         "frames_distorted": counts.1,
@@ -104,7 +117,7 @@ pub async fn vmaf(
     });
     if let Some(out) = &output {
         let file = work.join("vmaf.json");
-        let log = per_frame_log(&scores);
+        let log = per_frame_log(&scores, &plan.model);
         std::fs::write(&file, serde_json::to_vec_pretty(&log).unwrap_or_default())
             .map_err(MediaError::io("writing", &file))?;
         let delivered = io.output("data.output", out, &file).await?;
@@ -118,9 +131,9 @@ fn round3(x: f64) -> f64 {
 }
 
 /// libvmaf's own JSON log shape: frames with their metrics, and the pooled metrics.
-fn per_frame_log(scores: &Scores) -> Value {
+fn per_frame_log(scores: &Scores, model: &str) -> Value {
     json!({
-        "model": MODEL,
+        "model": model,
         "frames": scores.per_frame.iter().enumerate()
             .map(|(i, s)| json!({"frameNum": i, "metrics": {"vmaf": s}}))
             .collect::<Vec<_>>(),
@@ -140,8 +153,9 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// An ffmpeg decoding `path` to raw 8-bit 4:2:0 frames of the plan's size on its stdout.
-fn decoder(path: &Path, filters: &str) -> Result<Child> {
+/// An ffmpeg decoding `path` to raw 4:2:0 frames in `pix_fmt` of the plan's size on its
+/// stdout.
+fn decoder(path: &Path, filters: &str, pix_fmt: &str) -> Result<Child> {
     let mut cmd = Command::new(ffmpeg_bin());
     crate::process::die_with_parent(&mut cmd);
     cmd.args([
@@ -155,7 +169,7 @@ fn decoder(path: &Path, filters: &str) -> Result<Child> {
     ])
     .arg(path)
     .args([
-        "-map", "0:v:0", "-an", "-sn", "-vf", filters, "-f", "rawvideo", "-pix_fmt", "yuv420p", "-",
+        "-map", "0:v:0", "-an", "-sn", "-vf", filters, "-f", "rawvideo", "-pix_fmt", pix_fmt, "-",
     ])
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
@@ -198,16 +212,23 @@ fn score(
     progress: &ScaledProgress,
 ) -> Result<(Scores, (u64, u64))> {
     let (w, h) = (plan.width, plan.height);
-    let ref_filters = format!("scale={w}:{h}:flags=bicubic,format=yuv420p");
+    // Little-endian 16-bit words, as libvmaf reads 10-bit pictures.
+    let pix_fmt = if plan.bits > 8 {
+        "yuv420p10le"
+    } else {
+        "yuv420p"
+    };
+    let ref_filters = format!("scale={w}:{h}:flags=bicubic,format={pix_fmt}");
     let mut dist_filters = format!("scale={w}:{h}:flags=bicubic");
     if plan.resampled {
         dist_filters.push_str(&format!(",fps={}", plan.rate.to_ffmpeg()));
     }
-    dist_filters.push_str(",format=yuv420p");
+    dist_filters.push_str(&format!(",format={pix_fmt}"));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
-    let mut scorer = Scorer::new(w, h, threads).map_err(MediaError::Verification)?;
-    let mut ref_dec = decoder(reference, &ref_filters)?;
-    let mut dist_dec = decoder(distorted, &dist_filters)?;
+    let mut scorer =
+        Scorer::new(w, h, plan.bits, &plan.model, threads).map_err(MediaError::Verification)?;
+    let mut ref_dec = decoder(reference, &ref_filters, pix_fmt)?;
+    let mut dist_dec = decoder(distorted, &dist_filters, pix_fmt)?;
     let mut a = vec![0u8; scorer.frame_bytes()];
     let mut b = vec![0u8; scorer.frame_bytes()];
     let (mut ref_frames, mut dist_frames, mut scored) = (0u64, 0u64, 0u64);
