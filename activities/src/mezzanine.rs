@@ -100,29 +100,46 @@ fn video_filter(
     subtitles: Option<&str>,
     rebase: &str,
 ) -> String {
-    let mut vf = String::new();
+    let mut vf: Vec<String> = Vec::new();
     if video.deinterlace {
-        vf.push_str(DEINTERLACE_FILTER);
-        vf.push(',');
+        vf.push(DEINTERLACE_FILTER.into());
     }
-    match video.size {
-        Some((w, h)) => vf.push_str(&format!("scale={w}:{h}")),
-        None => vf.push_str("scale=trunc(iw*sar/2)*2:trunc(ih/2)*2"),
-    }
-    vf.push_str(",setsar=1,");
-    vf.push_str(timing);
+    // A task's picture is what its user gets: the sharper scaler for it.
+    let flags = match video.encoder {
+        PictureEncoder::Delivery => ":flags=lanczos",
+        PictureEncoder::Mezzanine => "",
+    };
+    vf.push(match video.size {
+        Some((w, h)) => format!("scale={w}:{h}{flags}"),
+        None => format!("scale=trunc(iw*sar/2)*2:trunc(ih/2)*2{flags}"),
+    });
+    vf.push("setsar=1".into());
+    vf.push(timing.into());
     if let Some(transfer) = video.tone_map_from {
-        vf.push(',');
-        vf.push_str(&tone_map_filter(transfer));
+        vf.push(tone_map_filter(transfer));
     }
-    vf.push_str(",format=yuv420p");
-    for tail in [subtitles.unwrap_or_default(), rebase] {
-        if !tail.is_empty() {
-            vf.push(',');
-            vf.push_str(tail);
-        }
+    vf.push("format=yuv420p".into());
+    vf.push(subtitles.unwrap_or_default().into());
+    vf.push(rebase.into());
+    vf.retain(|f| !f.is_empty());
+    vf.join(",")
+}
+
+/// The picture of a task made in one run (`DOWNSAMPLING`, `ENCODING` that burns subtitles
+/// in): the filters and colour tags of its pieces ([`piece_args`]), on the source's own
+/// timing, `subtitles` (a filter) drawn last; the encoder's options are the caller's.
+pub fn task_picture_args(a: &mut FfmpegArgs, video: &MezzanineVideo, subtitles: Option<&str>) {
+    a.opt("-vf", video_filter(video, "", subtitles, ""));
+    colour_tags(a, video);
+}
+
+/// BT.709 tags on a picture tone mapped to it.
+fn colour_tags(a: &mut FfmpegArgs, video: &MezzanineVideo) {
+    if video.tone_map_from.is_some() {
+        a.opt("-color_primaries", "bt709")
+            .opt("-color_trc", "bt709")
+            .opt("-colorspace", "bt709");
     }
-    vf
 }
 
 /// The picture's encoder: for the mezzanine libx264 CRF 18 (or NVENC,
@@ -154,11 +171,7 @@ fn encode_video(
     }
     a.opt("-profile:v", "high").opt("-pix_fmt", "yuv420p");
     h264_gop_from(a, "v", gop_frames, video.gop_seconds, gop_offset);
-    if video.tone_map_from.is_some() {
-        a.opt("-color_primaries", "bt709")
-            .opt("-color_trc", "bt709")
-            .opt("-colorspace", "bt709");
-    }
+    colour_tags(a, video);
 }
 
 /// The mezzanine's sound: stereo AAC at 48 kHz. Beside a picture it spans the timeline:

@@ -468,6 +468,53 @@ async fn every_task_runs_through_the_cli_and_its_output_reads_back() {
         );
     }
 
+    // DOWNSAMPLING of 10-bit PQ (HDR) video: tone mapped to 8-bit SDR BT.709, tagged so,
+    // as the transcode's pictures are, not 8-bit samples still tagged PQ.
+    let hdr = media.join("hdr.mp4");
+    ffmpeg_make(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=25:duration=2",
+        "-c:v",
+        "libx265",
+        "-preset",
+        "ultrafast",
+        "-x265-params",
+        "log-level=error",
+        "-pix_fmt",
+        "yuv420p10le",
+        "-color_primaries",
+        "bt2020",
+        "-color_trc",
+        "smpte2084",
+        "-colorspace",
+        "bt2020nc",
+        s(&hdr),
+    ])
+    .await;
+    put(&server, "pipelines/j1/inputs/video/hdr.mp4", &hdr).await;
+    let out = task(json!({"task": "DOWNSAMPLING", "parameters": {
+        "original_video_uri": "s3://videos/pipelines/j1/inputs/video/hdr.mp4",
+        "output_video_uri": "s3://videos/out/hdr-240.mp4", "resolution": 240}}))
+    .await;
+    out.assert_success();
+    let sdr = h.path("hdr-240.mp4");
+    fetch(&server, "out/hdr-240.mp4", &sdr).await;
+    let probe = ffprobe_json(&["-of", "json", "-show_streams", s(&sdr)])
+        .await
+        .unwrap();
+    let v = &probe["streams"][0];
+    assert_eq!(
+        (
+            v["pix_fmt"].as_str(),
+            v["color_transfer"].as_str(),
+            v["color_primaries"].as_str()
+        ),
+        (Some("yuv420p"), Some("bt709"), Some("bt709")),
+        "{v}"
+    );
+
     // ENCODING: the voice replaces the video's sound (padded to the video's 6 s), and the
     // subtitles are drawn only when asked.
     let export = |burn: bool, name: &str| {

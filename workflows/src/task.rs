@@ -60,6 +60,27 @@ pub struct DownsamplePlan {
     pub staged: Vec<crate::media::ObjectRef>,
 }
 
+/// The picture of a video task (`DOWNSAMPLING`, `ENCODING` that burns subtitles in) from a
+/// source `video`, at `size`: deinterlaced when it is interlaced, HDR tone mapped to SDR
+/// BT.709, 8-bit 4:2:0, `subtitles` drawn, an IDR frame every 2 s. One run and the chunks'
+/// pieces make it with the same filters; the pieces also put it on a constant-rate grid.
+pub fn task_picture(
+    video: &crate::media::VideoInfo,
+    size: (u32, u32),
+    encoder: crate::media::PictureEncoder,
+    subtitles: Option<crate::media::ObjectRef>,
+) -> crate::media::MezzanineVideo {
+    crate::media::MezzanineVideo {
+        frame_rate: video.output_frame_rate(),
+        gop_seconds: 2,
+        tone_map_from: video.hdr_transfer(),
+        deinterlace: video.is_interlaced(),
+        size: Some(size),
+        encoder,
+        subtitles,
+    }
+}
+
 /// A chunked task's joined output, in its parts folder, to be delivered where the payload
 /// asked (a presigned PUT URL, `gs://`) by `task_deliver`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

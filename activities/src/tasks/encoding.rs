@@ -24,11 +24,13 @@ use crate::encoder::EncoderSettings;
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::run::ScaledProgress;
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
-use crate::mezzanine::subtitles_filter;
+use crate::mezzanine::{subtitles_filter, task_picture_args};
 use serde_json::{json, Value};
 use std::path::Path;
+use transcoder_workflows::media::PictureEncoder;
 use transcoder_workflows::task::{
-    sound_fit, Encoding, EncodingPlan, SoundRule, SoundSource, TaskSound, CHUNKED_FROM_SECONDS,
+    sound_fit, task_picture, Encoding, EncodingPlan, SoundRule, SoundSource, TaskSound,
+    CHUNKED_FROM_SECONDS,
 };
 
 const OUTPUT: &str = "parameters.output_video_uri";
@@ -174,7 +176,9 @@ pub async fn encoding(
     a.opt("-map", "0:v:0");
     match &subtitles {
         Some(ass) => {
-            a.opt("-vf", subtitles_filter(ass)?);
+            let size = picture.display_size();
+            let drawn = task_picture(&picture, size, PictureEncoder::Delivery, None);
+            task_picture_args(&mut a, &drawn, Some(&subtitles_filter(ass)?));
             encoder.video_codec_args(&mut a);
         }
         None => {

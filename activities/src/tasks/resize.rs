@@ -17,9 +17,13 @@ use crate::encoder::EncoderSettings;
 use crate::error::{MediaError, Result};
 use crate::ffmpeg::run::{count_video_packets, ScaledProgress};
 use crate::ffmpeg::{ffmpeg, FfmpegArgs};
+use crate::mezzanine::task_picture_args;
 use serde_json::{json, Value};
 use std::path::Path;
-use transcoder_workflows::task::{DownsamplePlan, Downsampling, SoundRule, CHUNKED_FROM_SECONDS};
+use transcoder_workflows::media::PictureEncoder;
+use transcoder_workflows::task::{
+    task_picture, DownsamplePlan, Downsampling, SoundRule, CHUNKED_FROM_SECONDS,
+};
 
 /// The output size for a displayed `width`x`height` asked to be `asked` lines high:
 /// (width, height, whether the request was above the source and so not followed).
@@ -109,18 +113,11 @@ pub async fn downsample(
     };
     let (dw, dh) = video.display_size();
     let (width, height, upscale_refused) = target_size(dw, dh, task.height);
-    let mut filters = Vec::new();
-    if video.is_interlaced() {
-        filters.push(crate::mezzanine::DEINTERLACE_FILTER.to_string());
-    }
-    filters.push(format!("scale={width}:{height}:flags=lanczos"));
-    filters.push("format=yuv420p".into());
-    filters.push("setsar=1".into());
+    let picture = task_picture(&video, (width, height), PictureEncoder::Delivery, None);
     let out = work.join("downsampled.mp4");
     let mut a = FfmpegArgs::new();
-    a.input(&source)
-        .opt("-map", "0:v:0")
-        .opt("-vf", filters.join(","));
+    a.input(&source).opt("-map", "0:v:0");
+    task_picture_args(&mut a, &picture, None);
     encoder.video_codec_args(&mut a);
     let codec = probe.audio.as_ref().map(|a| a.codec.as_str());
     sound_args(&mut a, "0:a:0?", codec, SoundRule::DOWNSAMPLED);

@@ -14,16 +14,15 @@ use crate::media::{
     ObjectRef, PictureEncoder, ProbeResult, StoredObject,
 };
 use crate::task::{
-    sound_fit, DownsamplePlan, Encoding, EncodingPlan, SoundRule, SoundSource, TaskDelivery,
-    TaskSound,
+    sound_fit, task_picture, DownsamplePlan, Encoding, EncodingPlan, SoundRule, SoundSource,
+    TaskDelivery, TaskSound,
 };
 use serde_json::{json, Value};
 use temporalio_sdk::{ActivityExecutionError, WorkflowContext};
 
-/// Chunks of 60 s, as the ladder's (10 segments of 6 s), on 2 s GOPs.
+/// Chunks of 60 s, as the ladder's (10 segments of 6 s).
 const SEGMENT_SECONDS: u32 = 6;
 const SEGMENTS_PER_CHUNK: u32 = 10;
-const GOP_SECONDS: u32 = 2;
 
 /// The chunks of a source with `probe`, when it can be cut (else it runs in one activity).
 pub(super) fn chunks_of(probe: &ProbeResult) -> Option<Vec<ChunkPlan>> {
@@ -164,7 +163,7 @@ impl Job<'_> {
     }
 }
 
-/// The picture of `probe` at `size`, on its constant-rate grid, every 2 s an IDR frame.
+/// The picture of `probe` at `size` ([`task_picture`]).
 fn picture(
     probe: &ProbeResult,
     size: (u32, u32),
@@ -172,15 +171,7 @@ fn picture(
     subtitles: Option<ObjectRef>,
 ) -> Option<MezzanineVideo> {
     let source = probe.video.as_ref()?;
-    Some(MezzanineVideo {
-        frame_rate: source.output_frame_rate(),
-        gop_seconds: GOP_SECONDS,
-        tone_map_from: source.hdr_transfer(),
-        deinterlace: source.is_interlaced(),
-        size: Some(size),
-        encoder,
-        subtitles,
-    })
+    Some(task_picture(source, size, encoder, subtitles))
 }
 
 fn stored_uri(object: &ObjectRef) -> String {
