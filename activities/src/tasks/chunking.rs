@@ -14,7 +14,22 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use transcoder_workflows::media::ObjectRef;
-use transcoder_workflows::task::{StageSource, TaskDelivery, TaskOutput};
+use transcoder_workflows::task::{StageSource, TaskDelivery, TaskOutput, CHUNKED_FROM_SECONDS};
+
+/// The variable that moves the length from which video tasks are chunked (seconds of
+/// picture; `0` chunks every one that can be cut, a very large value none).
+pub const CHUNKED_FROM_VAR: &str = "TRANSCODER_TASK_CHUNKED_FROM";
+
+/// Whether a video task whose picture lasts `seconds` is made in chunks: from
+/// [`CHUNKED_FROM_SECONDS`], or what [`CHUNKED_FROM_VAR`] says.
+pub fn chunked(seconds: f64) -> bool {
+    let from = std::env::var(CHUNKED_FROM_VAR)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .unwrap_or(CHUNKED_FROM_SECONDS);
+    seconds >= from
+}
 
 /// The folder of one chunked task's parts: `bucket`, and its key prefix ending in `/`.
 pub struct Parts {

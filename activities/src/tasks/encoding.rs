@@ -11,12 +11,12 @@
 //! - **Sound.** AAC at 192 kb/s, tagged with `language` (ISO 639-2 in the MP4).
 //! - **Legacy form.** It names no audio: the video's own sound is kept (AAC copied,
 //!   anything else encoded as AAC 192k).
-//! - **Long videos.** Burning subtitles into a video of [`CHUNKED_FROM_SECONDS`] or more,
-//!   read from and written to objects of the worker's stores, is planned in chunks
-//!   ([`plan`]): the pieces are the mezzanine's, at the picture's displayed size on a
-//!   constant-rate grid, drawn with the same ASS file on the programme's clock.
+//! - **Long videos.** Burning subtitles into a video long enough to chunk ([`chunked`]) is
+//!   planned in chunks ([`plan`]): the pieces are the mezzanine's, at the picture's
+//!   displayed size on a constant-rate grid, drawn with the same ASS file on the
+//!   programme's clock (`super::chunking` says where the parts live).
 
-use super::chunking::Parts;
+use super::chunking::{chunked, Parts};
 use super::io::refused;
 use super::sound::sound_args;
 use super::TaskIo;
@@ -30,7 +30,6 @@ use std::path::Path;
 use transcoder_workflows::media::PictureEncoder;
 use transcoder_workflows::task::{
     sound_fit, task_picture, Encoding, EncodingPlan, SoundRule, SoundSource, TaskSound,
-    CHUNKED_FROM_SECONDS,
 };
 
 const OUTPUT: &str = "parameters.output_video_uri";
@@ -61,7 +60,7 @@ pub async fn plan(io: &TaskIo<'_>, task: &Encoding, work: &Path) -> Result<Optio
         // Unknown stream timing: one run, which cuts by the container's length.
         return Ok(None);
     };
-    if picture_end < CHUNKED_FROM_SECONDS {
+    if !chunked(picture_end) {
         return Ok(None);
     }
     // The output lasts as long as the picture: the timeline the pieces cover ends with it.

@@ -9,7 +9,7 @@
 //! to objects of the worker's stores is planned in chunks ([`plan`]) with the same encoder
 //! and sound rule, on a constant-rate grid.
 
-use super::chunking::Parts;
+use super::chunking::{chunked, Parts};
 use super::io::refused;
 use super::sound::sound_args;
 use super::TaskIo;
@@ -21,9 +21,7 @@ use crate::mezzanine::task_picture_args;
 use serde_json::{json, Value};
 use std::path::Path;
 use transcoder_workflows::media::PictureEncoder;
-use transcoder_workflows::task::{
-    task_picture, DownsamplePlan, Downsampling, SoundRule, CHUNKED_FROM_SECONDS,
-};
+use transcoder_workflows::task::{task_picture, DownsamplePlan, Downsampling, SoundRule};
 
 /// The output size for a displayed `width`x`height` asked to be `asked` lines high:
 /// (width, height, whether the request was above the source and so not followed).
@@ -54,7 +52,7 @@ pub async fn plan(
     let Some(video) = probe.video.as_ref() else {
         return Err(refused(INPUT, "the file has no video stream"));
     };
-    if probe.duration_seconds < CHUNKED_FROM_SECONDS {
+    if !chunked(probe.duration_seconds) {
         return Ok(None);
     }
     let (source_width, source_height) = video.display_size();
