@@ -4,7 +4,9 @@
 #   1. the sandbox: one short ffmpeg alone against the same ffmpeg through `sandbox-exec`;
 #   2. AUDIO_TRIM: a span at the start against one at the end of a long AAC master (sample
 #      exactness decodes everything before the span);
-#   3. vmaf: frames per second of libvmaf's standard model on a 720p pair.
+#   3. vmaf: frames per second of libvmaf's standard model on a 720p pair;
+#   4. a long DOWNSAMPLING made in one run against the same made in chunks (what durability
+#      costs on one machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-./target/release/transcoder}
@@ -53,4 +55,15 @@ vmaf() { # RUN
 }
 for i in $(seq 3); do
   echo "  run $i: $(measure bash -c "$(declare -f vmaf); BIN=$BIN WORK=$WORK vmaf $i") (wall s, CPU s; 750 frames)"
+done
+
+echo "== 4. DOWNSAMPLING of 4 min of 1280x720 25 fps to 480 lines: one run against 4 chunks"
+ff -f lavfi -i testsrc2=size=1280x720:rate=25:duration=240 -f lavfi -i sine=frequency=440:sample_rate=48000:duration=240 \
+  -c:v libx264 -preset veryfast -crf 20 -c:a aac -b:a 128k -shortest "$WORK/out/bench/long.mp4"
+downsample() { # FROM RUN
+  TRANSCODER_TASK_CHUNKED_FROM=$1 TRANSCODER_STATE_DIR="$WORK/state" TRANSCODER_LOG=warn "$BIN" task --out "$WORK/out" \
+    "{\"task\": \"DOWNSAMPLING\", \"parameters\": {\"original_video_uri\": \"s3://bench/long.mp4\", \"output_video_uri\": \"s3://bench/long-480-$1-$2.mp4\", \"resolution\": 480}}"
+}
+for i in $(seq 2); do
+  echo "  run $i: one run $(measure bash -c "$(declare -f downsample); BIN=$BIN WORK=$WORK downsample 100000 $i") | chunked $(measure bash -c "$(declare -f downsample); BIN=$BIN WORK=$WORK downsample 0 $i")"
 done

@@ -1,9 +1,10 @@
 //! Deploying new workflow code while jobs run: recorded histories of real jobs (a video, an
-//! audio job, a refused one, one resumed after a killed worker), as the SDK encodes them,
-//! replayed against the current
-//! `TranscodeWorkflow`. A change that would fail a running job with a non-determinism error
-//! fails here first. The rule for changing workflow code is in ARCHITECTURE.md ("Changing
-//! workflow code"); `record_histories` (ignored; run it on purpose) records them again.
+//! audio job, a refused one, one resumed after a killed worker; media tasks: a long ENCODING
+//! in chunks, a trim batch of an http master), as the SDK encodes them, replayed against the
+//! current `TranscodeWorkflow` and `MediaTaskWorkflow`. A change that would fail a running
+//! job with a non-determinism error fails here first. The rule for changing workflow code
+//! is in ARCHITECTURE.md ("Changing workflow code"); `record_histories` and
+//! `record_task_histories` (ignored; run them on purpose) record them again.
 
 use crate::common;
 
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
-use transcoder_workflows::{OriginalCleanupWorkflow, TranscodeWorkflow};
+use transcoder_workflows::{MediaTaskWorkflow, OriginalCleanupWorkflow, TranscodeWorkflow};
 
 /// The recorded histories, one JSON file per job.
 fn histories_dir() -> PathBuf {
@@ -22,7 +23,14 @@ fn histories_dir() -> PathBuf {
 
 /// The kinds of job recorded; `fixtures/histories` holds each as recorded by today's code
 /// (`KIND.json`) and by earlier code still to be replayed (`KIND-SINCE-WHAT.json`).
-const KINDS: [&str; 4] = ["video", "audio", "refused", "resumed"];
+const KINDS: [&str; 6] = [
+    "video",
+    "audio",
+    "refused",
+    "resumed",
+    "task-encoding-chunked",
+    "task-trim-batch",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_jobs_replay_on_the_current_workflow() {
@@ -33,6 +41,9 @@ async fn recorded_jobs_replay_on_the_current_workflow() {
     options
         .register_workflow::<OriginalCleanupWorkflow>()
         .expect("register OriginalCleanupWorkflow");
+    options
+        .register_workflow::<MediaTaskWorkflow>()
+        .expect("register MediaTaskWorkflow");
     let replayer = WorkflowReplayer::new(options).expect("replayer");
     let mut files: Vec<PathBuf> = std::fs::read_dir(histories_dir())
         .expect("fixtures/histories")
@@ -207,4 +218,86 @@ async fn record_histories() {
     }
     rescuer.signal(libc::SIGTERM);
     let _ = rescuer.wait_for_exit(Duration::from_secs(60)).await;
+}
+
+/// Records the media tasks' histories again (see `record_histories`):
+///     cargo test --test integration replay::record_task_histories -- --ignored
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "records fixtures; run on purpose"]
+async fn record_task_histories() {
+    const QUEUE: &str = "q-record-tasks";
+    let h = Harness::start().await;
+    let out = h.path("out");
+    std::fs::create_dir_all(out.join("jobs")).expect("jobs folder");
+    // A master on a loopback HTTP server (the batch copies it once).
+    let served = h.path("served");
+    std::fs::create_dir_all(&served).expect("served folder");
+    ffmpeg_make(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "anoisesrc=seed=3:sample_rate=48000:duration=6",
+        s(&served.join("master.wav")),
+    ])
+    .await;
+    let server = tiny_http::Server::http("127.0.0.1:0").expect("http server");
+    let port = server.server_addr().to_ip().expect("ip").port();
+    let master = std::fs::read(served.join("master.wav")).expect("master");
+    std::thread::spawn(move || {
+        while let Ok(request) = server.recv() {
+            let _ = request.respond(tiny_http::Response::from_data(master.clone()));
+        }
+    });
+    let mut worker = h.spawn_with_env(
+        &["worker", "--out", s(&out), "--task-queue", QUEUE],
+        &[
+            ("INPUT_ALLOWED_HOSTS", format!("127.0.0.1:{port}")),
+            ("TRANSCODER_TASK_CHUNKED_FROM", "10".to_string()),
+        ],
+    );
+    make_video(&out.join("jobs/film.mp4"), 320, 180, 130, 25).await;
+    ffmpeg_make(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "anoisesrc=seed=4:sample_rate=48000:duration=120",
+        s(&out.join("jobs/voice.wav")),
+    ])
+    .await;
+    std::fs::write(
+        out.join("jobs/subs.ass"),
+        "[Script Info]\nScriptType: v4.00+\n\n[Events]\nFormat: Layer, Start, End, Style, Text\n\
+         Dialogue: 0,0:00:58.00,0:01:03.00,Default,Across the cut\n",
+    )
+    .expect("subtitles");
+    let encoding = json!({"task": "ENCODING", "parameters": {
+        "id": "rec-encoding", "language": "en", "subtitles": true,
+        "input_video_uri": "s3://jobs/film.mp4", "input_audio_uri": "s3://jobs/voice.wav",
+        "subtitles_uri": "s3://jobs/subs.ass",
+        "output_video_uri": "s3://jobs/film-subs.mp4"}});
+    let batch = json!({"task": "AUDIO_TRIM", "parameters": {
+        "source_uri": format!("http://127.0.0.1:{port}/master.wav"),
+        "segments": [
+            {"start_sec": 0, "duration_sec": 2, "output_video_uri": "s3://jobs/seg0.wav"},
+            {"start_sec": 2, "duration_sec": 2, "output_video_uri": "s3://jobs/seg1.wav"}]}});
+    std::fs::create_dir_all(histories_dir()).expect("histories folder");
+    for (kind, payload) in [
+        ("task-encoding-chunked", encoding),
+        ("task-trim-batch", batch),
+    ] {
+        let file = write_job(&h, &format!("{kind}.json"), &payload);
+        let started = h
+            .run(&["submit", "--job", s(&file), "--task-queue", QUEUE])
+            .await;
+        started.assert_success();
+        let id = started.stdout.trim().to_string();
+        h.run(&["submit", "--job", s(&file), "--wait", "--task-queue", QUEUE])
+            .await
+            .assert_success();
+        let path = histories_dir().join(format!("{kind}.json"));
+        std::fs::write(&path, history_json(&h, &id).await).expect("write");
+        eprintln!("recorded {}", path.display());
+    }
+    worker.signal(libc::SIGTERM);
+    let _ = worker.wait_for_exit(Duration::from_secs(60)).await;
 }
