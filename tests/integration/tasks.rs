@@ -1669,6 +1669,7 @@ async fn a_long_encoding_burns_subtitles_in_chunks_and_resumes_after_a_lost_work
     let file = write_job(&h, "export.json", &payload);
     let parts = jobs.join("export.mp4.parts");
     let (answer, history) = finish_after_a_lost_worker(&h, (&out, &[]), &file, &parts, 3).await;
+    assert!(!parts.exists(), "the parts' folders are removed with them");
     assert_eq!(
         activity_attempts(&history, "task_encoding"),
         Vec::<u64>::new()

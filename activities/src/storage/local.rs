@@ -79,7 +79,13 @@ impl LocalStorage {
                 source: std::io::Error::other(format!("{written} of {expected} bytes")),
             });
         }
-        if let Err(e) = tokio::fs::rename(&tmp, &dest).await {
+        let mut renamed = tokio::fs::rename(&tmp, &dest).await;
+        if matches!(&renamed, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+            // Deleting the folder's last object removed the folder meanwhile: again.
+            let _ = tokio::fs::create_dir_all(parent).await;
+            renamed = tokio::fs::rename(&tmp, &dest).await;
+        }
+        if let Err(e) = renamed {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(MediaError::io("publishing", &dest)(e));
         }
@@ -187,6 +193,29 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(incoming, 0, "the temporary file was renamed into place");
+    }
+
+    /// Deleting a folder's last object removes the folders it leaves empty, never the
+    /// bucket's, and never a folder that still holds something.
+    #[tokio::test]
+    async fn deleting_the_last_object_removes_its_empty_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path());
+        let src = dir.path().join("src.bin");
+        std::fs::write(&src, b"x").unwrap();
+        let kept = ObjectRef::new("bucket", "out.mp4.parts/keep.txt");
+        let piece = ObjectRef::new("bucket", "out.mp4.parts/abc/piece-00000.mp4");
+        for obj in [&kept, &piece] {
+            storage.put_file(&src, obj).await.unwrap();
+        }
+        storage.delete(&piece).await.unwrap();
+        assert!(!dir.path().join("bucket/out.mp4.parts/abc").exists());
+        assert!(dir.path().join("bucket/out.mp4.parts/keep.txt").exists());
+        storage.delete(&kept).await.unwrap();
+        assert!(!dir.path().join("bucket/out.mp4.parts").exists());
+        assert!(dir.path().join("bucket").is_dir(), "the bucket's folder stays");
+        // Gone already: still fine.
+        storage.delete(&kept).await.unwrap();
     }
 
     /// A write that fails part-way (a full disk, an I/O error) leaves no partial file.

@@ -258,7 +258,20 @@ impl Storage {
             Target::Local(local) => {
                 let path = local.path(obj)?;
                 match tokio::fs::remove_file(&path).await {
-                    Ok(()) => Ok(()),
+                    Ok(()) => {
+                        // Folders the object leaves empty go too (a folder store has no
+                        // objects to hold them), up to the bucket's own folder.
+                        let bucket = local.root().join(&obj.bucket);
+                        for folder in path.ancestors().skip(1) {
+                            if folder == bucket || !folder.starts_with(&bucket) {
+                                break;
+                            }
+                            if tokio::fs::remove_dir(folder).await.is_err() {
+                                break;
+                            }
+                        }
+                        Ok(())
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                     Err(e) => Err(MediaError::Io {
                         context: "deleting",
