@@ -213,7 +213,10 @@ mod tests {
         assert!(dir.path().join("bucket/out.mp4.parts/keep.txt").exists());
         storage.delete(&kept).await.unwrap();
         assert!(!dir.path().join("bucket/out.mp4.parts").exists());
-        assert!(dir.path().join("bucket").is_dir(), "the bucket's folder stays");
+        assert!(
+            dir.path().join("bucket").is_dir(),
+            "the bucket's folder stays"
+        );
         // Gone already: still fine.
         storage.delete(&kept).await.unwrap();
     }
