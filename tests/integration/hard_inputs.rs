@@ -852,43 +852,7 @@ async fn hdr_case(transfer: &str, media: &str) {
     let h = Harness::start().await;
     let input = h.path(&format!("in/{media}.mp4"));
     std::fs::create_dir_all(input.parent().unwrap()).unwrap();
-    ffmpeg_make(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=1280x720:rate=30:duration=4",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000:duration=4",
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-c:v",
-        "libx265",
-        "-preset",
-        "ultrafast",
-        "-x265-params",
-        "log-level=error",
-        "-pix_fmt",
-        "yuv420p10le",
-        "-color_primaries",
-        "bt2020",
-        "-color_trc",
-        transfer,
-        "-colorspace",
-        "bt2020nc",
-        "-tag:v",
-        "hvc1",
-        "-c:a",
-        "aac",
-        "-ac",
-        "2",
-        "-shortest",
-        s(&input),
-    ])
-    .await;
+    make_hdr_video(&input, "1280x720:rate=30:duration=4", transfer, true).await;
     let src = stream_of(&input, "video").await;
     assert_eq!(src["pix_fmt"], "yuv420p10le", "source: {src:#}");
     assert_eq!(src["color_transfer"], transfer, "source: {src:#}");

@@ -186,7 +186,10 @@ async fn frame_at(path: &Path, seconds: f64, scratch: &Path) -> (u32, u32, Vec<u
     decode_gray_frame(&still).await
 }
 
-const SUBTITLES_ASS: &str = "[Script Info]
+/// An ASS file of one bottom-centred cue from `start` to `end` (`H:MM:SS.cc`).
+fn ass_with_cue(start: &str, end: &str, text: &str) -> String {
+    format!(
+        "[Script Info]
 ScriptType: v4.00+
 PlayResX: 640
 PlayResY: 360
@@ -197,8 +200,10 @@ Style: Default,Arial,40,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,-1,0,0,0,100
 
 [Events]
 Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
-Dialogue: 0,0:00:00.50,0:00:05.50,Default,,0,0,0,,Burned in for good
-";
+Dialogue: 0,{start},{end},Default,,0,0,0,,{text}
+"
+    )
+}
 
 /// Every task of the reference through `transcoder task`, outputs read back from the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,7 +271,8 @@ async fn every_task_runs_through_the_cli_and_its_output_reads_back() {
         s(&voice),
     ])
     .await;
-    std::fs::write(media.join("subs.ass"), SUBTITLES_ASS).unwrap();
+    let ass = ass_with_cue("0:00:00.50", "0:00:05.50", "Burned in for good");
+    std::fs::write(media.join("subs.ass"), ass).unwrap();
     put(&server, "pipelines/j1/inputs/audio/master.wav", &master_wav).await;
     put(&server, "pipelines/j1/inputs/video/in.mp4", &video).await;
     put(&server, "pipelines/j1/inputs/audio/voice.wav", &voice).await;
@@ -471,28 +477,7 @@ async fn every_task_runs_through_the_cli_and_its_output_reads_back() {
     // DOWNSAMPLING of 10-bit PQ (HDR) video: tone mapped to 8-bit SDR BT.709, tagged so,
     // as the transcode's pictures are, not 8-bit samples still tagged PQ.
     let hdr = media.join("hdr.mp4");
-    ffmpeg_make(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=640x360:rate=25:duration=2",
-        "-c:v",
-        "libx265",
-        "-preset",
-        "ultrafast",
-        "-x265-params",
-        "log-level=error",
-        "-pix_fmt",
-        "yuv420p10le",
-        "-color_primaries",
-        "bt2020",
-        "-color_trc",
-        "smpte2084",
-        "-colorspace",
-        "bt2020nc",
-        s(&hdr),
-    ])
-    .await;
+    make_hdr_video(&hdr, "640x360:rate=25:duration=2", "smpte2084", false).await;
     put(&server, "pipelines/j1/inputs/video/hdr.mp4", &hdr).await;
     let out = task(json!({"task": "DOWNSAMPLING", "parameters": {
         "original_video_uri": "s3://videos/pipelines/j1/inputs/video/hdr.mp4",
@@ -1626,21 +1611,6 @@ async fn a_long_downsample_is_chunked_and_resumes_after_a_lost_worker() {
     );
 }
 
-/// An ASS file whose one cue spans the first chunk boundary (60 s).
-const ACROSS_THE_CUT_ASS: &str = "[Script Info]
-ScriptType: v4.00+
-PlayResX: 640
-PlayResY: 360
-
-[V4+ Styles]
-Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding
-Style: Default,Arial,40,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,-1,0,0,0,100,100,0,0,1,3,0,2,10,10,30,1
-
-[Events]
-Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
-Dialogue: 0,0:00:58.00,0:01:03.00,Default,,0,0,0,,Across the cut
-";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_encoding_burns_subtitles_in_chunks_and_resumes_after_a_lost_worker() {
     let h = Harness::start().await;
@@ -1659,7 +1629,9 @@ async fn a_long_encoding_burns_subtitles_in_chunks_and_resumes_after_a_lost_work
         s(&voice),
     ])
     .await;
-    std::fs::write(jobs.join("subs.ass"), ACROSS_THE_CUT_ASS).unwrap();
+    // One cue across the first chunk boundary (60 s).
+    let ass = ass_with_cue("0:00:58.00", "0:01:03.00", "Across the cut");
+    std::fs::write(jobs.join("subs.ass"), ass).unwrap();
     let payload = json!({"task": "ENCODING", "parameters": {
         "id": "long-export", "language": "en", "subtitles": true,
         "input_video_uri": "s3://jobs/film.mp4",

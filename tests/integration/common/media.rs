@@ -32,6 +32,58 @@ pub async fn make_video(path: &Path, width: u32, height: u32, seconds: u32, fps:
     make_sources(path, &video, &audio, 0.0, &extra).await;
 }
 
+/// HDR video as cameras and grading tools write it: HEVC 10-bit 4:2:0, BT.2020, with
+/// `transfer` (`smpte2084` for PQ, `arib-std-b67` for HLG), from `testsrc2=size=…` given as
+/// `size_rate_duration` (`1280x720:rate=30:duration=4`), with a stereo AAC tone when
+/// `with_sound`.
+pub async fn make_hdr_video(
+    path: &Path,
+    size_rate_duration: &str,
+    transfer: &str,
+    with_sound: bool,
+) {
+    let picture = format!("testsrc2=size={size_rate_duration}");
+    let mut args = vec!["-f", "lavfi", "-i", &picture];
+    if with_sound {
+        args.extend([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-c:a",
+            "aac",
+            "-ac",
+            "2",
+            "-shortest",
+        ]);
+    }
+    args.extend([
+        "-c:v",
+        "libx265",
+        "-preset",
+        "ultrafast",
+        "-x265-params",
+        "log-level=error",
+        "-pix_fmt",
+        "yuv420p10le",
+        "-color_primaries",
+        "bt2020",
+        "-color_trc",
+        transfer,
+        "-colorspace",
+        "bt2020nc",
+        "-tag:v",
+        "hvc1",
+    ]);
+    let out = path.to_str().expect("utf-8 path");
+    args.push(out);
+    ffmpeg_make(&args).await;
+}
+
 /// Two lavfi sources, a picture and a sound, muxed as H.264/AAC; the sound starts
 /// `audio_offset` seconds after the picture.
 pub async fn make_sources(
