@@ -164,10 +164,11 @@ impl MediaTaskWorkflow {
                     }
                     _ => Ok(None),
                 };
+                let copy = staged.as_ref().ok().cloned().flatten();
                 let trims: Vec<AudioTrim> = (0..batch.segments.len())
                     .filter_map(|i| batch.trim(i))
                     .map(|trim| AudioTrim {
-                        staged: staged.as_ref().ok().cloned().flatten(),
+                        staged: copy.clone(),
                         ..trim
                     })
                     .collect();
@@ -180,7 +181,7 @@ impl MediaTaskWorkflow {
                         .await
                     }
                 };
-                if let Some(copy) = trims.first().and_then(|t| t.staged.clone()) {
+                if let Some(copy) = copy {
                     // Failing to remove the copy costs storage, not the task.
                     let _ = ctx
                         .execute_activity(
