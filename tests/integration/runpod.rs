@@ -586,15 +586,7 @@ async fn serve_api_runs_jobs() {
         "--task-queue",
         "rp-api",
     ]);
-    let base = poll_until(Duration::from_secs(90), || {
-        server.stderr().lines().find_map(|l| {
-            l.split_once("RunPod local API on ")
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .map(str::to_string)
-        })
-    })
-    .await
-    .unwrap_or_else(|| panic!("no local API address\n{}", server.dump()));
+    let base = server.local_api_base().await;
     let http = reqwest::Client::new();
     let get = |path: &str| http.get(format!("{base}{path}")).send();
     let post = |path: &str, body: Value| http.post(format!("{base}{path}")).json(&body).send();

@@ -66,6 +66,12 @@ fn serve_dir(
     (server, port, asked)
 }
 
+/// The `error` a failed `transcoder task` answered, after checking that it failed.
+fn refusal(out: &CmdOutput) -> String {
+    out.assert_failure();
+    out.json()["error"].as_str().unwrap_or_default().to_string()
+}
+
 async fn put(server: &S3Server, key: &str, path: &Path) {
     server
         .client()
@@ -399,11 +405,7 @@ async fn every_task_runs_through_the_cli_and_its_output_reads_back() {
         "start_sec": 11, "duration_sec": 2,
         "output_video_uri": "s3://videos/past.wav"}}))
     .await;
-    past.assert_failure();
-    let error = past.json()["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let error = refusal(&past);
     assert!(
         error.contains("parameters.duration_sec") && error.contains("past the end"),
         "{}",
@@ -419,11 +421,7 @@ async fn every_task_runs_through_the_cli_and_its_output_reads_back() {
         "start_sec": 0, "duration_sec": 1,
         "output_video_uri": "s3://archive/stolen.wav"}}))
     .await;
-    elsewhere.assert_failure();
-    let error = elsewhere.json()["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let error = refusal(&elsewhere);
     assert!(
         error.contains("parameters.output_video_uri") && error.contains("outside the places"),
         "{}",
@@ -433,11 +431,7 @@ async fn every_task_runs_through_the_cli_and_its_output_reads_back() {
     // So is an input outside TRANSCODER_TASK_INPUTS.
     let outside =
         task(json!({"action": "probe", "data": {"input": "s3://videos/private/other.mp4"}})).await;
-    outside.assert_failure();
-    let error = outside.json()["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let error = refusal(&outside);
     assert!(
         error.contains("data.input") && error.contains("outside the places tasks may read"),
         "{}",
@@ -677,12 +671,8 @@ async fn every_task_runs_through_the_cli_and_its_output_reads_back() {
         "{coarse}"
     );
     let unknown = deep_vmaf("stage/degraded.mp4", "my_model.json").await;
-    unknown.assert_failure();
     assert!(
-        unknown.json()["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("data.model"),
+        refusal(&unknown).contains("data.model"),
         "{}",
         unknown.dump()
     );
@@ -852,15 +842,7 @@ async fn runpod_jobs_carry_tasks_and_actions() {
         "--out",
         s(&out),
     ]);
-    let base = poll_until(std::time::Duration::from_secs(90), || {
-        api.stderr().lines().find_map(|l| {
-            l.split_once("RunPod local API on ")
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .map(str::to_string)
-        })
-    })
-    .await
-    .unwrap_or_else(|| panic!("no local API address\n{}", api.dump()));
+    let base = api.local_api_base().await;
     let http = reqwest::Client::new();
     let batch = json!({"input": {"task": "AUDIO_TRIM", "parameters": {
         "source_uri": "s3://local-bucket/tone.wav",
@@ -1143,11 +1125,7 @@ async fn process_chains_are_checked_and_confined() {
             "process",
         )
         .await;
-        refused.assert_failure();
-        let error = refused.json()["error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let error = refusal(&refused);
         assert!(
             error.contains(named),
             "{chain}: {error}\n{}",
@@ -1173,11 +1151,7 @@ async fn process_chains_are_checked_and_confined() {
             [("TRANSCODER_MAX_INPUT_BYTES", "5000000")],
         )
         .await;
-    endless.assert_failure();
-    let error = endless.json()["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let error = refusal(&endless);
     assert!(
         error.contains("5000000 bytes") && error.contains("TRANSCODER_MAX_INPUT_BYTES"),
         "{error}\n{}",

@@ -491,6 +491,20 @@ impl Background {
         read_lossy(&self.stderr_path)
     }
 
+    /// The base URL (`http://127.0.0.1:PORT`) of the RunPod local API this process
+    /// (`transcoder runpod --serve-api`) says it serves, once it says it (at most 90 s).
+    pub async fn local_api_base(&self) -> String {
+        poll_until(Duration::from_secs(90), || {
+            self.stderr().lines().find_map(|l| {
+                l.split_once("RunPod local API on ")
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .map(str::to_string)
+            })
+        })
+        .await
+        .unwrap_or_else(|| panic!("no local API address\n{}", self.dump()))
+    }
+
     pub fn dump(&self) -> String {
         let stderr = self.stderr();
         let chars: Vec<char> = stderr.chars().collect();
