@@ -1329,7 +1329,8 @@ async fn a_task_whose_worker_dies_mid_encode_finishes_on_the_next() {
     submitted.assert_success();
     let id = submitted.stdout.trim().to_string();
 
-    // Wait until the encode has heartbeated progress, then kill the worker outright.
+    // Wait until the encode (not the plan before it, which may heartbeat too on a busy
+    // machine) has heartbeated progress, then kill the worker outright.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let raw = h
@@ -1347,7 +1348,11 @@ async fn a_task_whose_worker_dies_mid_encode_finishes_on_the_next() {
             .as_array()
             .into_iter()
             .flatten()
-            .any(|a| a.get("lastHeartbeatTime").is_some() && a.get("heartbeatDetails").is_some());
+            .any(|a| {
+                a["activityType"]["name"] == "task_downsample"
+                    && a.get("lastHeartbeatTime").is_some()
+                    && a.get("heartbeatDetails").is_some()
+            });
         if beating {
             break;
         }
